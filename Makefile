@@ -1,0 +1,13 @@
+# The README's commands.
+.PHONY: run test bench
+
+run:
+	go run ./cmd/kcluster -brokers 3
+
+test:
+	go vet ./...
+	go test -race -count=1 ./...
+	cd compat && go vet ./... && go test -race -count=1 ./...
+
+bench:
+	cd compat && go test -run '^$$' -bench . -benchtime 3x -count 5 ./...

@@ -1,0 +1,103 @@
+package kcluster
+
+// Fetch v4-v17 (KIP-74 response size limits, KIP-227 fetch sessions
+// declined: the session id is always 0 and every response is full, KIP-320
+// leader epochs, KIP-392 preferred read replica -1, KIP-516 topic ids from
+// v13, KIP-903 replica state from v15). Followers fetch with a replica id;
+// they read up to the log end and report their log-end offset through the
+// fetch offset. Consumers read below the high watermark (read_uncommitted)
+// or the last stable offset (read_committed).
+
+import (
+	"context"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func init() { reg(4, 17, (*broker).handleFetch) }
+
+func (b *broker) handleFetch(req *kmsg.FetchRequest, r *request) (*kmsg.FetchResponse, error) {
+	follower := req.ReplicaID
+	if req.Version >= 15 {
+		follower = req.ReplicaState.ID
+	}
+	if follower < 0 {
+		follower = -1
+	}
+	maxWait := time.Duration(req.MaxWaitMillis) * time.Millisecond
+	if maxWait < 0 {
+		maxWait = 0
+	}
+	deadline := time.Now().Add(maxWait)
+	maxBytes := int(req.MaxBytes)
+	if maxBytes <= 0 {
+		maxBytes = 1 << 30
+	}
+	for {
+		ch := b.dataChanged()
+		resp, total, hasErr := b.fetchOnce(req, follower, maxBytes)
+		if total >= int(req.MinBytes) || hasErr || !time.Now().Before(deadline) {
+			return resp, nil
+		}
+		t := time.NewTimer(time.Until(deadline))
+		select {
+		case <-ch:
+			t.Stop()
+		case <-t.C:
+		case <-b.ctx.Done():
+			t.Stop()
+			return nil, context.Canceled
+		}
+	}
+}
+
+func (b *broker) fetchOnce(req *kmsg.FetchRequest, follower int32, maxBytes int) (*kmsg.FetchResponse, int, bool) {
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	resp.SessionID = 0
+	total := 0
+	hasErr := false
+	firstData := true
+	for _, t := range req.Topics {
+		rt := kmsg.NewFetchResponseTopic()
+		rt.Topic, rt.TopicID = t.Topic, t.TopicID
+		name := t.Topic
+		if req.Version >= 13 {
+			name = ""
+		}
+		for _, p := range t.Partitions {
+			rp := kmsg.NewFetchResponseTopicPartition()
+			rp.Partition = p.Partition
+			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = -1, -1, -1
+			rep, err := b.lookupReplica(name, t.TopicID, p.Partition)
+			if err == nil {
+				if req.Version >= 13 {
+					rt.Topic = rep.topic
+				}
+				limit := int(p.PartitionMaxBytes)
+				if !firstData {
+					limit = min(limit, maxBytes-total)
+				}
+				var res fetchResult
+				res, err = rep.read(follower, p.FetchOffset, max(limit, 1), p.CurrentLeaderEpoch)
+				rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = res.hw, res.lso, res.logStart
+				if err == nil && len(res.records) > 0 {
+					if !firstData && len(res.records) > limit {
+						res.records = nil // KIP-74: only the first may exceed
+					} else {
+						firstData = false
+						rp.RecordBatches = res.records
+						total += len(res.records)
+					}
+				}
+			}
+			if err != nil {
+				rp.ErrorCode = errCode(err)
+				hasErr = true
+			}
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp, total, hasErr
+}

@@ -1,0 +1,125 @@
+package kcluster
+
+// ListOffsets v1-v9: earliest (-2), latest (-1), max timestamp (-3, KIP-734,
+// v7+), earliest local (-4, v8+), latest tiered (-5, v9+; no tiered storage,
+// so -1), and the first offset at or after a timestamp. Only the leader
+// answers (NOT_LEADER_OR_FOLLOWER otherwise); KIP-320 leader epochs are
+// checked. Offsets are bounded by the high watermark (read_uncommitted) or
+// the last stable offset (read_committed).
+
+import (
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kcluster/kcluster/segment"
+)
+
+func init() { reg(1, 9, (*broker).handleListOffsets) }
+
+func (b *broker) handleListOffsets(req *kmsg.ListOffsetsRequest, r *request) (*kmsg.ListOffsetsResponse, error) {
+	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
+	for _, t := range req.Topics {
+		rt := kmsg.NewListOffsetsResponseTopic()
+		rt.Topic = t.Topic
+		for _, p := range t.Partitions {
+			rp := kmsg.NewListOffsetsResponseTopicPartition()
+			rp.Partition = p.Partition
+			rp.Timestamp, rp.Offset, rp.LeaderEpoch = -1, -1, -1
+			rep, err := b.lookupReplica(t.Topic, [16]byte{}, p.Partition)
+			if err == nil {
+				err = rep.listOffset(&rp, p.Timestamp, p.CurrentLeaderEpoch, req.IsolationLevel == 1)
+			}
+			rp.ErrorCode = errCode(err)
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp, nil
+}
+
+func (r *replica) listOffset(rp *kmsg.ListOffsetsResponseTopicPartition, ts int64, currentEpoch int32, committed bool) error {
+	r.mu.Lock()
+	if r.mu.closed || r.mu.leader != r.b.id {
+		r.mu.Unlock()
+		return kerr.NotLeaderForPartition
+	}
+	if currentEpoch >= 0 && currentEpoch < r.mu.epoch {
+		r.mu.Unlock()
+		return kerr.FencedLeaderEpoch
+	}
+	if currentEpoch > r.mu.epoch {
+		r.mu.Unlock()
+		return kerr.UnknownLeaderEpoch
+	}
+	epoch, hw := r.mu.epoch, r.mu.hw
+	r.mu.Unlock()
+	limit := hw // the last stable offset equals it until transactions exist
+	_ = committed
+	switch ts {
+	case -1: // latest
+		rp.Offset, rp.LeaderEpoch = limit, epoch
+	case -2, -4: // earliest, earliest local
+		rp.Offset, rp.LeaderEpoch = r.log.LogStartOffset(), epoch
+	case -5: // latest tiered: nothing is tiered
+	case -3: // max timestamp
+		maxTS, _ := r.log.MaxTimestamp()
+		if maxTS < 0 {
+			return nil
+		}
+		return r.findTimestamp(rp, maxTS, limit, true)
+	default:
+		if ts < 0 {
+			return kerr.InvalidRequest
+		}
+		return r.findTimestamp(rp, ts, limit, false)
+	}
+	return nil
+}
+
+// findTimestamp finds the first record with a timestamp >= ts (or, exact,
+// == ts: the max-timestamp lookup) below limit.
+func (r *replica) findTimestamp(rp *kmsg.ListOffsetsResponseTopicPartition, ts, limit int64, exact bool) error {
+	batch, found, err := r.log.OffsetForTimestamp(ts)
+	if err != nil {
+		return kerr.KafkaStorageError
+	}
+	for found {
+		h, err := segment.ParseBatchHeader(batch)
+		if err != nil || h.BaseOffset >= limit {
+			return nil
+		}
+		if h.MaxTimestamp >= ts {
+			var hit bool
+			err = r.b.c.dec.forEachRecord(batch, func(off, rts int64) bool {
+				if off >= limit {
+					return false
+				}
+				if rts >= ts && (!exact || rts == ts) {
+					rp.Offset, rp.Timestamp, rp.LeaderEpoch = off, rts, h.PartitionLeaderEpoch
+					hit = true
+					return false
+				}
+				return true
+			})
+			if err != nil {
+				r.b.log.Warn("reading records for a timestamp lookup", "topic", r.topic, "partition", r.part, "err", err)
+				return kerr.CorruptMessage
+			}
+			if hit {
+				return nil
+			}
+		}
+		// No record below the limit matched in this batch: go on with
+		// the next one.
+		next, err := r.log.Read(h.LastOffset()+1, 1, limit)
+		if err != nil || len(next) == 0 {
+			return nil
+		}
+		nh, err := segment.ParseBatchHeader(next)
+		if err != nil {
+			return nil
+		}
+		batch = next[:nh.TotalSize()]
+	}
+	return nil
+}

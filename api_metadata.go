@@ -1,0 +1,153 @@
+package kcluster
+
+// Metadata v0-v12 (KIP-516 topic ids from v10; v10+ may name topics by id;
+// KIP-430 authorized operations are answered as "not requested").
+// Topics are auto-created (num.partitions, default.replication.factor) when
+// auto.create.topics.enable is true and the request allows it (v4+; always
+// for v0-v3).
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kcluster/kcluster/metadata"
+)
+
+func init() { reg(0, 12, (*broker).handleMetadata) }
+
+func (b *broker) handleMetadata(req *kmsg.MetadataRequest, r *request) (*kmsg.MetadataResponse, error) {
+	resp := req.ResponseKind().(*kmsg.MetadataResponse)
+	allTopics := req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0)
+	autoCreate := b.cfg.autoCreate && (req.Version < 4 || req.AllowAutoTopicCreation)
+
+	// Auto-create missing topics first, then describe from the state.
+	if !allTopics && autoCreate {
+		var missing []string
+		b.mu.RLock()
+		for _, t := range req.Topics {
+			if t.Topic != nil && *t.Topic != "" && b.mu.state.Topics[*t.Topic] == nil {
+				missing = append(missing, *t.Topic)
+			}
+		}
+		b.mu.RUnlock()
+		for _, name := range missing {
+			b.autoCreateTopic(name)
+		}
+	}
+
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	st := b.mu.state
+	for _, id := range st.BrokerIDs() {
+		br := st.Brokers[id]
+		if br.Fenced {
+			continue
+		}
+		mb := kmsg.NewMetadataResponseBroker()
+		mb.NodeID, mb.Host, mb.Port, mb.Rack = br.ID, br.Host, br.Port, br.Rack
+		resp.Brokers = append(resp.Brokers, mb)
+	}
+	cid := b.c.cfg.clusterID
+	resp.ClusterID = &cid
+	resp.ControllerID = b.controllerIDLocked()
+
+	describe := func(t *metadata.Topic) kmsg.MetadataResponseTopic {
+		mt := kmsg.NewMetadataResponseTopic()
+		name := t.Name
+		mt.Topic = &name
+		mt.TopicID = t.ID
+		mt.IsInternal = isInternalTopic(t.Name)
+		mt.AuthorizedOperations = -2147483648
+		for _, p := range t.Partitions {
+			mp := kmsg.NewMetadataResponseTopicPartition()
+			mp.Partition = p.Partition
+			mp.Leader = p.Leader
+			mp.LeaderEpoch = p.LeaderEpoch
+			mp.Replicas = slices.Clone(p.Replicas)
+			mp.ISR = slices.Clone(p.ISR)
+			mp.OfflineReplicas = []int32{}
+			for _, rid := range p.Replicas {
+				if br := st.Brokers[rid]; br == nil || br.Fenced {
+					mp.OfflineReplicas = append(mp.OfflineReplicas, rid)
+				}
+			}
+			if p.Leader < 0 {
+				mp.ErrorCode = kerr.LeaderNotAvailable.Code
+			}
+			mt.Partitions = append(mt.Partitions, mp)
+		}
+		return mt
+	}
+	if allTopics {
+		for _, name := range st.TopicNames() {
+			resp.Topics = append(resp.Topics, describe(st.Topics[name]))
+		}
+	} else {
+		for _, rt := range req.Topics {
+			var t *metadata.Topic
+			if rt.Topic != nil {
+				t = st.Topics[*rt.Topic]
+			} else if rt.TopicID != ([16]byte{}) {
+				t = st.TopicsByID[rt.TopicID]
+			}
+			if t == nil {
+				mt := kmsg.NewMetadataResponseTopic()
+				mt.Topic = rt.Topic
+				mt.TopicID = rt.TopicID
+				switch {
+				case rt.Topic == nil:
+					mt.ErrorCode = kerr.UnknownTopicID.Code
+				case !metadata.ValidTopicName(*rt.Topic):
+					mt.ErrorCode = kerr.InvalidTopicException.Code
+				default:
+					mt.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				}
+				resp.Topics = append(resp.Topics, mt)
+				continue
+			}
+			resp.Topics = append(resp.Topics, describe(t))
+		}
+	}
+	resp.AuthorizedOperations = -2147483648
+	return resp, nil
+}
+
+// controllerIDLocked is the id reported as the controller: in KRaft mode
+// Kafka reports a live broker, which forwards admin requests to the active
+// controller. We report the lowest live broker id.
+func (b *broker) controllerIDLocked() int32 {
+	for _, id := range b.mu.state.BrokerIDs() {
+		if !b.mu.state.Brokers[id].Fenced {
+			return id
+		}
+	}
+	return -1
+}
+
+func isInternalTopic(name string) bool {
+	return name == "__consumer_offsets" || name == "__transaction_state"
+}
+
+// autoCreateTopic creates a topic with the broker defaults and waits until
+// this broker's metadata has it. Failures (e.g. too few brokers for the
+// replication factor) are logged; the caller answers from the state.
+func (b *broker) autoCreateTopic(name string) {
+	if !metadata.ValidTopicName(name) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	_, err := b.c.ctrl.CreateTopic(ctx, metadata.TopicSpec{
+		Name: name, Partitions: b.cfg.numPartitions, ReplicationFactor: b.cfg.defaultRF,
+	}, false)
+	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		b.log.Warn("auto-creating topic", "topic", name, "err", err)
+		return
+	}
+	b.waitMetadata(ctx, b.c.mlog.End()-1)
+}

@@ -1,0 +1,169 @@
+package kcluster
+
+// CreateTopics v2-v7 (KIP-464 defaults -1 from v4, KIP-525 configs in the
+// response from v5, KIP-516 topic ids from v7) and DeleteTopics v1-v6
+// (deletion by topic id from v6). Both go to the controller, which writes
+// the metadata log; the handler answers once this broker has applied the
+// change, so a Metadata request to the same broker sees it.
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kcluster/kcluster/metadata"
+)
+
+func init() {
+	reg(2, 7, (*broker).handleCreateTopics)
+	reg(1, 6, (*broker).handleDeleteTopics)
+}
+
+func errCode(err error) int16 {
+	if err == nil {
+		return 0
+	}
+	var ke *kerr.Error
+	if errors.As(err, &ke) {
+		return ke.Code
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return kerr.RequestTimedOut.Code
+	}
+	return kerr.UnknownServerError.Code
+}
+
+func (b *broker) handleCreateTopics(req *kmsg.CreateTopicsRequest, r *request) (*kmsg.CreateTopicsResponse, error) {
+	resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
+	ctx, cancel := context.WithTimeout(b.ctx, requestTimeout(req.TimeoutMillis))
+	defer cancel()
+	seen := map[string]int{}
+	for _, t := range req.Topics {
+		seen[t.Topic]++
+	}
+	for _, t := range req.Topics {
+		rt := kmsg.NewCreateTopicsResponseTopic()
+		rt.Topic = t.Topic
+		rt.NumPartitions, rt.ReplicationFactor = -1, -1
+		if seen[t.Topic] > 1 {
+			rt.ErrorCode = kerr.InvalidRequest.Code
+			msg := "duplicate topic name in request"
+			rt.ErrorMessage = &msg
+			resp.Topics = append(resp.Topics, rt)
+			continue
+		}
+		spec := metadata.TopicSpec{Name: t.Topic, Partitions: t.NumPartitions, ReplicationFactor: t.ReplicationFactor}
+		if spec.Partitions == -1 {
+			spec.Partitions = b.cfg.numPartitions
+		}
+		if spec.ReplicationFactor == -1 {
+			spec.ReplicationFactor = b.cfg.defaultRF
+		}
+		if len(t.ReplicaAssignment) > 0 {
+			if t.NumPartitions != -1 || t.ReplicationFactor != -1 {
+				rt.ErrorCode = kerr.InvalidRequest.Code
+				resp.Topics = append(resp.Topics, rt)
+				continue
+			}
+			spec.Assignment = make([][]int32, len(t.ReplicaAssignment))
+			for _, a := range t.ReplicaAssignment {
+				if a.Partition < 0 || int(a.Partition) >= len(t.ReplicaAssignment) || spec.Assignment[a.Partition] != nil {
+					rt.ErrorCode = kerr.InvalidReplicaAssignment.Code
+					break
+				}
+				spec.Assignment[a.Partition] = a.Replicas
+			}
+			if rt.ErrorCode != 0 {
+				resp.Topics = append(resp.Topics, rt)
+				continue
+			}
+		}
+		if len(t.Configs) > 0 {
+			spec.Configs = make(map[string]string, len(t.Configs))
+			for _, c := range t.Configs {
+				if c.Value != nil {
+					spec.Configs[c.Name] = *c.Value
+				}
+			}
+		}
+		id, err := b.c.ctrl.CreateTopic(ctx, spec, req.ValidateOnly)
+		rt.ErrorCode = errCode(err)
+		if err == nil {
+			rt.TopicID = id
+			if len(spec.Assignment) > 0 {
+				rt.NumPartitions = int32(len(spec.Assignment))
+				rt.ReplicationFactor = int16(len(spec.Assignment[0]))
+			} else {
+				rt.NumPartitions, rt.ReplicationFactor = spec.Partitions, spec.ReplicationFactor
+			}
+			for k, v := range spec.Configs {
+				c := kmsg.NewCreateTopicsResponseTopicConfig()
+				c.Name = k
+				c.Value = &v
+				c.Source = 1 // DYNAMIC_TOPIC_CONFIG
+				rt.Configs = append(rt.Configs, c)
+			}
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	if !req.ValidateOnly {
+		b.waitMetadata(ctx, b.c.mlog.End()-1)
+	}
+	return resp, nil
+}
+
+func (b *broker) handleDeleteTopics(req *kmsg.DeleteTopicsRequest, r *request) (*kmsg.DeleteTopicsResponse, error) {
+	resp := req.ResponseKind().(*kmsg.DeleteTopicsResponse)
+	ctx, cancel := context.WithTimeout(b.ctx, requestTimeout(req.TimeoutMillis))
+	defer cancel()
+	type del struct {
+		name string
+		id   [16]byte
+	}
+	var dels []del
+	if req.Version >= 6 {
+		for _, t := range req.Topics {
+			d := del{id: t.TopicID}
+			if t.Topic != nil {
+				d.name = *t.Topic
+			}
+			dels = append(dels, d)
+		}
+	} else {
+		for _, n := range req.TopicNames {
+			dels = append(dels, del{name: n})
+		}
+	}
+	for _, d := range dels {
+		rt := kmsg.NewDeleteTopicsResponseTopic()
+		if d.name != "" {
+			n := d.name
+			rt.Topic = &n
+		}
+		rt.TopicID = d.id
+		if !b.cfg.deleteTopicEnable {
+			rt.ErrorCode = kerr.TopicDeletionDisabled.Code
+		} else {
+			id, err := b.c.ctrl.DeleteTopic(ctx, d.name, d.id)
+			rt.ErrorCode = errCode(err)
+			if err == nil {
+				rt.TopicID = id
+			}
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	b.waitMetadata(ctx, b.c.mlog.End()-1)
+	return resp, nil
+}
+
+// requestTimeout turns a request's timeout into a duration, with a floor
+// and a default for zero or negative values.
+func requestTimeout(ms int32) time.Duration {
+	if ms <= 0 {
+		return 30 * time.Second
+	}
+	return time.Duration(ms) * time.Millisecond
+}

@@ -1,0 +1,369 @@
+package kcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kcluster/kcluster/metadata"
+	"github.com/kcluster/kcluster/segment"
+	"github.com/kcluster/kcluster/wire"
+)
+
+// broker is one node. Its metadata view and replicas sit in mu; the view is
+// built only by replaying the metadata log (applyLoop). Each accepted
+// connection has one goroutine that reads a request, handles it and writes
+// the response before reading the next, so responses are in request order
+// (as Kafka, which mutes a connection while a request is in flight).
+type broker struct {
+	id    int32
+	c     *Cluster
+	cfg   *brokerConfig
+	log   *slog.Logger
+	ln    net.Listener
+	host  string
+	port  int32
+	store *segment.Store
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu struct {
+		sync.RWMutex
+		state    *metadata.State
+		replicas map[tpKey]*replica
+		conns    map[net.Conn]struct{}
+		changed  chan struct{} // closed and replaced on every metadata apply
+	}
+
+	fetchers fetcherSet // follower side of replication
+	data     struct {
+		sync.Mutex
+		ch chan struct{}
+	}
+	waiting atomic.Value // string: what close is waiting on
+}
+
+type tpKey struct {
+	id metadata.TopicID
+	p  int32
+}
+
+func newBroker(c *Cluster, id int32, addr string) (*broker, error) {
+	ctx, cancel := context.WithCancel(c.ctx)
+	b := &broker{
+		id:     id,
+		c:      c,
+		cfg:    &c.cfg.broker,
+		log:    c.cfg.logger.With("broker", id),
+		ctx:    ctx,
+		cancel: cancel,
+	}
+	b.mu.state = metadata.NewState()
+	b.mu.replicas = make(map[tpKey]*replica)
+	b.mu.conns = make(map[net.Conn]struct{})
+	b.mu.changed = make(chan struct{})
+	b.fetchers.init(b)
+
+	dir := "broker-" + strconv.Itoa(int(id))
+	if c.cfg.dir != "" {
+		dir = c.cfg.fs.PathJoin(c.cfg.dir, dir)
+	}
+	st, err := segment.OpenStore(segment.StoreOptions{FS: c.cfg.fs, Dir: dir, Logger: b.log})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	b.store = st
+	ln, err := c.net.Listen(id, addr)
+	if err != nil {
+		st.Close()
+		cancel()
+		return nil, err
+	}
+	b.ln = ln
+	tcp := ln.Addr().(*net.TCPAddr)
+	b.host = c.cfg.advertised
+	b.port = int32(tcp.Port)
+	return b, nil
+}
+
+func (b *broker) advertisedAddr() string {
+	return net.JoinHostPort(b.host, strconv.Itoa(int(b.port)))
+}
+
+func (b *broker) register(ctx context.Context) error {
+	_, err := b.c.ctrl.RegisterBroker(ctx, metadata.RegisterBroker{
+		ID: b.id, Host: b.host, Port: b.port,
+		Listeners: []metadata.Listener{{Name: "PLAINTEXT", Host: b.host, Port: b.port, Protocol: "PLAINTEXT"}},
+	})
+	return err
+}
+
+func (b *broker) start() {
+	b.wg.Add(2)
+	go func() { defer b.wg.Done(); b.acceptLoop() }()
+	go func() { defer b.wg.Done(); b.applyLoop() }()
+}
+
+func (b *broker) waitingOn() string {
+	s, _ := b.waiting.Load().(string)
+	return s
+}
+
+func (b *broker) close() {
+	b.cancel()
+	b.waiting.Store("listener")
+	b.ln.Close()
+	b.mu.Lock()
+	for c := range b.mu.conns {
+		c.Close()
+	}
+	b.mu.Unlock()
+	b.waiting.Store("fetchers")
+	b.fetchers.closeAll()
+	b.waiting.Store("connection and metadata goroutines")
+	b.wg.Wait()
+	b.waiting.Store("storage")
+	b.mu.Lock()
+	for _, r := range b.mu.replicas {
+		r.close()
+	}
+	b.mu.replicas = nil
+	b.mu.Unlock()
+	if err := b.store.Close(); err != nil {
+		b.log.Warn("closing storage", "err", err)
+	}
+	b.waiting.Store("")
+}
+
+// applyLoop replays the metadata log into the broker's state, then
+// reconciles the broker's replicas with it.
+func (b *broker) applyLoop() {
+	var next int64
+	for {
+		es, err := b.c.mlog.Read(b.ctx, next, 4096)
+		if err != nil {
+			if b.ctx.Err() == nil && !errors.Is(err, metadata.ErrLogClosed) {
+				b.log.Error("reading metadata log", "err", err)
+			}
+			return
+		}
+		b.mu.Lock()
+		for _, e := range es {
+			if err := b.mu.state.Apply(e.Offset, e.Record); err != nil {
+				b.log.Error("applying metadata record", "offset", e.Offset, "err", err)
+			}
+			next = e.Offset + 1
+		}
+		b.reconcileLocked()
+		close(b.mu.changed)
+		b.mu.changed = make(chan struct{})
+		b.mu.Unlock()
+	}
+}
+
+// waitMetadata waits until the broker has applied the log through offset.
+func (b *broker) waitMetadata(ctx context.Context, offset int64) error {
+	for {
+		b.mu.RLock()
+		done := b.mu.state.Offset >= offset
+		ch := b.mu.changed
+		b.mu.RUnlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// reconcileLocked makes the broker's replicas match the metadata: opens
+// replicas of partitions it is assigned, drops those of removed topics, and
+// tells each replica who leads it now.
+func (b *broker) reconcileLocked() {
+	st := b.mu.state
+	for k, r := range b.mu.replicas {
+		p := st.Partition(k.id, k.p)
+		if p == nil || !slices.Contains(p.Replicas, b.id) {
+			delete(b.mu.replicas, k)
+			b.fetchers.remove(r)
+			r.close()
+			if err := b.store.RemoveLog(r.logName()); err != nil {
+				b.log.Warn("removing log", "topic", r.topic, "partition", r.part, "err", err)
+			}
+		}
+	}
+	for _, name := range st.TopicNames() {
+		t := st.Topics[name]
+		for _, p := range t.Partitions {
+			if !slices.Contains(p.Replicas, b.id) {
+				continue
+			}
+			k := tpKey{t.ID, p.Partition}
+			r := b.mu.replicas[k]
+			if r == nil {
+				var err error
+				r, err = openReplica(b, t, p.Partition)
+				if err != nil {
+					b.log.Error("opening replica", "topic", t.Name, "partition", p.Partition, "err", err)
+					continue
+				}
+				b.mu.replicas[k] = r
+			}
+			r.update(p)
+		}
+	}
+}
+
+// replica returns the broker's replica of a partition, or nil.
+func (b *broker) replica(id metadata.TopicID, p int32) *replica {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.mu.replicas[tpKey{id, p}]
+}
+
+func (b *broker) acceptLoop() {
+	for {
+		conn, err := b.ln.Accept()
+		if err != nil {
+			if b.ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+				b.log.Warn("accept", "err", err)
+			}
+			return
+		}
+		b.mu.Lock()
+		if b.mu.conns == nil || b.ctx.Err() != nil {
+			b.mu.Unlock()
+			conn.Close()
+			return
+		}
+		b.mu.conns[conn] = struct{}{}
+		b.wg.Add(1)
+		b.mu.Unlock()
+		go func() {
+			defer b.wg.Done()
+			b.serveConn(conn)
+			b.mu.Lock()
+			delete(b.mu.conns, conn)
+			b.mu.Unlock()
+		}()
+	}
+}
+
+// errCloseConn is returned by a handler that wants the connection closed
+// without a response (as Kafka does for some malformed requests).
+var errCloseConn = errors.New("close connection")
+
+// request is one decoded request with its header.
+type request struct {
+	hdr  wire.RequestHeader
+	kreq kmsg.Request
+	conn net.Conn
+}
+
+func (b *broker) serveConn(conn net.Conn) {
+	defer conn.Close()
+	log := b.log.With("remote", conn.RemoteAddr().String())
+	var rbuf, wbuf []byte
+	for {
+		frame, err := wire.ReadFrame(conn, rbuf, b.cfg.requestMaxBytes)
+		if err != nil {
+			if errors.Is(err, wire.ErrFrameTooLarge) {
+				log.Warn("closing connection: bad frame", "err", err)
+			} else if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && b.ctx.Err() == nil {
+				log.Debug("connection read", "err", err)
+			}
+			return
+		}
+		if cap(frame) <= 1<<20 {
+			rbuf = frame // reuse small buffers; drop big ones
+		}
+		hdr, body, err := wire.ParseRequestHeader(frame)
+		if err != nil {
+			log.Warn("closing connection: bad request header", "err", err)
+			return
+		}
+		resp, err := b.handle(conn, hdr, body, log)
+		if errors.Is(err, errNoResponse) {
+			continue
+		}
+		if err != nil {
+			if !errors.Is(err, errCloseConn) {
+				log.Warn("closing connection", "api", kmsg.NameForKey(hdr.Key), "version", hdr.Version, "err", err)
+			}
+			return
+		}
+		wbuf = wire.AppendResponse(wbuf[:0], hdr, resp)
+		if _, err := conn.Write(wbuf); err != nil {
+			return
+		}
+		if cap(wbuf) > 1<<20 {
+			wbuf = nil
+		}
+	}
+}
+
+// handle decodes and dispatches one request. A panic in a handler is
+// recovered here: it is logged and the connection is closed.
+func (b *broker) handle(conn net.Conn, hdr wire.RequestHeader, body []byte, log *slog.Logger) (resp kmsg.Response, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			log.Error("handler panic; closing connection", "api", kmsg.NameForKey(hdr.Key), "version", hdr.Version, "panic", p, "stack", string(debug.Stack()))
+			resp, err = nil, errCloseConn
+		}
+	}()
+	h, ok := handlers[hdr.Key]
+	if !ok || !hdr.Known {
+		// Kafka closes the connection on an unknown API key.
+		return nil, fmt.Errorf("unsupported api key %d", hdr.Key)
+	}
+	if hdr.Version < h.min || hdr.Version > h.max {
+		if hdr.Key == apiVersionsKey {
+			// KIP-511: answer with UNSUPPORTED_VERSION and our
+			// versions, in a v0 body every client can read.
+			return b.apiVersionsUnsupported(), nil
+		}
+		return nil, fmt.Errorf("unsupported version %d of %s", hdr.Version, kmsg.NameForKey(hdr.Key))
+	}
+	kreq, err := wire.DecodeRequest(hdr, body)
+	if err != nil {
+		return nil, err
+	}
+	return h.fn(b, &request{hdr: hdr, kreq: kreq, conn: conn})
+}
+
+// notifyData wakes everything waiting for data or high-watermark changes on
+// this broker (fetches with min bytes, acks=all produces).
+func (b *broker) notifyData() {
+	b.data.Lock()
+	if b.data.ch != nil {
+		close(b.data.ch)
+		b.data.ch = nil
+	}
+	b.data.Unlock()
+}
+
+// dataChanged returns a channel closed at the next notifyData.
+func (b *broker) dataChanged() <-chan struct{} {
+	b.data.Lock()
+	defer b.data.Unlock()
+	if b.data.ch == nil {
+		b.data.ch = make(chan struct{})
+	}
+	return b.data.ch
+}

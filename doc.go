@@ -1,0 +1,29 @@
+// Package kcluster runs a real, multi-broker, Kafka-compatible cluster inside
+// one Go process.
+//
+// Every broker listens on its own TCP port on loopback; any Kafka client
+// (franz-go, sarama, kafka-go, librdkafka, kafkajs, the Java client)
+// connects to it. Brokers replicate to each other over TCP: followers fetch
+// from leaders with Kafka's Fetch, the high watermark is the smallest
+// log-end offset in the ISR, and acks=all waits for every ISR member.
+// Metadata is an event-sourced log written by a controller and replayed by
+// every broker, as in KRaft. Storage is segments of record batches with a
+// pebble index, all through one pebble vfs.FS: in memory by default, on disk
+// with Dir.
+//
+// # Usage
+//
+//  1. In a test, call Start(t, opts...). It returns when every broker is
+//     listening and knows the whole cluster; it closes the cluster on
+//     t.Cleanup. Outside tests, call New and Close yourself.
+//  2. Give Addrs() to your client as its bootstrap servers.
+//  3. Create topics with your client's admin API (or let
+//     auto.create.topics.enable do it), choosing a replication factor up to
+//     the number of brokers.
+//  4. Configure brokers with Kafka's own config names through
+//     BrokerConfig, e.g. BrokerConfig("min.insync.replicas", "2").
+//  5. Do not rely on anything surviving Close unless you used Dir.
+//
+// The command cmd/kcluster runs the same cluster as a process for clients in
+// other languages.
+package kcluster

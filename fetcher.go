@@ -1,0 +1,335 @@
+package kcluster
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kcluster/kcluster/wire"
+)
+
+// fetcherSet is a broker's follower side: one fetcher goroutine per leader
+// broker, fetching every partition this broker follows from that leader
+// with Kafka's Fetch (replica id set), over the cluster network.
+type fetcherSet struct {
+	b  *broker
+	mu struct {
+		sync.Mutex
+		closed   bool
+		byLeader map[int32]*fetcher
+		of       map[*replica]*fetcher
+	}
+}
+
+func (s *fetcherSet) init(b *broker) {
+	s.b = b
+	s.mu.byLeader = make(map[int32]*fetcher)
+	s.mu.of = make(map[*replica]*fetcher)
+}
+
+// add makes r fetch from leader, moving it from any other fetcher.
+func (s *fetcherSet) add(r *replica, leader int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.closed {
+		return
+	}
+	if f := s.mu.of[r]; f != nil {
+		if f.leader == leader {
+			f.wake()
+			return
+		}
+		f.remove(r)
+	}
+	if leader < 0 {
+		delete(s.mu.of, r)
+		return
+	}
+	f := s.mu.byLeader[leader]
+	if f == nil {
+		f = newFetcher(s.b, leader)
+		s.mu.byLeader[leader] = f
+	}
+	f.addPart(r)
+	s.mu.of[r] = f
+}
+
+// remove stops fetching r.
+func (s *fetcherSet) remove(r *replica) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f := s.mu.of[r]; f != nil {
+		f.remove(r)
+		delete(s.mu.of, r)
+	}
+}
+
+func (s *fetcherSet) closeAll() {
+	s.mu.Lock()
+	s.mu.closed = true
+	fs := s.mu.byLeader
+	s.mu.byLeader = nil
+	s.mu.Unlock()
+	for _, f := range fs {
+		f.stop()
+	}
+}
+
+// fetcher fetches from one leader. parts is guarded by mu; the goroutine
+// owns the connection.
+type fetcher struct {
+	b      *broker
+	leader int32
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+	wakeCh chan struct{}
+
+	mu struct {
+		sync.Mutex
+		parts map[*replica]struct{}
+	}
+}
+
+func newFetcher(b *broker, leader int32) *fetcher {
+	ctx, cancel := context.WithCancel(b.ctx)
+	f := &fetcher{b: b, leader: leader, ctx: ctx, cancel: cancel, done: make(chan struct{}), wakeCh: make(chan struct{}, 1)}
+	f.mu.parts = make(map[*replica]struct{})
+	go f.run()
+	return f
+}
+
+func (f *fetcher) wake() {
+	select {
+	case f.wakeCh <- struct{}{}:
+	default:
+	}
+}
+
+func (f *fetcher) addPart(r *replica) {
+	f.mu.Lock()
+	f.mu.parts[r] = struct{}{}
+	f.mu.Unlock()
+	f.wake()
+}
+
+func (f *fetcher) remove(r *replica) {
+	f.mu.Lock()
+	delete(f.mu.parts, r)
+	f.mu.Unlock()
+}
+
+func (f *fetcher) stop() {
+	f.cancel()
+	<-f.done
+}
+
+func (f *fetcher) snapshot() []*replica {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]*replica, 0, len(f.mu.parts))
+	for r := range f.mu.parts {
+		out = append(out, r)
+	}
+	return out
+}
+
+func (f *fetcher) leaderAddr() (string, bool) {
+	f.b.mu.RLock()
+	defer f.b.mu.RUnlock()
+	br := f.b.mu.state.Brokers[f.leader]
+	if br == nil {
+		return "", false
+	}
+	// Dial the listen address of the leader: the advertised host may
+	// not resolve to the listener (e.g. "localhost" vs 127.0.0.1).
+	return net.JoinHostPort(f.b.c.cfg.host, strconv.Itoa(int(br.Port))), true
+}
+
+func (f *fetcher) run() {
+	defer close(f.done)
+	var cl *wire.Client
+	defer func() {
+		if cl != nil {
+			cl.Close()
+		}
+	}()
+	backoff := func() bool {
+		select {
+		case <-f.ctx.Done():
+			return false
+		case <-time.After(f.b.cfg.replicaFetchBackoff):
+			return true
+		}
+	}
+	for f.ctx.Err() == nil {
+		parts := f.snapshot()
+		if len(parts) == 0 {
+			select {
+			case <-f.ctx.Done():
+				return
+			case <-f.wakeCh:
+				continue
+			}
+		}
+		if cl == nil {
+			addr, ok := f.leaderAddr()
+			if !ok {
+				if !backoff() {
+					return
+				}
+				continue
+			}
+			conn, err := f.b.c.net.Dial(f.ctx, f.b.id, f.leader, addr)
+			if err != nil {
+				f.b.log.Debug("replica fetcher dial", "leader", f.leader, "err", err)
+				if !backoff() {
+					return
+				}
+				continue
+			}
+			cl = wire.NewClient(conn, "kcluster-replica-fetcher-"+strconv.Itoa(int(f.b.id)))
+		}
+		if err := f.fetchOnce(cl, parts); err != nil {
+			if f.ctx.Err() != nil {
+				return
+			}
+			f.b.log.Debug("replica fetch", "leader", f.leader, "err", err)
+			cl.Close()
+			cl = nil
+			if !backoff() {
+				return
+			}
+		}
+	}
+}
+
+// fetchOnce sends one Fetch for parts to the leader and appends what comes
+// back to the local logs.
+func (f *fetcher) fetchOnce(cl *wire.Client, parts []*replica) error {
+	req := kmsg.NewPtrFetchRequest()
+	req.SetVersion(13)
+	req.ReplicaID = f.b.id
+	req.MaxWaitMillis = int32(f.b.cfg.replicaFetchWaitMax / time.Millisecond)
+	req.MinBytes = 1
+	req.MaxBytes = 10 << 20
+	req.SessionEpoch = -1 // no fetch sessions
+	byTopic := map[[16]byte]int{}
+	type key struct {
+		id [16]byte
+		p  int32
+	}
+	lookup := map[key]*replica{}
+	for _, r := range parts {
+		r.mu.Lock()
+		epoch, closed, leader := r.mu.epoch, r.mu.closed, r.mu.leader
+		r.mu.Unlock()
+		if closed || leader != f.leader {
+			continue
+		}
+		i, ok := byTopic[r.id]
+		if !ok {
+			i = len(req.Topics)
+			byTopic[r.id] = i
+			t := kmsg.NewFetchRequestTopic()
+			t.TopicID = r.id
+			t.Topic = r.topic
+			req.Topics = append(req.Topics, t)
+		}
+		p := kmsg.NewFetchRequestTopicPartition()
+		p.Partition = r.part
+		p.CurrentLeaderEpoch = epoch
+		p.FetchOffset = r.log.LogEndOffset()
+		p.LogStartOffset = r.log.LogStartOffset()
+		p.PartitionMaxBytes = f.b.cfg.replicaFetchMax
+		req.Topics[i].Partitions = append(req.Topics[i].Partitions, p)
+		lookup[key{r.id, r.part}] = r
+	}
+	if len(req.Topics) == 0 {
+		select {
+		case <-f.ctx.Done():
+		case <-f.wakeCh:
+		}
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(f.ctx, f.b.cfg.replicaFetchWaitMax+10*time.Second)
+	defer cancel()
+	kresp, err := cl.Request(ctx, req)
+	if err != nil {
+		return err
+	}
+	resp := kresp.(*kmsg.FetchResponse)
+	if resp.ErrorCode != 0 {
+		return kerr.ErrorForCode(resp.ErrorCode)
+	}
+	var wait bool
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			r := lookup[key{t.TopicID, p.Partition}]
+			if r == nil {
+				continue
+			}
+			if p.ErrorCode != 0 {
+				// Leadership moved or epochs disagree: wait for the
+				// metadata to move this replica.
+				wait = true
+				f.b.log.Debug("replica fetch partition error", "topic", r.topic, "partition", r.part, "err", kerr.ErrorForCode(p.ErrorCode))
+				continue
+			}
+			if err := r.appendAsFollower(p.RecordBatches, p.HighWatermark, p.LogStartOffset); err != nil {
+				f.b.log.Warn("follower append", "topic", r.topic, "partition", r.part, "err", err)
+				wait = true
+			}
+		}
+	}
+	if wait {
+		select {
+		case <-f.ctx.Done():
+		case <-f.wakeCh:
+		case <-time.After(f.b.cfg.replicaFetchBackoff):
+		}
+	}
+	return nil
+}
+
+var errNotFollower = errors.New("not a follower")
+
+// appendAsFollower appends batches fetched from the leader as they are and
+// takes the leader's high watermark, capped at the local log end.
+func (r *replica) appendAsFollower(records []byte, leaderHW, leaderStart int64) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mu.closed || r.mu.leader == r.b.id {
+		return errNotFollower
+	}
+	if len(records) > 0 {
+		// Drop a trailing partial batch (the leader may cut the last
+		// batch at the byte limit in old versions).
+		valid := 0
+		for rest := records; len(rest) >= 61; {
+			sz := int(int32(uint32(rest[8])<<24|uint32(rest[9])<<16|uint32(rest[10])<<8|uint32(rest[11]))) + 12
+			if sz > len(rest) || sz < 61 {
+				break
+			}
+			valid += sz
+			rest = rest[sz:]
+		}
+		if valid > 0 {
+			if err := r.log.Append(records[:valid]); err != nil {
+				return err
+			}
+		}
+	}
+	hw := min(leaderHW, r.log.LogEndOffset())
+	if hw > r.mu.hw {
+		r.mu.hw = hw
+	}
+	r.b.notifyData()
+	return nil
+}

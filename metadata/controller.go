@@ -1,0 +1,236 @@
+package metadata
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// Controller is the only writer of the metadata log. It validates each
+// change against its own State (built from the same log) and appends the
+// records that make it. Proposals are serialized by mu, so validation and
+// append are atomic with respect to each other.
+type Controller struct {
+	log       Log
+	clusterID string
+
+	mu struct {
+		sync.Mutex
+		state     *State
+		placement int // rotates the first replica of each new topic
+	}
+}
+
+// NewController returns a controller writing to log. It replays whatever
+// the log already holds.
+func NewController(ctx context.Context, log Log, clusterID string) (*Controller, error) {
+	c := &Controller{log: log, clusterID: clusterID}
+	c.mu.state = NewState()
+	for off := int64(0); off < log.End(); {
+		es, err := log.Read(ctx, off, 1024)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range es {
+			if err := c.mu.state.Apply(e.Offset, e.Record); err != nil {
+				return nil, err
+			}
+			off = e.Offset + 1
+		}
+	}
+	return c, nil
+}
+
+// ClusterID returns the cluster's id.
+func (c *Controller) ClusterID() string { return c.clusterID }
+
+// Log returns the log the controller writes.
+func (c *Controller) Log() Log { return c.log }
+
+// proposeLocked appends records and applies them to the controller's state.
+func (c *Controller) proposeLocked(ctx context.Context, recs ...Record) error {
+	last, err := c.log.Append(ctx, recs...)
+	if err != nil {
+		return err
+	}
+	first := last - int64(len(recs)) + 1
+	for i, r := range recs {
+		if err := c.mu.state.Apply(first+int64(i), r); err != nil {
+			panic(fmt.Sprintf("metadata: controller state diverged from its log: %v", err))
+		}
+	}
+	return nil
+}
+
+// RegisterBroker registers (or re-registers) a broker and returns its new
+// epoch. A new registration starts unfenced in the single-node log.
+func (c *Controller) RegisterBroker(ctx context.Context, r RegisterBroker) (int64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old := c.mu.state.Brokers[r.ID]; old != nil {
+		r.Epoch = old.Epoch + 1
+	}
+	if err := c.proposeLocked(ctx, &r); err != nil {
+		return 0, err
+	}
+	return r.Epoch, nil
+}
+
+// TopicSpec is what CreateTopic needs; defaults (-1) must be resolved by the
+// caller, which knows the broker configs.
+type TopicSpec struct {
+	Name              string
+	Partitions        int32
+	ReplicationFactor int16
+	// Assignment, when set, gives each partition's replicas explicitly
+	// (CreateTopics' ReplicaAssignment); Partitions and
+	// ReplicationFactor are then taken from it.
+	Assignment [][]int32
+	Configs    map[string]string
+}
+
+// ValidTopicName reports Kafka's rule: 1 to 249 of [a-zA-Z0-9._-], not "."
+// or "..".
+func ValidTopicName(name string) bool {
+	if name == "" || name == "." || name == ".." || len(name) > 249 {
+		return false
+	}
+	for _, r := range name {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// CreateTopic creates a topic, placing replicas on distinct unfenced
+// brokers round-robin (the first replica is the preferred leader), and
+// returns the new topic's id. Errors are *kerr.Error values with Kafka's
+// codes. validateOnly checks without writing.
+func (c *Controller) CreateTopic(ctx context.Context, spec TopicSpec, validateOnly bool) (TopicID, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.mu.state
+	if !ValidTopicName(spec.Name) {
+		return TopicID{}, kerr.InvalidTopicException
+	}
+	if _, ok := st.Topics[spec.Name]; ok {
+		return TopicID{}, kerr.TopicAlreadyExists
+	}
+	var live []int32
+	for _, id := range st.BrokerIDs() {
+		if !st.Brokers[id].Fenced {
+			live = append(live, id)
+		}
+	}
+	assign := spec.Assignment
+	if len(assign) > 0 {
+		for _, rs := range assign {
+			if len(rs) == 0 || len(rs) != len(assign[0]) {
+				return TopicID{}, kerr.InvalidReplicaAssignment
+			}
+			seen := map[int32]bool{}
+			for _, b := range rs {
+				if st.Brokers[b] == nil || seen[b] {
+					return TopicID{}, kerr.InvalidReplicaAssignment
+				}
+				seen[b] = true
+			}
+		}
+	} else {
+		if spec.Partitions <= 0 {
+			return TopicID{}, kerr.InvalidPartitions
+		}
+		if spec.ReplicationFactor <= 0 {
+			return TopicID{}, kerr.InvalidReplicationFactor
+		}
+		if int(spec.ReplicationFactor) > len(live) {
+			return TopicID{}, kerr.InvalidReplicationFactor
+		}
+		start := c.mu.placement
+		for p := 0; p < int(spec.Partitions); p++ {
+			rs := make([]int32, spec.ReplicationFactor)
+			for i := range rs {
+				rs[i] = live[(start+p+i)%len(live)]
+			}
+			assign = append(assign, rs)
+		}
+	}
+	if validateOnly {
+		return TopicID{}, nil
+	}
+	c.mu.placement++
+	var id TopicID
+	for id == (TopicID{}) {
+		rand.Read(id[:])
+	}
+	recs := []Record{&CreateTopic{Name: spec.Name, ID: id, Configs: spec.Configs}}
+	for p, rs := range assign {
+		leader := int32(-1)
+		var isr []int32
+		for _, b := range rs {
+			if br := st.Brokers[b]; br != nil && !br.Fenced {
+				isr = append(isr, b)
+				if leader < 0 {
+					leader = b
+				}
+			}
+		}
+		recs = append(recs, &PartitionRecord{TopicID: id, Partition: int32(p), Replicas: slices.Clone(rs), ISR: isr, Leader: leader})
+	}
+	if err := c.proposeLocked(ctx, recs...); err != nil {
+		return TopicID{}, err
+	}
+	return id, nil
+}
+
+// DeleteTopic deletes a topic by name (or by id when name is empty).
+func (c *Controller) DeleteTopic(ctx context.Context, name string, id TopicID) (TopicID, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var t *Topic
+	if name != "" {
+		t = c.mu.state.Topics[name]
+	} else {
+		t = c.mu.state.TopicsByID[id]
+	}
+	if t == nil {
+		if name == "" {
+			return TopicID{}, kerr.UnknownTopicID
+		}
+		return TopicID{}, kerr.UnknownTopicOrPartition
+	}
+	if err := c.proposeLocked(ctx, &RemoveTopic{ID: t.ID}); err != nil {
+		return TopicID{}, err
+	}
+	return t.ID, nil
+}
+
+// ChangePartition proposes a leader/ISR change for one partition, checking
+// the partition epoch the caller saw (Kafka's AlterPartition rule): a stale
+// epoch gets INVALID_UPDATE_VERSION... returned as *kerr.Error.
+func (c *Controller) ChangePartition(ctx context.Context, ch PartitionChange, partitionEpoch int32) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.mu.state.Partition(ch.TopicID, ch.Partition)
+	if p == nil {
+		return kerr.UnknownTopicOrPartition
+	}
+	if partitionEpoch >= 0 && partitionEpoch != p.PartitionEpoch {
+		return kerr.InvalidUpdateVersion
+	}
+	return c.proposeLocked(ctx, &ch)
+}
+
+// State runs fn with the controller's state held; fn must not keep it.
+func (c *Controller) State(fn func(*State)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fn(c.mu.state)
+}

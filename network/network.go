@@ -1,0 +1,235 @@
+// Package network owns every listener and every node-to-node connection of a
+// cluster, so that faults (cuts, isolation) apply to real TCP traffic.
+//
+// Nodes are identified by int32 ids (brokers and, later, controllers).
+// Client connections (from outside the cluster) are accepted through the
+// node's listener and tracked as coming from node -1.
+//
+// Concurrency: all state sits in mu; every method is safe for concurrent use.
+package network
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"syscall"
+)
+
+// Client is the node id given to connections accepted from outside the
+// cluster (Kafka clients).
+const Client int32 = -1
+
+// ErrCut is returned by Dial when the link between two nodes is cut.
+var ErrCut = fmt.Errorf("network: link cut: %w", syscall.ECONNREFUSED)
+
+// ErrClosed is returned by Listen and Dial after Close.
+var ErrClosed = errors.New("network: closed")
+
+type link struct{ a, b int32 }
+
+func mkLink(a, b int32) link {
+	if a > b {
+		a, b = b, a
+	}
+	return link{a, b}
+}
+
+// Network is one cluster's network. The zero value is not usable; use New.
+type Network struct {
+	mu struct {
+		sync.Mutex
+		closed    bool
+		listeners map[int32]map[*listener]struct{}
+		conns     map[*conn]struct{}
+		cuts      map[link]int // count of active cuts per link
+	}
+}
+
+// New returns an empty network.
+func New() *Network {
+	n := new(Network)
+	n.mu.listeners = make(map[int32]map[*listener]struct{})
+	n.mu.conns = make(map[*conn]struct{})
+	n.mu.cuts = make(map[link]int)
+	return n
+}
+
+// Listen opens a TCP listener for node on addr (host:port; port 0 picks one).
+func (n *Network) Listen(node int32, addr string) (net.Listener, error) {
+	n.mu.Lock()
+	closed := n.mu.closed
+	n.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	var lc net.ListenConfig
+	inner, err := lc.Listen(context.Background(), "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	l := &listener{Listener: inner, n: n, node: node}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.mu.closed {
+		inner.Close()
+		return nil, ErrClosed
+	}
+	m := n.mu.listeners[node]
+	if m == nil {
+		m = make(map[*listener]struct{})
+		n.mu.listeners[node] = m
+	}
+	m[l] = struct{}{}
+	return l, nil
+}
+
+// Dial connects node from to node to at addr.
+func (n *Network) Dial(ctx context.Context, from, to int32, addr string) (net.Conn, error) {
+	n.mu.Lock()
+	if n.mu.closed {
+		n.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if n.mu.cuts[mkLink(from, to)] > 0 {
+		n.mu.Unlock()
+		return nil, ErrCut
+	}
+	n.mu.Unlock()
+	var d net.Dialer
+	inner, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	c := &conn{Conn: inner, n: n, from: from, to: to}
+	if !n.track(c) {
+		inner.Close()
+		return nil, ErrCut
+	}
+	return c, nil
+}
+
+func (n *Network) track(c *conn) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.mu.closed || n.mu.cuts[mkLink(c.from, c.to)] > 0 {
+		return false
+	}
+	n.mu.conns[c] = struct{}{}
+	return true
+}
+
+func (n *Network) untrack(c *conn) {
+	n.mu.Lock()
+	delete(n.mu.conns, c)
+	n.mu.Unlock()
+}
+
+// Cut breaks the link between nodes a and b in both directions: existing
+// connections dialed between them are closed (the peer sees a reset or EOF)
+// and new dials fail with ErrCut (connection refused) until heal is called.
+// Cuts nest: a link is whole again once every cut of it is healed.
+func (n *Network) Cut(a, b int32) (heal func()) {
+	l := mkLink(a, b)
+	n.mu.Lock()
+	n.mu.cuts[l]++
+	var doomed []*conn
+	for c := range n.mu.conns {
+		if mkLink(c.from, c.to) == l {
+			doomed = append(doomed, c)
+		}
+	}
+	n.mu.Unlock()
+	for _, c := range doomed {
+		c.Close()
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			n.mu.Lock()
+			if n.mu.cuts[l]--; n.mu.cuts[l] <= 0 {
+				delete(n.mu.cuts, l)
+			}
+			n.mu.Unlock()
+		})
+	}
+}
+
+// CloseNode closes every listener of node and every connection dialed to
+// or from it. Accepted client connections are closed by their owner.
+func (n *Network) CloseNode(node int32) {
+	n.mu.Lock()
+	var ls []*listener
+	for l := range n.mu.listeners[node] {
+		ls = append(ls, l)
+	}
+	delete(n.mu.listeners, node)
+	var doomed []*conn
+	for c := range n.mu.conns {
+		if c.from == node || c.to == node {
+			doomed = append(doomed, c)
+		}
+	}
+	n.mu.Unlock()
+	for _, l := range ls {
+		l.Listener.Close()
+	}
+	for _, c := range doomed {
+		c.Close()
+	}
+}
+
+// Close closes every listener and tracked connection; later Listen and
+// Dial calls fail with ErrClosed.
+func (n *Network) Close() {
+	n.mu.Lock()
+	n.mu.closed = true
+	var ls []*listener
+	for _, m := range n.mu.listeners {
+		for l := range m {
+			ls = append(ls, l)
+		}
+	}
+	n.mu.listeners = make(map[int32]map[*listener]struct{})
+	var cs []*conn
+	for c := range n.mu.conns {
+		cs = append(cs, c)
+	}
+	n.mu.Unlock()
+	for _, l := range ls {
+		l.Listener.Close()
+	}
+	for _, c := range cs {
+		c.Close()
+	}
+}
+
+type listener struct {
+	net.Listener
+	n    *Network
+	node int32
+}
+
+func (l *listener) Close() error {
+	l.n.mu.Lock()
+	delete(l.n.mu.listeners[l.node], l)
+	l.n.mu.Unlock()
+	return l.Listener.Close()
+}
+
+type conn struct {
+	net.Conn
+	n        *Network
+	from, to int32
+	once     sync.Once
+}
+
+func (c *conn) Close() error {
+	var err error
+	c.once.Do(func() {
+		c.n.untrack(c)
+		err = c.Conn.Close()
+	})
+	return err
+}

@@ -1,0 +1,85 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestCutClosesAndRefusesUntilHealed(t *testing.T) {
+	n := New()
+	defer n.Close()
+	ln, err := n.Listen(2, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- c
+		}
+	}()
+	ctx := context.Background()
+	c, err := n.Dial(ctx, 1, 2, ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := <-accepted
+	defer srv.Close()
+	heal := n.Cut(2, 1)
+	// The server side of the dialed connection sees EOF or a reset.
+	srv.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := srv.Read(make([]byte, 1)); err == nil || errors.Is(err, errTimeout(err)) {
+		t.Fatalf("read after cut: %v", err)
+	}
+	if _, err := c.Write([]byte("x")); err == nil {
+		t.Fatal("write on a cut connection succeeded")
+	}
+	if _, err := n.Dial(ctx, 1, 2, ln.Addr().String()); !errors.Is(err, ErrCut) {
+		t.Fatalf("dial across a cut: %v, want ErrCut", err)
+	}
+	// Other links are unaffected.
+	c3, err := n.Dial(ctx, 3, 2, ln.Addr().String())
+	if err != nil {
+		t.Fatalf("dial on another link: %v", err)
+	}
+	c3.Close()
+	(<-accepted).Close()
+	heal()
+	heal() // idempotent
+	c4, err := n.Dial(ctx, 1, 2, ln.Addr().String())
+	if err != nil {
+		t.Fatalf("dial after heal: %v", err)
+	}
+	c4.Close()
+	(<-accepted).Close()
+	n.Close()
+	if _, ok := <-accepted; ok {
+		t.Fatal("listener still accepting after Close")
+	}
+	if _, err := n.Dial(ctx, 1, 2, ln.Addr().String()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("dial after Close: %v", err)
+	}
+}
+
+// errTimeout returns a sentinel that matches only timeouts, so the check
+// above fails on a timeout (the cut did not reach the peer).
+func errTimeout(err error) error {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return err
+	}
+	return io.ErrNoProgress
+}

@@ -1,0 +1,208 @@
+package kcluster
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// Option configures a cluster. Options are applied in order; a later option
+// overrides an earlier one.
+type Option interface{ apply(*config) }
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+type config struct {
+	brokers    int
+	host       string // listen host
+	ports      []int
+	advertised string
+	dir        string
+	fs         vfs.FS
+	logger     *slog.Logger
+	clusterID  string
+	bcfg       map[string]string // broker configs as given
+	broker     brokerConfig      // parsed
+}
+
+// brokerConfig holds the parsed broker configs the brokers use, with
+// Kafka's names in comments.
+type brokerConfig struct {
+	numPartitions       int32         // num.partitions
+	defaultRF           int16         // default.replication.factor
+	autoCreate          bool          // auto.create.topics.enable
+	minISR              int           // min.insync.replicas
+	messageMaxBytes     int32         // message.max.bytes
+	segmentBytes        int64         // log.segment.bytes
+	indexIntervalBytes  int64         // log.index.interval.bytes
+	requestMaxBytes     int32         // socket.request.max.bytes
+	replicaLagTimeMax   time.Duration // replica.lag.time.max.ms
+	replicaFetchWaitMax time.Duration // replica.fetch.wait.max.ms
+	replicaFetchMax     int32         // replica.fetch.max.bytes
+	replicaFetchBackoff time.Duration // replica.fetch.backoff.ms
+	deleteTopicEnable   bool          // delete.topic.enable
+}
+
+func defaultConfig() config {
+	return config{
+		brokers:   3,
+		host:      "127.0.0.1",
+		logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		bcfg:      map[string]string{},
+		clusterID: "",
+	}
+}
+
+// brokerConfigDefs lists every broker config kcluster honours, with Kafka's
+// default (or a test-friendly one, marked) and a parser.
+var brokerConfigDefs = map[string]struct {
+	def   string
+	parse func(*brokerConfig, string) error
+}{
+	"num.partitions": {"1", func(b *brokerConfig, v string) error { return parseInt32(&b.numPartitions, v, 1) }},
+	"default.replication.factor": {"1", func(b *brokerConfig, v string) error {
+		var n int32
+		err := parseInt32(&n, v, 1)
+		b.defaultRF = int16(n)
+		return err
+	}},
+	"auto.create.topics.enable": {"true", func(b *brokerConfig, v string) error { return parseBool(&b.autoCreate, v) }},
+	"min.insync.replicas": {"1", func(b *brokerConfig, v string) error {
+		var n int32
+		err := parseInt32(&n, v, 1)
+		b.minISR = int(n)
+		return err
+	}},
+	"message.max.bytes":        {"1048588", func(b *brokerConfig, v string) error { return parseInt32(&b.messageMaxBytes, v, 0) }},
+	"log.segment.bytes":        {"1073741824", func(b *brokerConfig, v string) error { return parseInt64(&b.segmentBytes, v, 14) }},
+	"log.index.interval.bytes": {"4096", func(b *brokerConfig, v string) error { return parseInt64(&b.indexIntervalBytes, v, 0) }},
+	"socket.request.max.bytes": {"104857600", func(b *brokerConfig, v string) error { return parseInt32(&b.requestMaxBytes, v, 1) }},
+	// Test-friendly: Kafka's default is 30000.
+	"replica.lag.time.max.ms":   {"2000", func(b *brokerConfig, v string) error { return parseMillis(&b.replicaLagTimeMax, v) }},
+	"replica.fetch.wait.max.ms": {"500", func(b *brokerConfig, v string) error { return parseMillis(&b.replicaFetchWaitMax, v) }},
+	"replica.fetch.max.bytes":   {"1048576", func(b *brokerConfig, v string) error { return parseInt32(&b.replicaFetchMax, v, 0) }},
+	// Test-friendly: Kafka's default is 1000.
+	"replica.fetch.backoff.ms": {"50", func(b *brokerConfig, v string) error { return parseMillis(&b.replicaFetchBackoff, v) }},
+	"delete.topic.enable":      {"true", func(b *brokerConfig, v string) error { return parseBool(&b.deleteTopicEnable, v) }},
+}
+
+func parseInt32(dst *int32, v string, min int64) error {
+	n, err := strconv.ParseInt(v, 10, 32)
+	if err != nil {
+		return err
+	}
+	if n < min {
+		return fmt.Errorf("%d is below the minimum %d", n, min)
+	}
+	*dst = int32(n)
+	return nil
+}
+
+func parseInt64(dst *int64, v string, min int64) error {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return err
+	}
+	if n < min {
+		return fmt.Errorf("%d is below the minimum %d", n, min)
+	}
+	*dst = n
+	return nil
+}
+
+func parseBool(dst *bool, v string) error {
+	b, err := strconv.ParseBool(v)
+	*dst = b
+	return err
+}
+
+func parseMillis(dst *time.Duration, v string) error {
+	var n int64
+	if err := parseInt64(&n, v, 0); err != nil {
+		return err
+	}
+	*dst = time.Duration(n) * time.Millisecond
+	return nil
+}
+
+func (c *config) validate() error {
+	if c.brokers < 1 {
+		return fmt.Errorf("kcluster: Brokers(%d): need at least one broker", c.brokers)
+	}
+	if len(c.ports) > 0 && len(c.ports) != c.brokers {
+		return fmt.Errorf("kcluster: Ports: %d ports for %d brokers", len(c.ports), c.brokers)
+	}
+	if c.fs == nil {
+		if c.dir != "" {
+			c.fs = vfs.Default
+		} else {
+			c.fs = vfs.NewMem()
+		}
+	}
+	if c.advertised == "" {
+		c.advertised = c.host
+	}
+	for k, d := range brokerConfigDefs {
+		v, ok := c.bcfg[k]
+		if !ok {
+			v = d.def
+		}
+		if err := d.parse(&c.broker, v); err != nil {
+			return fmt.Errorf("kcluster: broker config %s=%q: %v", k, v, err)
+		}
+	}
+	for k := range c.bcfg {
+		if _, ok := brokerConfigDefs[k]; !ok {
+			c.logger.Warn("broker config is not known to kcluster and is ignored", "config", k)
+		}
+	}
+	if int(c.broker.defaultRF) > c.brokers {
+		return fmt.Errorf("kcluster: default.replication.factor=%d exceeds the %d brokers", c.broker.defaultRF, c.brokers)
+	}
+	return nil
+}
+
+// Brokers sets the number of brokers (default 3). Ids are 1..n.
+func Brokers(n int) Option { return optionFunc(func(c *config) { c.brokers = n }) }
+
+// ListenHost sets the host every broker listens on (default 127.0.0.1).
+func ListenHost(host string) Option { return optionFunc(func(c *config) { c.host = host }) }
+
+// Ports sets each broker's port, in broker id order; one per broker. The
+// default, none, lets the system pick free ports.
+func Ports(ports ...int) Option {
+	return optionFunc(func(c *config) { c.ports = append([]int(nil), ports...) })
+}
+
+// AdvertisedHost sets the host brokers advertise in Metadata (default the
+// listen host). Some clients expect "localhost".
+func AdvertisedHost(host string) Option { return optionFunc(func(c *config) { c.advertised = host }) }
+
+// Dir stores every broker's data on disk under path (one directory per
+// broker). The default, "", keeps everything in memory.
+func Dir(path string) Option { return optionFunc(func(c *config) { c.dir = path }) }
+
+// FS stores every broker's data in fs under Dir (default: the OS file
+// system when Dir is set, else a fresh vfs.NewMem()). Tests use a crashable
+// memory FS to simulate power cuts.
+func FS(fs vfs.FS) Option { return optionFunc(func(c *config) { c.fs = fs }) }
+
+// BrokerConfig sets a broker config by Kafka's name, for every broker, e.g.
+// BrokerConfig("min.insync.replicas", "2"). Unknown names are logged and
+// ignored, as Kafka does; invalid values of known names fail New.
+func BrokerConfig(key, value string) Option {
+	return optionFunc(func(c *config) { c.bcfg[key] = value })
+}
+
+// Logger sets the logger (default: discard). Start sends logs to t.Logf.
+func Logger(l *slog.Logger) Option { return optionFunc(func(c *config) { c.logger = l }) }
+
+// ClusterID sets the cluster id reported by Metadata and DescribeCluster
+// (default: random).
+func ClusterID(id string) Option { return optionFunc(func(c *config) { c.clusterID = id }) }

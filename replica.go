@@ -1,0 +1,322 @@
+package kcluster
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/kcluster/kcluster/metadata"
+	"github.com/kcluster/kcluster/segment"
+)
+
+// replica is one broker's replica of one partition: its own log in its own
+// broker's storage, and the broker's view of the partition's leadership.
+// As leader it assigns offsets, tracks each follower's log-end offset and
+// advances the high watermark; as follower it is fed by a fetcher.
+//
+// All mutable state sits in mu. The log has its own lock; appends happen
+// with mu held so offsets are assigned in order.
+type replica struct {
+	b     *broker
+	topic string
+	id    metadata.TopicID
+	part  int32
+	log   *segment.Log
+
+	mu struct {
+		sync.Mutex
+		closed         bool
+		leader         int32
+		epoch          int32 // leader epoch
+		partitionEpoch int32
+		replicas       []int32
+		isr            []int32
+		configs        map[string]string
+		hw             int64
+		followers      map[int32]*followerState // leader side
+	}
+}
+
+// followerState is what a leader knows of one follower.
+type followerState struct {
+	leo          int64
+	lastCaughtUp time.Time
+	lastFetch    time.Time
+}
+
+func (r *replica) logName() string {
+	return r.topic + "-" + strconv.Itoa(int(r.part)) + "." + r.id.String()[:8]
+}
+
+func openReplica(b *broker, t *metadata.Topic, part int32) (*replica, error) {
+	r := &replica{b: b, topic: t.Name, id: t.ID, part: part}
+	segBytes := b.cfg.segmentBytes
+	if v, ok := t.Configs["segment.bytes"]; ok {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			segBytes = n
+		}
+	}
+	l, err := b.store.OpenLog(r.logName(), segment.LogOptions{SegmentBytes: segBytes, IndexIntervalBytes: b.cfg.indexIntervalBytes})
+	if err != nil {
+		return nil, err
+	}
+	r.log = l
+	r.mu.leader = -1
+	r.mu.followers = make(map[int32]*followerState)
+	return r, nil
+}
+
+func (r *replica) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mu.closed {
+		return
+	}
+	r.mu.closed = true
+	if err := r.log.Close(); err != nil {
+		r.b.log.Warn("closing log", "topic", r.topic, "partition", r.part, "err", err)
+	}
+}
+
+// update applies the partition's metadata to the replica: a new leader or
+// epoch makes it leader (recording the epoch's start offset, KIP-101) or a
+// follower of the new leader. Called with the broker's mu held.
+func (r *replica) update(p *metadata.Partition) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mu.closed {
+		return
+	}
+	wasLeader := r.mu.leader == r.b.id
+	newEpoch := p.LeaderEpoch != r.mu.epoch || p.Leader != r.mu.leader
+	r.mu.replicas = slices.Clone(p.Replicas)
+	r.mu.isr = slices.Clone(p.ISR)
+	r.mu.partitionEpoch = p.PartitionEpoch
+	if t := r.b.mu.state.TopicsByID[p.TopicID]; t != nil {
+		r.mu.configs = t.Configs
+	}
+	if !newEpoch {
+		if r.mu.leader == r.b.id {
+			r.maybeAdvanceHWLocked()
+		}
+		return
+	}
+	r.mu.leader, r.mu.epoch = p.Leader, p.LeaderEpoch
+	if p.Leader == r.b.id {
+		if err := r.log.AssignEpoch(p.LeaderEpoch, r.log.LogEndOffset()); err != nil {
+			r.b.log.Error("recording leader epoch", "topic", r.topic, "partition", r.part, "err", err)
+		}
+		now := time.Now()
+		r.mu.followers = make(map[int32]*followerState)
+		for _, id := range p.Replicas {
+			if id != r.b.id {
+				// Unknown until the follower fetches (Kafka's -1).
+				r.mu.followers[id] = &followerState{leo: -1, lastCaughtUp: now}
+			}
+		}
+		r.b.fetchers.remove(r)
+		r.maybeAdvanceHWLocked()
+	} else {
+		_ = wasLeader
+		r.b.fetchers.add(r, p.Leader)
+	}
+	r.b.notifyData()
+}
+
+func (r *replica) isLeader() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.mu.leader == r.b.id
+}
+
+// maybeAdvanceHWLocked sets the high watermark to the smallest log-end
+// offset over the ISR, if that is higher than it was.
+func (r *replica) maybeAdvanceHWLocked() {
+	hw := r.log.LogEndOffset()
+	for _, id := range r.mu.isr {
+		if id == r.b.id {
+			continue
+		}
+		f := r.mu.followers[id]
+		if f == nil || f.leo < 0 {
+			return
+		}
+		hw = min(hw, f.leo)
+	}
+	if hw > r.mu.hw {
+		r.mu.hw = hw
+		r.b.notifyData()
+	}
+}
+
+// minISR is the topic's min.insync.replicas, or the broker's.
+func (r *replica) minISRLocked() int {
+	if v, ok := r.mu.configs["min.insync.replicas"]; ok {
+		if n, err := strconv.Atoi(v); err == nil {
+			return n
+		}
+	}
+	return r.b.cfg.minISR
+}
+
+func (r *replica) maxMessageBytesLocked() int {
+	if v, ok := r.mu.configs["max.message.bytes"]; ok {
+		if n, err := strconv.Atoi(v); err == nil {
+			return n
+		}
+	}
+	return int(r.b.cfg.messageMaxBytes)
+}
+
+// appendAsLeader validates the batches of a produce request, assigns their
+// offsets and leader epoch, and appends them. It returns the base offset
+// and the log-end offset after the append, or a Kafka error.
+func (r *replica) appendAsLeader(records []byte, acks int16) (base, end int64, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mu.closed || r.mu.leader != r.b.id {
+		return 0, 0, kerr.NotLeaderForPartition
+	}
+	if acks == -1 && len(r.mu.isr) < r.minISRLocked() {
+		return 0, 0, kerr.NotEnoughReplicas
+	}
+	maxBytes := r.maxMessageBytesLocked()
+	if len(records) == 0 {
+		return 0, 0, kerr.InvalidRecord
+	}
+	// Validate everything before changing anything.
+	for rest := records; len(rest) > 0; {
+		h, err := segment.ValidateBatch(rest)
+		if err != nil {
+			if h.Magic != 0 && h.Magic != 2 && len(rest) >= 17 {
+				return 0, 0, kerr.UnsupportedForMessageFormat
+			}
+			return 0, 0, kerr.CorruptMessage
+		}
+		if h.TotalSize() > maxBytes {
+			return 0, 0, kerr.MessageTooLarge
+		}
+		if h.Attributes&0x20 != 0 || h.ProducerID >= 0 && false {
+			// Transactional batches need the transactions issue.
+		}
+		rest = rest[h.TotalSize():]
+	}
+	base = r.log.LogEndOffset()
+	next := base
+	for rest := records; len(rest) > 0; {
+		h, _ := segment.ParseBatchHeader(rest)
+		segment.SetBaseOffset(rest, next)
+		segment.SetPartitionLeaderEpoch(rest, r.mu.epoch)
+		next += int64(h.LastOffsetDelta) + 1
+		rest = rest[h.TotalSize():]
+	}
+	if err := r.log.Append(records); err != nil {
+		r.b.log.Error("append failed", "topic", r.topic, "partition", r.part, "err", err)
+		return 0, 0, kerr.KafkaStorageError
+	}
+	r.maybeAdvanceHWLocked()
+	r.b.notifyData()
+	return base, next, nil
+}
+
+// waitHW waits until the high watermark reaches end (acks=all), the
+// replica stops leading, or ctx ends.
+func (r *replica) waitHW(ctx context.Context, end int64) error {
+	for {
+		ch := r.b.dataChanged()
+		r.mu.Lock()
+		hw, leader, isr := r.mu.hw, r.mu.leader, len(r.mu.isr)
+		minISR := r.minISRLocked()
+		r.mu.Unlock()
+		if leader != r.b.id {
+			return kerr.NotLeaderForPartition
+		}
+		if hw >= end {
+			if isr < minISR {
+				// The ISR shrank below min.insync.replicas after
+				// the append.
+				return kerr.NotEnoughReplicasAfterAppend
+			}
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return kerr.RequestTimedOut
+		}
+	}
+}
+
+// fetchResult is what a read of a replica returns.
+type fetchResult struct {
+	hw, lso, logStart, leo int64
+	records                []byte
+}
+
+// read serves a fetch from a consumer (replica < 0: data only below the high
+// watermark) or, on the leader, from follower replica (data up to the
+// log-end offset; its fetch offset is its log-end offset).
+func (r *replica) read(follower int32, offset int64, maxBytes int, currentEpoch int32) (fetchResult, error) {
+	r.mu.Lock()
+	if r.mu.closed {
+		r.mu.Unlock()
+		return fetchResult{}, kerr.NotLeaderForPartition
+	}
+	if currentEpoch >= 0 {
+		if currentEpoch < r.mu.epoch {
+			r.mu.Unlock()
+			return fetchResult{}, kerr.FencedLeaderEpoch
+		}
+		if currentEpoch > r.mu.epoch {
+			r.mu.Unlock()
+			return fetchResult{}, kerr.UnknownLeaderEpoch
+		}
+	}
+	if r.mu.leader != r.b.id {
+		r.mu.Unlock()
+		return fetchResult{}, kerr.NotLeaderForPartition
+	}
+	leo := r.log.LogEndOffset()
+	start := r.log.LogStartOffset()
+	if offset < start || offset > leo {
+		hw := r.mu.hw
+		r.mu.Unlock()
+		return fetchResult{hw: hw, lso: hw, logStart: start, leo: leo}, kerr.OffsetOutOfRange
+	}
+	if follower >= 0 {
+		if f := r.mu.followers[follower]; f != nil {
+			now := time.Now()
+			f.lastFetch = now
+			if offset > f.leo {
+				f.leo = offset
+			}
+			if offset >= leo {
+				f.lastCaughtUp = now
+			}
+			r.maybeAdvanceHWLocked()
+		}
+	}
+	hw := r.mu.hw
+	r.mu.Unlock()
+	limit := hw
+	if follower >= 0 {
+		limit = leo
+	}
+	res := fetchResult{hw: hw, lso: hw, logStart: start, leo: leo}
+	if offset < limit {
+		data, err := r.log.Read(offset, maxBytes, limit)
+		if err != nil {
+			if err == segment.ErrOffsetOutOfRange {
+				return res, kerr.OffsetOutOfRange
+			}
+			return res, fmt.Errorf("%w: %v", kerr.KafkaStorageError, err)
+		}
+		res.records = data
+	}
+	return res, nil
+}
