@@ -1,7 +1,7 @@
 package kcluster
 
-// CreateTopics v2-v7 (KIP-464 defaults -1 from v4, KIP-525 configs in the
-// response from v5, KIP-516 topic ids from v7) and DeleteTopics v1-v6
+// CreateTopics v0-v7 (KIP-464 defaults -1 from v4, KIP-525 configs in the
+// response from v5, KIP-516 topic ids from v7) and DeleteTopics v0-v6
 // (deletion by topic id from v6). Both go to the controller, which writes
 // the metadata log; the handler answers once this broker has applied the
 // change, so a Metadata request to the same broker sees it.
@@ -18,8 +18,8 @@ import (
 )
 
 func init() {
-	reg(2, 7, (*broker).handleCreateTopics)
-	reg(1, 6, (*broker).handleDeleteTopics)
+	reg(0, 7, (*broker).handleCreateTopics)
+	reg(0, 6, (*broker).handleDeleteTopics)
 }
 
 func errCode(err error) int16 {

@@ -303,7 +303,7 @@ func (b *broker) serveConn(conn net.Conn) {
 			continue
 		}
 		if err != nil {
-			if !errors.Is(err, errCloseConn) {
+			if !errors.Is(err, errCloseConn) && b.ctx.Err() == nil {
 				log.Warn("closing connection", "api", kmsg.NameForKey(hdr.Key), "version", hdr.Version, "err", err)
 			}
 			return

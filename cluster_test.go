@@ -38,6 +38,7 @@ func metadataOf(t *testing.T, cl interface {
 		mt := kmsg.NewMetadataRequestTopic()
 		mt.Topic = kmsg.StringPtr(n)
 		req.Topics = append(req.Topics, mt)
+		req.AllowAutoTopicCreation = true
 	}
 	if len(topics) == 0 {
 		req.Topics = nil
@@ -88,7 +89,7 @@ func TestNewBindsEveryBrokerAndAgreesOnMetadata(t *testing.T) {
 			first = m
 			continue
 		}
-		if fmt.Sprint(m.Topics) != fmt.Sprint(first.Topics) || *m.ClusterID != *first.ClusterID {
+		if describeTopics(m) != describeTopics(first) || *m.ClusterID != *first.ClusterID {
 			t.Fatalf("broker %d disagrees:\n%v\n%v", i+1, m.Topics, first.Topics)
 		}
 	}
@@ -413,4 +414,15 @@ func TestDeleteTopic(t *testing.T) {
 			t.Fatalf("broker %d still has a replica of a deleted topic", b.id)
 		}
 	}
+}
+
+func describeTopics(m *kmsg.MetadataResponse) string {
+	var out string
+	for _, t := range m.Topics {
+		out += fmt.Sprintf("%s %x:", *t.Topic, t.TopicID)
+		for _, p := range t.Partitions {
+			out += fmt.Sprintf(" %d/%d/%d/%v/%v", p.Partition, p.Leader, p.LeaderEpoch, p.Replicas, p.ISR)
+		}
+	}
+	return out
 }

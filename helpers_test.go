@@ -54,6 +54,8 @@ func makeBatch(ts int64, values ...string) []byte {
 			Key:              nil,
 			Value:            []byte(v),
 		}
+		body := r.AppendTo(nil)[1:] // Length 0 encodes as one byte
+		r.Length = int32(len(body))
 		recs = r.AppendTo(recs)
 	}
 	b := kmsg.RecordBatch{

@@ -1,0 +1,103 @@
+// Package bench measures kcluster with a real client (franz-go). It is its
+// own module so the client stays out of the library's dependencies.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/goleak"
+
+	"github.com/kcluster/kcluster"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// BenchmarkStartToFirstAck measures the time from kcluster.New (3 brokers)
+// to the first record acknowledged with acks=all on an RF=3 topic.
+func BenchmarkStartToFirstAck(b *testing.B) {
+	ctx := context.Background()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		c, err := kcluster.New(kcluster.Brokers(3))
+		if err != nil {
+			b.Fatal(err)
+		}
+		cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...), kgo.DisableIdempotentWrite(), kgo.RequiredAcks(kgo.AllISRAcks()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 3, nil, "t"); err != nil {
+			b.Fatal(err)
+		}
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "t", Value: []byte("v")}).FirstErr(); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(time.Since(start).Microseconds())/1000, "ms/first-ack")
+		cl.Close()
+		c.Close()
+	}
+}
+
+// BenchmarkProduce measures produce throughput of 1 KiB records with
+// franz-go, 3 brokers, 6 partitions.
+func BenchmarkProduce(b *testing.B) {
+	for _, tc := range []struct {
+		rf   int16
+		acks kgo.Acks
+		name string
+	}{
+		{1, kgo.LeaderAck(), "rf1-acks1"},
+		{3, kgo.AllISRAcks(), "rf3-acksall"},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			c, err := kcluster.New(kcluster.Brokers(3))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...), kgo.DisableIdempotentWrite(), kgo.RequiredAcks(tc.acks),
+				kgo.ProducerLinger(0), kgo.MaxBufferedRecords(100000))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer cl.Close()
+			ctx := context.Background()
+			if _, err := kadm.NewClient(cl).CreateTopic(ctx, 6, tc.rf, nil, "p"); err != nil {
+				b.Fatal(err)
+			}
+			const n = 20000
+			val := make([]byte, 1024)
+			b.SetBytes(n * 1024)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				errs := make(chan error, 1)
+				var failed error
+				for j := 0; j < n; j++ {
+					cl.Produce(ctx, &kgo.Record{Topic: "p", Value: val}, func(_ *kgo.Record, err error) {
+						if err != nil {
+							select {
+							case errs <- err:
+							default:
+							}
+						}
+					})
+				}
+				if err := cl.Flush(ctx); err != nil {
+					b.Fatal(err)
+				}
+				select {
+				case failed = <-errs:
+				default:
+				}
+				if failed != nil {
+					b.Fatal(fmt.Errorf("produce: %w", failed))
+				}
+			}
+		})
+	}
+}

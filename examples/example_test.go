@@ -1,0 +1,61 @@
+// Package examples shows kcluster with franz-go. It is its own module so the
+// client stays out of the library's dependencies.
+package examples
+
+import (
+	"context"
+	"fmt"
+	"log"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kcluster/kcluster"
+)
+
+// ExampleNew starts three brokers, creates a topic replicated to all of
+// them, produces with acks=all and reads the records back.
+func ExampleNew() {
+	c, err := kcluster.New(kcluster.Brokers(3))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	ctx := context.Background()
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(c.Addrs()...),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.DisableIdempotentWrite(),
+		kgo.ConsumeTopics("orders"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer cl.Close()
+
+	resp, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 3, nil, "orders")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("created", resp.Topic)
+
+	for _, v := range []string{"o-1", "o-2", "o-3"} {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "orders", Value: []byte(v)}).FirstErr(); err != nil {
+			log.Fatal(err)
+		}
+	}
+	for n := 0; n < 3; {
+		fs := cl.PollFetches(ctx)
+		fs.EachRecord(func(r *kgo.Record) {
+			fmt.Println(r.Offset, string(r.Value))
+			n++
+		})
+	}
+	// Output:
+	// created orders
+	// 0 o-1
+	// 1 o-2
+	// 2 o-3
+}

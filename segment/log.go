@@ -1,0 +1,838 @@
+package segment
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// LogOptions configures OpenLog.
+type LogOptions struct {
+	// SegmentBytes rolls a new segment when the active one would pass it
+	// (Kafka's segment.bytes). Zero means 1 GiB.
+	SegmentBytes int64
+	// IndexIntervalBytes is the number of bytes between sparse offset
+	// index entries (Kafka's index.interval.bytes). Zero means 4096.
+	IndexIntervalBytes int64
+}
+
+// EpochEntry is one leader-epoch cache entry: epoch started at StartOffset.
+type EpochEntry struct {
+	Epoch       int32
+	StartOffset int64
+}
+
+type segFile struct {
+	base int64
+	size int64
+	f    vfs.File
+	path string
+}
+
+// batchPos remembers where a recent batch of the active segment is, so
+// reads at the tail need no index lookup.
+type batchPos struct {
+	base, last int64
+	pos        int64
+	size       int32
+}
+
+const tailCache = 128
+
+// Log is one partition replica's log. One writer (Append, Truncate,
+// TruncateFully, DeleteBefore, AssignEpoch) and many readers may use it
+// concurrently: writers take mu exclusively, readers share it.
+type Log struct {
+	s    *Store
+	name string
+	dir  string
+	opts LogOptions
+
+	mu struct {
+		sync.RWMutex
+		closed      bool
+		segs        []*segFile
+		start, leo  int64
+		sinceIndex  int64
+		maxTS       int64
+		maxTSOffset int64
+		epochs      []EpochEntry
+		tail        []batchPos // recent batches of the active segment, ascending
+	}
+}
+
+func (l *Log) key(kind byte, v uint64) []byte {
+	k := make([]byte, 0, len(l.name)+10)
+	k = append(k, l.name...)
+	k = append(k, 0, kind)
+	return binary.BigEndian.AppendUint64(k, v)
+}
+
+func (l *Log) prefix(kind byte) []byte {
+	return append(append([]byte(l.name), 0), kind)
+}
+
+func segName(base int64) string { return fmt.Sprintf("%020d.log", base) }
+
+// OpenLog opens or creates the named log and recovers it.
+func (s *Store) OpenLog(name string, opts LogOptions) (*Log, error) {
+	if !validName(name) {
+		return nil, fmt.Errorf("segment: invalid log name %q", name)
+	}
+	if opts.SegmentBytes <= 0 {
+		opts.SegmentBytes = 1 << 30
+	}
+	if opts.IndexIntervalBytes <= 0 {
+		opts.IndexIntervalBytes = 4096
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.closed {
+		return nil, ErrClosed
+	}
+	if s.mu.logs[name] != nil {
+		return nil, fmt.Errorf("segment: log %q is already open", name)
+	}
+	l := &Log{s: s, name: name, dir: s.fs.PathJoin(s.dir, name), opts: opts}
+	if err := l.open(); err != nil {
+		l.closeFiles()
+		return nil, err
+	}
+	s.mu.logs[name] = l
+	return l, nil
+}
+
+func (l *Log) open() error {
+	fs := l.s.fs
+	if err := fs.MkdirAll(l.dir, 0o755); err != nil {
+		return err
+	}
+	names, err := fs.List(l.dir)
+	if err != nil {
+		return err
+	}
+	var bases []int64
+	for _, n := range names {
+		if !strings.HasSuffix(n, ".log") {
+			continue
+		}
+		b, err := strconv.ParseInt(strings.TrimSuffix(n, ".log"), 10, 64)
+		if err != nil {
+			continue
+		}
+		bases = append(bases, b)
+	}
+	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
+	l.mu.maxTS, l.mu.maxTSOffset = -1, -1
+	// Log start offset.
+	if v, closer, err := l.s.db.Get(l.key('m', 0)); err == nil {
+		l.mu.start = int64(binary.BigEndian.Uint64(v))
+		closer.Close()
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return err
+	}
+	for _, b := range bases {
+		p := fs.PathJoin(l.dir, segName(b))
+		f, err := fs.OpenReadWrite(p, vfs.WriteCategoryUnspecified)
+		if err != nil {
+			return err
+		}
+		st, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return err
+		}
+		l.mu.segs = append(l.mu.segs, &segFile{base: b, size: st.Size(), f: f, path: p})
+	}
+	if len(l.mu.segs) == 0 {
+		if err := l.rollLocked(l.mu.start); err != nil {
+			return err
+		}
+		l.mu.leo = l.mu.start
+	} else {
+		if err := l.recoverLocked(); err != nil {
+			return err
+		}
+	}
+	if l.mu.start < l.mu.segs[0].base {
+		l.mu.start = l.mu.segs[0].base
+	}
+	// Epoch cache.
+	it, err := l.s.db.NewIter(&pebble.IterOptions{LowerBound: l.prefix('e'), UpperBound: l.prefix('e' + 1)})
+	if err != nil {
+		return err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		e := int32(binary.BigEndian.Uint64(k[len(k)-8:]))
+		l.mu.epochs = append(l.mu.epochs, EpochEntry{Epoch: e, StartOffset: int64(binary.BigEndian.Uint64(it.Value()))})
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	// Max timestamp: the last time index entry.
+	it, err = l.s.db.NewIter(&pebble.IterOptions{LowerBound: l.prefix('t'), UpperBound: l.prefix('t' + 1)})
+	if err != nil {
+		return err
+	}
+	if it.Last() {
+		k := it.Key()
+		l.mu.maxTS = int64(binary.BigEndian.Uint64(k[len(k)-8:]) ^ 1<<63)
+		l.mu.maxTSOffset = int64(binary.BigEndian.Uint64(it.Value()))
+	}
+	return it.Close()
+}
+
+// recoverLocked checks the active segment from its last index entry, cuts
+// it at the first invalid batch, and makes the index agree.
+func (l *Log) recoverLocked() error {
+	active := l.mu.segs[len(l.mu.segs)-1]
+	pos, off := int64(0), active.base
+	// Start from the last offset index entry inside the active segment.
+	it, err := l.s.db.NewIter(&pebble.IterOptions{LowerBound: l.key('o', uint64(active.base)), UpperBound: l.prefix('o' + 1)})
+	if err != nil {
+		return err
+	}
+	for ok := it.Last(); ok; ok = it.Prev() {
+		v := it.Value()
+		seg, p := int64(binary.BigEndian.Uint64(v)), int64(binary.BigEndian.Uint64(v[8:]))
+		if seg == active.base && p < active.size {
+			k := it.Key()
+			pos, off = p, int64(binary.BigEndian.Uint64(k[len(k)-8:]))
+			break
+		}
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	// Scan forward, validating whole batches.
+	hdr := make([]byte, BatchHeaderSize)
+	var buf []byte
+	b := l.s.db.NewBatch()
+	defer b.Close()
+	sinceIndex := int64(0)
+	for pos < active.size {
+		if _, err := active.f.ReadAt(hdr, pos); err != nil {
+			break
+		}
+		h, err := ParseBatchHeader(hdr)
+		if err != nil || h.BaseOffset != off || pos+int64(h.TotalSize()) > active.size {
+			break
+		}
+		if cap(buf) < h.TotalSize() {
+			buf = make([]byte, h.TotalSize())
+		}
+		buf = buf[:h.TotalSize()]
+		if _, err := active.f.ReadAt(buf, pos); err != nil {
+			break
+		}
+		if _, err := ValidateBatch(buf); err != nil {
+			break
+		}
+		if sinceIndex == 0 || sinceIndex >= l.opts.IndexIntervalBytes {
+			l.putIndex(b, off, active.base, pos)
+			sinceIndex = 0
+		}
+		sinceIndex += int64(h.TotalSize())
+		l.putTime(b, h)
+		pos += int64(h.TotalSize())
+		off = h.LastOffset() + 1
+	}
+	if pos < active.size {
+		l.s.log.Warn("segment: truncating torn or corrupt tail", "log", l.name, "segment", active.base, "valid", pos, "size", active.size)
+		if err := l.cutFileLocked(active, pos); err != nil {
+			return err
+		}
+	}
+	l.mu.leo = off
+	l.mu.sinceIndex = sinceIndex
+	// Drop index entries past the valid end.
+	if err := b.DeleteRange(l.key('o', uint64(off)), l.prefix('o'+1), nil); err != nil {
+		return err
+	}
+	if err := l.deleteTimeFromLocked(b, off); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return err
+	}
+	return l.truncateEpochsLocked(off)
+}
+
+func (l *Log) putIndex(b *pebble.Batch, off, seg, pos int64) {
+	v := binary.BigEndian.AppendUint64(nil, uint64(seg))
+	v = binary.BigEndian.AppendUint64(v, uint64(pos))
+	b.Set(l.key('o', uint64(off)), v, nil)
+}
+
+// putTime adds a time index entry when the batch raises the max timestamp.
+func (l *Log) putTime(b *pebble.Batch, h BatchHeader) {
+	if h.MaxTimestamp > l.mu.maxTS {
+		l.mu.maxTS, l.mu.maxTSOffset = h.MaxTimestamp, h.BaseOffset
+		b.Set(l.key('t', uint64(h.MaxTimestamp)^1<<63), binary.BigEndian.AppendUint64(nil, uint64(h.BaseOffset)), nil)
+	}
+}
+
+// deleteTimeFromLocked removes time index entries of batches at or after
+// off (they are a suffix: entries rise in both time and offset) and resets
+// the max timestamp.
+func (l *Log) deleteTimeFromLocked(b *pebble.Batch, off int64) error {
+	it, err := l.s.db.NewIter(&pebble.IterOptions{LowerBound: l.prefix('t'), UpperBound: l.prefix('t' + 1)})
+	if err != nil {
+		return err
+	}
+	l.mu.maxTS, l.mu.maxTSOffset = -1, -1
+	for ok := it.Last(); ok; ok = it.Prev() {
+		o := int64(binary.BigEndian.Uint64(it.Value()))
+		if o < off {
+			k := it.Key()
+			l.mu.maxTS = int64(binary.BigEndian.Uint64(k[len(k)-8:]) ^ 1<<63)
+			l.mu.maxTSOffset = o
+			break
+		}
+		if err := b.Delete(append([]byte(nil), it.Key()...), nil); err != nil {
+			it.Close()
+			return err
+		}
+	}
+	return it.Close()
+}
+
+// cutFileLocked shortens a segment file to size by copying its prefix to a
+// new file and renaming it over the old one (vfs.File has no Truncate).
+func (l *Log) cutFileLocked(s *segFile, size int64) error {
+	fs := l.s.fs
+	tmp := s.path + ".cut"
+	nf, err := fs.Create(tmp, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(nf, io.NewSectionReader(s.f, 0, size)); err != nil {
+		nf.Close()
+		return err
+	}
+	if err := nf.Sync(); err != nil {
+		nf.Close()
+		return err
+	}
+	nf.Close()
+	s.f.Close()
+	if err := fs.Rename(tmp, s.path); err != nil {
+		return err
+	}
+	f, err := fs.OpenReadWrite(s.path, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return err
+	}
+	s.f, s.size = f, size
+	return nil
+}
+
+// rollLocked starts a new active segment at base.
+func (l *Log) rollLocked(base int64) error {
+	p := l.s.fs.PathJoin(l.dir, segName(base))
+	f, err := l.s.fs.Create(p, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return err
+	}
+	if n := len(l.mu.segs); n > 0 {
+		// The previous active segment is complete: sync it, as Kafka
+		// flushes a segment when it rolls.
+		if err := l.mu.segs[n-1].f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	l.mu.segs = append(l.mu.segs, &segFile{base: base, f: f, path: p})
+	l.mu.sinceIndex = 0
+	l.mu.tail = l.mu.tail[:0]
+	return nil
+}
+
+// Append appends one or more complete batches, whose offsets are already
+// assigned and start at LogEndOffset, stored as given.
+func (l *Log) Append(batches []byte) error {
+	// Check framing and offsets before taking the lock.
+	type item struct {
+		h   BatchHeader
+		off int
+	}
+	var items []item
+	for off := 0; off < len(batches); {
+		h, err := ParseBatchHeader(batches[off:])
+		if err != nil {
+			return err
+		}
+		if off+h.TotalSize() > len(batches) {
+			return fmt.Errorf("%w: batch of %d bytes, %d present", ErrCorrupt, h.TotalSize(), len(batches)-off)
+		}
+		items = append(items, item{h, off})
+		off += h.TotalSize()
+	}
+	if len(items) == 0 {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.closed {
+		return ErrClosed
+	}
+	next := l.mu.leo
+	for _, it := range items {
+		if it.h.BaseOffset != next {
+			return fmt.Errorf("%w: batch at %d, log end %d", ErrOffsetMismatch, it.h.BaseOffset, next)
+		}
+		next = it.h.LastOffset() + 1
+	}
+	b := l.s.db.NewBatch()
+	defer b.Close()
+	for i := 0; i < len(items); {
+		act := l.mu.segs[len(l.mu.segs)-1]
+		// Take as many batches as fit in the active segment (at least
+		// one if the segment is empty).
+		j, size := i, int64(0)
+		for j < len(items) && (act.size+size == 0 || act.size+size+int64(items[j].h.TotalSize()) <= l.opts.SegmentBytes) {
+			size += int64(items[j].h.TotalSize())
+			j++
+		}
+		if j == i {
+			if err := l.rollLocked(items[i].h.BaseOffset); err != nil {
+				return err
+			}
+			continue
+		}
+		start := items[i].off
+		end := items[j-1].off + items[j-1].h.TotalSize()
+		if _, err := act.f.WriteAt(batches[start:end], act.size); err != nil {
+			return fmt.Errorf("segment: writing %s: %w", act.path, err)
+		}
+		for k := i; k < j; k++ {
+			h := items[k].h
+			pos := act.size + int64(items[k].off-start)
+			if l.mu.sinceIndex == 0 || l.mu.sinceIndex >= l.opts.IndexIntervalBytes {
+				l.putIndex(b, h.BaseOffset, act.base, pos)
+				l.mu.sinceIndex = 0
+			}
+			l.mu.sinceIndex += int64(h.TotalSize())
+			l.putTime(b, h)
+			if len(l.mu.tail) == tailCache {
+				copy(l.mu.tail, l.mu.tail[1:])
+				l.mu.tail = l.mu.tail[:tailCache-1]
+			}
+			l.mu.tail = append(l.mu.tail, batchPos{base: h.BaseOffset, last: h.LastOffset(), pos: pos, size: int32(h.TotalSize())})
+		}
+		act.size += int64(end - start)
+		l.mu.leo = items[j-1].h.LastOffset() + 1
+		i = j
+	}
+	if !b.Empty() {
+		return b.Commit(pebble.NoSync)
+	}
+	return nil
+}
+
+// findLocked returns the segment holding offset and the position of the
+// batch containing it.
+func (l *Log) findLocked(offset int64) (*segFile, int64, error) {
+	segs := l.mu.segs
+	i := sort.Search(len(segs), func(i int) bool { return segs[i].base > offset }) - 1
+	if i < 0 {
+		return nil, 0, ErrOffsetOutOfRange
+	}
+	s := segs[i]
+	if i == len(segs)-1 && len(l.mu.tail) > 0 && offset >= l.mu.tail[0].base {
+		t := l.mu.tail
+		j := sort.Search(len(t), func(j int) bool { return t[j].last >= offset })
+		if j < len(t) {
+			return s, t[j].pos, nil
+		}
+	}
+	pos := int64(0)
+	it, err := l.s.db.NewIter(&pebble.IterOptions{LowerBound: l.key('o', uint64(s.base)), UpperBound: l.key('o', uint64(offset)+1)})
+	if err != nil {
+		return nil, 0, err
+	}
+	if it.Last() {
+		v := it.Value()
+		if int64(binary.BigEndian.Uint64(v)) == s.base {
+			pos = int64(binary.BigEndian.Uint64(v[8:]))
+		}
+	}
+	if err := it.Close(); err != nil {
+		return nil, 0, err
+	}
+	hdr := make([]byte, BatchHeaderSize)
+	for pos < s.size {
+		if _, err := s.f.ReadAt(hdr, pos); err != nil {
+			return nil, 0, err
+		}
+		h, err := ParseBatchHeader(hdr)
+		if err != nil {
+			return nil, 0, err
+		}
+		if h.LastOffset() >= offset {
+			return s, pos, nil
+		}
+		pos += int64(h.TotalSize())
+	}
+	return s, pos, nil
+}
+
+// Read returns whole batches starting with the one containing offset, only
+// batches whose last offset is below maxOffset, up to maxBytes but at least
+// one batch (KIP-74). The result is the caller's.
+func (l *Log) Read(offset int64, maxBytes int, maxOffset int64) ([]byte, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.mu.closed {
+		return nil, ErrClosed
+	}
+	if offset < l.mu.start || offset > l.mu.leo {
+		return nil, ErrOffsetOutOfRange
+	}
+	if offset == l.mu.leo || offset >= maxOffset {
+		return nil, nil
+	}
+	s, pos, err := l.findLocked(offset)
+	if err != nil {
+		return nil, err
+	}
+	end := pos
+	hdr := make([]byte, BatchHeaderSize)
+	for end < s.size {
+		if _, err := s.f.ReadAt(hdr, end); err != nil {
+			return nil, err
+		}
+		h, err := ParseBatchHeader(hdr)
+		if err != nil {
+			return nil, err
+		}
+		if h.LastOffset() >= maxOffset {
+			break
+		}
+		if end > pos && end-pos+int64(h.TotalSize()) > int64(maxBytes) {
+			break
+		}
+		end += int64(h.TotalSize())
+	}
+	if end == pos {
+		return nil, nil
+	}
+	out := make([]byte, end-pos)
+	if _, err := s.f.ReadAt(out, pos); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// LogStartOffset is the first offset readable.
+func (l *Log) LogStartOffset() int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.mu.start
+}
+
+// LogEndOffset is the offset the next appended record gets.
+func (l *Log) LogEndOffset() int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.mu.leo
+}
+
+// Size is the number of bytes in all segments.
+func (l *Log) Size() int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	var n int64
+	for _, s := range l.mu.segs {
+		n += s.size
+	}
+	return n
+}
+
+// MaxTimestamp returns the largest batch max timestamp and that batch's
+// base offset, or (-1, -1) for an empty log.
+func (l *Log) MaxTimestamp() (int64, int64) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.mu.maxTS, l.mu.maxTSOffset
+}
+
+// OffsetForTimestamp returns the first batch, in offset order, whose max
+// timestamp is at least ts; the caller finds the record in it.
+func (l *Log) OffsetForTimestamp(ts int64) ([]byte, bool, error) {
+	l.mu.RLock()
+	start := l.mu.start
+	var from int64 = start
+	it, err := l.s.db.NewIter(&pebble.IterOptions{LowerBound: l.prefix('t'), UpperBound: l.prefix('t' + 1)})
+	if err != nil {
+		l.mu.RUnlock()
+		return nil, false, err
+	}
+	// The time index entry for the greatest indexed timestamp below ts
+	// marks a batch that is entirely too early; the answer is after it
+	// only if the index says so. Entries rise in time and offset, so the
+	// first entry with timestamp >= ts bounds the answer from above and
+	// the entry before it from below.
+	if it.SeekGE(l.key('t', uint64(ts)^1<<63)) {
+		if it.Prev() {
+			from = int64(binary.BigEndian.Uint64(it.Value()))
+		}
+	} else {
+		it.Close()
+		l.mu.RUnlock()
+		return nil, false, nil
+	}
+	it.Close()
+	l.mu.RUnlock()
+	if from < start {
+		from = start
+	}
+	for {
+		data, err := l.Read(from, 1, 1<<62)
+		if err != nil {
+			if errors.Is(err, ErrOffsetOutOfRange) {
+				return nil, false, nil
+			}
+			return nil, false, err
+		}
+		if len(data) == 0 {
+			return nil, false, nil
+		}
+		h, err := ParseBatchHeader(data)
+		if err != nil {
+			return nil, false, err
+		}
+		if h.MaxTimestamp >= ts {
+			return data[:h.TotalSize()], true, nil
+		}
+		from = h.LastOffset() + 1
+	}
+}
+
+// Truncate removes every batch at or after offset, which must be a batch
+// boundary or the log end. Used by followers whose log diverged.
+func (l *Log) Truncate(offset int64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.closed {
+		return ErrClosed
+	}
+	if offset >= l.mu.leo {
+		if offset == l.mu.leo {
+			return nil
+		}
+		return fmt.Errorf("%w: truncate to %d past log end %d", ErrOffsetMismatch, offset, l.mu.leo)
+	}
+	if offset < l.mu.start {
+		return fmt.Errorf("%w: truncate to %d below log start %d", ErrOffsetMismatch, offset, l.mu.start)
+	}
+	s, pos, err := l.findLocked(offset)
+	if err != nil {
+		return err
+	}
+	if pos < s.size {
+		hdr := make([]byte, BatchHeaderSize)
+		if _, err := s.f.ReadAt(hdr, pos); err != nil {
+			return err
+		}
+		h, err := ParseBatchHeader(hdr)
+		if err != nil {
+			return err
+		}
+		if h.BaseOffset != offset {
+			return fmt.Errorf("%w: %d is inside batch %d-%d", ErrOffsetMismatch, offset, h.BaseOffset, h.LastOffset())
+		}
+	}
+	// Drop later segments entirely.
+	for len(l.mu.segs) > 0 && l.mu.segs[len(l.mu.segs)-1] != s {
+		last := l.mu.segs[len(l.mu.segs)-1]
+		last.f.Close()
+		if err := l.s.fs.Remove(last.path); err != nil {
+			return err
+		}
+		l.mu.segs = l.mu.segs[:len(l.mu.segs)-1]
+	}
+	if err := l.cutFileLocked(s, pos); err != nil {
+		return err
+	}
+	b := l.s.db.NewBatch()
+	defer b.Close()
+	if err := b.DeleteRange(l.key('o', uint64(offset)), l.prefix('o'+1), nil); err != nil {
+		return err
+	}
+	if err := l.deleteTimeFromLocked(b, offset); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return err
+	}
+	l.mu.leo = offset
+	l.mu.tail = l.mu.tail[:0]
+	l.mu.sinceIndex = l.opts.IndexIntervalBytes // index the next batch
+	return l.truncateEpochsLocked(offset)
+}
+
+// TruncateFully drops all data; the log restarts empty at offset.
+func (l *Log) TruncateFully(offset int64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.closed {
+		return ErrClosed
+	}
+	for _, s := range l.mu.segs {
+		s.f.Close()
+		if err := l.s.fs.Remove(s.path); err != nil {
+			return err
+		}
+	}
+	l.mu.segs = nil
+	b := l.s.db.NewBatch()
+	defer b.Close()
+	for _, k := range []byte{'o', 't', 'e'} {
+		if err := b.DeleteRange(l.prefix(k), l.prefix(k+1), nil); err != nil {
+			return err
+		}
+	}
+	b.Set(l.key('m', 0), binary.BigEndian.AppendUint64(nil, uint64(offset)), nil)
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return err
+	}
+	l.mu.start, l.mu.leo = offset, offset
+	l.mu.maxTS, l.mu.maxTSOffset = -1, -1
+	l.mu.epochs = nil
+	return l.rollLocked(offset)
+}
+
+// DeleteBefore advances the log start offset to offset (never past the log
+// end) and deletes segments entirely below it.
+func (l *Log) DeleteBefore(offset int64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.closed {
+		return ErrClosed
+	}
+	if offset <= l.mu.start {
+		return nil
+	}
+	if offset > l.mu.leo {
+		return fmt.Errorf("%w: log start %d past log end %d", ErrOffsetMismatch, offset, l.mu.leo)
+	}
+	b := l.s.db.NewBatch()
+	defer b.Close()
+	b.Set(l.key('m', 0), binary.BigEndian.AppendUint64(nil, uint64(offset)), nil)
+	for len(l.mu.segs) > 1 && l.mu.segs[1].base <= offset {
+		s := l.mu.segs[0]
+		if err := b.DeleteRange(l.key('o', uint64(s.base)), l.key('o', uint64(l.mu.segs[1].base)), nil); err != nil {
+			return err
+		}
+		s.f.Close()
+		if err := l.s.fs.Remove(s.path); err != nil {
+			return err
+		}
+		l.mu.segs = l.mu.segs[1:]
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return err
+	}
+	l.mu.start = offset
+	return nil
+}
+
+// Sync syncs the active segment and the index.
+func (l *Log) Sync() error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.mu.closed {
+		return ErrClosed
+	}
+	if err := l.mu.segs[len(l.mu.segs)-1].f.Sync(); err != nil {
+		return err
+	}
+	return l.s.db.Flush()
+}
+
+// AssignEpoch records that epoch starts at startOffset. An epoch not
+// greater than the latest known is ignored.
+func (l *Log) AssignEpoch(epoch int32, startOffset int64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.closed {
+		return ErrClosed
+	}
+	if n := len(l.mu.epochs); n > 0 && epoch <= l.mu.epochs[n-1].Epoch {
+		return nil
+	}
+	if err := l.s.db.Set(l.key('e', uint64(epoch)), binary.BigEndian.AppendUint64(nil, uint64(startOffset)), pebble.NoSync); err != nil {
+		return err
+	}
+	l.mu.epochs = append(l.mu.epochs, EpochEntry{epoch, startOffset})
+	return nil
+}
+
+// truncateEpochsLocked drops epochs starting at or after the new end,
+// except that an epoch which started exactly there... is dropped too: the
+// data it described is gone.
+func (l *Log) truncateEpochsLocked(end int64) error {
+	n := len(l.mu.epochs)
+	for n > 0 && l.mu.epochs[n-1].StartOffset >= end && l.mu.epochs[n-1].StartOffset > l.mu.start {
+		if err := l.s.db.Delete(l.key('e', uint64(l.mu.epochs[n-1].Epoch)), pebble.NoSync); err != nil {
+			return err
+		}
+		n--
+	}
+	l.mu.epochs = l.mu.epochs[:n]
+	return nil
+}
+
+// EpochEntries returns a copy of the leader-epoch cache.
+func (l *Log) EpochEntries() []EpochEntry {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return append([]EpochEntry(nil), l.mu.epochs...)
+}
+
+// EndOffsetForEpoch answers OffsetForLeaderEpoch: the largest known epoch
+// not above the requested one, and its end offset (the next epoch's start,
+// or the log end for the latest). (-1, -1) when there is none.
+func (l *Log) EndOffsetForEpoch(epoch int32) (int32, int64) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	es := l.mu.epochs
+	i := sort.Search(len(es), func(i int) bool { return es[i].Epoch > epoch }) - 1
+	if i < 0 {
+		return -1, -1
+	}
+	if i == len(es)-1 {
+		return es[i].Epoch, l.mu.leo
+	}
+	return es[i].Epoch, es[i+1].StartOffset
+}
+
+// Close closes the log's files. It is safe to call more than once.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.closed {
+		return nil
+	}
+	l.mu.closed = true
+	l.s.forget(l)
+	return l.closeFiles()
+}
+
+func (l *Log) closeFiles() error {
+	var errs []error
+	for _, s := range l.mu.segs {
+		errs = append(errs, s.f.Close())
+	}
+	return errors.Join(errs...)
+}
