@@ -115,6 +115,9 @@ func (l *Log) open() error {
 	if err := fs.MkdirAll(l.dir, 0o755); err != nil {
 		return err
 	}
+	if err := syncDir(fs, l.s.dir); err != nil {
+		return err
+	}
 	names, err := fs.List(l.dir)
 	if err != nil {
 		return err
@@ -141,7 +144,7 @@ func (l *Log) open() error {
 	}
 	for _, b := range bases {
 		p := fs.PathJoin(l.dir, segName(b))
-		f, err := fs.OpenReadWrite(p, vfs.WriteCategoryUnspecified)
+		f, err := fs.Open(p)
 		if err != nil {
 			return err
 		}
@@ -159,6 +162,18 @@ func (l *Log) open() error {
 		l.mu.leo = l.mu.start
 	} else {
 		if err := l.recoverLocked(); err != nil {
+			return err
+		}
+		// Appends go through Write at the end of a file created by
+		// this process (vfs.File has no Seek, and MemFS's WriteAt
+		// grows a byte at a time), so a reopened log continues in a
+		// new segment; an empty last segment is simply recreated.
+		last := l.mu.segs[len(l.mu.segs)-1]
+		if last.size == 0 {
+			last.f.Close()
+			l.mu.segs = l.mu.segs[:len(l.mu.segs)-1]
+		}
+		if err := l.rollLocked(l.mu.leo); err != nil {
 			return err
 		}
 	}
@@ -323,16 +338,17 @@ func (l *Log) cutFileLocked(s *segFile, size int64) error {
 		nf.Close()
 		return err
 	}
-	nf.Close()
 	s.f.Close()
 	if err := fs.Rename(tmp, s.path); err != nil {
+		nf.Close()
 		return err
 	}
-	f, err := fs.OpenReadWrite(s.path, vfs.WriteCategoryUnspecified)
-	if err != nil {
+	if err := syncDir(fs, l.dir); err != nil {
+		nf.Close()
 		return err
 	}
-	s.f, s.size = f, size
+	// The new file stays open, positioned at its end for appends.
+	s.f, s.size = nf, size
 	return nil
 }
 
@@ -351,6 +367,10 @@ func (l *Log) rollLocked(base int64) error {
 			return err
 		}
 	}
+	if err := syncDir(l.s.fs, l.dir); err != nil {
+		f.Close()
+		return err
+	}
 	l.mu.segs = append(l.mu.segs, &segFile{base: base, f: f, path: p})
 	l.mu.sinceIndex = 0
 	l.mu.tail = l.mu.tail[:0]
@@ -358,7 +378,8 @@ func (l *Log) rollLocked(base int64) error {
 }
 
 // Append appends one or more complete batches, whose offsets are already
-// assigned and start at LogEndOffset, stored as given.
+// assigned and start at LogEndOffset, stored as given. Like vfs.File.Write,
+// it may modify batches: callers must not use them afterwards.
 func (l *Log) Append(batches []byte) error {
 	// Check framing and offsets before taking the lock.
 	type item struct {
@@ -411,7 +432,9 @@ func (l *Log) Append(batches []byte) error {
 		}
 		start := items[i].off
 		end := items[j-1].off + items[j-1].h.TotalSize()
-		if _, err := act.f.WriteAt(batches[start:end], act.size); err != nil {
+		// Write appends at the file's position, which is its end: every
+		// active segment was created (or cut) by this process.
+		if _, err := act.f.Write(batches[start:end]); err != nil {
 			return fmt.Errorf("segment: writing %s: %w", act.path, err)
 		}
 		for k := i; k < j; k++ {
@@ -757,7 +780,7 @@ func (l *Log) Sync() error {
 	if err := l.mu.segs[len(l.mu.segs)-1].f.Sync(); err != nil {
 		return err
 	}
-	return l.s.db.Flush()
+	return l.s.db.LogData(nil, pebble.Sync)
 }
 
 // AssignEpoch records that epoch starts at startOffset. An epoch not

@@ -87,6 +87,9 @@ func OpenStore(opts StoreOptions) (*Store, error) {
 	if err := opts.FS.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, err
 	}
+	if err := syncDir(opts.FS, opts.FS.PathDir(opts.Dir)); err != nil {
+		return nil, err
+	}
 	po := &pebble.Options{
 		FS:                          opts.FS,
 		MemTableSize:                4 << 20,
@@ -165,6 +168,16 @@ func (s *Store) forget(l *Log) {
 		delete(s.mu.logs, l.name)
 	}
 	s.mu.Unlock()
+}
+
+// syncDir makes a directory's entries durable (new files, renames).
+func syncDir(fs vfs.FS, dir string) error {
+	d, err := fs.OpenDir(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	return errors.Join(err, d.Close())
 }
 
 func validName(name string) bool {
