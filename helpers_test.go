@@ -73,7 +73,9 @@ func makeBatch(ts int64, values ...string) []byte {
 	}
 	raw := b.AppendTo(nil)
 	// Length and CRC: AppendTo writes what is in the struct.
-	be32 := func(o int, v uint32) { raw[o], raw[o+1], raw[o+2], raw[o+3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v) }
+	be32 := func(o int, v uint32) {
+		raw[o], raw[o+1], raw[o+2], raw[o+3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
+	}
 	be32(8, uint32(len(raw)-12))
 	be32(17, crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli)))
 	return raw

@@ -5,6 +5,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -61,7 +62,8 @@ func BenchmarkProduce(b *testing.B) {
 			}
 			defer c.Close()
 			cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...), kgo.DisableIdempotentWrite(), kgo.RequiredAcks(tc.acks),
-				kgo.ProducerLinger(0), kgo.MaxBufferedRecords(100000))
+				kgo.ProducerLinger(0), kgo.MaxBufferedRecords(100000),
+				kgo.ProducerBatchCompression(kgo.NoCompression()))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -72,6 +74,7 @@ func BenchmarkProduce(b *testing.B) {
 			}
 			const n = 20000
 			val := make([]byte, 1024)
+			rand.NewChaCha8([32]byte{1}).Read(val) // incompressible, and no compression: bytes on the wire are bytes stored
 			b.SetBytes(n * 1024)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {

@@ -27,7 +27,9 @@ func batch(base int64, n int, size int, ts int64) []byte {
 	b := kmsg.RecordBatch{FirstOffset: base, Magic: 2, LastOffsetDelta: int32(n - 1), FirstTimestamp: ts,
 		MaxTimestamp: ts + int64(n-1), ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: int32(n), Records: recs}
 	raw := b.AppendTo(nil)
-	put := func(o int, v uint32) { raw[o], raw[o+1], raw[o+2], raw[o+3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v) }
+	put := func(o int, v uint32) {
+		raw[o], raw[o+1], raw[o+2], raw[o+3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
+	}
 	put(8, uint32(len(raw)-12))
 	put(17, crc32.Checksum(raw[21:], crcTable))
 	return raw
