@@ -69,6 +69,9 @@ func (b *broker) fetchOnce(req *kmsg.FetchRequest, follower int32, maxBytes int)
 			rp := kmsg.NewFetchResponseTopicPartition()
 			rp.Partition = p.Partition
 			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = -1, -1, -1
+			// Kafka sends an empty record set, not a null one; librdkafka
+			// and kafka-go reject null (size -1) in non-flexible versions.
+			rp.RecordBatches = []byte{}
 			rep, err := b.lookupReplica(name, t.TopicID, p.Partition)
 			if err == nil {
 				if req.Version >= 13 {

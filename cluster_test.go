@@ -225,6 +225,11 @@ func TestProduceAcksAllReplicatesAndFetchesBack(t *testing.T) {
 			}
 		}
 	}
+	// At the high watermark: no data, and an empty (not null) record set,
+	// which librdkafka and kafka-go require in non-flexible versions.
+	if fp := fetchNoWait(t, addr, "events", 0, 15); fp.RecordBatches == nil || len(fp.RecordBatches) != 0 {
+		t.Fatalf("fetch v11 at the high watermark: record set %v, want empty and not null", fp.RecordBatches)
+	}
 	// Out of range.
 	fp := fetch(t, addr, "events", id, 0, 99, 11)
 	if got := kerr.ErrorForCode(fp.ErrorCode); got != kerr.OffsetOutOfRange {
@@ -425,4 +430,18 @@ func describeTopics(m *kmsg.MetadataResponse) string {
 		}
 	}
 	return out
+}
+
+func fetchNoWait(t *testing.T, addr, topic string, part int32, offset int64) *kmsg.FetchResponseTopicPartition {
+	t.Helper()
+	req := kmsg.NewPtrFetchRequest()
+	req.MaxBytes = 1 << 20
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = part, offset, 1<<20
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp := do[*kmsg.FetchResponse](t, dial(t, addr), req, 11)
+	return &resp.Topics[0].Partitions[0]
 }

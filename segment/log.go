@@ -47,6 +47,9 @@ type batchPos struct {
 
 const tailCache = 128
 
+// maxKeptWriteBuf bounds the write buffer a Log keeps between appends.
+const maxKeptWriteBuf = 1 << 20
+
 // Log is one partition replica's log. One writer (Append, Truncate,
 // TruncateFully, DeleteBefore, AssignEpoch) and many readers may use it
 // concurrently: writers take mu exclusively, readers share it.
@@ -66,6 +69,10 @@ type Log struct {
 		maxTSOffset int64
 		epochs      []EpochEntry
 		tail        []batchPos // recent batches of the active segment, ascending
+		// wbuf is what Append hands to vfs.File.Write, which may modify
+		// its argument (MemFS does under -race and the invariants tag):
+		// the caller's bytes stay untouched.
+		wbuf []byte
 	}
 }
 
@@ -156,6 +163,13 @@ func (l *Log) open() error {
 		l.mu.segs = append(l.mu.segs, &segFile{base: b, size: st.Size(), f: f, path: p})
 	}
 	if len(l.mu.segs) == 0 {
+		// No data: index entries left by a crash inside TruncateFully
+		// or RemoveLog would point into the segment about to be made.
+		for _, k := range []byte{'o', 't'} {
+			if err := l.s.db.DeleteRange(l.prefix(k), l.prefix(k+1), pebble.NoSync); err != nil {
+				return err
+			}
+		}
 		if err := l.rollLocked(l.mu.start); err != nil {
 			return err
 		}
@@ -201,7 +215,7 @@ func (l *Log) open() error {
 	if it.Last() {
 		k := it.Key()
 		l.mu.maxTS = int64(binary.BigEndian.Uint64(k[len(k)-8:]) ^ 1<<63)
-		l.mu.maxTSOffset = int64(binary.BigEndian.Uint64(it.Value()))
+		_, l.mu.maxTSOffset = timeValue(it.Value())
 	}
 	return it.Close()
 }
@@ -216,23 +230,40 @@ func (l *Log) recoverLocked() error {
 	if err != nil {
 		return err
 	}
+	hdr := make([]byte, BatchHeaderSize)
 	for ok := it.Last(); ok; ok = it.Prev() {
 		v := it.Value()
 		seg, p := int64(binary.BigEndian.Uint64(v)), int64(binary.BigEndian.Uint64(v[8:]))
-		if seg == active.base && p < active.size {
-			k := it.Key()
-			pos, off = p, int64(binary.BigEndian.Uint64(k[len(k)-8:]))
-			break
+		if seg != active.base || p >= active.size {
+			continue
 		}
+		// Trust an entry only if the batch it names is there: a stale
+		// entry (its deletion lost in a crash) would otherwise cut
+		// valid data.
+		k := it.Key()
+		key := int64(binary.BigEndian.Uint64(k[len(k)-8:]))
+		if _, err := active.f.ReadAt(hdr, p); err != nil {
+			continue
+		}
+		if h, err := ParseBatchHeader(hdr); err != nil || h.BaseOffset != key {
+			continue
+		}
+		pos, off = p, key
+		break
 	}
 	if err := it.Close(); err != nil {
 		return err
 	}
-	// Scan forward, validating whole batches.
-	hdr := make([]byte, BatchHeaderSize)
-	var buf []byte
 	b := l.s.db.NewBatch()
 	defer b.Close()
+	// Time index entries at or after the scan start are rebuilt by the
+	// scan; the running max must start from the entries before it, or a
+	// batch below an earlier maximum would get an entry out of order.
+	if err := l.deleteTimeFromLocked(b, off); err != nil {
+		return err
+	}
+	// Scan forward, validating whole batches.
+	var buf []byte
 	sinceIndex := int64(0)
 	for pos < active.size {
 		if _, err := active.f.ReadAt(hdr, pos); err != nil {
@@ -269,11 +300,9 @@ func (l *Log) recoverLocked() error {
 	}
 	l.mu.leo = off
 	l.mu.sinceIndex = sinceIndex
-	// Drop index entries past the valid end.
+	// Drop index entries past the valid end (time entries past it went
+	// before the scan).
 	if err := b.DeleteRange(l.key('o', uint64(off)), l.prefix('o'+1), nil); err != nil {
-		return err
-	}
-	if err := l.deleteTimeFromLocked(b, off); err != nil {
 		return err
 	}
 	if err := b.Commit(pebble.NoSync); err != nil {
@@ -291,9 +320,23 @@ func (l *Log) putIndex(b *pebble.Batch, off, seg, pos int64) {
 // putTime adds a time index entry when the batch raises the max timestamp.
 func (l *Log) putTime(b *pebble.Batch, h BatchHeader) {
 	if h.MaxTimestamp > l.mu.maxTS {
-		l.mu.maxTS, l.mu.maxTSOffset = h.MaxTimestamp, h.BaseOffset
-		b.Set(l.key('t', uint64(h.MaxTimestamp)^1<<63), binary.BigEndian.AppendUint64(nil, uint64(h.BaseOffset)), nil)
+		l.mu.maxTS, l.mu.maxTSOffset = h.MaxTimestamp, h.LastOffset()
+		v := binary.BigEndian.AppendUint64(nil, uint64(h.BaseOffset))
+		v = binary.BigEndian.AppendUint64(v, uint64(h.LastOffset()))
+		b.Set(l.key('t', uint64(h.MaxTimestamp)^1<<63), v, nil)
 	}
+}
+
+// timeValue decodes a time index value: the base offset of the batch that
+// raised the max timestamp and its last offset (older entries hold only the
+// base offset).
+func timeValue(v []byte) (base, last int64) {
+	base = int64(binary.BigEndian.Uint64(v))
+	last = base
+	if len(v) >= 16 {
+		last = int64(binary.BigEndian.Uint64(v[8:]))
+	}
+	return base, last
 }
 
 // deleteTimeFromLocked removes time index entries of batches at or after
@@ -306,11 +349,11 @@ func (l *Log) deleteTimeFromLocked(b *pebble.Batch, off int64) error {
 	}
 	l.mu.maxTS, l.mu.maxTSOffset = -1, -1
 	for ok := it.Last(); ok; ok = it.Prev() {
-		o := int64(binary.BigEndian.Uint64(it.Value()))
+		o, last := timeValue(it.Value())
 		if o < off {
 			k := it.Key()
 			l.mu.maxTS = int64(binary.BigEndian.Uint64(k[len(k)-8:]) ^ 1<<63)
-			l.mu.maxTSOffset = o
+			l.mu.maxTSOffset = last
 			break
 		}
 		if err := b.Delete(append([]byte(nil), it.Key()...), nil); err != nil {
@@ -366,6 +409,12 @@ func (l *Log) rollLocked(base int64) error {
 			f.Close()
 			return err
 		}
+		// Recovery checks only the last segment: the index entries
+		// of the finished one must be as durable as its data.
+		if err := l.s.db.LogData(nil, pebble.Sync); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	if err := syncDir(l.s.fs, l.dir); err != nil {
 		f.Close()
@@ -378,8 +427,8 @@ func (l *Log) rollLocked(base int64) error {
 }
 
 // Append appends one or more complete batches, whose offsets are already
-// assigned and start at LogEndOffset, stored as given. Like vfs.File.Write,
-// it may modify batches: callers must not use them afterwards.
+// assigned and start at LogEndOffset, stored byte for byte as given.
+// Append does not modify or keep batches.
 func (l *Log) Append(batches []byte) error {
 	// Check framing and offsets before taking the lock.
 	type item struct {
@@ -425,6 +474,14 @@ func (l *Log) Append(batches []byte) error {
 			j++
 		}
 		if j == i {
+			// The finished segment's index entries go in before the
+			// roll syncs the index with it.
+			if !b.Empty() {
+				if err := b.Commit(pebble.NoSync); err != nil {
+					return err
+				}
+				b.Reset()
+			}
 			if err := l.rollLocked(items[i].h.BaseOffset); err != nil {
 				return err
 			}
@@ -434,7 +491,12 @@ func (l *Log) Append(batches []byte) error {
 		end := items[j-1].off + items[j-1].h.TotalSize()
 		// Write appends at the file's position, which is its end: every
 		// active segment was created (or cut) by this process.
-		if _, err := act.f.Write(batches[start:end]); err != nil {
+		l.mu.wbuf = append(l.mu.wbuf[:0], batches[start:end]...)
+		_, err := act.f.Write(l.mu.wbuf)
+		if cap(l.mu.wbuf) > maxKeptWriteBuf {
+			l.mu.wbuf = nil // do not pin a large buffer per log
+		}
+		if err != nil {
 			return fmt.Errorf("segment: writing %s: %w", act.path, err)
 		}
 		for k := i; k < j; k++ {
@@ -582,7 +644,7 @@ func (l *Log) Size() int64 {
 }
 
 // MaxTimestamp returns the largest batch max timestamp and that batch's
-// base offset, or (-1, -1) for an empty log.
+// last offset, or (-1, -1) for an empty log.
 func (l *Log) MaxTimestamp() (int64, int64) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
@@ -695,7 +757,9 @@ func (l *Log) Truncate(offset int64) error {
 	if err := l.deleteTimeFromLocked(b, offset); err != nil {
 		return err
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
+	// Synced: once appends reuse the cut positions, a stale entry that
+	// survived a crash would point into the new batches.
+	if err := b.Commit(pebble.Sync); err != nil {
 		return err
 	}
 	l.mu.leo = offset
@@ -726,7 +790,8 @@ func (l *Log) TruncateFully(offset int64) error {
 		}
 	}
 	b.Set(l.key('m', 0), binary.BigEndian.AppendUint64(nil, uint64(offset)), nil)
-	if err := b.Commit(pebble.NoSync); err != nil {
+	// Synced, as in Truncate: the new segment may reuse a base offset.
+	if err := b.Commit(pebble.Sync); err != nil {
 		return err
 	}
 	l.mu.start, l.mu.leo = offset, offset
@@ -823,21 +888,29 @@ func (l *Log) EpochEntries() []EpochEntry {
 	return append([]EpochEntry(nil), l.mu.epochs...)
 }
 
-// EndOffsetForEpoch answers OffsetForLeaderEpoch: the largest known epoch
-// not above the requested one, and its end offset (the next epoch's start,
-// or the log end for the latest). (-1, -1) when there is none.
+// EndOffsetForEpoch answers OffsetForLeaderEpoch as Kafka's leader-epoch
+// cache does: for the latest epoch, (epoch, log end); for an epoch above
+// every known one, (-1, -1); otherwise the largest known epoch not above
+// the requested one (or the requested one itself, when it is below every
+// known epoch) and the start offset of the first epoch above it.
 func (l *Log) EndOffsetForEpoch(epoch int32) (int32, int64) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	es := l.mu.epochs
-	i := sort.Search(len(es), func(i int) bool { return es[i].Epoch > epoch }) - 1
-	if i < 0 {
+	if epoch < 0 || len(es) == 0 {
 		return -1, -1
 	}
-	if i == len(es)-1 {
-		return es[i].Epoch, l.mu.leo
+	if es[len(es)-1].Epoch == epoch {
+		return epoch, l.mu.leo
 	}
-	return es[i].Epoch, es[i+1].StartOffset
+	hi := sort.Search(len(es), func(i int) bool { return es[i].Epoch > epoch })
+	if hi == len(es) {
+		return -1, -1
+	}
+	if hi == 0 {
+		return epoch, es[0].StartOffset
+	}
+	return es[hi-1].Epoch, es[hi].StartOffset
 }
 
 // Close closes the log's files. It is safe to call more than once.

@@ -123,7 +123,7 @@ func TestAppendReadRollAndLimits(t *testing.T) {
 			}
 		}
 	}
-	if ts, off := l.MaxTimestamp(); ts != 1902 || off != 57 {
+	if ts, off := l.MaxTimestamp(); ts != 1902 || off != 59 {
 		t.Fatalf("max timestamp %d at %d", ts, off)
 	}
 }
@@ -195,11 +195,14 @@ func TestTruncateAndEpochs(t *testing.T) {
 	if e, end := l.EndOffsetForEpoch(2); e != 1 || end != 12 {
 		t.Fatalf("epoch 2 -> %d %d, want 1 12", e, end)
 	}
-	if e, end := l.EndOffsetForEpoch(5); e != 3 || end != 24 {
-		t.Fatalf("epoch 5 -> %d %d, want 3 24", e, end)
+	if e, end := l.EndOffsetForEpoch(3); e != 3 || end != 24 {
+		t.Fatalf("latest epoch 3 -> %d %d, want 3 24", e, end)
 	}
-	if e, end := l.EndOffsetForEpoch(0); e != -1 || end != -1 {
-		t.Fatalf("epoch 0 -> %d %d", e, end)
+	if e, end := l.EndOffsetForEpoch(5); e != -1 || end != -1 {
+		t.Fatalf("epoch 5 above all -> %d %d, want -1 -1", e, end)
+	}
+	if e, end := l.EndOffsetForEpoch(0); e != 0 || end != 0 {
+		t.Fatalf("epoch 0 below all -> %d %d, want 0 0", e, end)
 	}
 	if err := l.Truncate(13); !errors.Is(err, ErrOffsetMismatch) {
 		t.Fatalf("truncate inside a batch: %v", err)

@@ -156,7 +156,9 @@ func (s *Store) RemoveLog(name string) error {
 		l.Close()
 	}
 	p := []byte(name + "\x00")
-	if err := s.db.DeleteRange(p, append([]byte(name), 1), pebble.NoSync); err != nil {
+	// Synced: a topic recreated under the same name must not inherit
+	// this one's log start offset or leader epochs.
+	if err := s.db.DeleteRange(p, append([]byte(name), 1), pebble.Sync); err != nil {
 		return err
 	}
 	return s.fs.RemoveAll(s.fs.PathJoin(s.dir, name))

@@ -79,14 +79,16 @@ func run(args []string) error {
 		}
 		opts = append(opts, kcluster.BrokerConfig(k, v))
 	}
+	// Catch signals before printing the addresses: a supervisor may
+	// stop us as soon as it has read them.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	c, err := kcluster.New(opts...)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	fmt.Println(strings.Join(c.Addrs(), ","))
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	<-sig
 	return nil
 }
