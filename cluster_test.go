@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -444,4 +446,29 @@ func fetchNoWait(t *testing.T, addr, topic string, part int32, offset int64) *km
 	req.Topics = append(req.Topics, rt)
 	resp := do[*kmsg.FetchResponse](t, dial(t, addr), req, 11)
 	return &resp.Topics[0].Partitions[0]
+}
+
+// TestOnDisk runs a cluster with Dir: segments and the index are real files
+// under the directory, and produce and fetch work as in memory.
+func TestOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	c := Start(t, Brokers(2), Dir(dir))
+	id := createTopic(t, c.Addrs()[0], "disk", 1, 2)
+	_, addr := leaderAddr(t, c, "disk", 0)
+	if rp := produce(t, nil, c, addr, "disk", 0, -1, makeBatch(1, "on", "disk")); rp.ErrorCode != 0 {
+		t.Fatal(kerr.ErrorForCode(rp.ErrorCode))
+	}
+	_, vals := decodeValues(t, fetch(t, addr, "disk", id, 0, 0, 13).RecordBatches)
+	if !slices.Equal(vals, []string{"on", "disk"}) {
+		t.Fatalf("values %v", vals)
+	}
+	for _, b := range []string{"broker-1", "broker-2"} {
+		matches, _ := filepath.Glob(filepath.Join(dir, b, "disk-0.*", "*.log"))
+		if len(matches) == 0 {
+			t.Fatalf("%s: no segment file on disk", b)
+		}
+		if _, err := os.Stat(filepath.Join(dir, b, "index")); err != nil {
+			t.Fatalf("%s: no pebble index on disk: %v", b, err)
+		}
+	}
 }

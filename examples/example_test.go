@@ -6,12 +6,16 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"testing"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/goleak"
 
 	"github.com/kcluster/kcluster"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // ExampleNew starts three brokers, creates a topic replicated to all of
 // them, produces with acks=all and reads the records back.
