@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -34,6 +35,7 @@ type broker struct {
 	host  string
 	port  int32
 	store *segment.Store
+	epoch int64 // registration epoch
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -104,17 +106,63 @@ func (b *broker) advertisedAddr() string {
 }
 
 func (b *broker) register(ctx context.Context) error {
-	_, err := b.c.ctrl.RegisterBroker(ctx, metadata.RegisterBroker{
+	epoch, err := b.c.ctrl.RegisterBroker(ctx, metadata.RegisterBroker{
 		ID: b.id, Host: b.host, Port: b.port,
 		Listeners: []metadata.Listener{{Name: "PLAINTEXT", Host: b.host, Port: b.port, Protocol: "PLAINTEXT"}},
 	})
+	b.epoch = epoch
 	return err
 }
 
 func (b *broker) start() {
-	b.wg.Add(2)
+	b.wg.Add(4)
 	go func() { defer b.wg.Done(); b.acceptLoop() }()
 	go func() { defer b.wg.Done(); b.applyLoop() }()
+	go func() { defer b.wg.Done(); b.heartbeatLoop() }()
+	go func() { defer b.wg.Done(); b.isrLoop() }()
+}
+
+// heartbeatLoop waits until the broker has replayed its own registration,
+// then heartbeats the controller every broker.heartbeat.interval.ms; the
+// first heartbeat unfences it. A killed broker stops heartbeating and the
+// controller fences it after broker.session.timeout.ms.
+func (b *broker) heartbeatLoop() {
+	if err := b.waitState(b.ctx, func(st *metadata.State) bool {
+		br := st.Brokers[b.id]
+		return br != nil && br.Epoch == b.epoch
+	}); err != nil {
+		return
+	}
+	t := time.NewTicker(b.cfg.heartbeatInterval)
+	defer t.Stop()
+	for {
+		if _, err := b.c.ctrl.Heartbeat(b.ctx, b.id, b.epoch); err != nil && b.ctx.Err() == nil {
+			b.log.Warn("heartbeat", "err", err)
+		}
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// waitState waits until cond holds on the broker's metadata state.
+func (b *broker) waitState(ctx context.Context, cond func(*metadata.State) bool) error {
+	for {
+		b.mu.RLock()
+		ok := cond(b.mu.state)
+		ch := b.mu.changed
+		b.mu.RUnlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 func (b *broker) waitingOn() string {
@@ -122,7 +170,10 @@ func (b *broker) waitingOn() string {
 	return s
 }
 
-func (b *broker) close() {
+// close stops the broker. graceful checkpoints high watermarks and syncs
+// every log first (a controlled shutdown); otherwise (a kill) the logs are
+// closed as they are.
+func (b *broker) close(graceful bool) {
 	b.cancel()
 	b.waiting.Store("listener")
 	b.ln.Close()
@@ -138,6 +189,9 @@ func (b *broker) close() {
 	b.waiting.Store("storage")
 	b.mu.Lock()
 	for _, r := range b.mu.replicas {
+		if graceful {
+			r.checkpoint(true)
+		}
 		r.close()
 	}
 	b.mu.replicas = nil
@@ -171,6 +225,7 @@ func (b *broker) applyLoop() {
 		close(b.mu.changed)
 		b.mu.changed = make(chan struct{})
 		b.mu.Unlock()
+		b.c.notifyEvent()
 	}
 }
 
@@ -356,6 +411,7 @@ func (b *broker) notifyData() {
 		b.data.ch = nil
 	}
 	b.data.Unlock()
+	b.c.notifyEvent()
 }
 
 // dataChanged returns a channel closed at the next notifyData.

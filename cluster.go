@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -17,20 +18,49 @@ import (
 // Cluster is a running Kafka-compatible cluster. Its methods are safe for
 // concurrent use. The zero value is not usable: use New or Start.
 type Cluster struct {
-	cfg   config
-	net   *network.Network
-	mlog  metadata.Log
-	ctrl  *metadata.Controller
-	ctx   context.Context
-	stop  context.CancelFunc
-	brk   []*broker // index id-1
-	dec   decompressor
+	cfg  config
+	net  *network.Network
+	mlog metadata.Log
+	ctrl *metadata.Controller
+	ctx  context.Context
+	stop context.CancelFunc
+	dec  decompressor
+	bg   sync.WaitGroup // controller goroutine
+
+	// ports and hosts are fixed at New: a restarted broker keeps its port.
+	ports []int
+
+	mu struct {
+		sync.Mutex
+		brokers []*broker // index id-1; nil while a broker is down
+		closed  bool
+	}
+	// events is closed and replaced on every cluster event (metadata
+	// applied by a broker, data or high watermark change): WaitFor's wake-up.
+	events struct {
+		sync.Mutex
+		ch chan struct{}
+	}
 	close sync.Once
 }
 
+// Errors returned by the levers.
+var (
+	// ErrUnknownBroker is returned by the broker levers for an id that is
+	// not 1..n.
+	ErrUnknownBroker = errors.New("kcluster: unknown broker id")
+	// ErrBrokerDown is returned by KillBroker and StopBroker for a broker
+	// that is not running.
+	ErrBrokerDown = errors.New("kcluster: broker is not running")
+	// ErrBrokerUp is returned by RestartBroker for a broker that is running.
+	ErrBrokerUp = errors.New("kcluster: broker is running")
+	// ErrClosed is returned by levers after Close.
+	ErrClosed = errors.New("kcluster: cluster closed")
+)
+
 // New starts a cluster and returns once every broker's listener is bound
-// and every broker has replayed the metadata log up to the registration of
-// all brokers. Close it when done.
+// and every broker is registered, unfenced and has replayed the metadata
+// log. Close it when done.
 func New(opts ...Option) (*Cluster, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
@@ -46,53 +76,108 @@ func New(opts ...Option) (*Cluster, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Cluster{cfg: cfg, net: network.New(), ctx: ctx, stop: cancel}
+	c.mu.brokers = make([]*broker, cfg.brokers)
+	c.ports = make([]int, cfg.brokers)
+	copy(c.ports, cfg.ports)
 	c.mlog = metadata.NewMemLog()
-	ctrl, err := metadata.NewController(ctx, c.mlog, cfg.clusterID)
+	ctrl, err := metadata.NewController(ctx, c.mlog, cfg.clusterID, metadata.ControllerConfig{
+		SessionTimeout:       cfg.broker.sessionTimeout,
+		UncleanElection:      cfg.broker.uncleanElection,
+		AutoLeaderRebalance:  cfg.broker.autoRebalance,
+		LeaderImbalanceCheck: cfg.broker.imbalanceCheck,
+	})
 	if err != nil {
 		c.Close()
 		return nil, err
 	}
 	c.ctrl = ctrl
-	for i := 0; i < cfg.brokers; i++ {
-		id := int32(i + 1)
-		port := 0
-		if len(cfg.ports) > 0 {
-			port = cfg.ports[i]
-		}
-		b, err := newBroker(c, id, net.JoinHostPort(cfg.host, strconv.Itoa(port)))
-		if err != nil {
+	c.bg.Add(1)
+	go func() { defer c.bg.Done(); ctrl.Run(ctx) }()
+	for i := range cfg.brokers {
+		if err := c.startBroker(int32(i+1), false); err != nil {
 			c.Close()
-			return nil, fmt.Errorf("kcluster: starting broker %d: %w", id, err)
-		}
-		c.brk = append(c.brk, b)
-	}
-	for _, b := range c.brk {
-		if err := b.register(ctx); err != nil {
-			c.Close()
-			return nil, fmt.Errorf("kcluster: registering broker %d: %w", b.id, err)
+			return nil, err
 		}
 	}
-	for _, b := range c.brk {
-		b.start()
-	}
-	end := c.mlog.End() - 1
 	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
 	defer wcancel()
-	for _, b := range c.brk {
-		if err := b.waitMetadata(wctx, end); err != nil {
+	// Ready: every broker sees every broker unfenced.
+	for _, b := range c.running() {
+		if err := b.waitState(wctx, func(st *metadata.State) bool {
+			if len(st.Brokers) != cfg.brokers {
+				return false
+			}
+			for _, br := range st.Brokers {
+				if br.Fenced {
+					return false
+				}
+			}
+			return true
+		}); err != nil {
 			c.Close()
-			return nil, fmt.Errorf("kcluster: broker %d did not catch up with metadata: %w", b.id, err)
+			return nil, fmt.Errorf("kcluster: broker %d did not become ready: %w", b.id, err)
 		}
 	}
 	return c, nil
 }
 
+// startBroker creates, registers and starts broker id on its port.
+func (c *Cluster) startBroker(id int32, restart bool) error {
+	port := c.ports[id-1]
+	b, err := newBroker(c, id, net.JoinHostPort(c.cfg.host, strconv.Itoa(port)))
+	if err != nil {
+		return fmt.Errorf("kcluster: starting broker %d: %w", id, err)
+	}
+	if c.ports[id-1] == 0 {
+		c.ports[id-1] = int(b.port) // first start only: a restart reuses it
+	}
+	if err := b.register(c.ctx); err != nil {
+		b.close(false)
+		return fmt.Errorf("kcluster: registering broker %d: %w", id, err)
+	}
+	c.mu.Lock()
+	if c.mu.closed {
+		c.mu.Unlock()
+		b.close(false)
+		return ErrClosed
+	}
+	c.mu.brokers[id-1] = b
+	c.mu.Unlock()
+	b.start()
+	return nil
+}
+
+func (c *Cluster) running() []*broker {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*broker
+	for _, b := range c.mu.brokers {
+		if b != nil {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+func (c *Cluster) brokerByID(id int32) (*broker, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.mu.closed {
+		return nil, ErrClosed
+	}
+	if id < 1 || int(id) > len(c.mu.brokers) {
+		return nil, fmt.Errorf("%w: %d", ErrUnknownBroker, id)
+	}
+	return c.mu.brokers[id-1], nil
+}
+
 // Addrs returns every broker's address (host:port as advertised), in broker
-// id order: the bootstrap servers for a client.
+// id order: the bootstrap servers for a client. A stopped broker keeps its
+// address.
 func (c *Cluster) Addrs() []string {
-	out := make([]string, len(c.brk))
-	for i, b := range c.brk {
-		out[i] = b.advertisedAddr()
+	out := make([]string, len(c.ports))
+	for i, p := range c.ports {
+		out[i] = net.JoinHostPort(c.cfg.advertised, strconv.Itoa(p))
 	}
 	return out
 }
@@ -100,23 +185,50 @@ func (c *Cluster) Addrs() []string {
 // ClusterID returns the cluster id.
 func (c *Cluster) ClusterID() string { return c.cfg.clusterID }
 
+// notifyEvent wakes WaitFor callers.
+func (c *Cluster) notifyEvent() {
+	c.events.Lock()
+	if c.events.ch != nil {
+		close(c.events.ch)
+		c.events.ch = nil
+	}
+	c.events.Unlock()
+}
+
+func (c *Cluster) eventCh() <-chan struct{} {
+	c.events.Lock()
+	defer c.events.Unlock()
+	if c.events.ch == nil {
+		c.events.ch = make(chan struct{})
+	}
+	return c.events.ch
+}
+
 // Close stops every broker and releases every port and goroutine. It is safe
 // to call more than once and from t.Cleanup. If shutdown takes more than 5
 // seconds it logs what it is still waiting on.
 func (c *Cluster) Close() {
 	c.close.Do(func() {
+		c.mu.Lock()
+		c.mu.closed = true
+		brokers := c.mu.brokers
+		c.mu.brokers = make([]*broker, len(brokers))
+		c.mu.Unlock()
 		c.stop()
 		if c.mlog != nil {
 			c.mlog.Close()
 		}
 		c.net.Close()
 		var wg sync.WaitGroup
-		for _, b := range c.brk {
+		for _, b := range brokers {
+			if b == nil {
+				continue
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				done := make(chan struct{})
-				go func() { b.close(); close(done) }()
+				go func() { b.close(true); close(done) }()
 				for {
 					select {
 					case <-done:
@@ -128,6 +240,7 @@ func (c *Cluster) Close() {
 			}()
 		}
 		wg.Wait()
+		c.bg.Wait()
 		c.dec.close()
 	})
 }

@@ -191,7 +191,7 @@ func TestProduceAcksAllReplicatesAndFetchesBack(t *testing.T) {
 	}
 	// acks=all answered: every replica has the data. Each broker's own
 	// replica holds all 15 records.
-	for _, b := range c.brk {
+	for _, b := range c.running() {
 		r := b.replica(id, 0)
 		if r == nil {
 			t.Fatalf("broker %d has no replica", b.id)
@@ -219,7 +219,7 @@ func TestProduceAcksAllReplicatesAndFetchesBack(t *testing.T) {
 		}
 	}
 	// Fetch from a follower: not the leader.
-	for _, b := range c.brk {
+	for _, b := range c.running() {
 		if a := b.advertisedAddr(); a != addr {
 			fp := fetch(t, a, "events", id, 0, 0, 11)
 			if got := kerr.ErrorForCode(fp.ErrorCode); got != kerr.NotLeaderForPartition {
@@ -413,7 +413,7 @@ func TestDeleteTopic(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for _, b := range c.brk {
+	for _, b := range c.running() {
 		if err := b.waitMetadata(ctx, c.mlog.End()-1); err != nil {
 			t.Fatal(err)
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kcluster/kcluster/segment"
 	"github.com/kcluster/kcluster/wire"
 )
 
@@ -210,9 +211,130 @@ func (f *fetcher) run() {
 	}
 }
 
+// truncate asks the leader, with OffsetForLeaderEpoch, where each replica
+// that just started following a new epoch diverges, and truncates it there
+// (KIP-101, KIP-279). Replicas it could not settle keep their flag.
+func (f *fetcher) truncate(cl *wire.Client, parts []*replica) error {
+	req := kmsg.NewPtrOffsetForLeaderEpochRequest()
+	req.SetVersion(4)
+	req.ReplicaID = f.b.id
+	type key struct {
+		topic string
+		p     int32
+	}
+	lookup := map[key]*replica{}
+	byTopic := map[string]int{}
+	for _, r := range parts {
+		r.mu.Lock()
+		need, epoch, leader := r.mu.needTruncate, r.mu.epoch, r.mu.leader
+		r.mu.Unlock()
+		if !need || leader != f.leader {
+			continue
+		}
+		es := r.log.EpochEntries()
+		if len(es) == 0 {
+			// Nothing written under any epoch: nothing can diverge.
+			r.mu.Lock()
+			r.mu.needTruncate = false
+			r.mu.Unlock()
+			continue
+		}
+		i, ok := byTopic[r.topic]
+		if !ok {
+			i = len(req.Topics)
+			byTopic[r.topic] = i
+			t := kmsg.NewOffsetForLeaderEpochRequestTopic()
+			t.Topic = r.topic
+			req.Topics = append(req.Topics, t)
+		}
+		p := kmsg.NewOffsetForLeaderEpochRequestTopicPartition()
+		p.Partition = r.part
+		p.CurrentLeaderEpoch = epoch
+		p.LeaderEpoch = es[len(es)-1].Epoch
+		req.Topics[i].Partitions = append(req.Topics[i].Partitions, p)
+		lookup[key{r.topic, r.part}] = r
+	}
+	if len(lookup) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(f.ctx, 10*time.Second)
+	defer cancel()
+	kresp, err := cl.Request(ctx, req)
+	if err != nil {
+		return err
+	}
+	for _, t := range kresp.(*kmsg.OffsetForLeaderEpochResponse).Topics {
+		for _, p := range t.Partitions {
+			r := lookup[key{t.Topic, p.Partition}]
+			if r == nil || p.ErrorCode != 0 {
+				continue
+			}
+			r.truncateDiverged(p.LeaderEpoch, p.EndOffset)
+		}
+	}
+	return nil
+}
+
+// truncateDiverged truncates the follower's log after the leader answered
+// OffsetForLeaderEpoch with (epoch, end).
+func (r *replica) truncateDiverged(epoch int32, end int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mu.closed || r.mu.leader == r.b.id {
+		return
+	}
+	leo := r.log.LogEndOffset()
+	to := leo
+	switch {
+	case epoch < 0 || end < 0:
+		to = r.mu.hw // the leader knows none of our epochs
+	default:
+		if _, own := r.log.EndOffsetForEpoch(epoch); own >= 0 {
+			to = min(to, own)
+		}
+		to = min(to, end)
+	}
+	if to < leo {
+		if err := r.truncateToLocked(to); err != nil {
+			r.b.log.Error("truncating diverged log", "topic", r.topic, "partition", r.part, "to", to, "err", err)
+			return
+		}
+		r.b.log.Info("truncated diverged log", "topic", r.topic, "partition", r.part, "from", leo, "to", r.log.LogEndOffset(), "leader_epoch", epoch)
+	}
+	r.mu.needTruncate = false
+}
+
+// truncateToLocked truncates the log to off, or to the start of the batch
+// containing off when off is inside one.
+func (r *replica) truncateToLocked(off int64) error {
+	if off < r.log.LogStartOffset() {
+		return r.log.TruncateFully(off)
+	}
+	if err := r.log.Truncate(off); err != nil {
+		data, rerr := r.log.Read(off, 1, r.log.LogEndOffset())
+		if rerr != nil || len(data) == 0 {
+			return err
+		}
+		h, herr := segment.ParseBatchHeader(data)
+		if herr != nil {
+			return err
+		}
+		if err := r.log.Truncate(h.BaseOffset); err != nil {
+			return err
+		}
+	}
+	if r.mu.hw > r.log.LogEndOffset() {
+		r.mu.hw = r.log.LogEndOffset()
+	}
+	return nil
+}
+
 // fetchOnce sends one Fetch for parts to the leader and appends what comes
 // back to the local logs.
 func (f *fetcher) fetchOnce(cl *wire.Client, parts []*replica) error {
+	if err := f.truncate(cl, parts); err != nil {
+		return err
+	}
 	req := kmsg.NewPtrFetchRequest()
 	req.SetVersion(13)
 	req.ReplicaID = f.b.id
@@ -228,9 +350,9 @@ func (f *fetcher) fetchOnce(cl *wire.Client, parts []*replica) error {
 	lookup := map[key]*replica{}
 	for _, r := range parts {
 		r.mu.Lock()
-		epoch, closed, leader := r.mu.epoch, r.mu.closed, r.mu.leader
+		epoch, closed, leader, need := r.mu.epoch, r.mu.closed, r.mu.leader, r.mu.needTruncate
 		r.mu.Unlock()
-		if closed || leader != f.leader {
+		if closed || leader != f.leader || need {
 			continue
 		}
 		i, ok := byTopic[r.id]
@@ -255,6 +377,8 @@ func (f *fetcher) fetchOnce(cl *wire.Client, parts []*replica) error {
 		select {
 		case <-f.ctx.Done():
 		case <-f.wakeCh:
+		case <-time.After(f.b.cfg.replicaFetchBackoff):
+			// Replicas still waiting for truncation try again.
 		}
 		return nil
 	}
@@ -305,7 +429,7 @@ var errNotFollower = errors.New("not a follower")
 func (r *replica) appendAsFollower(records []byte, leaderHW, leaderStart int64) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.mu.closed || r.mu.leader == r.b.id {
+	if r.mu.closed || r.mu.leader == r.b.id || r.mu.needTruncate {
 		return errNotFollower
 	}
 	if len(records) > 0 {
@@ -321,8 +445,36 @@ func (r *replica) appendAsFollower(records []byte, leaderHW, leaderStart int64) 
 			rest = rest[sz:]
 		}
 		if valid > 0 {
+			// Learn leader epochs from the batches (the follower's
+			// leader-epoch cache, KIP-101) before Append may reuse
+			// the bytes.
+			type start struct {
+				epoch int32
+				off   int64
+			}
+			var starts []start
+			latest := int32(-1)
+			if es := r.log.EpochEntries(); len(es) > 0 {
+				latest = es[len(es)-1].Epoch
+			}
+			for rest := records[:valid]; len(rest) > 0; {
+				h, err := segment.ParseBatchHeader(rest)
+				if err != nil {
+					break
+				}
+				if h.PartitionLeaderEpoch > latest {
+					latest = h.PartitionLeaderEpoch
+					starts = append(starts, start{h.PartitionLeaderEpoch, h.BaseOffset})
+				}
+				rest = rest[h.TotalSize():]
+			}
 			if err := r.log.Append(records[:valid]); err != nil {
 				return err
+			}
+			for _, s := range starts {
+				if err := r.log.AssignEpoch(s.epoch, s.off); err != nil {
+					return err
+				}
 			}
 		}
 	}

@@ -47,6 +47,12 @@ type brokerConfig struct {
 	replicaFetchMax     int32         // replica.fetch.max.bytes
 	replicaFetchBackoff time.Duration // replica.fetch.backoff.ms
 	deleteTopicEnable   bool          // delete.topic.enable
+	sessionTimeout      time.Duration // broker.session.timeout.ms
+	heartbeatInterval   time.Duration // broker.heartbeat.interval.ms
+	uncleanElection     bool          // unclean.leader.election.enable
+	autoRebalance       bool          // auto.leader.rebalance.enable
+	imbalanceCheck      time.Duration // leader.imbalance.check.interval.seconds
+	hwCheckpoint        time.Duration // replica.high.watermark.checkpoint.interval.ms
 }
 
 func defaultConfig() config {
@@ -90,6 +96,20 @@ var brokerConfigDefs = map[string]struct {
 	// Test-friendly: Kafka's default is 1000.
 	"replica.fetch.backoff.ms": {"50", func(b *brokerConfig, v string) error { return parseMillis(&b.replicaFetchBackoff, v) }},
 	"delete.topic.enable":      {"true", func(b *brokerConfig, v string) error { return parseBool(&b.deleteTopicEnable, v) }},
+	// Test-friendly: Kafka's defaults are 9000 and 2000.
+	"broker.session.timeout.ms":      {"400", func(b *brokerConfig, v string) error { return parseMillis(&b.sessionTimeout, v) }},
+	"broker.heartbeat.interval.ms":   {"50", func(b *brokerConfig, v string) error { return parseMillis(&b.heartbeatInterval, v) }},
+	"unclean.leader.election.enable": {"false", func(b *brokerConfig, v string) error { return parseBool(&b.uncleanElection, v) }},
+	"auto.leader.rebalance.enable":   {"true", func(b *brokerConfig, v string) error { return parseBool(&b.autoRebalance, v) }},
+	// Test-friendly: Kafka's default is 300.
+	"leader.imbalance.check.interval.seconds": {"1", func(b *brokerConfig, v string) error {
+		var n int64
+		err := parseInt64(&n, v, 1)
+		b.imbalanceCheck = time.Duration(n) * time.Second
+		return err
+	}},
+	// Test-friendly: Kafka's default is 5000.
+	"replica.high.watermark.checkpoint.interval.ms": {"500", func(b *brokerConfig, v string) error { return parseMillis(&b.hwCheckpoint, v) }},
 }
 
 func parseInt32(dst *int32, v string, min int64) error {
@@ -161,6 +181,9 @@ func (c *config) validate() error {
 		if _, ok := brokerConfigDefs[k]; !ok {
 			c.logger.Warn("broker config is not known to kcluster and is ignored", "config", k)
 		}
+	}
+	if c.broker.heartbeatInterval <= 0 || c.broker.heartbeatInterval >= c.broker.sessionTimeout {
+		return fmt.Errorf("kcluster: broker.heartbeat.interval.ms (%v) must be positive and below broker.session.timeout.ms (%v)", c.broker.heartbeatInterval, c.broker.sessionTimeout)
 	}
 	if int(c.broker.defaultRF) > c.brokers {
 		return fmt.Errorf("kcluster: default.replication.factor=%d exceeds the %d brokers", c.broker.defaultRF, c.brokers)

@@ -38,15 +38,24 @@ type replica struct {
 		isr            []int32
 		configs        map[string]string
 		hw             int64
+		checkpointed   int64                    // hw last checkpointed
 		followers      map[int32]*followerState // leader side
+		// needTruncate is set when this replica starts following a new
+		// leader epoch: before fetching, it asks the leader for the end
+		// of its last epoch and truncates a diverged suffix (KIP-101).
+		needTruncate bool
 	}
 }
 
-// followerState is what a leader knows of one follower.
+// followerState is what a leader knows of one follower (Kafka's Replica):
+// its log-end offset and when it was last caught up, by Kafka's rule: a
+// fetch at or past the leader's log end at the time of the previous fetch
+// means the follower was caught up at that previous fetch.
 type followerState struct {
-	leo          int64
-	lastCaughtUp time.Time
-	lastFetch    time.Time
+	leo               int64
+	lastCaughtUp      time.Time
+	lastFetch         time.Time
+	lastFetchLeaderLE int64
 }
 
 func (r *replica) logName() string {
@@ -66,6 +75,8 @@ func openReplica(b *broker, t *metadata.Topic, part int32) (*replica, error) {
 		return nil, err
 	}
 	r.log = l
+	r.mu.hw = l.HighWatermarkCheckpoint()
+	r.mu.checkpointed = r.mu.hw
 	r.mu.leader = -1
 	r.mu.followers = make(map[int32]*followerState)
 	return r, nil
@@ -123,9 +134,32 @@ func (r *replica) update(p *metadata.Partition) {
 		r.maybeAdvanceHWLocked()
 	} else {
 		_ = wasLeader
+		r.mu.needTruncate = true
 		r.b.fetchers.add(r, p.Leader)
 	}
 	r.b.notifyData()
+}
+
+// checkpoint persists the high watermark if it moved (and syncs the log when
+// sync is set, on a controlled shutdown).
+func (r *replica) checkpoint(sync bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mu.closed {
+		return
+	}
+	if r.mu.hw != r.mu.checkpointed {
+		if err := r.log.CheckpointHighWatermark(r.mu.hw); err != nil {
+			r.b.log.Warn("checkpointing high watermark", "topic", r.topic, "partition", r.part, "err", err)
+			return
+		}
+		r.mu.checkpointed = r.mu.hw
+	}
+	if sync {
+		if err := r.log.Sync(); err != nil {
+			r.b.log.Warn("syncing log", "topic", r.topic, "partition", r.part, "err", err)
+		}
+	}
 }
 
 func (r *replica) isLeader() bool {
@@ -291,13 +325,16 @@ func (r *replica) read(follower int32, offset int64, maxBytes int, currentEpoch 
 	if follower >= 0 {
 		if f := r.mu.followers[follower]; f != nil {
 			now := time.Now()
-			f.lastFetch = now
-			if offset > f.leo {
-				f.leo = offset
-			}
-			if offset >= leo {
+			switch {
+			case offset >= leo:
 				f.lastCaughtUp = now
+			case offset >= f.lastFetchLeaderLE && !f.lastFetch.IsZero():
+				f.lastCaughtUp = f.lastFetch
 			}
+			f.lastFetch, f.lastFetchLeaderLE = now, leo
+			// The fetch offset is the follower's log end: it may
+			// also go down (the follower truncated).
+			f.leo = offset
 			r.maybeAdvanceHWLocked()
 		}
 	}

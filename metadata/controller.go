@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 )
@@ -17,19 +18,40 @@ import (
 type Controller struct {
 	log       Log
 	clusterID string
+	cfg       ControllerConfig
 
 	mu struct {
 		sync.Mutex
 		state     *State
 		placement int // rotates the first replica of each new topic
+		// lastBeat is when each broker last heartbeated; it is the
+		// controller's memory, not metadata (as Kafka's).
+		lastBeat map[int32]time.Time
 	}
+}
+
+// ControllerConfig holds the controller's timing and election policy, with
+// Kafka's config names.
+type ControllerConfig struct {
+	SessionTimeout       time.Duration // broker.session.timeout.ms
+	UncleanElection      bool          // unclean.leader.election.enable (cluster default)
+	AutoLeaderRebalance  bool          // auto.leader.rebalance.enable
+	LeaderImbalanceCheck time.Duration // leader.imbalance.check.interval.seconds
+	Now                  func() time.Time
 }
 
 // NewController returns a controller writing to log. It replays whatever
 // the log already holds.
-func NewController(ctx context.Context, log Log, clusterID string) (*Controller, error) {
-	c := &Controller{log: log, clusterID: clusterID}
+func NewController(ctx context.Context, log Log, clusterID string, cfg ControllerConfig) (*Controller, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.SessionTimeout <= 0 {
+		cfg.SessionTimeout = 9 * time.Second
+	}
+	c := &Controller{log: log, clusterID: clusterID, cfg: cfg}
 	c.mu.state = NewState()
+	c.mu.lastBeat = make(map[int32]time.Time)
 	for off := int64(0); off < log.End(); {
 		es, err := log.Read(ctx, off, 1024)
 		if err != nil {
@@ -74,9 +96,13 @@ func (c *Controller) RegisterBroker(ctx context.Context, r RegisterBroker) (int6
 	if old := c.mu.state.Brokers[r.ID]; old != nil {
 		r.Epoch = old.Epoch + 1
 	}
+	// A (re)registered broker starts fenced; its first heartbeat, sent
+	// once it has caught up with the metadata log, unfences it.
+	r.Fenced = true
 	if err := c.proposeLocked(ctx, &r); err != nil {
 		return 0, err
 	}
+	c.mu.lastBeat[r.ID] = c.cfg.Now()
 	return r.Epoch, nil
 }
 

@@ -17,13 +17,17 @@ func newTestController(t *testing.T, brokers int) (*Controller, *MemLog) {
 	t.Helper()
 	log := NewMemLog()
 	t.Cleanup(log.Close)
-	c, err := NewController(context.Background(), log, "test")
+	c, err := NewController(context.Background(), log, "test", ControllerConfig{SessionTimeout: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := 1; i <= brokers; i++ {
-		if _, err := c.RegisterBroker(context.Background(), RegisterBroker{ID: int32(i), Host: "h", Port: int32(9000 + i)}); err != nil {
+		epoch, err := c.RegisterBroker(context.Background(), RegisterBroker{ID: int32(i), Host: "h", Port: int32(9000 + i)})
+		if err != nil {
 			t.Fatal(err)
+		}
+		if fenced, err := c.Heartbeat(context.Background(), int32(i), epoch); err != nil || fenced {
+			t.Fatalf("first heartbeat: fenced %v, %v", fenced, err)
 		}
 	}
 	return c, log

@@ -784,7 +784,7 @@ func (l *Log) TruncateFully(offset int64) error {
 	l.mu.segs = nil
 	b := l.s.db.NewBatch()
 	defer b.Close()
-	for _, k := range []byte{'o', 't', 'e'} {
+	for _, k := range []byte{'o', 't', 'e', 'h'} {
 		if err := b.DeleteRange(l.prefix(k), l.prefix(k+1), nil); err != nil {
 			return err
 		}
@@ -931,4 +931,29 @@ func (l *Log) closeFiles() error {
 		errs = append(errs, s.f.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// CheckpointHighWatermark persists the replica's high watermark (Kafka's
+// replication-offset-checkpoint), unsynced; Sync or a later sync makes it
+// durable.
+func (l *Log) CheckpointHighWatermark(hw int64) error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.mu.closed {
+		return ErrClosed
+	}
+	return l.s.db.Set(l.key('h', 0), binary.BigEndian.AppendUint64(nil, uint64(hw)), pebble.NoSync)
+}
+
+// HighWatermarkCheckpoint returns the last checkpointed high watermark,
+// capped at the log end offset, or the log start offset when there is none.
+func (l *Log) HighWatermarkCheckpoint() int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	hw := l.mu.start
+	if v, closer, err := l.s.db.Get(l.key('h', 0)); err == nil {
+		hw = int64(binary.BigEndian.Uint64(v))
+		closer.Close()
+	}
+	return max(min(hw, l.mu.leo), l.mu.start)
 }

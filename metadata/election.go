@@ -1,0 +1,229 @@
+package metadata
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// Broker liveness and partition leadership, as KRaft's controller does it:
+// brokers heartbeat; one that misses heartbeats for the session timeout is
+// fenced, loses the leadership of its partitions (a new leader is elected
+// from the ISR) and leaves every ISR. A fenced broker that heartbeats again
+// is unfenced and leads partitions that had no leader left in their ISR.
+
+// ErrStaleBrokerEpoch is returned by Heartbeat for a broker epoch that is
+// not the broker's current registration (STALE_BROKER_EPOCH).
+var ErrStaleBrokerEpoch = kerr.StaleBrokerEpoch
+
+// Heartbeat records that broker id (registration epoch) is alive. A fenced
+// broker is unfenced by its heartbeat. It returns whether the broker is
+// fenced after the call.
+func (c *Controller) Heartbeat(ctx context.Context, id int32, epoch int64) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b := c.mu.state.Brokers[id]
+	if b == nil || b.Epoch != epoch {
+		return true, ErrStaleBrokerEpoch
+	}
+	c.mu.lastBeat[id] = c.cfg.Now()
+	if !b.Fenced {
+		return false, nil
+	}
+	recs := []Record{&FenceBroker{ID: id, Fenced: false}}
+	recs = append(recs, c.electOnUnfenceLocked(id)...)
+	if err := c.proposeLocked(ctx, recs...); err != nil {
+		return true, err
+	}
+	return false, nil
+}
+
+// Run fences brokers whose sessions expire and moves leadership back to
+// preferred replicas, until ctx ends.
+func (c *Controller) Run(ctx context.Context) {
+	tick := c.cfg.SessionTimeout / 4
+	if tick <= 0 {
+		tick = 50 * time.Millisecond
+	}
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	lastRebalance := c.cfg.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		c.expireSessions(ctx)
+		if c.cfg.AutoLeaderRebalance && c.cfg.Now().Sub(lastRebalance) >= c.cfg.LeaderImbalanceCheck {
+			lastRebalance = c.cfg.Now()
+			c.rebalanceLeaders(ctx)
+		}
+	}
+}
+
+func (c *Controller) expireSessions(ctx context.Context) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.cfg.Now()
+	for _, id := range c.mu.state.BrokerIDs() {
+		b := c.mu.state.Brokers[id]
+		if b.Fenced || now.Sub(c.mu.lastBeat[id]) < c.cfg.SessionTimeout {
+			continue
+		}
+		c.fenceLocked(ctx, id)
+	}
+}
+
+// FenceBroker fences a broker now and moves its leaderships away: the
+// controlled-shutdown path (the broker asked to stop) and the session
+// expiry path share it.
+func (c *Controller) FenceBroker(ctx context.Context, id int32) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b := c.mu.state.Brokers[id]
+	if b == nil {
+		return kerr.BrokerIDNotRegistered
+	}
+	if b.Fenced {
+		return nil
+	}
+	return c.fenceLocked(ctx, id)
+}
+
+func (c *Controller) fenceLocked(ctx context.Context, id int32) error {
+	recs := []Record{&FenceBroker{ID: id, Fenced: true}}
+	st := c.mu.state
+	for _, name := range st.TopicNames() {
+		t := st.Topics[name]
+		for _, p := range t.Partitions {
+			if !slices.Contains(p.ISR, id) && p.Leader != id {
+				continue
+			}
+			isr := slices.DeleteFunc(slices.Clone(p.ISR), func(r int32) bool { return r == id })
+			ch := &PartitionChange{TopicID: p.TopicID, Partition: p.Partition}
+			if len(isr) == 0 {
+				// The ISR is never left empty: the last member stays,
+				// so that it (and only it) can lead again cleanly.
+				isr = []int32{id}
+			}
+			ch.ISR = isr
+			if p.Leader == id {
+				leader := c.chooseLeaderLocked(t, p, isr, id)
+				ch.Leader = &leader
+			}
+			recs = append(recs, ch)
+		}
+	}
+	return c.proposeLocked(ctx, recs...)
+}
+
+// chooseLeaderLocked picks the first live ISR member in replica order, or,
+// with unclean election enabled, any live replica; -1 when there is none.
+func (c *Controller) chooseLeaderLocked(t *Topic, p *Partition, isr []int32, exclude int32) int32 {
+	live := func(r int32) bool {
+		b := c.mu.state.Brokers[r]
+		return r != exclude && b != nil && !b.Fenced
+	}
+	for _, r := range p.Replicas {
+		if slices.Contains(isr, r) && live(r) {
+			return r
+		}
+	}
+	if c.uncleanLocked(t) {
+		for _, r := range p.Replicas {
+			if live(r) {
+				return r
+			}
+		}
+	}
+	return -1
+}
+
+func (c *Controller) uncleanLocked(t *Topic) bool {
+	if v, ok := t.Configs["unclean.leader.election.enable"]; ok {
+		b, err := strconv.ParseBool(v)
+		return err == nil && b
+	}
+	return c.cfg.UncleanElection
+}
+
+// electOnUnfenceLocked gives leaderless partitions a leader now that id is
+// back: id if it is in the ISR (clean), or, with unclean election, if it is
+// a replica (its ISR then restarts as just id).
+func (c *Controller) electOnUnfenceLocked(id int32) []Record {
+	var recs []Record
+	st := c.mu.state
+	for _, name := range st.TopicNames() {
+		t := st.Topics[name]
+		for _, p := range t.Partitions {
+			if p.Leader >= 0 || !slices.Contains(p.Replicas, id) {
+				continue
+			}
+			leader := id
+			switch {
+			case slices.Contains(p.ISR, id):
+				recs = append(recs, &PartitionChange{TopicID: p.TopicID, Partition: p.Partition, Leader: &leader})
+			case c.uncleanLocked(t):
+				recs = append(recs, &PartitionChange{TopicID: p.TopicID, Partition: p.Partition, Leader: &leader, ISR: []int32{id}})
+			}
+		}
+	}
+	return recs
+}
+
+// rebalanceLeaders moves leadership to each partition's preferred replica
+// (the first) when it is live and in the ISR (auto.leader.rebalance.enable).
+func (c *Controller) rebalanceLeaders(ctx context.Context) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var recs []Record
+	st := c.mu.state
+	for _, name := range st.TopicNames() {
+		for _, p := range st.Topics[name].Partitions {
+			pref := p.Replicas[0]
+			b := st.Brokers[pref]
+			if p.Leader == pref || b == nil || b.Fenced || !slices.Contains(p.ISR, pref) {
+				continue
+			}
+			recs = append(recs, &PartitionChange{TopicID: p.TopicID, Partition: p.Partition, Leader: &pref})
+		}
+	}
+	if len(recs) > 0 {
+		c.proposeLocked(ctx, recs...)
+	}
+}
+
+// AlterPartition applies a leader's ISR change (Kafka's AlterPartition): the
+// request must come from the current leader at the current leader epoch and
+// partition epoch, and the new ISR may only hold live replicas.
+func (c *Controller) AlterPartition(ctx context.Context, id TopicID, part, leader, leaderEpoch, partitionEpoch int32, isr []int32) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.mu.state.Partition(id, part)
+	if p == nil {
+		return kerr.UnknownTopicOrPartition
+	}
+	if p.Leader != leader {
+		return kerr.NotLeaderForPartition
+	}
+	if leaderEpoch != p.LeaderEpoch {
+		return kerr.FencedLeaderEpoch
+	}
+	if partitionEpoch != p.PartitionEpoch {
+		return kerr.InvalidUpdateVersion
+	}
+	if !slices.Contains(isr, leader) {
+		return kerr.InvalidRequest
+	}
+	for _, r := range isr {
+		b := c.mu.state.Brokers[r]
+		if !slices.Contains(p.Replicas, r) || b == nil || b.Fenced {
+			return kerr.IneligibleReplica
+		}
+	}
+	return c.proposeLocked(ctx, &PartitionChange{TopicID: id, Partition: part, ISR: slices.Clone(isr)})
+}
