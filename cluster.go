@@ -85,6 +85,7 @@ func New(opts ...Option) (*Cluster, error) {
 		UncleanElection:      cfg.broker.uncleanElection,
 		AutoLeaderRebalance:  cfg.broker.autoRebalance,
 		LeaderImbalanceCheck: cfg.broker.imbalanceCheck,
+		OnChange:             c.notifyEvent,
 	})
 	if err != nil {
 		c.Close()

@@ -38,6 +38,9 @@ type ControllerConfig struct {
 	AutoLeaderRebalance  bool          // auto.leader.rebalance.enable
 	LeaderImbalanceCheck time.Duration // leader.imbalance.check.interval.seconds
 	Now                  func() time.Time
+	// OnChange, if set, is called after every committed change (with the
+	// controller's lock held: it must not call back into the controller).
+	OnChange func()
 }
 
 // NewController returns a controller writing to log. It replays whatever
@@ -84,6 +87,9 @@ func (c *Controller) proposeLocked(ctx context.Context, recs ...Record) error {
 		if err := c.mu.state.Apply(first+int64(i), r); err != nil {
 			panic(fmt.Sprintf("metadata: controller state diverged from its log: %v", err))
 		}
+	}
+	if c.cfg.OnChange != nil {
+		c.cfg.OnChange()
 	}
 	return nil
 }

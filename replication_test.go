@@ -1,0 +1,252 @@
+package kcluster
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+func waitFor(t *testing.T, c *Cluster, what string, cond Condition) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.WaitFor(ctx, cond); err != nil {
+		t.Fatalf("waiting for %s: %v", what, err)
+	}
+}
+
+func partState(t *testing.T, c *Cluster, topic string, p int32) PartitionState {
+	t.Helper()
+	st, err := c.PartitionState(topic, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func addrOf(c *Cluster, id int32) string { return c.Addrs()[id-1] }
+
+// produceTo produces one batch with acks to the current leader.
+func produceTo(t *testing.T, c *Cluster, topic string, acks int16, vals ...string) (int64, error) {
+	t.Helper()
+	st := partState(t, c, topic, 0)
+	if st.Leader < 0 {
+		return 0, kerr.LeaderNotAvailable
+	}
+	rp := produce(t, nil, c, addrOf(c, st.Leader), topic, 0, acks, makeBatch(time.Now().UnixMilli(), vals...))
+	return rp.BaseOffset, kerr.ErrorForCode(rp.ErrorCode)
+}
+
+func inSync(topic string, n int) Condition {
+	return func(c *Cluster) bool {
+		st, err := c.PartitionState(topic, 0)
+		if err != nil || len(st.ISR) != n || st.Leader < 0 || len(st.LogEndOffsets) != n {
+			return false
+		}
+		for _, leo := range st.LogEndOffsets {
+			if leo != st.HighWatermark {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// Stop a follower: the ISR shrinks to two and acks=all still succeeds with
+// min.insync.replicas=2; stop the second: NOT_ENOUGH_REPLICAS; restart
+// both: they catch up and the ISR grows back to three.
+func TestISRShrinksAndGrows(t *testing.T) {
+	c := Start(t, Brokers(3), BrokerConfig("min.insync.replicas", "2"), BrokerConfig("replica.lag.time.max.ms", "300"))
+	createTopic(t, c.Addrs()[0], "isr", 1, 3)
+	if _, err := produceTo(t, c, "isr", -1, "a"); err != nil {
+		t.Fatal(err)
+	}
+	st := partState(t, c, "isr", 0)
+	var followers []int32
+	for _, r := range st.Replicas {
+		if r != st.Leader {
+			followers = append(followers, r)
+		}
+	}
+	if err := c.KillBroker(followers[0]); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, "ISR without the killed follower", func(c *Cluster) bool {
+		st, _ := c.PartitionState("isr", 0)
+		return len(st.ISR) == 2 && !slices.Contains(st.ISR, followers[0])
+	})
+	if _, err := produceTo(t, c, "isr", -1, "b"); err != nil {
+		t.Fatalf("acks=all with ISR 2, min ISR 2: %v", err)
+	}
+	if err := c.KillBroker(followers[1]); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, "ISR of the leader alone", func(c *Cluster) bool {
+		st, _ := c.PartitionState("isr", 0)
+		return len(st.ISR) == 1
+	})
+	if _, err := produceTo(t, c, "isr", -1, "c"); err != kerr.NotEnoughReplicas {
+		t.Fatalf("acks=all with ISR 1, min ISR 2: %v, want NOT_ENOUGH_REPLICAS", err)
+	}
+	if _, err := produceTo(t, c, "isr", 1, "d"); err != nil {
+		t.Fatalf("acks=1 with ISR 1: %v", err)
+	}
+	for _, f := range followers {
+		if err := c.RestartBroker(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, c, "ISR of three, all caught up", inSync("isr", 3))
+	st = partState(t, c, "isr", 0)
+	if st.HighWatermark != 3 {
+		t.Fatalf("high watermark %d, want 3 (a, b, d)", st.HighWatermark)
+	}
+	if _, err := produceTo(t, c, "isr", -1, "e"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Kill the leader: a new leader from the ISR with a higher epoch; acked
+// records survive; the old leader rejoins as a follower and truncates the
+// suffix it wrote alone.
+func TestLeaderFailoverTruncatesUnackedSuffix(t *testing.T) {
+	c := Start(t, Brokers(3), BrokerConfig("replica.lag.time.max.ms", "300"), BrokerConfig("auto.leader.rebalance.enable", "false"))
+	createTopic(t, c.Addrs()[0], "fo", 1, 3)
+	for i := 0; i < 5; i++ {
+		if _, err := produceTo(t, c, "fo", -1, fmt.Sprintf("acked-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := partState(t, c, "fo", 0)
+	// Cut the leader from both followers, then write to it with acks=1:
+	// those records exist only on the old leader.
+	var heals []func()
+	for _, r := range old.Replicas {
+		if r != old.Leader {
+			heals = append(heals, c.net.Cut(old.Leader, r))
+		}
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := produceTo(t, c, "fo", 1, fmt.Sprintf("unacked-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if leo := partState(t, c, "fo", 0).LogEndOffsets[old.Leader]; leo != 8 {
+		t.Fatalf("old leader log end %d, want 8", leo)
+	}
+	start := time.Now()
+	if err := c.KillBroker(old.Leader); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range heals {
+		h()
+	}
+	waitFor(t, c, "a new leader", func(c *Cluster) bool {
+		st, _ := c.PartitionState("fo", 0)
+		return st.Leader >= 0 && st.Leader != old.Leader
+	})
+	now := partState(t, c, "fo", 0)
+	if now.LeaderEpoch <= old.LeaderEpoch || !slices.Contains(old.ISR, now.Leader) {
+		t.Fatalf("new leader %d epoch %d (old %d, ISR %v)", now.Leader, now.LeaderEpoch, old.LeaderEpoch, old.ISR)
+	}
+	var ackedAfter time.Duration
+	for {
+		if _, err := produceTo(t, c, "fo", -1, "after"); err == nil {
+			ackedAfter = time.Since(start)
+			break
+		} else if time.Since(start) > 20*time.Second {
+			t.Fatalf("no produce acked on the new leader: %v", err)
+		}
+	}
+	t.Logf("kill leader to first acked produce: %v", ackedAfter)
+	if err := c.RestartBroker(old.Leader); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, "old leader back in sync", inSync("fo", 3))
+	st := partState(t, c, "fo", 0)
+	if st.HighWatermark != 6 {
+		t.Fatalf("high watermark %d, want 6 (5 acked + after)", st.HighWatermark)
+	}
+	// Every replica holds exactly acked-0..4, after.
+	fp := fetch(t, addrOf(c, st.Leader), "fo", [16]byte{}, 0, 0, 11)
+	_, vals := decodeValues(t, fp.RecordBatches)
+	want := []string{"acked-0", "acked-1", "acked-2", "acked-3", "acked-4", "after"}
+	if !slices.Equal(vals, want) {
+		t.Fatalf("log after failover %v, want %v", vals, want)
+	}
+	for _, b := range c.running() {
+		r := b.replica(b.mu.state.Topics["fo"].ID, 0)
+		data, err := r.log.Read(0, 1<<20, 1<<40)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, vals := decodeValues(t, data); !slices.Equal(vals, want) {
+			t.Fatalf("broker %d's log %v, want %v", b.id, vals, want)
+		}
+	}
+}
+
+// StopBroker moves leadership away before the broker stops.
+func TestStopBrokerMovesLeadersFirst(t *testing.T) {
+	c := Start(t, Brokers(3))
+	createTopic(t, c.Addrs()[0], "stop", 3, 3)
+	for p := int32(0); p < 3; p++ {
+		if st := partState(t, c, "stop", p); st.Leader == 2 {
+			goto stop
+		}
+	}
+	t.Fatal("broker 2 leads nothing")
+stop:
+	if err := c.StopBroker(2); err != nil {
+		t.Fatal(err)
+	}
+	for p := int32(0); p < 3; p++ {
+		st := partState(t, c, "stop", p)
+		if st.Leader == 2 || st.Leader < 0 || slices.Contains(st.ISR, 2) {
+			t.Fatalf("partition %d after StopBroker(2): leader %d ISR %v", p, st.Leader, st.ISR)
+		}
+	}
+	if err := c.StopBroker(2); err == nil {
+		t.Fatal("stopping a stopped broker succeeded")
+	}
+	if err := c.RestartBroker(2); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, "preferred leaders back", func(c *Cluster) bool {
+		for p := int32(0); p < 3; p++ {
+			st, _ := c.PartitionState("stop", p)
+			if len(st.ISR) != 3 || st.Leader != st.Replicas[0] {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// With every ISR member gone the partition is offline (leader -1); the last
+// ISR member coming back leads again.
+func TestOfflineUntilLastISRMemberReturns(t *testing.T) {
+	c := Start(t, Brokers(2), BrokerConfig("replica.lag.time.max.ms", "300"))
+	createTopic(t, c.Addrs()[0], "off", 1, 2)
+	st := partState(t, c, "off", 0)
+	follower := st.Replicas[0] + st.Replicas[1] - st.Leader
+	c.KillBroker(follower)
+	waitFor(t, c, "ISR shrink", func(c *Cluster) bool { st, _ := c.PartitionState("off", 0); return len(st.ISR) == 1 })
+	c.KillBroker(st.Leader)
+	waitFor(t, c, "offline", func(c *Cluster) bool { s, _ := c.PartitionState("off", 0); return s.Leader == -1 })
+	// The follower that fell out of the ISR must not lead (unclean).
+	if err := c.RestartBroker(follower); err != nil {
+		t.Fatal(err)
+	}
+	if st := partState(t, c, "off", 0); st.Leader != -1 {
+		t.Fatalf("out-of-sync replica %d elected leader (unclean election is off)", st.Leader)
+	}
+	if err := c.RestartBroker(st.Leader); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, "last ISR member leads", func(c *Cluster) bool { s, _ := c.PartitionState("off", 0); return s.Leader == st.Leader })
+}
