@@ -366,3 +366,28 @@ func BenchmarkReadTail(b *testing.B) {
 		}
 	}
 }
+
+func TestHighWatermarkCheckpoint(t *testing.T) {
+	fs := vfs.NewMem()
+	s, l := openTest(t, fs, LogOptions{})
+	if hw := l.HighWatermarkCheckpoint(); hw != 0 {
+		t.Fatalf("fresh log checkpoint %d", hw)
+	}
+	fill(t, l, 4)
+	if err := l.CheckpointHighWatermark(9); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, l = openTest(t, fs, LogOptions{})
+	if hw := l.HighWatermarkCheckpoint(); hw != 9 {
+		t.Fatalf("checkpoint after reopen %d, want 9", hw)
+	}
+	// Capped by the log end after a truncation.
+	if err := l.Truncate(6); err != nil {
+		t.Fatal(err)
+	}
+	if hw := l.HighWatermarkCheckpoint(); hw != 6 {
+		t.Fatalf("checkpoint above the log end: %d, want 6", hw)
+	}
+	s.Close()
+}

@@ -1,0 +1,116 @@
+package metadata
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// fakeClock is a controller clock the test moves by hand.
+type fakeClock struct{ now time.Time }
+
+func (f *fakeClock) Now() time.Time { return f.now }
+
+func newClockedController(t *testing.T, brokers int, unclean bool) (*Controller, *fakeClock, []int64) {
+	t.Helper()
+	clk := &fakeClock{now: time.Unix(1000, 0)}
+	log := NewMemLog()
+	t.Cleanup(log.Close)
+	c, err := NewController(context.Background(), log, "test", ControllerConfig{SessionTimeout: time.Second, UncleanElection: unclean, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var epochs []int64
+	for i := 1; i <= brokers; i++ {
+		e, err := c.RegisterBroker(context.Background(), RegisterBroker{ID: int32(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Heartbeat(context.Background(), int32(i), e); err != nil {
+			t.Fatal(err)
+		}
+		epochs = append(epochs, e)
+	}
+	return c, clk, epochs
+}
+
+func part(c *Controller, topic string) (p Partition) {
+	c.State(func(s *State) { p = *s.Topics[topic].Partitions[0] })
+	return p
+}
+
+func TestSessionExpiryElectsFromISR(t *testing.T) {
+	c, clk, epochs := newClockedController(t, 3, false)
+	ctx := context.Background()
+	if _, err := c.CreateTopic(ctx, TopicSpec{Name: "t", Partitions: 1, ReplicationFactor: 3}, false); err != nil {
+		t.Fatal(err)
+	}
+	p := part(c, "t")
+	leader := p.Leader
+	// Everyone but the leader keeps heartbeating past the session timeout.
+	clk.now = clk.now.Add(1500 * time.Millisecond)
+	for i := int32(1); i <= 3; i++ {
+		if i != leader {
+			c.Heartbeat(ctx, i, epochs[i-1])
+		}
+	}
+	c.expireSessions(ctx)
+	q := part(c, "t")
+	if q.Leader == leader || q.Leader < 0 || q.LeaderEpoch != p.LeaderEpoch+1 || slices.Contains(q.ISR, leader) {
+		t.Fatalf("after expiry: leader %d epoch %d isr %v (was %d/%d)", q.Leader, q.LeaderEpoch, q.ISR, leader, p.LeaderEpoch)
+	}
+	if q.Leader != p.Replicas[1] {
+		t.Fatalf("new leader %d, want the next replica in order %d", q.Leader, p.Replicas[1])
+	}
+	// AlterPartition from the deposed leader is refused; from the new one
+	// with a stale partition epoch too.
+	if err := c.AlterPartition(ctx, q.TopicID, 0, leader, p.LeaderEpoch, p.PartitionEpoch, p.ISR); !errors.Is(err, kerr.NotLeaderForPartition) {
+		t.Fatalf("AlterPartition from old leader: %v", err)
+	}
+	if err := c.AlterPartition(ctx, q.TopicID, 0, q.Leader, q.LeaderEpoch, q.PartitionEpoch-1, q.ISR); !errors.Is(err, kerr.InvalidUpdateVersion) {
+		t.Fatalf("stale partition epoch: %v", err)
+	}
+	// Adding the fenced broker back is refused: it is not eligible.
+	if err := c.AlterPartition(ctx, q.TopicID, 0, q.Leader, q.LeaderEpoch, q.PartitionEpoch, append(slices.Clone(q.ISR), leader)); !errors.Is(err, kerr.IneligibleReplica) {
+		t.Fatalf("fenced broker into ISR: %v", err)
+	}
+	// A stale epoch heartbeat does not unfence; the current one does.
+	if _, err := c.Heartbeat(ctx, leader, epochs[leader-1]+7); !errors.Is(err, ErrStaleBrokerEpoch) {
+		t.Fatalf("stale heartbeat: %v", err)
+	}
+	if fenced, err := c.Heartbeat(ctx, leader, epochs[leader-1]); err != nil || fenced {
+		t.Fatalf("heartbeat after expiry: fenced %v %v", fenced, err)
+	}
+}
+
+func TestLastISRMemberAndUncleanElection(t *testing.T) {
+	for _, unclean := range []bool{false, true} {
+		c, _, epochs := newClockedController(t, 2, unclean)
+		ctx := context.Background()
+		c.CreateTopic(ctx, TopicSpec{Name: "t", Partitions: 1, ReplicationFactor: 2}, false)
+		p := part(c, "t")
+		follower := p.Replicas[1]
+		// The follower falls out of the ISR, then both die.
+		if err := c.AlterPartition(ctx, p.TopicID, 0, p.Leader, p.LeaderEpoch, p.PartitionEpoch, []int32{p.Leader}); err != nil {
+			t.Fatal(err)
+		}
+		c.FenceBroker(ctx, follower)
+		c.FenceBroker(ctx, p.Leader)
+		q := part(c, "t")
+		if q.Leader != -1 || !slices.Equal(q.ISR, []int32{p.Leader}) {
+			t.Fatalf("both down: leader %d isr %v, want -1 [%d]", q.Leader, q.ISR, p.Leader)
+		}
+		c.Heartbeat(ctx, follower, epochs[follower-1])
+		q = part(c, "t")
+		if unclean && (q.Leader != follower || !slices.Equal(q.ISR, []int32{follower})) {
+			t.Fatalf("unclean: leader %d isr %v, want the out-of-sync replica", q.Leader, q.ISR)
+		}
+		if !unclean && q.Leader != -1 {
+			t.Fatalf("clean: out-of-sync replica %d elected", q.Leader)
+		}
+	}
+}
