@@ -5,6 +5,8 @@ package bench
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"os"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -56,7 +58,7 @@ func BenchmarkProduce(b *testing.B) {
 		{3, kgo.AllISRAcks(), "rf3-acksall"},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			c, err := kcluster.New(kcluster.Brokers(3))
+			c, err := kcluster.New(kcluster.Brokers(3), benchLogger())
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -103,4 +105,52 @@ func BenchmarkProduce(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkFailover measures the time from KillBroker(leader) to the first
+// record acked with acks=all by franz-go on the new leader (3 brokers,
+// RF=3, min.insync.replicas=2, default test timing).
+func BenchmarkFailover(b *testing.B) {
+	ctx := context.Background()
+	for i := 0; i < b.N; i++ {
+		c, err := kcluster.New(kcluster.Brokers(3), kcluster.BrokerConfig("min.insync.replicas", "2"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...), kgo.DisableIdempotentWrite(), kgo.RequiredAcks(kgo.AllISRAcks()),
+			kgo.RetryBackoffFn(func(int) time.Duration { return 10 * time.Millisecond }),
+			kgo.MetadataMinAge(10*time.Millisecond)) // kgo refreshes metadata at most every 5 s by default
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 3, nil, "f"); err != nil {
+			b.Fatal(err)
+		}
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "f", Value: []byte("before")}).FirstErr(); err != nil {
+			b.Fatal(err)
+		}
+		st, err := c.PartitionState("f", 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		if err := c.KillBroker(st.Leader); err != nil {
+			b.Fatal(err)
+		}
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "f", Value: []byte("after")}).FirstErr(); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(time.Since(start).Microseconds())/1000, "ms/failover")
+		cl.Close()
+		c.Close()
+	}
+}
+
+// benchLogger logs cluster warnings to stderr when KCLUSTER_BENCH_LOG is
+// set (e.g. to see ISR changes under load).
+func benchLogger() kcluster.Option {
+	if os.Getenv("KCLUSTER_BENCH_LOG") == "" {
+		return kcluster.Logger(slog.New(slog.DiscardHandler))
+	}
+	return kcluster.Logger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
 }
