@@ -50,7 +50,11 @@ type broker struct {
 	}
 
 	fetchers fetcherSet // follower side of replication
-	data     struct {
+	pids     struct {   // this broker's block of producer ids
+		sync.Mutex
+		next, end int64
+	}
+	data struct {
 		sync.Mutex
 		ch chan struct{}
 	}

@@ -308,7 +308,11 @@ func (r *replica) truncateDiverged(epoch int32, end int64) {
 // containing off when off is inside one.
 func (r *replica) truncateToLocked(off int64) error {
 	if off < r.log.LogStartOffset() {
-		return r.log.TruncateFully(off)
+		if err := r.log.TruncateFully(off); err != nil {
+			return err
+		}
+		r.mu.hw = off
+		return r.rebuildProducersLocked()
 	}
 	if err := r.log.Truncate(off); err != nil {
 		data, rerr := r.log.Read(off, 1, r.log.LogEndOffset())
@@ -326,7 +330,7 @@ func (r *replica) truncateToLocked(off int64) error {
 	if r.mu.hw > r.log.LogEndOffset() {
 		r.mu.hw = r.log.LogEndOffset()
 	}
-	return nil
+	return r.rebuildProducersLocked()
 }
 
 // fetchOnce sends one Fetch for parts to the leader and appends what comes
@@ -457,11 +461,13 @@ func (r *replica) appendAsFollower(records []byte, leaderHW, leaderStart int64) 
 			if es := r.log.EpochEntries(); len(es) > 0 {
 				latest = es[len(es)-1].Epoch
 			}
+			var hdrs []segment.BatchHeader
 			for rest := records[:valid]; len(rest) > 0; {
 				h, err := segment.ParseBatchHeader(rest)
 				if err != nil {
 					break
 				}
+				hdrs = append(hdrs, h)
 				if h.PartitionLeaderEpoch > latest {
 					latest = h.PartitionLeaderEpoch
 					starts = append(starts, start{h.PartitionLeaderEpoch, h.BaseOffset})
@@ -470,6 +476,9 @@ func (r *replica) appendAsFollower(records []byte, leaderHW, leaderStart int64) 
 			}
 			if err := r.log.Append(records[:valid]); err != nil {
 				return err
+			}
+			for _, h := range hdrs {
+				r.mu.producers.update(h)
 			}
 			for _, s := range starts {
 				if err := r.log.AssignEpoch(s.epoch, s.off); err != nil {

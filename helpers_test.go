@@ -46,6 +46,12 @@ func do[R kmsg.Response](t testing.TB, cl *wire.Client, req kmsg.Request, v int1
 // makeBatch builds an uncompressed v2 record batch of n records with the
 // given values, first timestamp ts and 1 ms between records.
 func makeBatch(ts int64, values ...string) []byte {
+	return makeProducerBatch(-1, -1, -1, ts, values...)
+}
+
+// makeProducerBatch builds a batch from an idempotent producer (pid,
+// epoch, first sequence); pid -1 for none.
+func makeProducerBatch(pid int64, epoch int16, seq int32, ts int64, values ...string) []byte {
 	var recs []byte
 	for i, v := range values {
 		r := kmsg.Record{
@@ -65,9 +71,9 @@ func makeBatch(ts int64, values ...string) []byte {
 		LastOffsetDelta:      int32(len(values) - 1),
 		FirstTimestamp:       ts,
 		MaxTimestamp:         ts + int64(len(values)-1),
-		ProducerID:           -1,
-		ProducerEpoch:        -1,
-		FirstSequence:        -1,
+		ProducerID:           pid,
+		ProducerEpoch:        epoch,
+		FirstSequence:        seq,
 		NumRecords:           int32(len(values)),
 		Records:              recs,
 	}

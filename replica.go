@@ -44,6 +44,7 @@ type replica struct {
 		// leader epoch: before fetching, it asks the leader for the end
 		// of its last epoch and truncates a diverged suffix (KIP-101).
 		needTruncate bool
+		producers    producerState
 	}
 }
 
@@ -75,6 +76,10 @@ func openReplica(b *broker, t *metadata.Topic, part int32) (*replica, error) {
 		return nil, err
 	}
 	r.log = l
+	if err := r.rebuildProducersLocked(); err != nil {
+		l.Close()
+		return nil, err
+	}
 	r.mu.hw = l.HighWatermarkCheckpoint()
 	r.mu.checkpointed = r.mu.hw
 	r.mu.leader = -1
@@ -224,6 +229,7 @@ func (r *replica) appendAsLeader(records []byte, acks int16) (base, end int64, e
 		return 0, 0, kerr.InvalidRecord
 	}
 	// Validate everything before changing anything.
+	var hdrs []segment.BatchHeader
 	for rest := records; len(rest) > 0; {
 		h, err := segment.ValidateBatch(rest)
 		if err != nil {
@@ -235,23 +241,61 @@ func (r *replica) appendAsLeader(records []byte, acks int16) (base, end int64, e
 		if h.TotalSize() > maxBytes {
 			return 0, 0, kerr.MessageTooLarge
 		}
-		if h.Attributes&0x20 != 0 || h.ProducerID >= 0 && false {
-			// Transactional batches need the transactions issue.
-		}
+		hdrs = append(hdrs, h)
 		rest = rest[h.TotalSize():]
+	}
+	// Idempotent producers: a retry of the last appended batch is
+	// answered with its original offset; several batches of one
+	// producer in one request are checked in order.
+	if h := hdrs[0]; h.ProducerID >= 0 && h.BaseSequence >= 0 {
+		off, dup, err := r.mu.producers.check(h)
+		if err != nil {
+			return 0, 0, err
+		}
+		if dup {
+			if len(hdrs) > 1 {
+				return 0, 0, kerr.DuplicateSequenceNumber
+			}
+			return off, r.log.LogEndOffset(), nil
+		}
 	}
 	base = r.log.LogEndOffset()
 	next := base
-	for rest := records; len(rest) > 0; {
-		h, _ := segment.ParseBatchHeader(rest)
+	tentative := producerState{}
+	for i, rest := 0, records; len(rest) > 0; i++ {
+		h := hdrs[i]
+		if i > 0 && h.ProducerID >= 0 && h.BaseSequence >= 0 {
+			ps := r.mu.producers
+			if _, ok := tentative[h.ProducerID]; ok {
+				ps = tentative
+			}
+			if _, dup, err := ps.check(h); err != nil || dup {
+				if err == nil {
+					err = kerr.DuplicateSequenceNumber
+				}
+				return 0, 0, err
+			}
+		}
 		segment.SetBaseOffset(rest, next)
 		segment.SetPartitionLeaderEpoch(rest, r.mu.epoch)
+		hdrs[i].BaseOffset = next
+		if h.ProducerID >= 0 {
+			if _, ok := tentative[h.ProducerID]; !ok && r.mu.producers[h.ProducerID] != nil {
+				e := *r.mu.producers[h.ProducerID]
+				e.batches = append([]producerBatch(nil), e.batches...)
+				tentative[h.ProducerID] = &e
+			}
+			tentative.update(hdrs[i])
+		}
 		next += int64(h.LastOffsetDelta) + 1
 		rest = rest[h.TotalSize():]
 	}
 	if err := r.log.Append(records); err != nil {
 		r.b.log.Error("append failed", "topic", r.topic, "partition", r.part, "err", err)
 		return 0, 0, kerr.KafkaStorageError
+	}
+	for id, e := range tentative {
+		r.mu.producers[id] = e
 	}
 	r.maybeAdvanceHWLocked()
 	r.b.notifyData()

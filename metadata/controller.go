@@ -266,3 +266,15 @@ func (c *Controller) State(fn func(*State)) {
 	defer c.mu.Unlock()
 	fn(c.mu.state)
 }
+
+// AllocateProducerIDs reserves n producer ids for broker and returns the
+// first (Kafka's AllocateProducerIds).
+func (c *Controller) AllocateProducerIDs(ctx context.Context, broker int32, n int64) (int64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	first := c.mu.state.NextProducerID
+	if err := c.proposeLocked(ctx, &ProducerIDs{Broker: broker, First: first, Size: n}); err != nil {
+		return 0, err
+	}
+	return first, nil
+}
