@@ -30,7 +30,6 @@ func ExampleNew() {
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(c.Addrs()...),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.DisableIdempotentWrite(),
 		kgo.ConsumeTopics("orders"),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 	)
