@@ -47,7 +47,7 @@ type batchPos struct {
 
 const tailCache = 128
 
-// maxKeptWriteBuf bounds the write buffer a Log keeps between appends.
+// maxKeptWriteBuf bounds the write buffers a Store pools between appends.
 const maxKeptWriteBuf = 1 << 20
 
 // Log is one partition replica's log. One writer (Append, Truncate,
@@ -69,10 +69,6 @@ type Log struct {
 		maxTSOffset int64
 		epochs      []EpochEntry
 		tail        []batchPos // recent batches of the active segment, ascending
-		// wbuf is what Append hands to vfs.File.Write, which may modify
-		// its argument (MemFS does under -race and the invariants tag):
-		// the caller's bytes stay untouched.
-		wbuf []byte
 	}
 }
 
@@ -491,10 +487,14 @@ func (l *Log) Append(batches []byte) error {
 		end := items[j-1].off + items[j-1].h.TotalSize()
 		// Write appends at the file's position, which is its end: every
 		// active segment was created (or cut) by this process.
-		l.mu.wbuf = append(l.mu.wbuf[:0], batches[start:end]...)
-		_, err := act.f.Write(l.mu.wbuf)
-		if cap(l.mu.wbuf) > maxKeptWriteBuf {
-			l.mu.wbuf = nil // do not pin a large buffer per log
+		// vfs.File.Write may modify its argument (MemFS does under
+		// -race and the invariants tag): write from a pooled copy so the
+		// caller's bytes stay untouched, without a buffer per log.
+		bp := l.s.wbufs.Get().(*[]byte)
+		*bp = append((*bp)[:0], batches[start:end]...)
+		_, err := act.f.Write(*bp)
+		if cap(*bp) <= maxKeptWriteBuf {
+			l.s.wbufs.Put(bp)
 		}
 		if err != nil {
 			return fmt.Errorf("segment: writing %s: %w", act.path, err)

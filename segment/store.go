@@ -57,6 +57,8 @@ type Store struct {
 	dir string
 	db  *pebble.DB
 	log *slog.Logger
+	// wbufs pools the copies Append writes from.
+	wbufs sync.Pool
 
 	mu struct {
 		sync.Mutex
@@ -103,6 +105,7 @@ func OpenStore(opts StoreOptions) (*Store, error) {
 		return nil, fmt.Errorf("segment: opening index: %w", err)
 	}
 	s := &Store{fs: opts.FS, dir: opts.Dir, db: db, log: lg}
+	s.wbufs.New = func() any { return new([]byte) }
 	s.mu.logs = make(map[string]*Log)
 	return s, nil
 }
