@@ -2,6 +2,7 @@ package kcluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -249,4 +250,36 @@ func TestOfflineUntilLastISRMemberReturns(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, c, "last ISR member leads", func(c *Cluster) bool { s, _ := c.PartitionState("off", 0); return s.Leader == st.Leader })
+}
+
+func TestLeverErrors(t *testing.T) {
+	c := Start(t, Brokers(2))
+	if _, err := c.PartitionState("nope", 0); !errors.Is(err, ErrUnknownPartition) {
+		t.Fatalf("PartitionState of an unknown topic: %v", err)
+	}
+	if err := c.KillBroker(9); !errors.Is(err, ErrUnknownBroker) {
+		t.Fatalf("KillBroker(9): %v", err)
+	}
+	if err := c.RestartBroker(1); !errors.Is(err, ErrBrokerUp) {
+		t.Fatalf("RestartBroker of a running broker: %v", err)
+	}
+	if err := c.KillBroker(1); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.KillBroker(1); !errors.Is(err, ErrBrokerDown) {
+		t.Fatalf("KillBroker twice: %v", err)
+	}
+	if err := c.StopBroker(1); !errors.Is(err, ErrBrokerDown) {
+		t.Fatalf("StopBroker of a killed broker: %v", err)
+	}
+	if got := c.Addrs(); len(got) != 2 {
+		t.Fatalf("Addrs with a broker down: %v", got)
+	}
+	if err := c.RestartBroker(1); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if err := c.KillBroker(1); !errors.Is(err, ErrClosed) {
+		t.Fatalf("KillBroker after Close: %v", err)
+	}
 }
