@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kcluster/kcluster/metadata"
@@ -50,7 +51,8 @@ type broker struct {
 	}
 
 	fetchers fetcherSet // follower side of replication
-	pids     struct {   // this broker's block of producer ids
+	cc       controllerClient
+	pids     struct { // this broker's block of producer ids
 		sync.Mutex
 		next, end int64
 	}
@@ -81,6 +83,7 @@ func newBroker(c *Cluster, id int32, addr string) (*broker, error) {
 	b.mu.conns = make(map[net.Conn]struct{})
 	b.mu.changed = make(chan struct{})
 	b.fetchers.init(b)
+	b.cc.b = b
 
 	dir := "broker-" + strconv.Itoa(int(id))
 	if c.cfg.dir != "" {
@@ -109,13 +112,44 @@ func (b *broker) advertisedAddr() string {
 	return net.JoinHostPort(b.host, strconv.Itoa(int(b.port)))
 }
 
+// register registers the broker with the controller (BrokerRegistration,
+// over the network). It starts fenced; its first heartbeat unfences it.
 func (b *broker) register(ctx context.Context) error {
-	epoch, err := b.c.ctrl.RegisterBroker(ctx, metadata.RegisterBroker{
-		ID: b.id, Host: b.host, Port: b.port,
-		Listeners: []metadata.Listener{{Name: "PLAINTEXT", Host: b.host, Port: b.port, Protocol: "PLAINTEXT"}},
-	})
-	b.epoch = epoch
-	return err
+	req := kmsg.NewPtrBrokerRegistrationRequest()
+	req.SetVersion(3)
+	req.BrokerID = b.id
+	req.ClusterID = b.c.cfg.clusterID
+	l := kmsg.NewBrokerRegistrationRequestListener()
+	l.Name, l.Host, l.Port, l.SecurityProtocol = "PLAINTEXT", b.host, uint16(b.port), 0
+	req.Listeners = append(req.Listeners, l)
+	req.PreviousBrokerEpoch = -1
+	kresp, err := b.cc.request(ctx, req)
+	if err != nil {
+		return err
+	}
+	resp := kresp.(*kmsg.BrokerRegistrationResponse)
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		return err
+	}
+	b.epoch = resp.BrokerEpoch
+	return nil
+}
+
+// heartbeat sends one BrokerHeartbeat to the controller.
+func (b *broker) heartbeat(ctx context.Context) error {
+	req := kmsg.NewPtrBrokerHeartbeatRequest()
+	req.SetVersion(1)
+	req.BrokerID, req.BrokerEpoch = b.id, b.epoch
+	b.mu.RLock()
+	req.CurrentMetadataOffset = b.mu.state.Offset
+	b.mu.RUnlock()
+	hctx, cancel := context.WithTimeout(ctx, b.cfg.sessionTimeout)
+	defer cancel()
+	kresp, err := b.cc.request(hctx, req)
+	if err != nil {
+		return err
+	}
+	return kerr.ErrorForCode(kresp.(*kmsg.BrokerHeartbeatResponse).ErrorCode)
 }
 
 func (b *broker) start() {
@@ -140,8 +174,8 @@ func (b *broker) heartbeatLoop() {
 	t := time.NewTicker(b.cfg.heartbeatInterval)
 	defer t.Stop()
 	for {
-		if _, err := b.c.ctrl.Heartbeat(b.ctx, b.id, b.epoch); err != nil && b.ctx.Err() == nil {
-			b.log.Warn("heartbeat", "err", err)
+		if err := b.heartbeat(b.ctx); err != nil && b.ctx.Err() == nil {
+			b.log.Debug("heartbeat", "err", err)
 		}
 		select {
 		case <-b.ctx.Done():
@@ -188,6 +222,7 @@ func (b *broker) close(graceful bool) {
 	b.mu.Unlock()
 	b.waiting.Store("fetchers")
 	b.fetchers.closeAll()
+	b.cc.close()
 	b.waiting.Store("connection and metadata goroutines")
 	b.wg.Wait()
 	b.waiting.Store("storage")
@@ -336,15 +371,25 @@ type request struct {
 }
 
 func (b *broker) serveConn(conn net.Conn) {
+	serveConn(b.ctx, conn, b.cfg.requestMaxBytes, b.log, func(hdr wire.RequestHeader, body []byte, log *slog.Logger) (kmsg.Response, error) {
+		return b.handle(conn, hdr, body, log)
+	})
+}
+
+// serveConn runs Kafka's request loop on one connection: read a frame,
+// dispatch it, write the response, then read the next, so responses go out
+// in request order. Bad frames and dispatch errors close the connection
+// with a log line.
+func serveConn(ctx context.Context, conn net.Conn, maxFrame int32, log *slog.Logger, dispatch func(wire.RequestHeader, []byte, *slog.Logger) (kmsg.Response, error)) {
 	defer conn.Close()
-	log := b.log.With("remote", conn.RemoteAddr().String())
+	log = log.With("remote", conn.RemoteAddr().String())
 	var rbuf, wbuf []byte
 	for {
-		frame, err := wire.ReadFrame(conn, rbuf, b.cfg.requestMaxBytes)
+		frame, err := wire.ReadFrame(conn, rbuf, maxFrame)
 		if err != nil {
 			if errors.Is(err, wire.ErrFrameTooLarge) {
 				log.Warn("closing connection: bad frame", "err", err)
-			} else if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && b.ctx.Err() == nil {
+			} else if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && ctx.Err() == nil {
 				log.Debug("connection read", "err", err)
 			}
 			return
@@ -357,12 +402,12 @@ func (b *broker) serveConn(conn net.Conn) {
 			log.Warn("closing connection: bad request header", "err", err)
 			return
 		}
-		resp, err := b.handle(conn, hdr, body, log)
+		resp, err := dispatch(hdr, body, log)
 		if errors.Is(err, errNoResponse) {
 			continue
 		}
 		if err != nil {
-			if !errors.Is(err, errCloseConn) && b.ctx.Err() == nil {
+			if !errors.Is(err, errCloseConn) && ctx.Err() == nil {
 				log.Warn("closing connection", "api", kmsg.NameForKey(hdr.Key), "version", hdr.Version, "err", err)
 			}
 			return

@@ -22,10 +22,13 @@ type Cluster struct {
 	net  *network.Network
 	mlog metadata.Log
 	ctrl *metadata.Controller
-	ctx  context.Context
-	stop context.CancelFunc
-	dec  decompressor
-	bg   sync.WaitGroup // controller goroutine
+	// ctrlNode serves the controller's APIs over the network; brokers
+	// reach the controller only through it.
+	ctrlNode *controllerNode
+	ctx      context.Context
+	stop     context.CancelFunc
+	dec      decompressor
+	bg       sync.WaitGroup // controller goroutine
 
 	// ports and hosts are fixed at New: a restarted broker keeps its port.
 	ports []int
@@ -92,8 +95,10 @@ func New(opts ...Option) (*Cluster, error) {
 		return nil, err
 	}
 	c.ctrl = ctrl
-	c.bg.Add(1)
-	go func() { defer c.bg.Done(); ctrl.Run(ctx) }()
+	if c.ctrlNode, err = startControllerNode(c, controllerNodeID, ctrl); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("kcluster: starting the controller: %w", err)
+	}
 	for i := range cfg.brokers {
 		if err := c.startBroker(int32(i+1), false); err != nil {
 			c.Close()
@@ -241,6 +246,9 @@ func (c *Cluster) Close() {
 			}()
 		}
 		wg.Wait()
+		if c.ctrlNode != nil {
+			c.ctrlNode.close()
+		}
 		c.bg.Wait()
 		c.dec.close()
 	})

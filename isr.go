@@ -2,6 +2,9 @@ package kcluster
 
 import (
 	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"slices"
 	"time"
 )
@@ -87,9 +90,41 @@ func (r *replica) maybeChangeISR(ctx context.Context) {
 	if !changed {
 		return
 	}
-	if err := r.b.c.ctrl.AlterPartition(ctx, r.id, r.part, r.b.id, leaderEpoch, partEpoch, isr); err != nil {
+	if err := r.b.alterPartition(ctx, r.id, r.part, leaderEpoch, partEpoch, isr); err != nil {
 		r.b.log.Debug("AlterPartition refused", "topic", r.topic, "partition", r.part, "isr", isr, "err", err)
 		return
 	}
 	r.b.log.Info("ISR changed", "topic", r.topic, "partition", r.part, "isr", isr)
+}
+
+// alterPartition asks the controller to commit a new ISR (AlterPartition
+// v2, over the network).
+func (b *broker) alterPartition(ctx context.Context, id [16]byte, part, leaderEpoch, partEpoch int32, isr []int32) error {
+	req := kmsg.NewPtrAlterPartitionRequest()
+	req.SetVersion(2)
+	req.BrokerID, req.BrokerEpoch = b.id, b.epoch
+	t := kmsg.NewAlterPartitionRequestTopic()
+	t.TopicID = id
+	p := kmsg.NewAlterPartitionRequestTopicPartition()
+	p.Partition, p.LeaderEpoch, p.PartitionEpoch, p.NewISR = part, leaderEpoch, partEpoch, isr
+	t.Partitions = append(t.Partitions, p)
+	req.Topics = append(req.Topics, t)
+	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	kresp, err := b.cc.request(actx, req)
+	if err != nil {
+		return err
+	}
+	resp := kresp.(*kmsg.AlterPartitionResponse)
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		return err
+	}
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -152,8 +152,8 @@ func parseMillis(dst *time.Duration, v string) error {
 }
 
 func (c *config) validate() error {
-	if c.brokers < 1 {
-		return fmt.Errorf("kcluster: Brokers(%d): need at least one broker", c.brokers)
+	if c.brokers < 1 || c.brokers >= int(controllerNodeID) {
+		return fmt.Errorf("kcluster: Brokers(%d): need 1 to %d brokers", c.brokers, controllerNodeID-1)
 	}
 	if len(c.ports) > 0 && len(c.ports) != c.brokers {
 		return fmt.Errorf("kcluster: Ports: %d ports for %d brokers", len(c.ports), c.brokers)

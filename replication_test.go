@@ -283,3 +283,19 @@ func TestLeverErrors(t *testing.T) {
 		t.Fatalf("KillBroker after Close: %v", err)
 	}
 }
+
+// Heartbeats cross the network: a broker cut from the controller misses its
+// session and is fenced, its partitions get new leaders; once the link
+// heals its next heartbeat unfences it and it rejoins the ISR.
+func TestCutFromControllerFences(t *testing.T) {
+	c := Start(t, Brokers(3), BrokerConfig("auto.leader.rebalance.enable", "false"))
+	createTopic(t, c.Addrs()[0], "cut", 1, 3)
+	old := partState(t, c, "cut", 0)
+	heal := c.net.Cut(old.Leader, controllerNodeID)
+	waitFor(t, c, "a new leader after the fence", func(c *Cluster) bool {
+		s, _ := c.PartitionState("cut", 0)
+		return s.Leader >= 0 && s.Leader != old.Leader && !slices.Contains(s.ISR, old.Leader)
+	})
+	heal()
+	waitFor(t, c, "the cut broker back in the ISR", inSync("cut", 3))
+}

@@ -1,0 +1,252 @@
+package kcluster
+
+// The controller node: the process role that owns the metadata log, as a
+// KRaft controller. Brokers reach it only over TCP through the network
+// package (BrokerRegistration v0-3, BrokerHeartbeat v0-1, AlterPartition
+// v2-3 with topic ids), so cutting a broker from the controller fences it,
+// as in Kafka. The in-memory mode runs one controller node, id
+// controllerNodeID; its log is the single-node MemLog.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kcluster/kcluster/metadata"
+	"github.com/kcluster/kcluster/wire"
+)
+
+// controllerNodeID is the node id of the in-memory mode's controller. Broker
+// ids stay below it.
+const controllerNodeID int32 = 1000
+
+type controllerNode struct {
+	id   int32
+	c    *Cluster
+	ctrl *metadata.Controller
+	log  *slog.Logger
+	ln   net.Listener
+	ctx  context.Context
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+
+	mu struct {
+		sync.Mutex
+		conns map[net.Conn]struct{}
+	}
+}
+
+// ctrlHandler serves one API key on the controller node.
+type ctrlHandler struct {
+	min, max int16
+	fn       func(*controllerNode, kmsg.Request) (kmsg.Response, error)
+}
+
+var ctrlHandlers = map[int16]ctrlHandler{}
+
+func regCtrl[Req kmsg.Request, Resp kmsg.Response](min, max int16, fn func(*controllerNode, Req) (Resp, error)) {
+	var zero Req
+	ctrlHandlers[zero.Key()] = ctrlHandler{min: min, max: max, fn: func(n *controllerNode, r kmsg.Request) (kmsg.Response, error) {
+		resp, err := fn(n, r.(Req))
+		if err != nil {
+			return nil, err
+		}
+		resp.SetVersion(r.GetVersion())
+		return resp, nil
+	}}
+}
+
+func init() {
+	regCtrl(0, 3, (*controllerNode).handleBrokerRegistration)
+	regCtrl(0, 1, (*controllerNode).handleBrokerHeartbeat)
+	regCtrl(2, 3, (*controllerNode).handleAlterPartition)
+}
+
+func startControllerNode(c *Cluster, id int32, ctrl *metadata.Controller) (*controllerNode, error) {
+	ctx, cancel := context.WithCancel(c.ctx)
+	n := &controllerNode{id: id, c: c, ctrl: ctrl, log: c.cfg.logger.With("controller", id), ctx: ctx, stop: cancel}
+	n.mu.conns = make(map[net.Conn]struct{})
+	ln, err := c.net.Listen(id, net.JoinHostPort(c.cfg.host, "0"))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	n.ln = ln
+	n.wg.Add(2)
+	go func() { defer n.wg.Done(); ctrl.Run(ctx) }()
+	go func() { defer n.wg.Done(); n.acceptLoop() }()
+	return n, nil
+}
+
+func (n *controllerNode) addr() string { return n.ln.Addr().String() }
+
+func (n *controllerNode) close() {
+	n.stop()
+	n.ln.Close()
+	n.mu.Lock()
+	for c := range n.mu.conns {
+		c.Close()
+	}
+	n.mu.conns = nil
+	n.mu.Unlock()
+	n.wg.Wait()
+}
+
+func (n *controllerNode) acceptLoop() {
+	for {
+		conn, err := n.ln.Accept()
+		if err != nil {
+			return
+		}
+		n.mu.Lock()
+		if n.mu.conns == nil {
+			n.mu.Unlock()
+			conn.Close()
+			return
+		}
+		n.mu.conns[conn] = struct{}{}
+		n.wg.Add(1)
+		n.mu.Unlock()
+		go func() {
+			defer n.wg.Done()
+			serveConn(n.ctx, conn, wire.DefaultMaxFrame, n.log, n.dispatch)
+			n.mu.Lock()
+			delete(n.mu.conns, conn)
+			n.mu.Unlock()
+		}()
+	}
+}
+
+func (n *controllerNode) dispatch(hdr wire.RequestHeader, body []byte, log *slog.Logger) (resp kmsg.Response, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			log.Error("controller handler panic; closing connection", "api", kmsg.NameForKey(hdr.Key), "panic", p, "stack", string(debug.Stack()))
+			resp, err = nil, errCloseConn
+		}
+	}()
+	h, ok := ctrlHandlers[hdr.Key]
+	if !ok || !hdr.Known || hdr.Version < h.min || hdr.Version > h.max {
+		return nil, fmt.Errorf("controller does not serve %s v%d", kmsg.NameForKey(hdr.Key), hdr.Version)
+	}
+	req, err := wire.DecodeRequest(hdr, body)
+	if err != nil {
+		return nil, err
+	}
+	return h.fn(n, req)
+}
+
+func (n *controllerNode) handleBrokerRegistration(req *kmsg.BrokerRegistrationRequest) (*kmsg.BrokerRegistrationResponse, error) {
+	resp := req.ResponseKind().(*kmsg.BrokerRegistrationResponse)
+	if req.ClusterID != n.ctrl.ClusterID() {
+		resp.ErrorCode = kerr.InconsistentClusterID.Code
+		return resp, nil
+	}
+	reg := metadata.RegisterBroker{ID: req.BrokerID, Rack: req.Rack}
+	for _, l := range req.Listeners {
+		reg.Listeners = append(reg.Listeners, metadata.Listener{Name: l.Name, Host: l.Host, Port: int32(l.Port), Protocol: securityProtocolName(l.SecurityProtocol)})
+		if reg.Host == "" {
+			reg.Host, reg.Port = l.Host, int32(l.Port)
+		}
+	}
+	epoch, err := n.ctrl.RegisterBroker(n.ctx, reg)
+	resp.ErrorCode = errCode(err)
+	resp.BrokerEpoch = epoch
+	return resp, nil
+}
+
+func securityProtocolName(p int16) string {
+	switch p {
+	case 1:
+		return "SSL"
+	case 2:
+		return "SASL_PLAINTEXT"
+	case 3:
+		return "SASL_SSL"
+	}
+	return "PLAINTEXT"
+}
+
+func (n *controllerNode) handleBrokerHeartbeat(req *kmsg.BrokerHeartbeatRequest) (*kmsg.BrokerHeartbeatResponse, error) {
+	resp := req.ResponseKind().(*kmsg.BrokerHeartbeatResponse)
+	fenced, err := n.ctrl.Heartbeat(n.ctx, req.BrokerID, req.BrokerEpoch)
+	resp.ErrorCode = errCode(err)
+	resp.IsFenced = fenced
+	resp.IsCaughtUp = req.CurrentMetadataOffset >= n.c.mlog.End()-1
+	return resp, nil
+}
+
+func (n *controllerNode) handleAlterPartition(req *kmsg.AlterPartitionRequest) (*kmsg.AlterPartitionResponse, error) {
+	resp := req.ResponseKind().(*kmsg.AlterPartitionResponse)
+	for _, t := range req.Topics {
+		rt := kmsg.NewAlterPartitionResponseTopic()
+		rt.TopidID = t.TopicID // sic: kmsg spells it so
+		for _, p := range t.Partitions {
+			rp := kmsg.NewAlterPartitionResponseTopicPartition()
+			rp.Partition = p.Partition
+			isr := p.NewISR
+			if req.Version >= 3 {
+				isr = nil
+				for _, e := range p.NewEpochISR {
+					isr = append(isr, e.BrokerID)
+				}
+			}
+			err := n.ctrl.AlterPartition(n.ctx, t.TopicID, p.Partition, req.BrokerID, p.LeaderEpoch, p.PartitionEpoch, isr)
+			rp.ErrorCode = errCode(err)
+			n.ctrl.State(func(s *metadata.State) {
+				if cur := s.Partition(t.TopicID, p.Partition); cur != nil {
+					rp.LeaderID, rp.LeaderEpoch, rp.PartitionEpoch = cur.Leader, cur.LeaderEpoch, cur.PartitionEpoch
+					rp.ISR = append([]int32(nil), cur.ISR...)
+				}
+			})
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp, nil
+}
+
+// controllerClient is a broker's connection to the controller node, dialed
+// through the network package and redialed after any failure.
+type controllerClient struct {
+	b  *broker
+	mu sync.Mutex
+	cl *wire.Client
+}
+
+var errNoController = errors.New("kcluster: controller unreachable")
+
+func (cc *controllerClient) request(ctx context.Context, req kmsg.Request) (kmsg.Response, error) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	node := cc.b.c.ctrlNode
+	if cc.cl == nil {
+		conn, err := cc.b.c.net.Dial(ctx, cc.b.id, node.id, node.addr())
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", errNoController, err)
+		}
+		cc.cl = wire.NewClient(conn, fmt.Sprintf("kcluster-broker-%d", cc.b.id))
+	}
+	resp, err := cc.cl.Request(ctx, req)
+	if err != nil {
+		cc.cl.Close()
+		cc.cl = nil
+		return nil, fmt.Errorf("%w: %v", errNoController, err)
+	}
+	return resp, nil
+}
+
+func (cc *controllerClient) close() {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.cl != nil {
+		cc.cl.Close()
+		cc.cl = nil
+	}
+}
