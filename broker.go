@@ -50,9 +50,10 @@ type broker struct {
 		changed  chan struct{} // closed and replaced on every metadata apply
 	}
 
-	fetchers fetcherSet // follower side of replication
-	cc       controllerClient
-	pids     struct { // this broker's block of producer ids
+	fetchers fetcherSet       // follower side of replication
+	cc       controllerClient // registration, heartbeats, AlterPartition
+	mc       controllerClient // the metadata log's long-polled fetches
+	pids     struct {         // this broker's block of producer ids
 		sync.Mutex
 		next, end int64
 	}
@@ -84,6 +85,7 @@ func newBroker(c *Cluster, id int32, addr string) (*broker, error) {
 	b.mu.changed = make(chan struct{})
 	b.fetchers.init(b)
 	b.cc.b = b
+	b.mc.b = b
 
 	dir := "broker-" + strconv.Itoa(int(id))
 	if c.cfg.dir != "" {
@@ -223,6 +225,7 @@ func (b *broker) close(graceful bool) {
 	b.waiting.Store("fetchers")
 	b.fetchers.closeAll()
 	b.cc.close()
+	b.mc.close()
 	b.waiting.Store("connection and metadata goroutines")
 	b.wg.Wait()
 	b.waiting.Store("storage")
@@ -242,19 +245,34 @@ func (b *broker) close(graceful bool) {
 }
 
 // applyLoop replays the metadata log into the broker's state, then
-// reconciles the broker's replicas with it.
+// reconciles the broker's replicas with it. The log comes from the
+// controller node over the network (Fetch of __cluster_metadata, long
+// polled), so a broker cut from the controller stops learning metadata.
 func (b *broker) applyLoop() {
 	var next int64
 	for {
-		es, err := b.c.mlog.Read(b.ctx, next, 4096)
+		es, err := b.fetchMetadata(next)
 		if err != nil {
-			if b.ctx.Err() == nil && !errors.Is(err, metadata.ErrLogClosed) {
-				b.log.Error("reading metadata log", "err", err)
+			if b.ctx.Err() != nil {
+				return
 			}
-			return
+			b.log.Debug("fetching metadata", "err", err)
+			select {
+			case <-b.ctx.Done():
+				return
+			case <-time.After(b.cfg.replicaFetchBackoff):
+			}
+			continue
+		}
+		if len(es) == 0 {
+			continue
 		}
 		b.mu.Lock()
 		for _, e := range es {
+			if e.Offset != next {
+				b.log.Error("metadata log gap", "want", next, "got", e.Offset)
+				break
+			}
 			if err := b.mu.state.Apply(e.Offset, e.Record); err != nil {
 				b.log.Error("applying metadata record", "offset", e.Offset, "err", err)
 			}
@@ -266,6 +284,42 @@ func (b *broker) applyLoop() {
 		b.mu.Unlock()
 		b.c.notifyEvent()
 	}
+}
+
+// fetchMetadata long-polls the controller for entries from offset next.
+func (b *broker) fetchMetadata(next int64) ([]metadata.Entry, error) {
+	req := kmsg.NewPtrFetchRequest()
+	req.SetVersion(12)
+	req.ReplicaID = b.id
+	req.MaxWaitMillis = 500
+	req.MinBytes = 1
+	req.MaxBytes = 64 << 20
+	req.SessionEpoch = -1
+	t := kmsg.NewFetchRequestTopic()
+	t.Topic = metadataTopic
+	p := kmsg.NewFetchRequestTopicPartition()
+	p.FetchOffset = next
+	p.PartitionMaxBytes = 64 << 20
+	t.Partitions = append(t.Partitions, p)
+	req.Topics = append(req.Topics, t)
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	kresp, err := b.mc.request(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	resp := kresp.(*kmsg.FetchResponse)
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		return nil, err
+	}
+	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+		return nil, errors.New("kcluster: malformed metadata fetch response")
+	}
+	rp := resp.Topics[0].Partitions[0]
+	if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
+		return nil, err
+	}
+	return decodeMetadataBatches(rp.RecordBatches)
 }
 
 // waitMetadata waits until the broker has applied the log through offset.

@@ -9,12 +9,15 @@ package kcluster
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"log/slog"
 	"net"
 	"runtime/debug"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -67,6 +70,99 @@ func init() {
 	regCtrl(0, 3, (*controllerNode).handleBrokerRegistration)
 	regCtrl(0, 1, (*controllerNode).handleBrokerHeartbeat)
 	regCtrl(2, 3, (*controllerNode).handleAlterPartition)
+	regCtrl(12, 12, (*controllerNode).handleMetadataFetch)
+}
+
+// metadataTopic is the metadata log's name, as KRaft's.
+const metadataTopic = "__cluster_metadata"
+
+// handleMetadataFetch serves the metadata log to brokers: Fetch of
+// __cluster_metadata partition 0, long-polled up to MaxWaitMillis. Each
+// entry is one record whose offset is the entry's and whose value is the
+// record's wire form (metadata.EncodeRecord).
+func (n *controllerNode) handleMetadataFetch(req *kmsg.FetchRequest) (*kmsg.FetchResponse, error) {
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	if len(req.Topics) != 1 || req.Topics[0].Topic != metadataTopic || len(req.Topics[0].Partitions) != 1 {
+		resp.ErrorCode = kerr.InvalidRequest.Code
+		return resp, nil
+	}
+	p := req.Topics[0].Partitions[0]
+	rt := kmsg.NewFetchResponseTopic()
+	rt.Topic = metadataTopic
+	rp := kmsg.NewFetchResponseTopicPartition()
+	rp.RecordBatches = []byte{}
+	end := n.c.mlog.End()
+	rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = end, end, 0
+	ctx, cancel := context.WithTimeout(n.ctx, time.Duration(req.MaxWaitMillis)*time.Millisecond)
+	defer cancel()
+	if p.FetchOffset > end {
+		rp.ErrorCode = kerr.OffsetOutOfRange.Code
+	} else if es, err := n.c.mlog.Read(ctx, p.FetchOffset, 4096); err == nil {
+		batch, err := encodeMetadataBatch(es)
+		if err != nil {
+			return nil, err
+		}
+		rp.RecordBatches = batch
+		rp.HighWatermark = es[len(es)-1].Offset + 1
+	} else if n.ctx.Err() != nil || errors.Is(err, metadata.ErrLogClosed) {
+		return nil, errCloseConn
+	}
+	rt.Partitions = append(rt.Partitions, rp)
+	resp.Topics = append(resp.Topics, rt)
+	return resp, nil
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// encodeMetadataBatch puts log entries in one v2 record batch.
+func encodeMetadataBatch(es []metadata.Entry) ([]byte, error) {
+	var recs []byte
+	base := es[0].Offset
+	for _, e := range es {
+		v, err := metadata.EncodeRecord(e.Record)
+		if err != nil {
+			return nil, err
+		}
+		r := kmsg.Record{OffsetDelta: int32(e.Offset - base), Value: v}
+		r.Length = int32(len(r.AppendTo(nil)) - 1)
+		recs = r.AppendTo(recs)
+	}
+	b := kmsg.RecordBatch{FirstOffset: base, Magic: 2, LastOffsetDelta: int32(len(es) - 1),
+		ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: int32(len(es)), Records: recs}
+	raw := b.AppendTo(nil)
+	binary.BigEndian.PutUint32(raw[8:], uint32(len(raw)-12))
+	binary.BigEndian.PutUint32(raw[17:], crc32.Checksum(raw[21:], castagnoli))
+	return raw, nil
+}
+
+// decodeMetadataBatches parses batches from encodeMetadataBatch.
+func decodeMetadataBatches(b []byte) ([]metadata.Entry, error) {
+	var out []metadata.Entry
+	for len(b) > 0 {
+		var batch kmsg.RecordBatch
+		if err := batch.ReadFrom(b); err != nil {
+			return nil, err
+		}
+		recs := batch.Records
+		for i := int32(0); i < batch.NumRecords; i++ {
+			l, w := binary.Varint(recs)
+			if w <= 0 || l < 0 || int(l) > len(recs)-w {
+				return nil, errors.New("kcluster: malformed metadata record")
+			}
+			var r kmsg.Record
+			if err := r.ReadFrom(recs[:w+int(l)]); err != nil {
+				return nil, err
+			}
+			recs = recs[w+int(l):]
+			rec, err := metadata.DecodeRecord(r.Value)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, metadata.Entry{Offset: batch.FirstOffset + int64(r.OffsetDelta), Record: rec})
+		}
+		b = b[12+int(batch.Length):]
+	}
+	return out, nil
 }
 
 func startControllerNode(c *Cluster, id int32, ctrl *metadata.Controller) (*controllerNode, error) {

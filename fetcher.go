@@ -411,7 +411,7 @@ func (f *fetcher) fetchOnce(cl *wire.Client, parts []*replica) error {
 				continue
 			}
 			if err := r.appendAsFollower(p.RecordBatches, p.HighWatermark, p.LogStartOffset); err != nil {
-				f.b.log.Warn("follower append", "topic", r.topic, "partition", r.part, "err", err)
+				f.b.log.Debug("follower append", "topic", r.topic, "partition", r.part, "err", err)
 				wait = true
 			}
 		}

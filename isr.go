@@ -59,13 +59,18 @@ func (r *replica) maybeChangeISR(ctx context.Context) {
 	lag := r.b.cfg.replicaLagTimeMax
 	isr := slices.Clone(r.mu.isr)
 	changed := false
-	// Shrink: ISR followers not caught up within the lag time.
+	// Shrink: ISR followers not caught up within the lag time. A
+	// follower at the leader's log end is caught up whenever it last
+	// fetched (Kafka's isCaughtUp): a caught-up follower parks its fetch
+	// for up to replica.fetch.wait.max.ms. A dead follower that is
+	// caught up stays until the controller fences it.
+	leo := r.log.LogEndOffset()
 	isr = slices.DeleteFunc(isr, func(id int32) bool {
 		if id == r.b.id {
 			return false
 		}
 		f := r.mu.followers[id]
-		out := f == nil || now.Sub(f.lastCaughtUp) > lag
+		out := f == nil || (f.leo != leo && now.Sub(f.lastCaughtUp) > lag)
 		changed = changed || out
 		return out
 	})

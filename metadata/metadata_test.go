@@ -157,3 +157,39 @@ func TestMemLogReadBlocksUntilAppend(t *testing.T) {
 		t.Fatalf("read after close: %v", err)
 	}
 }
+
+func TestRecordCodecRoundTrip(t *testing.T) {
+	leader := int32(2)
+	v := "compact"
+	rack := "r1"
+	recs := []Record{
+		&RegisterBroker{ID: 1, Host: "h", Port: 9, Rack: &rack, Epoch: 3, Fenced: true, Listeners: []Listener{{Name: "PLAINTEXT", Host: "h", Port: 9}}},
+		&FenceBroker{ID: 1, Fenced: true}, &UnregisterBroker{ID: 4},
+		&CreateTopic{Name: "t", ID: TopicID{1, 2}, Configs: map[string]string{"cleanup.policy": "compact"}},
+		&PartitionRecord{TopicID: TopicID{1}, Partition: 3, Replicas: []int32{1, 2}, ISR: []int32{2}, Leader: 2, LeaderEpoch: 5},
+		&PartitionChange{TopicID: TopicID{1}, Partition: 3, Leader: &leader, ISR: []int32{2, 1}},
+		&RemoveTopic{ID: TopicID{9}}, &ConfigChange{ResourceType: 2, Name: "t", Key: "cleanup.policy", Value: &v},
+		&ProducerIDs{Broker: 1, First: 1000, Size: 1000},
+	}
+	for _, r := range recs {
+		b, err := EncodeRecord(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := DecodeRecord(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprintf("%T %+v", got, deref(got)) != fmt.Sprintf("%T %+v", r, deref(r)) {
+			t.Fatalf("round trip changed %T: %s", r, b)
+		}
+	}
+	if _, err := DecodeRecord([]byte(`{"type":"Nope","data":{}}`)); err == nil {
+		t.Fatal("unknown record type decoded")
+	}
+}
+
+func deref(r Record) string {
+	b, _ := EncodeRecord(r)
+	return string(b)
+}
