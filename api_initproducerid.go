@@ -9,13 +9,27 @@ package kcluster
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-func init() { reg(0, 5, (*broker).handleInitProducerID) }
+func init() {
+	reg(0, 5, (*broker).handleInitProducerID)
+	regCtrl(0, 0, (*controllerNode).handleAllocateProducerIDs)
+}
+
+// handleAllocateProducerIDs reserves a block of producer ids for a broker
+// (AllocateProducerIds v0, KIP-730).
+func (n *controllerNode) handleAllocateProducerIDs(req *kmsg.AllocateProducerIDsRequest) (*kmsg.AllocateProducerIDsResponse, error) {
+	resp := req.ResponseKind().(*kmsg.AllocateProducerIDsResponse)
+	first, err := n.ctrl.AllocateProducerIDs(n.ctx, req.BrokerID, producerIDBlock)
+	resp.ErrorCode = errCode(err)
+	resp.ProducerIDStart, resp.ProducerIDLen = first, producerIDBlock
+	return resp, nil
+}
 
 const producerIDBlock = 1000
 
@@ -27,6 +41,9 @@ func (b *broker) handleInitProducerID(req *kmsg.InitProducerIDRequest, r *reques
 		return resp, nil
 	}
 	id, err := b.nextProducerID()
+	if errors.Is(err, errNoController) {
+		err = kerr.CoordinatorNotAvailable // retriable: the client asks again
+	}
 	if err != nil {
 		resp.ErrorCode = errCode(err)
 		return resp, nil
@@ -41,11 +58,17 @@ func (b *broker) nextProducerID() (int64, error) {
 	if b.pids.next >= b.pids.end {
 		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
 		defer cancel()
-		first, err := b.c.ctrl.AllocateProducerIDs(ctx, b.id, producerIDBlock)
+		req := kmsg.NewPtrAllocateProducerIDsRequest()
+		req.BrokerID, req.BrokerEpoch = b.id, b.epoch
+		kresp, err := b.ac.request(ctx, req)
 		if err != nil {
 			return 0, err
 		}
-		b.pids.next, b.pids.end = first, first+producerIDBlock
+		resp := kresp.(*kmsg.AllocateProducerIDsResponse)
+		if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+			return 0, err
+		}
+		b.pids.next, b.pids.end = resp.ProducerIDStart, resp.ProducerIDStart+int64(resp.ProducerIDLen)
 	}
 	id := b.pids.next
 	b.pids.next++

@@ -7,10 +7,8 @@ package kcluster
 // for v0-v3).
 
 import (
-	"context"
 	"errors"
 	"slices"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -133,21 +131,26 @@ func isInternalTopic(name string) bool {
 	return name == "__consumer_offsets" || name == "__transaction_state"
 }
 
-// autoCreateTopic creates a topic with the broker defaults and waits until
-// this broker's metadata has it. Failures (e.g. too few brokers for the
+// autoCreateTopic asks the controller to create a topic with the broker
+// defaults (a CreateTopics forwarded over the network) and waits until this
+// broker's metadata has it. Failures (e.g. too few brokers for the
 // replication factor) are logged; the caller answers from the state.
 func (b *broker) autoCreateTopic(name string) {
 	if !metadata.ValidTopicName(name) {
 		return
 	}
-	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
-	defer cancel()
-	_, err := b.c.ctrl.CreateTopic(ctx, metadata.TopicSpec{
-		Name: name, Partitions: b.cfg.numPartitions, ReplicationFactor: b.cfg.defaultRF,
-	}, false)
-	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+	req := kmsg.NewPtrCreateTopicsRequest()
+	req.SetVersion(7)
+	req.TimeoutMillis = 10000
+	t := kmsg.NewCreateTopicsRequestTopic()
+	t.Topic, t.NumPartitions, t.ReplicationFactor = name, -1, -1
+	req.Topics = append(req.Topics, t)
+	resp, err := b.forwardCreateTopics(req, nil)
+	if err != nil {
 		b.log.Warn("auto-creating topic", "topic", name, "err", err)
 		return
 	}
-	b.waitMetadata(ctx, b.c.mlog.End()-1)
+	if err := kerr.ErrorForCode(resp.Topics[0].ErrorCode); err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		b.log.Warn("auto-creating topic", "topic", name, "err", err)
+	}
 }

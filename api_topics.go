@@ -2,9 +2,10 @@ package kcluster
 
 // CreateTopics v0-v7 (KIP-464 defaults -1 from v4, KIP-525 configs in the
 // response from v5, KIP-516 topic ids from v7) and DeleteTopics v0-v6
-// (deletion by topic id from v6). Both go to the controller, which writes
-// the metadata log; the handler answers once this broker has applied the
-// change, so a Metadata request to the same broker sees it.
+// (deletion by topic id from v6). Brokers forward both to the controller
+// node over the network, which validates them and writes the metadata log;
+// the broker answers once it has applied the change, so a Metadata request
+// to the same broker sees it.
 
 import (
 	"context"
@@ -18,8 +19,75 @@ import (
 )
 
 func init() {
-	reg(0, 7, (*broker).handleCreateTopics)
-	reg(0, 6, (*broker).handleDeleteTopics)
+	reg(0, 7, (*broker).forwardCreateTopics)
+	reg(0, 6, (*broker).forwardDeleteTopics)
+	regCtrl(0, 7, (*controllerNode).handleCreateTopics)
+	regCtrl(0, 6, (*controllerNode).handleDeleteTopics)
+}
+
+// forwardCreateTopics sends the request to the controller, as a KRaft broker
+// forwards it, and answers once this broker's metadata has every topic the
+// controller created, so a Metadata request to the same broker sees them.
+func (b *broker) forwardCreateTopics(req *kmsg.CreateTopicsRequest, r *request) (*kmsg.CreateTopicsResponse, error) {
+	ctx, cancel := context.WithTimeout(b.ctx, requestTimeout(req.TimeoutMillis))
+	defer cancel()
+	kresp, err := b.ac.request(ctx, req)
+	if err != nil {
+		resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
+		for _, t := range req.Topics {
+			rt := kmsg.NewCreateTopicsResponseTopic()
+			rt.Topic = t.Topic
+			rt.ErrorCode = kerr.NotController.Code
+			resp.Topics = append(resp.Topics, rt)
+		}
+		return resp, nil
+	}
+	resp := kresp.(*kmsg.CreateTopicsResponse)
+	if !req.ValidateOnly {
+		b.waitState(ctx, func(st *metadata.State) bool {
+			for _, t := range resp.Topics {
+				if t.ErrorCode == 0 && st.Topics[t.Topic] == nil {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	return resp, nil
+}
+
+// forwardDeleteTopics sends the request to the controller and answers once
+// this broker's metadata no longer has the deleted topics.
+func (b *broker) forwardDeleteTopics(req *kmsg.DeleteTopicsRequest, r *request) (*kmsg.DeleteTopicsResponse, error) {
+	ctx, cancel := context.WithTimeout(b.ctx, requestTimeout(req.TimeoutMillis))
+	defer cancel()
+	kresp, err := b.ac.request(ctx, req)
+	if err != nil {
+		resp := req.ResponseKind().(*kmsg.DeleteTopicsResponse)
+		for _, n := range req.TopicNames {
+			rt := kmsg.NewDeleteTopicsResponseTopic()
+			rt.Topic = kmsg.StringPtr(n)
+			rt.ErrorCode = kerr.NotController.Code
+			resp.Topics = append(resp.Topics, rt)
+		}
+		for _, t := range req.Topics {
+			rt := kmsg.NewDeleteTopicsResponseTopic()
+			rt.Topic, rt.TopicID = t.Topic, t.TopicID
+			rt.ErrorCode = kerr.NotController.Code
+			resp.Topics = append(resp.Topics, rt)
+		}
+		return resp, nil
+	}
+	resp := kresp.(*kmsg.DeleteTopicsResponse)
+	b.waitState(ctx, func(st *metadata.State) bool {
+		for _, t := range resp.Topics {
+			if t.ErrorCode == 0 && st.TopicsByID[t.TopicID] != nil {
+				return false
+			}
+		}
+		return true
+	})
+	return resp, nil
 }
 
 func errCode(err error) int16 {
@@ -36,9 +104,10 @@ func errCode(err error) int16 {
 	return kerr.UnknownServerError.Code
 }
 
-func (b *broker) handleCreateTopics(req *kmsg.CreateTopicsRequest, r *request) (*kmsg.CreateTopicsResponse, error) {
+func (n *controllerNode) handleCreateTopics(req *kmsg.CreateTopicsRequest) (*kmsg.CreateTopicsResponse, error) {
 	resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
-	ctx, cancel := context.WithTimeout(b.ctx, requestTimeout(req.TimeoutMillis))
+	cfg := &n.c.cfg.broker
+	ctx, cancel := context.WithTimeout(n.ctx, requestTimeout(req.TimeoutMillis))
 	defer cancel()
 	seen := map[string]int{}
 	for _, t := range req.Topics {
@@ -57,10 +126,10 @@ func (b *broker) handleCreateTopics(req *kmsg.CreateTopicsRequest, r *request) (
 		}
 		spec := metadata.TopicSpec{Name: t.Topic, Partitions: t.NumPartitions, ReplicationFactor: t.ReplicationFactor}
 		if spec.Partitions == -1 {
-			spec.Partitions = b.cfg.numPartitions
+			spec.Partitions = cfg.numPartitions
 		}
 		if spec.ReplicationFactor == -1 {
-			spec.ReplicationFactor = b.cfg.defaultRF
+			spec.ReplicationFactor = cfg.defaultRF
 		}
 		if len(t.ReplicaAssignment) > 0 {
 			if t.NumPartitions != -1 || t.ReplicationFactor != -1 {
@@ -89,7 +158,7 @@ func (b *broker) handleCreateTopics(req *kmsg.CreateTopicsRequest, r *request) (
 				}
 			}
 		}
-		id, err := b.c.ctrl.CreateTopic(ctx, spec, req.ValidateOnly)
+		id, err := n.ctrl.CreateTopic(ctx, spec, req.ValidateOnly)
 		rt.ErrorCode = errCode(err)
 		if err == nil {
 			rt.TopicID = id
@@ -109,15 +178,12 @@ func (b *broker) handleCreateTopics(req *kmsg.CreateTopicsRequest, r *request) (
 		}
 		resp.Topics = append(resp.Topics, rt)
 	}
-	if !req.ValidateOnly {
-		b.waitMetadata(ctx, b.c.mlog.End()-1)
-	}
 	return resp, nil
 }
 
-func (b *broker) handleDeleteTopics(req *kmsg.DeleteTopicsRequest, r *request) (*kmsg.DeleteTopicsResponse, error) {
+func (n *controllerNode) handleDeleteTopics(req *kmsg.DeleteTopicsRequest) (*kmsg.DeleteTopicsResponse, error) {
 	resp := req.ResponseKind().(*kmsg.DeleteTopicsResponse)
-	ctx, cancel := context.WithTimeout(b.ctx, requestTimeout(req.TimeoutMillis))
+	ctx, cancel := context.WithTimeout(n.ctx, requestTimeout(req.TimeoutMillis))
 	defer cancel()
 	type del struct {
 		name string
@@ -144,10 +210,10 @@ func (b *broker) handleDeleteTopics(req *kmsg.DeleteTopicsRequest, r *request) (
 			rt.Topic = &n
 		}
 		rt.TopicID = d.id
-		if !b.cfg.deleteTopicEnable {
+		if !n.c.cfg.broker.deleteTopicEnable {
 			rt.ErrorCode = kerr.TopicDeletionDisabled.Code
 		} else {
-			id, err := b.c.ctrl.DeleteTopic(ctx, d.name, d.id)
+			id, err := n.ctrl.DeleteTopic(ctx, d.name, d.id)
 			rt.ErrorCode = errCode(err)
 			if err == nil {
 				rt.TopicID = id
@@ -155,7 +221,6 @@ func (b *broker) handleDeleteTopics(req *kmsg.DeleteTopicsRequest, r *request) (
 		}
 		resp.Topics = append(resp.Topics, rt)
 	}
-	b.waitMetadata(ctx, b.c.mlog.End()-1)
 	return resp, nil
 }
 

@@ -53,6 +53,7 @@ type broker struct {
 	fetchers fetcherSet       // follower side of replication
 	cc       controllerClient // registration, heartbeats, AlterPartition
 	mc       controllerClient // the metadata log's long-polled fetches
+	ac       controllerClient // forwarded admin requests (CreateTopics, ...)
 	pids     struct {         // this broker's block of producer ids
 		sync.Mutex
 		next, end int64
@@ -86,6 +87,7 @@ func newBroker(c *Cluster, id int32, addr string) (*broker, error) {
 	b.fetchers.init(b)
 	b.cc.b = b
 	b.mc.b = b
+	b.ac.b = b
 
 	dir := "broker-" + strconv.Itoa(int(id))
 	if c.cfg.dir != "" {
@@ -214,18 +216,13 @@ func (b *broker) waitingOn() string {
 // every log first (a controlled shutdown); otherwise (a kill) the logs are
 // closed as they are.
 func (b *broker) close(graceful bool) {
+	b.dropConns()
 	b.cancel()
-	b.waiting.Store("listener")
-	b.ln.Close()
-	b.mu.Lock()
-	for c := range b.mu.conns {
-		c.Close()
-	}
-	b.mu.Unlock()
 	b.waiting.Store("fetchers")
 	b.fetchers.closeAll()
 	b.cc.close()
 	b.mc.close()
+	b.ac.close()
 	b.waiting.Store("connection and metadata goroutines")
 	b.wg.Wait()
 	b.waiting.Store("storage")
@@ -242,6 +239,19 @@ func (b *broker) close(graceful bool) {
 		b.log.Warn("closing storage", "err", err)
 	}
 	b.waiting.Store("")
+}
+
+// dropConns closes the listener and every accepted connection at once, so
+// that no in-flight request gets an answer (a crash, or the last step of a
+// shutdown).
+func (b *broker) dropConns() {
+	b.waiting.Store("listener")
+	b.ln.Close()
+	b.mu.Lock()
+	for c := range b.mu.conns {
+		c.Close()
+	}
+	b.mu.Unlock()
 }
 
 // applyLoop replays the metadata log into the broker's state, then

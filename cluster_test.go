@@ -16,9 +16,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-func createTopic(t *testing.T, addr, name string, parts int32, rf int16) [16]byte {
+// createTopic creates a topic with CreateTopics through broker 1 and waits
+// until every running broker has replayed it.
+func createTopic(t *testing.T, c *Cluster, name string, parts int32, rf int16) [16]byte {
 	t.Helper()
-	cl := dial(t, addr)
+	cl := dial(t, c.Addrs()[0])
 	req := kmsg.NewPtrCreateTopicsRequest()
 	rt := kmsg.NewCreateTopicsRequestTopic()
 	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = name, parts, rf
@@ -28,6 +30,7 @@ func createTopic(t *testing.T, addr, name string, parts int32, rf int16) [16]byt
 	if err := kerr.ErrorForCode(resp.Topics[0].ErrorCode); err != nil {
 		t.Fatalf("create topic %s: %v", name, err)
 	}
+	waitFor(t, c, "every broker to know topic "+name, func(*Cluster) bool { return true })
 	return resp.Topics[0].TopicID
 }
 
@@ -54,7 +57,7 @@ func TestNewBindsEveryBrokerAndAgreesOnMetadata(t *testing.T) {
 	if len(addrs) != 3 {
 		t.Fatalf("Addrs() = %v, want 3", addrs)
 	}
-	createTopic(t, addrs[0], "orders", 6, 3)
+	createTopic(t, c, "orders", 6, 3)
 	var first *kmsg.MetadataResponse
 	for i, a := range addrs {
 		m := metadataOf(t, nil, a, "orders")
@@ -175,7 +178,7 @@ func fetch(t *testing.T, addr, topic string, id [16]byte, part int32, offset int
 
 func TestProduceAcksAllReplicatesAndFetchesBack(t *testing.T) {
 	c := Start(t, Brokers(3))
-	id := createTopic(t, c.Addrs()[0], "events", 1, 3)
+	id := createTopic(t, c, "events", 1, 3)
 	_, addr := leaderAddr(t, c, "events", 0)
 	var want []string
 	for i := 0; i < 5; i++ {
@@ -241,7 +244,7 @@ func TestProduceAcksAllReplicatesAndFetchesBack(t *testing.T) {
 
 func TestFetchWaitsForMinBytes(t *testing.T) {
 	c := Start(t, Brokers(1))
-	id := createTopic(t, c.Addrs()[0], "wait", 1, 1)
+	id := createTopic(t, c, "wait", 1, 1)
 	done := make(chan *kmsg.FetchResponseTopicPartition, 1)
 	go func() {
 		req := kmsg.NewPtrFetchRequest()
@@ -285,7 +288,7 @@ func TestFetchWaitsForMinBytes(t *testing.T) {
 
 func TestListOffsets(t *testing.T) {
 	c := Start(t, Brokers(1))
-	createTopic(t, c.Addrs()[0], "times", 1, 1)
+	createTopic(t, c, "times", 1, 1)
 	addr := c.Addrs()[0]
 	produce(t, nil, c, addr, "times", 0, 1, makeBatch(1000, "a", "b", "c")) // ts 1000..1002, offsets 0..2
 	produce(t, nil, c, addr, "times", 0, 1, makeBatch(5000, "d", "e"))      // ts 5000..5001, offsets 3..4
@@ -402,7 +405,7 @@ func TestCloseIsIdempotentAndFreesPorts(t *testing.T) {
 
 func TestDeleteTopic(t *testing.T) {
 	c := Start(t, Brokers(3))
-	id := createTopic(t, c.Addrs()[0], "doomed", 2, 3)
+	id := createTopic(t, c, "doomed", 2, 3)
 	cl := dial(t, c.Addrs()[2])
 	req := kmsg.NewPtrDeleteTopicsRequest()
 	req.TopicNames = []string{"doomed", "never-was"}
@@ -453,7 +456,7 @@ func fetchNoWait(t *testing.T, addr, topic string, part int32, offset int64) *km
 func TestOnDisk(t *testing.T) {
 	dir := t.TempDir()
 	c := Start(t, Brokers(2), Dir(dir))
-	id := createTopic(t, c.Addrs()[0], "disk", 1, 2)
+	id := createTopic(t, c, "disk", 1, 2)
 	_, addr := leaderAddr(t, c, "disk", 0)
 	if rp := produce(t, nil, c, addr, "disk", 0, -1, makeBatch(1, "on", "disk")); rp.ErrorCode != 0 {
 		t.Fatal(kerr.ErrorForCode(rp.ErrorCode))

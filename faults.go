@@ -19,6 +19,9 @@ func (c *Cluster) KillBroker(id int32) error {
 	if err != nil {
 		return err
 	}
+	// Client connections first: a request in flight must get no answer,
+	// not an error caused by the broker's own links going down.
+	b.dropConns()
 	c.net.CloseNode(id)
 	b.close(false)
 	c.notifyEvent()

@@ -22,7 +22,7 @@ func initProducerID(t *testing.T, addr string) (int64, int16) {
 // written twice, across a leader failover; gaps and old epochs are refused.
 func TestIdempotentProducerDedupAcrossFailover(t *testing.T) {
 	c := Start(t, Brokers(3), BrokerConfig("auto.leader.rebalance.enable", "false"))
-	createTopic(t, c.Addrs()[0], "idem", 1, 3)
+	createTopic(t, c, "idem", 1, 3)
 	pid, epoch := initProducerID(t, c.Addrs()[1])
 	pid2, _ := initProducerID(t, c.Addrs()[1])
 	if pid2 == pid || pid < 0 || epoch != 0 {

@@ -78,7 +78,7 @@ func inSync(topic string, n int) Condition {
 // both: they catch up and the ISR grows back to three.
 func TestISRShrinksAndGrows(t *testing.T) {
 	c := Start(t, Brokers(3), BrokerConfig("min.insync.replicas", "2"), BrokerConfig("replica.lag.time.max.ms", "300"))
-	createTopic(t, c.Addrs()[0], "isr", 1, 3)
+	createTopic(t, c, "isr", 1, 3)
 	if _, err := produceTo(t, c, "isr", -1, "a"); err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func TestISRShrinksAndGrows(t *testing.T) {
 // suffix it wrote alone.
 func TestLeaderFailoverTruncatesUnackedSuffix(t *testing.T) {
 	c := Start(t, Brokers(3), BrokerConfig("replica.lag.time.max.ms", "300"), BrokerConfig("auto.leader.rebalance.enable", "false"))
-	createTopic(t, c.Addrs()[0], "fo", 1, 3)
+	createTopic(t, c, "fo", 1, 3)
 	for i := 0; i < 5; i++ {
 		if _, err := produceTo(t, c, "fo", -1, fmt.Sprintf("acked-%d", i)); err != nil {
 			t.Fatal(err)
@@ -210,7 +210,7 @@ func TestLeaderFailoverTruncatesUnackedSuffix(t *testing.T) {
 // StopBroker moves leadership away before the broker stops.
 func TestStopBrokerMovesLeadersFirst(t *testing.T) {
 	c := Start(t, Brokers(3))
-	createTopic(t, c.Addrs()[0], "stop", 3, 3)
+	createTopic(t, c, "stop", 3, 3)
 	for p := int32(0); p < 3; p++ {
 		if st := partState(t, c, "stop", p); st.Leader == 2 {
 			goto stop
@@ -248,7 +248,7 @@ stop:
 // ISR member coming back leads again.
 func TestOfflineUntilLastISRMemberReturns(t *testing.T) {
 	c := Start(t, Brokers(2), BrokerConfig("replica.lag.time.max.ms", "300"))
-	createTopic(t, c.Addrs()[0], "off", 1, 2)
+	createTopic(t, c, "off", 1, 2)
 	st := partState(t, c, "off", 0)
 	follower := st.Replicas[0] + st.Replicas[1] - st.Leader
 	c.KillBroker(follower)
@@ -305,7 +305,7 @@ func TestLeverErrors(t *testing.T) {
 // heals its next heartbeat unfences it and it rejoins the ISR.
 func TestCutFromControllerFences(t *testing.T) {
 	c := Start(t, Brokers(3), BrokerConfig("auto.leader.rebalance.enable", "false"))
-	createTopic(t, c.Addrs()[0], "cut", 1, 3)
+	createTopic(t, c, "cut", 1, 3)
 	old := partState(t, c, "cut", 0)
 	heal := c.net.Cut(old.Leader, controllerNodeID)
 	// The cut broker learns nothing more from the controller, so only
