@@ -37,6 +37,9 @@ type broker struct {
 	port  int32
 	store *segment.Store
 	epoch int64 // registration epoch
+	// stopping is set by a controlled shutdown: heartbeats stop, so the
+	// broker is not unfenced again on its way out.
+	stopping atomic.Bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -178,6 +181,9 @@ func (b *broker) heartbeatLoop() {
 	t := time.NewTicker(b.cfg.heartbeatInterval)
 	defer t.Stop()
 	for {
+		if b.stopping.Load() {
+			return
+		}
 		if err := b.heartbeat(b.ctx); err != nil && b.ctx.Err() == nil {
 			b.log.Debug("heartbeat", "err", err)
 		}
@@ -187,6 +193,30 @@ func (b *broker) heartbeatLoop() {
 		case <-t.C:
 		}
 	}
+}
+
+// controlledShutdown asks the controller to move this broker's leaderships
+// away (BrokerHeartbeat with WantShutdown) and waits for its go-ahead.
+func (b *broker) controlledShutdown(ctx context.Context) error {
+	b.stopping.Store(true)
+	req := kmsg.NewPtrBrokerHeartbeatRequest()
+	req.SetVersion(1)
+	req.BrokerID, req.BrokerEpoch, req.WantShutdown = b.id, b.epoch, true
+	b.mu.RLock()
+	req.CurrentMetadataOffset = b.mu.state.Offset
+	b.mu.RUnlock()
+	kresp, err := b.cc.request(ctx, req)
+	if err != nil {
+		return err
+	}
+	resp := kresp.(*kmsg.BrokerHeartbeatResponse)
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		return err
+	}
+	if !resp.ShouldShutdown {
+		return errors.New("controller did not allow the shutdown")
+	}
+	return nil
 }
 
 // waitState waits until cond holds on the broker's metadata state.

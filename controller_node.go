@@ -272,6 +272,14 @@ func securityProtocolName(p int16) string {
 func (n *controllerNode) handleBrokerHeartbeat(req *kmsg.BrokerHeartbeatRequest) (*kmsg.BrokerHeartbeatResponse, error) {
 	resp := req.ResponseKind().(*kmsg.BrokerHeartbeatResponse)
 	fenced, err := n.ctrl.Heartbeat(n.ctx, req.BrokerID, req.BrokerEpoch)
+	if err == nil && req.WantShutdown {
+		// Controlled shutdown: fence now, which moves the broker's
+		// leaderships to other ISR members and takes it out of every
+		// ISR; then tell it to go.
+		err = n.ctrl.FenceBroker(n.ctx, req.BrokerID)
+		fenced = err == nil
+		resp.ShouldShutdown = err == nil
+	}
 	resp.ErrorCode = errCode(err)
 	resp.IsFenced = fenced
 	resp.IsCaughtUp = req.CurrentMetadataOffset >= n.c.mlog.End()-1

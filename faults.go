@@ -43,8 +43,10 @@ func (c *Cluster) StopBroker(id int32) error {
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
 	defer cancel()
-	if err := c.ctrl.FenceBroker(ctx, id); err != nil {
-		return fmt.Errorf("kcluster: controlled shutdown of broker %d: %w", id, err)
+	if err := b.controlledShutdown(ctx); err != nil {
+		// As Kafka, a broker that cannot reach the controller shuts
+		// down anyway; the controller fences it by its session.
+		b.log.Warn("controlled shutdown failed; stopping anyway", "err", err)
 	}
 	// Let the other live brokers learn the new leaders before this one
 	// goes, so clients are redirected rather than refused.
