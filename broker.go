@@ -142,21 +142,27 @@ func (b *broker) register(ctx context.Context) error {
 	return nil
 }
 
-// heartbeat sends one BrokerHeartbeat to the controller.
-func (b *broker) heartbeat(ctx context.Context) error {
-	req := kmsg.NewPtrBrokerHeartbeatRequest()
-	req.SetVersion(1)
-	req.BrokerID, req.BrokerEpoch = b.id, b.epoch
-	b.mu.RLock()
-	req.CurrentMetadataOffset = b.mu.state.Offset
-	b.mu.RUnlock()
+// heartbeat sends one BrokerHeartbeat to the controller. Once a controlled
+// shutdown has begun, every heartbeat says so (WantShutdown), so a late one
+// cannot unfence the broker.
+func (b *broker) heartbeat(ctx context.Context) (*kmsg.BrokerHeartbeatResponse, error) {
 	hctx, cancel := context.WithTimeout(ctx, b.cfg.sessionTimeout)
 	defer cancel()
-	kresp, err := b.cc.request(hctx, req)
+	kresp, err := b.cc.requestBuilt(hctx, func() kmsg.Request {
+		req := kmsg.NewPtrBrokerHeartbeatRequest()
+		req.SetVersion(1)
+		req.BrokerID, req.BrokerEpoch = b.id, b.epoch
+		req.WantShutdown = b.stopping.Load()
+		b.mu.RLock()
+		req.CurrentMetadataOffset = b.mu.state.Offset
+		b.mu.RUnlock()
+		return req
+	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return kerr.ErrorForCode(kresp.(*kmsg.BrokerHeartbeatResponse).ErrorCode)
+	resp := kresp.(*kmsg.BrokerHeartbeatResponse)
+	return resp, kerr.ErrorForCode(resp.ErrorCode)
 }
 
 func (b *broker) start() {
@@ -181,10 +187,7 @@ func (b *broker) heartbeatLoop() {
 	t := time.NewTicker(b.cfg.heartbeatInterval)
 	defer t.Stop()
 	for {
-		if b.stopping.Load() {
-			return
-		}
-		if err := b.heartbeat(b.ctx); err != nil && b.ctx.Err() == nil {
+		if _, err := b.heartbeat(b.ctx); err != nil && b.ctx.Err() == nil {
 			b.log.Debug("heartbeat", "err", err)
 		}
 		select {
@@ -199,18 +202,8 @@ func (b *broker) heartbeatLoop() {
 // away (BrokerHeartbeat with WantShutdown) and waits for its go-ahead.
 func (b *broker) controlledShutdown(ctx context.Context) error {
 	b.stopping.Store(true)
-	req := kmsg.NewPtrBrokerHeartbeatRequest()
-	req.SetVersion(1)
-	req.BrokerID, req.BrokerEpoch, req.WantShutdown = b.id, b.epoch, true
-	b.mu.RLock()
-	req.CurrentMetadataOffset = b.mu.state.Offset
-	b.mu.RUnlock()
-	kresp, err := b.cc.request(ctx, req)
+	resp, err := b.heartbeat(ctx)
 	if err != nil {
-		return err
-	}
-	resp := kresp.(*kmsg.BrokerHeartbeatResponse)
-	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
 		return err
 	}
 	if !resp.ShouldShutdown {

@@ -271,14 +271,17 @@ func securityProtocolName(p int16) string {
 
 func (n *controllerNode) handleBrokerHeartbeat(req *kmsg.BrokerHeartbeatRequest) (*kmsg.BrokerHeartbeatResponse, error) {
 	resp := req.ResponseKind().(*kmsg.BrokerHeartbeatResponse)
-	fenced, err := n.ctrl.Heartbeat(n.ctx, req.BrokerID, req.BrokerEpoch)
-	if err == nil && req.WantShutdown {
+	var fenced bool
+	var err error
+	if req.WantShutdown {
 		// Controlled shutdown: fence now, which moves the broker's
 		// leaderships to other ISR members and takes it out of every
-		// ISR; then tell it to go.
-		err = n.ctrl.FenceBroker(n.ctx, req.BrokerID)
-		fenced = err == nil
+		// ISR; then tell it to go. Never unfence a broker on its way out.
+		err = n.ctrl.FenceBrokerAt(n.ctx, req.BrokerID, req.BrokerEpoch)
+		fenced = true
 		resp.ShouldShutdown = err == nil
+	} else {
+		fenced, err = n.ctrl.Heartbeat(n.ctx, req.BrokerID, req.BrokerEpoch)
 	}
 	resp.ErrorCode = errCode(err)
 	resp.IsFenced = fenced
@@ -327,8 +330,15 @@ type controllerClient struct {
 var errNoController = errors.New("kcluster: controller unreachable")
 
 func (cc *controllerClient) request(ctx context.Context, req kmsg.Request) (kmsg.Response, error) {
+	return cc.requestBuilt(ctx, func() kmsg.Request { return req })
+}
+
+// requestBuilt builds the request with the client's lock held, so it
+// reflects the broker's state at the moment it is sent.
+func (cc *controllerClient) requestBuilt(ctx context.Context, build func() kmsg.Request) (kmsg.Response, error) {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
+	req := build()
 	node := cc.b.c.ctrlNode
 	if cc.cl == nil {
 		conn, err := cc.b.c.net.Dial(ctx, cc.b.id, node.id, node.addr())

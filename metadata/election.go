@@ -94,6 +94,21 @@ func (c *Controller) FenceBroker(ctx context.Context, id int32) error {
 	return c.fenceLocked(ctx, id)
 }
 
+// FenceBrokerAt is FenceBroker for a broker's own request: its epoch must
+// be its current registration's.
+func (c *Controller) FenceBrokerAt(ctx context.Context, id int32, epoch int64) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b := c.mu.state.Brokers[id]
+	if b == nil || b.Epoch != epoch {
+		return ErrStaleBrokerEpoch
+	}
+	if b.Fenced {
+		return nil
+	}
+	return c.fenceLocked(ctx, id)
+}
+
 func (c *Controller) fenceLocked(ctx context.Context, id int32) error {
 	recs := []Record{&FenceBroker{ID: id, Fenced: true}}
 	st := c.mu.state
