@@ -44,6 +44,10 @@ type Cluster struct {
 		sync.Mutex
 		ch chan struct{}
 	}
+	heals struct { // every heal of a Cut, Isolate or Partition, for Heal
+		sync.Mutex
+		m []func()
+	}
 	close sync.Once
 }
 

@@ -3,9 +3,11 @@ package kcluster
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/kcluster/kcluster/metadata"
+	"github.com/kcluster/kcluster/network"
 )
 
 // KillBroker stops broker id abruptly, as a crashed process: its listener
@@ -108,4 +110,98 @@ func (c *Cluster) RestartBroker(id int32) error {
 		br := st.Brokers[id]
 		return br != nil && br.Epoch == b.epoch && !br.Fenced
 	})
+}
+
+// Client stands for every Kafka client in Cut: Cut(id, Client) cuts broker
+// id off from clients but not from other nodes.
+const Client int32 = network.Client
+
+// ControllerID returns the node id of the controller (the in-memory mode has
+// one controller node, outside the broker ids), for use in Cut and
+// Partition.
+func (c *Cluster) ControllerID() int32 { return controllerNodeID }
+
+// Cut breaks the link between nodes a and b (broker ids, ControllerID(), or
+// Client) in both directions, as a network partition would look to Kafka
+// code: open connections between them are closed (the peer reads EOF or a
+// connection reset), and new connections are refused (dials fail with
+// ECONNREFUSED; connections a listener accepts are closed at once) until the
+// returned heal is called or Heal undoes every cut. Cuts nest.
+//
+// A broker cut from the controller misses its heartbeats and is fenced
+// after broker.session.timeout.ms, and stops learning metadata. A follower
+// cut from its leader stops fetching and leaves the ISR after
+// replica.lag.time.max.ms.
+func (c *Cluster) Cut(a, b int32) (heal func()) {
+	h := c.net.Cut(a, b)
+	return c.trackHeal(h)
+}
+
+// Isolate cuts node id from every other node and from every client.
+func (c *Cluster) Isolate(id int32) (heal func()) {
+	var heals []func()
+	for _, other := range c.nodeIDs() {
+		if other != id {
+			heals = append(heals, c.net.Cut(id, other))
+		}
+	}
+	heals = append(heals, c.net.Cut(id, Client))
+	return c.trackHeal(func() {
+		for _, h := range heals {
+			h()
+		}
+	})
+}
+
+// Partition splits the cluster: every link between nodes of different
+// groups is cut (majority/minority splits in one call). Nodes in no group
+// (the controller, unless listed) keep every link; clients keep theirs.
+func (c *Cluster) Partition(groups ...[]int32) (heal func()) {
+	var heals []func()
+	for i, g := range groups {
+		for _, h := range groups[i+1:] {
+			for _, a := range g {
+				for _, b := range h {
+					heals = append(heals, c.net.Cut(a, b))
+				}
+			}
+		}
+	}
+	return c.trackHeal(func() {
+		for _, h := range heals {
+			h()
+		}
+	})
+}
+
+// Heal undoes every cut made with Cut, Isolate and Partition.
+func (c *Cluster) Heal() {
+	c.heals.Lock()
+	hs := c.heals.m
+	c.heals.m = nil
+	c.heals.Unlock()
+	for _, h := range hs {
+		h()
+	}
+	c.notifyEvent()
+}
+
+// trackHeal records a heal for Heal and returns an idempotent heal.
+func (c *Cluster) trackHeal(h func()) func() {
+	var once sync.Once
+	heal := func() { once.Do(func() { h(); c.notifyEvent() }) }
+	c.heals.Lock()
+	c.heals.m = append(c.heals.m, heal)
+	c.heals.Unlock()
+	c.notifyEvent()
+	return heal
+}
+
+// nodeIDs returns every node id: brokers 1..n and the controller.
+func (c *Cluster) nodeIDs() []int32 {
+	ids := make([]int32, 0, len(c.ports)+1)
+	for i := range c.ports {
+		ids = append(ids, int32(i+1))
+	}
+	return append(ids, controllerNodeID)
 }

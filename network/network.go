@@ -44,6 +44,10 @@ type Network struct {
 		listeners map[int32]map[*listener]struct{}
 		conns     map[*conn]struct{}
 		cuts      map[link]int // count of active cuts per link
+		// dialedFrom maps the local address of each connection dialed
+		// through the network to the dialing node, so the accepting side
+		// knows its peer.
+		dialedFrom map[string]int32
 	}
 }
 
@@ -53,6 +57,7 @@ func New() *Network {
 	n.mu.listeners = make(map[int32]map[*listener]struct{})
 	n.mu.conns = make(map[*conn]struct{})
 	n.mu.cuts = make(map[link]int)
+	n.mu.dialedFrom = make(map[string]int32)
 	return n
 }
 
@@ -117,18 +122,24 @@ func (n *Network) track(c *conn) bool {
 		return false
 	}
 	n.mu.conns[c] = struct{}{}
+	n.mu.dialedFrom[c.LocalAddr().String()] = c.from
 	return true
 }
 
 func (n *Network) untrack(c *conn) {
 	n.mu.Lock()
 	delete(n.mu.conns, c)
+	if from, ok := n.mu.dialedFrom[c.LocalAddr().String()]; ok && from == c.from {
+		delete(n.mu.dialedFrom, c.LocalAddr().String())
+	}
 	n.mu.Unlock()
 }
 
 // Cut breaks the link between nodes a and b in both directions: existing
-// connections dialed between them are closed (the peer sees a reset or EOF)
-// and new dials fail with ErrCut (connection refused) until heal is called.
+// connections between them are closed (the peer sees EOF or a reset), new
+// dials fail with ErrCut (connection refused) and new accepted connections
+// are closed at once, until heal is called. Either node may be Client: that
+// link is every connection from outside the cluster to the other node.
 // Cuts nest: a link is whole again once every cut of it is healed.
 func (n *Network) Cut(a, b int32) (heal func()) {
 	l := mkLink(a, b)
@@ -156,8 +167,8 @@ func (n *Network) Cut(a, b int32) (heal func()) {
 	}
 }
 
-// CloseNode closes every listener of node and every connection dialed to
-// or from it. Accepted client connections are closed by their owner.
+// CloseNode closes every listener of node and every connection to or from
+// it.
 func (n *Network) CloseNode(node int32) {
 	n.mu.Lock()
 	var ls []*listener
@@ -209,6 +220,34 @@ type listener struct {
 	net.Listener
 	n    *Network
 	node int32
+}
+
+// Accept tracks the accepted connection: its peer is the node that dialed
+// it through this network (recognized by address), or Client. A connection
+// whose link is cut is closed at once, as a refused connection would look
+// to the peer.
+func (l *listener) Accept() (net.Conn, error) {
+	for {
+		inner, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		n := l.n
+		n.mu.Lock()
+		from, ok := n.mu.dialedFrom[inner.RemoteAddr().String()]
+		if !ok {
+			from = Client
+		}
+		c := &conn{Conn: inner, n: n, from: from, to: l.node}
+		if n.mu.closed || n.mu.cuts[mkLink(from, l.node)] > 0 {
+			n.mu.Unlock()
+			inner.Close()
+			continue
+		}
+		n.mu.conns[c] = struct{}{}
+		n.mu.Unlock()
+		return c, nil
+	}
 }
 
 func (l *listener) Close() error {

@@ -1,0 +1,80 @@
+package kcluster
+
+import (
+	"context"
+	"net"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Cut the leader from its followers, produce with acks=all, expect
+// NOT_ENOUGH_REPLICAS after the ISR shrinks; heal, and the ISR grows back.
+func TestPartitionLeaderFromFollowers(t *testing.T) {
+	c := Start(t, Brokers(3), BrokerConfig("min.insync.replicas", "2"), BrokerConfig("replica.lag.time.max.ms", "600"))
+	createTopic(t, c, "split", 1, 3)
+	st := partState(t, c, "split", 0)
+	var followers []int32
+	for _, r := range st.Replicas {
+		if r != st.Leader {
+			followers = append(followers, r)
+		}
+	}
+	heal := c.Partition([]int32{st.Leader}, followers)
+	// New data makes the followers fall behind; they cannot fetch it.
+	if _, err := produceTo(t, c, "split", 1, "behind"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, "the ISR to shrink to the leader", func(c *Cluster) bool {
+		s, _ := c.PartitionState("split", 0)
+		return slices.Equal(s.ISR, []int32{st.Leader})
+	})
+	if _, err := produceTo(t, c, "split", -1, "x"); err != kerr.NotEnoughReplicas {
+		t.Fatalf("acks=all with the leader cut off: %v, want NOT_ENOUGH_REPLICAS", err)
+	}
+	if s := partState(t, c, "split", 0); s.Leader != st.Leader {
+		t.Fatalf("leader moved to %d: the controller still hears the leader", s.Leader)
+	}
+	heal()
+	waitFor(t, c, "the ISR to grow back", inSync("split", 3))
+	if _, err := produceTo(t, c, "split", -1, "y"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Isolate the leader: clients lose it, the controller fences it and elects
+// a new leader; after Heal it rejoins as a follower.
+func TestIsolateLeader(t *testing.T) {
+	c := Start(t, Brokers(3), BrokerConfig("auto.leader.rebalance.enable", "false"))
+	createTopic(t, c, "iso", 1, 3)
+	st := partState(t, c, "iso", 0)
+	conn, err := net.Dial("tcp", addrOf(c, st.Leader))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c.Isolate(st.Leader)
+	expectClosed(t, conn, "client connection to an isolated broker")
+	if conn2, err := net.Dial("tcp", addrOf(c, st.Leader)); err == nil {
+		expectClosed(t, conn2, "new client connection to an isolated broker")
+		conn2.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.WaitFor(ctx, func(c *Cluster) bool {
+		s, _ := c.PartitionState("iso", 0)
+		return s.Leader >= 0 && s.Leader != st.Leader
+	}); err != nil {
+		t.Fatalf("no new leader while the old one is isolated: %v", err)
+	}
+	c.Heal()
+	waitFor(t, c, "the isolated broker back in sync", inSync("iso", 3))
+	// Clients reach it again.
+	cl := dial(t, addrOf(c, st.Leader))
+	if resp := do[*kmsg.MetadataResponse](t, cl, kmsg.NewPtrMetadataRequest(), 12); len(resp.Brokers) != 3 {
+		t.Fatalf("metadata after heal: %d brokers", len(resp.Brokers))
+	}
+}
