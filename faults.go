@@ -116,12 +116,12 @@ func (c *Cluster) RestartBroker(id int32) error {
 // id off from clients but not from other nodes.
 const Client int32 = network.Client
 
-// ControllerID returns the node id of the controller (the in-memory mode has
+// Controller returns the node id of the active controller (the in-memory mode has
 // one controller node, outside the broker ids), for use in Cut and
 // Partition.
-func (c *Cluster) ControllerID() int32 { return controllerNodeID }
+func (c *Cluster) Controller() int32 { return controllerNodeID }
 
-// Cut breaks the link between nodes a and b (broker ids, ControllerID(), or
+// Cut breaks the link between nodes a and b (broker ids, Controller(), or
 // Client) in both directions, as a network partition would look to Kafka
 // code: open connections between them are closed (the peer reads EOF or a
 // connection reset), and new connections are refused (dials fail with

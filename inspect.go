@@ -99,3 +99,75 @@ func (c *Cluster) WaitFor(ctx context.Context, cond Condition) error {
 		}
 	}
 }
+
+// LeaderElected holds when topic/partition has a leader on a running
+// broker, other than any of the brokers in not (e.g. the one just killed),
+// and every running broker knows it.
+func LeaderElected(topic string, partition int32, not ...int32) Condition {
+	return func(c *Cluster) bool {
+		st, err := c.PartitionState(topic, partition)
+		if err != nil || st.Leader < 0 || slices.Contains(not, st.Leader) || st.HighWatermark < 0 {
+			return false
+		}
+		return c.metadataSettled()
+	}
+}
+
+// ISRSize holds when topic/partition's committed ISR has n members and every
+// running broker knows it.
+func ISRSize(topic string, partition int32, n int) Condition {
+	return func(c *Cluster) bool {
+		st, err := c.PartitionState(topic, partition)
+		return err == nil && len(st.ISR) == n && c.metadataSettled()
+	}
+}
+
+// FullyReplicated holds when every replica of topic/partition is running,
+// in the ISR, and at the leader's high watermark, which equals its log end.
+func FullyReplicated(topic string, partition int32) Condition {
+	return func(c *Cluster) bool {
+		st, err := c.PartitionState(topic, partition)
+		if err != nil || st.Leader < 0 || len(st.ISR) != len(st.Replicas) || len(st.LogEndOffsets) != len(st.Replicas) {
+			return false
+		}
+		for _, leo := range st.LogEndOffsets {
+			if leo != st.HighWatermark {
+				return false
+			}
+		}
+		return c.metadataSettled()
+	}
+}
+
+// HighWatermarkAtLeast holds when the leader's high watermark of
+// topic/partition is at least offset.
+func HighWatermarkAtLeast(topic string, partition int32, offset int64) Condition {
+	return func(c *Cluster) bool {
+		st, err := c.PartitionState(topic, partition)
+		return err == nil && st.HighWatermark >= offset
+	}
+}
+
+// metadataSettled reports whether every running, unfenced broker has
+// replayed the whole metadata log (a fenced one may be cut off from it).
+func (c *Cluster) metadataSettled() bool {
+	end := c.mlog.End() - 1
+	fenced := map[int32]bool{}
+	c.ctrl.State(func(s *metadata.State) {
+		for id, b := range s.Brokers {
+			fenced[id] = b.Fenced
+		}
+	})
+	for _, b := range c.running() {
+		if fenced[b.id] {
+			continue
+		}
+		b.mu.RLock()
+		off := b.mu.state.Offset
+		b.mu.RUnlock()
+		if off != end {
+			return false
+		}
+	}
+	return true
+}

@@ -64,14 +64,22 @@ func TestIsolateLeader(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := c.WaitFor(ctx, func(c *Cluster) bool {
-		s, _ := c.PartitionState("iso", 0)
-		return s.Leader >= 0 && s.Leader != st.Leader
-	}); err != nil {
+	if err := c.WaitFor(ctx, LeaderElected("iso", 0, st.Leader)); err != nil {
 		t.Fatalf("no new leader while the old one is isolated: %v", err)
 	}
+	if err := c.WaitFor(ctx, ISRSize("iso", 0, 2)); err != nil {
+		t.Fatalf("the isolated broker stayed in the ISR: %v", err)
+	}
+	if _, err := produceTo(t, c, "iso", -1, "while-isolated"); err != nil {
+		t.Fatal(err)
+	}
 	c.Heal()
-	waitFor(t, c, "the isolated broker back in sync", inSync("iso", 3))
+	if err := c.WaitFor(ctx, FullyReplicated("iso", 0)); err != nil {
+		t.Fatalf("the isolated broker did not catch up: %v", err)
+	}
+	if err := c.WaitFor(ctx, HighWatermarkAtLeast("iso", 0, 1)); err != nil {
+		t.Fatal(err)
+	}
 	// Clients reach it again.
 	cl := dial(t, addrOf(c, st.Leader))
 	if resp := do[*kmsg.MetadataResponse](t, cl, kmsg.NewPtrMetadataRequest(), 12); len(resp.Brokers) != 3 {

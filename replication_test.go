@@ -23,18 +23,7 @@ func waitFor(t *testing.T, c *Cluster, what string, cond Condition) {
 	}
 }
 
-func metadataSettled(c *Cluster) bool {
-	end := c.mlog.End() - 1
-	for _, b := range c.running() {
-		b.mu.RLock()
-		off := b.mu.state.Offset
-		b.mu.RUnlock()
-		if off != end {
-			return false
-		}
-	}
-	return true
-}
+func metadataSettled(c *Cluster) bool { return c.metadataSettled() }
 
 func partState(t *testing.T, c *Cluster, topic string, p int32) PartitionState {
 	t.Helper()
@@ -59,17 +48,10 @@ func produceTo(t *testing.T, c *Cluster, topic string, acks int16, vals ...strin
 }
 
 func inSync(topic string, n int) Condition {
+	cond := FullyReplicated(topic, 0)
 	return func(c *Cluster) bool {
 		st, err := c.PartitionState(topic, 0)
-		if err != nil || len(st.ISR) != n || st.Leader < 0 || len(st.LogEndOffsets) != n {
-			return false
-		}
-		for _, leo := range st.LogEndOffsets {
-			if leo != st.HighWatermark {
-				return false
-			}
-		}
-		return true
+		return err == nil && len(st.Replicas) == n && cond(c)
 	}
 }
 
