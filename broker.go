@@ -535,6 +535,9 @@ func (b *broker) handle(conn net.Conn, hdr wire.RequestHeader, body []byte, log 
 	if err != nil {
 		return nil, err
 	}
+	if resp, err, ok := b.c.intercept(b.ctx, b.id, kreq); ok {
+		return resp, err
+	}
 	return h.fn(b, &request{hdr: hdr, kreq: kreq, conn: conn})
 }
 

@@ -44,7 +44,8 @@ type Cluster struct {
 		sync.Mutex
 		ch chan struct{}
 	}
-	heals struct { // every heal of a Cut, Isolate or Partition, for Heal
+	icpt  intercepts // request hooks (Intercept)
+	heals struct {   // every heal of a Cut, Isolate or Partition, for Heal
 		sync.Mutex
 		m []func()
 	}
