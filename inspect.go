@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/kcluster/kcluster/metadata"
 )
@@ -170,4 +171,56 @@ func (c *Cluster) metadataSettled() bool {
 		}
 	}
 	return true
+}
+
+// String renders the cluster's state for a human: every broker (running,
+// fenced), the controller, and every partition's leader, epoch, replicas,
+// ISR, high watermark and log-end offsets. Start logs it when the test
+// fails.
+func (c *Cluster) String() string {
+	var sb strings.Builder
+	var topics []string
+	fenced := map[int32]bool{}
+	c.ctrl.State(func(s *metadata.State) {
+		topics = s.TopicNames()
+		for id, b := range s.Brokers {
+			fenced[id] = b.Fenced
+		}
+	})
+	running := map[int32]bool{}
+	for _, b := range c.running() {
+		running[b.id] = true
+	}
+	fmt.Fprintf(&sb, "kcluster %s: controller %d, metadata log end %d\n", c.cfg.clusterID, controllerNodeID, c.mlog.End())
+	for i := range c.ports {
+		id := int32(i + 1)
+		state := "running"
+		if !running[id] {
+			state = "down"
+		}
+		if fenced[id] {
+			state += ", fenced"
+		}
+		fmt.Fprintf(&sb, "  broker %d %s: %s\n", id, c.Addrs()[i], state)
+	}
+	for _, name := range topics {
+		for p := int32(0); ; p++ {
+			st, err := c.PartitionState(name, p)
+			if err != nil {
+				break
+			}
+			ids := make([]int32, 0, len(st.LogEndOffsets))
+			for id := range st.LogEndOffsets {
+				ids = append(ids, id)
+			}
+			slices.Sort(ids)
+			var leos []string
+			for _, id := range ids {
+				leos = append(leos, fmt.Sprintf("%d:%d", id, st.LogEndOffsets[id]))
+			}
+			fmt.Fprintf(&sb, "  %s/%d leader %d epoch %d replicas %v isr %v hw %d leo [%s]\n",
+				name, p, st.Leader, st.LeaderEpoch, st.Replicas, st.ISR, st.HighWatermark, strings.Join(leos, " "))
+		}
+	}
+	return sb.String()
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -302,4 +303,18 @@ func TestCutFromControllerFences(t *testing.T) {
 	}
 	heal()
 	waitFor(t, c, "the cut broker back in the ISR", inSync("cut", 3))
+}
+
+func TestStringShowsState(t *testing.T) {
+	c := Start(t, Brokers(2))
+	createTopic(t, c, "shown", 1, 2)
+	if err := c.KillBroker(2); err != nil {
+		t.Fatal(err)
+	}
+	s := c.String()
+	for _, want := range []string{"broker 1 ", "broker 2 ", ": down", "shown/0 leader", "replicas [", "controller 1000"} {
+		if !strings.Contains(s, want) {
+			t.Fatalf("String() lacks %q:\n%s", want, s)
+		}
+	}
 }

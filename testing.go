@@ -26,7 +26,12 @@ func Start(t TB, opts ...Option) *Cluster {
 		t.Fatalf("kcluster.Start: %v", err)
 		return nil
 	}
-	t.Cleanup(c.Close)
+	t.Cleanup(func() {
+		if f, ok := t.(interface{ Failed() bool }); ok && f.Failed() {
+			t.Logf("cluster state at the end of the failed test:\n%s", c)
+		}
+		c.Close()
+	})
 	return c
 }
 
