@@ -170,14 +170,23 @@ func (c *Cluster) running() []*broker {
 	return out
 }
 
+// checkIDLocked returns the error for an id no lever can act on.
+func (c *Cluster) checkIDLocked(id int32) error {
+	if c.mu.closed {
+		return ErrClosed
+	}
+	if id < 1 || int(id) > len(c.mu.brokers) {
+		return fmt.Errorf("%w: %d", ErrUnknownBroker, id)
+	}
+	return nil
+}
+
+// brokerByID returns broker id, nil while it is down.
 func (c *Cluster) brokerByID(id int32) (*broker, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.mu.closed {
-		return nil, ErrClosed
-	}
-	if id < 1 || int(id) > len(c.mu.brokers) {
-		return nil, fmt.Errorf("%w: %d", ErrUnknownBroker, id)
+	if err := c.checkIDLocked(id); err != nil {
+		return nil, err
 	}
 	return c.mu.brokers[id-1], nil
 }

@@ -71,11 +71,8 @@ func (c *Cluster) StopBroker(id int32) error {
 func (c *Cluster) takeBroker(id int32) (*broker, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.mu.closed {
-		return nil, ErrClosed
-	}
-	if id < 1 || int(id) > len(c.mu.brokers) {
-		return nil, fmt.Errorf("%w: %d", ErrUnknownBroker, id)
+	if err := c.checkIDLocked(id); err != nil {
+		return nil, err
 	}
 	b := c.mu.brokers[id-1]
 	if b == nil {

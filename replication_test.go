@@ -114,7 +114,10 @@ func TestISRShrinksAndGrows(t *testing.T) {
 // records survive; the old leader rejoins as a follower and truncates the
 // suffix it wrote alone.
 func TestLeaderFailoverTruncatesUnackedSuffix(t *testing.T) {
-	c := Start(t, Brokers(3), BrokerConfig("replica.lag.time.max.ms", "300"), BrokerConfig("auto.leader.rebalance.enable", "false"))
+	// A long lag time: the followers must stay in the ISR while the
+	// leader is cut off, whatever the machine's load, so one of them can
+	// be elected.
+	c := Start(t, Brokers(3), BrokerConfig("replica.lag.time.max.ms", "30000"), BrokerConfig("auto.leader.rebalance.enable", "false"))
 	createTopic(t, c, "fo", 1, 3)
 	for i := 0; i < 5; i++ {
 		if _, err := produceTo(t, c, "fo", -1, fmt.Sprintf("acked-%d", i)); err != nil {
