@@ -54,6 +54,7 @@ type broker struct {
 	}
 
 	fetchers fetcherSet       // follower side of replication
+	isrWake  chan struct{}    // a follower outside an ISR caught up
 	cc       controllerClient // registration, heartbeats, AlterPartition
 	mc       controllerClient // the metadata log's long-polled fetches
 	ac       controllerClient // forwarded admin requests (CreateTopics, ...)
@@ -88,6 +89,7 @@ func newBroker(c *Cluster, id int32, addr string) (*broker, error) {
 	b.mu.conns = make(map[net.Conn]struct{})
 	b.mu.changed = make(chan struct{})
 	b.fetchers.init(b)
+	b.isrWake = make(chan struct{}, 1)
 	b.cc.b = b
 	b.mc.b = b
 	b.ac.b = b

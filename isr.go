@@ -11,8 +11,9 @@ import (
 
 // isrLoop is the leader's side of ISR maintenance (Kafka's
 // maybeShrinkIsr/maybeExpandIsr): every half replica.lag.time.max.ms it
-// drops from the ISR followers that have not caught up for that long, adds
-// back replicas that have caught up to the high watermark, and asks the
+// drops from the ISR followers that have not caught up for that long; it
+// adds back replicas that have caught up to the high watermark as soon as a
+// fetch shows it (read pokes isrWake); and it asks the
 // controller to commit the change (AlterPartition), so every broker learns
 // the new ISR from the metadata log. It also checkpoints high watermarks.
 func (b *broker) isrLoop() {
@@ -28,6 +29,9 @@ func (b *broker) isrLoop() {
 		case <-b.ctx.Done():
 			return
 		case <-t.C:
+		case <-b.isrWake:
+			// A follower out of the ISR caught up: expand now, as
+			// Kafka does on the fetch itself, not at the next tick.
 		}
 		b.mu.RLock()
 		reps := make([]*replica, 0, len(b.mu.replicas))

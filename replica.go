@@ -380,6 +380,12 @@ func (r *replica) read(follower int32, offset int64, maxBytes int, currentEpoch 
 			// also go down (the follower truncated).
 			f.leo = offset
 			r.maybeAdvanceHWLocked()
+			if f.leo >= r.mu.hw && !slices.Contains(r.mu.isr, follower) {
+				select {
+				case r.b.isrWake <- struct{}{}:
+				default:
+				}
+			}
 		}
 	}
 	hw := r.mu.hw
