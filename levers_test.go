@@ -14,7 +14,7 @@ import (
 // Cut the leader from its followers, produce with acks=all, expect
 // NOT_ENOUGH_REPLICAS after the ISR shrinks; heal, and the ISR grows back.
 func TestPartitionLeaderFromFollowers(t *testing.T) {
-	c := Start(t, Brokers(3), BrokerConfig("min.insync.replicas", "2"), BrokerConfig("replica.lag.time.max.ms", "600"))
+	c := Start(t, Brokers(3), BrokerConfig("min.insync.replicas", "2"), BrokerConfig("replica.lag.time.max.ms", "600"), BrokerConfig("replica.fetch.wait.max.ms", "100"))
 	createTopic(t, c, "split", 1, 3)
 	st := partState(t, c, "split", 0)
 	var followers []int32

@@ -185,6 +185,11 @@ func (c *config) validate() error {
 	if c.broker.heartbeatInterval <= 0 || c.broker.heartbeatInterval >= c.broker.sessionTimeout {
 		return fmt.Errorf("kcluster: broker.heartbeat.interval.ms (%v) must be positive and below broker.session.timeout.ms (%v)", c.broker.heartbeatInterval, c.broker.sessionTimeout)
 	}
+	if c.broker.replicaFetchWaitMax >= c.broker.replicaLagTimeMax {
+		// A caught-up follower parks its fetch this long; the leader
+		// would drop it from the ISR as soon as new data arrives.
+		return fmt.Errorf("kcluster: replica.fetch.wait.max.ms (%v) must be below replica.lag.time.max.ms (%v)", c.broker.replicaFetchWaitMax, c.broker.replicaLagTimeMax)
+	}
 	if int(c.broker.defaultRF) > c.brokers {
 		return fmt.Errorf("kcluster: default.replication.factor=%d exceeds the %d brokers", c.broker.defaultRF, c.brokers)
 	}

@@ -60,7 +60,7 @@ func inSync(topic string, n int) Condition {
 // min.insync.replicas=2; stop the second: NOT_ENOUGH_REPLICAS; restart
 // both: they catch up and the ISR grows back to three.
 func TestISRShrinksAndGrows(t *testing.T) {
-	c := Start(t, Brokers(3), BrokerConfig("min.insync.replicas", "2"), BrokerConfig("replica.lag.time.max.ms", "300"))
+	c := Start(t, Brokers(3), BrokerConfig("min.insync.replicas", "2"), BrokerConfig("replica.lag.time.max.ms", "300"), BrokerConfig("replica.fetch.wait.max.ms", "100"))
 	createTopic(t, c, "isr", 1, 3)
 	if _, err := produceTo(t, c, "isr", -1, "a"); err != nil {
 		t.Fatal(err)
@@ -233,7 +233,7 @@ stop:
 // With every ISR member gone the partition is offline (leader -1); the last
 // ISR member coming back leads again.
 func TestOfflineUntilLastISRMemberReturns(t *testing.T) {
-	c := Start(t, Brokers(2), BrokerConfig("replica.lag.time.max.ms", "300"))
+	c := Start(t, Brokers(2), BrokerConfig("replica.lag.time.max.ms", "300"), BrokerConfig("replica.fetch.wait.max.ms", "100"))
 	createTopic(t, c, "off", 1, 2)
 	st := partState(t, c, "off", 0)
 	follower := st.Replicas[0] + st.Replicas[1] - st.Leader
@@ -319,5 +319,13 @@ func TestStringShowsState(t *testing.T) {
 		if !strings.Contains(s, want) {
 			t.Fatalf("String() lacks %q:\n%s", want, s)
 		}
+	}
+}
+
+func TestFetchWaitMustBeBelowLagTime(t *testing.T) {
+	c, err := New(Brokers(1), BrokerConfig("replica.lag.time.max.ms", "300"))
+	if err == nil {
+		c.Close()
+		t.Fatal("New accepted replica.lag.time.max.ms below replica.fetch.wait.max.ms")
 	}
 }
