@@ -86,3 +86,18 @@ func TestIsolateLeader(t *testing.T) {
 		t.Fatalf("metadata after heal: %d brokers", len(resp.Brokers))
 	}
 }
+
+// SlowLink delays every exchange on the link; undo restores it.
+func TestSlowLinkDelaysClients(t *testing.T) {
+	c := Start(t, Brokers(1))
+	cl := dial(t, c.Addrs()[0])
+	do[*kmsg.ApiVersionsResponse](t, cl, kmsg.NewPtrApiVersionsRequest(), 3) // connect before slowing
+	undo := c.SlowLink(1, Client, 100*time.Millisecond)
+	start := time.Now()
+	do[*kmsg.ApiVersionsResponse](t, cl, kmsg.NewPtrApiVersionsRequest(), 3)
+	if d := time.Since(start); d < 100*time.Millisecond {
+		t.Fatalf("request on a slowed link took %v, want at least the added 100ms", d)
+	}
+	undo()
+	undo()
+}

@@ -15,6 +15,7 @@ import (
 	"net"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Client is the node id given to connections accepted from outside the
@@ -48,6 +49,8 @@ type Network struct {
 		// through the network to the dialing node, so the accepting side
 		// knows its peer.
 		dialedFrom map[string]int32
+		// delays holds the added latency per link (SetDelay).
+		delays map[link]time.Duration
 	}
 }
 
@@ -58,6 +61,7 @@ func New() *Network {
 	n.mu.conns = make(map[*conn]struct{})
 	n.mu.cuts = make(map[link]int)
 	n.mu.dialedFrom = make(map[string]int32)
+	n.mu.delays = make(map[link]time.Duration)
 	return n
 }
 
@@ -262,6 +266,31 @@ type conn struct {
 	n        *Network
 	from, to int32
 	once     sync.Once
+}
+
+// Write adds the link's delay, if any, before each write: both ends of a
+// slowed link delay what they send, so a request and its response each
+// take the delay once more.
+func (c *conn) Write(p []byte) (int, error) {
+	c.n.mu.Lock()
+	d := c.n.mu.delays[mkLink(c.from, c.to)]
+	c.n.mu.Unlock()
+	if d > 0 {
+		time.Sleep(d)
+	}
+	return c.Conn.Write(p)
+}
+
+// SetDelay adds d of latency to every write on the link between a and b
+// (either may be Client); zero removes it.
+func (n *Network) SetDelay(a, b int32, d time.Duration) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if d <= 0 {
+		delete(n.mu.delays, mkLink(a, b))
+		return
+	}
+	n.mu.delays[mkLink(a, b)] = d
 }
 
 func (c *conn) Close() error {
