@@ -87,6 +87,16 @@ func (b *broker) handleProduce(req *kmsg.ProduceRequest, r *request) (*kmsg.Prod
 		resp.Topics = append(resp.Topics, rt)
 	}
 	if req.Acks == 0 {
+		// No response; but a failed acks=0 produce closes the
+		// connection, as Kafka does, so the client notices and
+		// refreshes its metadata.
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if p.ErrorCode != 0 {
+					return nil, errCloseConn
+				}
+			}
+		}
 		return nil, errNoResponse
 	}
 	if len(waits) > 0 {

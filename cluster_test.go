@@ -475,3 +475,30 @@ func TestOnDisk(t *testing.T) {
 		}
 	}
 }
+
+// A failed acks=0 produce closes the connection (Kafka's way to tell a
+// client that gets no responses); a good one keeps it open.
+func TestAcksZeroErrorClosesConnection(t *testing.T) {
+	c := Start(t, Brokers(1))
+	createTopic(t, c, "z", 1, 1)
+	cl := dial(t, c.Addrs()[0])
+	send := func(topic string) {
+		req := kmsg.NewPtrProduceRequest()
+		req.Acks = 0
+		rt := kmsg.NewProduceRequestTopic()
+		rt.Topic = topic
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Records = makeBatch(1, "v")
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		req.SetVersion(9)
+		if _, err := cl.Request(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("z")
+	do[*kmsg.ApiVersionsResponse](t, cl, kmsg.NewPtrApiVersionsRequest(), 3) // still open
+	waitFor(t, c, "the acks=0 record", HighWatermarkAtLeast("z", 0, 1))
+	send("no-such-topic")
+	expectClosed(t, cl.Conn(), "connection after a failed acks=0 produce")
+}
