@@ -329,3 +329,33 @@ func TestFetchWaitMustBeBelowLagTime(t *testing.T) {
 		t.Fatal("New accepted replica.lag.time.max.ms below replica.fetch.wait.max.ms")
 	}
 }
+
+// A broker restarted on disk recovers its logs from the files, keeps its
+// data and catches up with what it missed.
+func TestRestartOnDisk(t *testing.T) {
+	c := Start(t, Brokers(3), Dir(t.TempDir()))
+	createTopic(t, c, "disk", 1, 3)
+	for i := 0; i < 3; i++ {
+		if _, err := produceTo(t, c, "disk", -1, "before"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := partState(t, c, "disk", 0)
+	victim := st.Replicas[0]
+	if victim == st.Leader {
+		victim = st.Replicas[1]
+	}
+	if err := c.StopBroker(victim); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := produceTo(t, c, "disk", -1, "while-down"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RestartBroker(victim); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, "the restarted broker back in sync", FullyReplicated("disk", 0))
+	if s := partState(t, c, "disk", 0); s.LogEndOffsets[victim] != 4 {
+		t.Fatalf("restarted broker's log end %d, want 4", s.LogEndOffsets[victim])
+	}
+}
