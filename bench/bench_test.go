@@ -58,7 +58,7 @@ func BenchmarkProduce(b *testing.B) {
 		{3, kgo.AllISRAcks(), "rf3-acksall"},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			c, err := kcluster.New(kcluster.Brokers(3), benchLogger())
+			c, err := kcluster.New(append([]kcluster.Option{kcluster.Brokers(3), benchLogger()}, segBytes()...)...)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -153,4 +153,13 @@ func benchLogger() kcluster.Option {
 		return kcluster.Logger(slog.New(slog.DiscardHandler))
 	}
 	return kcluster.Logger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
+}
+
+// segBytes sets log.segment.bytes from KCLUSTER_BENCH_SEGMENT_BYTES, to
+// measure segment size effects on the in-memory file system.
+func segBytes() []kcluster.Option {
+	if v := os.Getenv("KCLUSTER_BENCH_SEGMENT_BYTES"); v != "" {
+		return []kcluster.Option{kcluster.BrokerConfig("log.segment.bytes", v)}
+	}
+	return nil
 }
