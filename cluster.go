@@ -45,6 +45,7 @@ type Cluster struct {
 		ch chan struct{}
 	}
 	icpt  intercepts // request hooks (Intercept)
+	evlog eventLog   // Events
 	heals struct {   // every heal of a Cut, Isolate or Partition, for Heal
 		sync.Mutex
 		m []func()
@@ -93,7 +94,7 @@ func New(opts ...Option) (*Cluster, error) {
 		UncleanElection:      cfg.broker.uncleanElection,
 		AutoLeaderRebalance:  cfg.broker.autoRebalance,
 		LeaderImbalanceCheck: cfg.broker.imbalanceCheck,
-		OnChange:             c.notifyEvent,
+		OnChange:             c.onMetadata,
 	})
 	if err != nil {
 		c.Close()
@@ -154,6 +155,7 @@ func (c *Cluster) startBroker(id int32, restart bool) error {
 	}
 	c.mu.brokers[id-1] = b
 	c.mu.Unlock()
+	c.record(Event{Kind: BrokerUp, Broker: id})
 	b.start()
 	return nil
 }

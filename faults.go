@@ -26,6 +26,7 @@ func (c *Cluster) KillBroker(id int32) error {
 	b.dropConns()
 	c.net.CloseNode(id)
 	b.close(false)
+	c.record(Event{Kind: BrokerDown, Broker: id})
 	c.notifyEvent()
 	return nil
 }
@@ -63,6 +64,7 @@ func (c *Cluster) StopBroker(id int32) error {
 	}
 	b.close(true)
 	c.net.CloseNode(id)
+	c.record(Event{Kind: BrokerDown, Broker: id})
 	c.notifyEvent()
 	return nil
 }

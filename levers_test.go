@@ -101,3 +101,40 @@ func TestSlowLinkDelaysClients(t *testing.T) {
 	undo()
 	undo()
 }
+
+// Events records a failover as a timeline: the leader goes down, is fenced,
+// a new leader with a higher epoch is elected, the ISR shrinks; the broker
+// comes back and is unfenced.
+func TestEventsTimeline(t *testing.T) {
+	c := Start(t, Brokers(3), BrokerConfig("auto.leader.rebalance.enable", "false"))
+	createTopic(t, c, "ev", 1, 3)
+	st := partState(t, c, "ev", 0)
+	if err := c.KillBroker(st.Leader); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, "a new leader", LeaderElected("ev", 0, st.Leader))
+	if err := c.RestartBroker(st.Leader); err != nil {
+		t.Fatal(err)
+	}
+	var kinds []EventKind
+	var newLeader Event
+	evs := c.Events()
+	for i, e := range evs {
+		if i > 0 && e.Time.Before(evs[i-1].Time) {
+			t.Fatalf("events out of order: %v then %v", evs[i-1], e)
+		}
+		if e.Kind == LeaderChanged && e.Topic == "ev" {
+			newLeader = e
+		}
+		if e.Broker == st.Leader || e.Kind == LeaderChanged || e.Kind == TopicCreated {
+			kinds = append(kinds, e.Kind)
+		}
+	}
+	want := []EventKind{BrokerUp, BrokerUnfenced, TopicCreated, BrokerDown, BrokerFenced, LeaderChanged, BrokerUp, BrokerUnfenced}
+	if !slices.Equal(kinds, want) {
+		t.Fatalf("timeline %v, want %v\n%v", kinds, want, evs)
+	}
+	if newLeader.Leader == st.Leader || newLeader.LeaderEpoch != st.LeaderEpoch+1 {
+		t.Fatalf("leader event %v (old leader %d epoch %d)", newLeader, st.Leader, st.LeaderEpoch)
+	}
+}

@@ -38,9 +38,11 @@ type ControllerConfig struct {
 	AutoLeaderRebalance  bool          // auto.leader.rebalance.enable
 	LeaderImbalanceCheck time.Duration // leader.imbalance.check.interval.seconds
 	Now                  func() time.Time
-	// OnChange, if set, is called after every committed change (with the
-	// controller's lock held: it must not call back into the controller).
-	OnChange func()
+	// OnChange, if set, is called after every committed change with the
+	// records it committed and the state after them (with the
+	// controller's lock held: it must not call back into the controller
+	// nor keep the state).
+	OnChange func(recs []Record, st *State)
 }
 
 // NewController returns a controller writing to log. It replays whatever
@@ -89,7 +91,7 @@ func (c *Controller) proposeLocked(ctx context.Context, recs ...Record) error {
 		}
 	}
 	if c.cfg.OnChange != nil {
-		c.cfg.OnChange()
+		c.cfg.OnChange(recs, c.mu.state)
 	}
 	return nil
 }

@@ -1,0 +1,118 @@
+package kcluster
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/kcluster/kcluster/metadata"
+)
+
+// EventKind names what happened.
+type EventKind string
+
+// The kinds of events the cluster records.
+const (
+	BrokerUp       EventKind = "broker up"       // started or restarted (listening)
+	BrokerDown     EventKind = "broker down"     // killed or stopped
+	BrokerFenced   EventKind = "broker fenced"   // by the controller: session expired or controlled shutdown
+	BrokerUnfenced EventKind = "broker unfenced" // its heartbeat was accepted
+	LeaderChanged  EventKind = "leader changed"  // a partition got a new leader (-1: offline)
+	ISRChanged     EventKind = "ISR changed"     // a partition's committed ISR changed
+	TopicCreated   EventKind = "topic created"
+	TopicDeleted   EventKind = "topic deleted"
+)
+
+// Event is one thing that happened in the cluster, with the time it
+// happened (for metadata events, when the controller committed it).
+type Event struct {
+	Time        time.Time
+	Kind        EventKind
+	Broker      int32 // broker events
+	Topic       string
+	Partition   int32
+	Leader      int32   // LeaderChanged
+	LeaderEpoch int32   // LeaderChanged
+	ISR         []int32 // ISRChanged
+}
+
+// String renders the event on one line.
+func (e Event) String() string {
+	ts := e.Time.Format("15:04:05.000")
+	switch e.Kind {
+	case BrokerUp, BrokerDown, BrokerFenced, BrokerUnfenced:
+		return fmt.Sprintf("%s %s %d", ts, e.Kind, e.Broker)
+	case LeaderChanged:
+		return fmt.Sprintf("%s %s/%d leader %d epoch %d", ts, e.Topic, e.Partition, e.Leader, e.LeaderEpoch)
+	case ISRChanged:
+		return fmt.Sprintf("%s %s/%d ISR %v", ts, e.Topic, e.Partition, e.ISR)
+	}
+	return fmt.Sprintf("%s %s %s", ts, e.Kind, e.Topic)
+}
+
+// eventLog keeps every event, in order.
+type eventLog struct {
+	mu     sync.Mutex
+	events []Event
+	names  map[metadata.TopicID]string // for TopicDeleted events
+}
+
+// record appends an event, stamping it under the lock so the log is in
+// time order.
+func (c *Cluster) record(e Event) {
+	c.evlog.mu.Lock()
+	e.Time = time.Now()
+	c.evlog.events = append(c.evlog.events, e)
+	c.evlog.mu.Unlock()
+}
+
+// Events returns every event so far, oldest first: broker up/down, fencing,
+// leader and ISR changes, topic creation and deletion. A test or an
+// experiment prints them as a timeline.
+func (c *Cluster) Events() []Event {
+	c.evlog.mu.Lock()
+	defer c.evlog.mu.Unlock()
+	return slices.Clone(c.evlog.events)
+}
+
+// onMetadata turns committed metadata records into events and wakes
+// WaitFor. It runs with the controller's lock held.
+func (c *Cluster) onMetadata(recs []metadata.Record, st *metadata.State) {
+	for _, r := range recs {
+		switch r := r.(type) {
+		case *metadata.FenceBroker:
+			k := BrokerUnfenced
+			if r.Fenced {
+				k = BrokerFenced
+			}
+			c.record(Event{Kind: k, Broker: r.ID})
+		case *metadata.CreateTopic:
+			c.evlog.mu.Lock()
+			if c.evlog.names == nil {
+				c.evlog.names = make(map[metadata.TopicID]string)
+			}
+			c.evlog.names[r.ID] = r.Name
+			c.evlog.mu.Unlock()
+			c.record(Event{Kind: TopicCreated, Topic: r.Name})
+		case *metadata.RemoveTopic:
+			c.evlog.mu.Lock()
+			name := c.evlog.names[r.ID]
+			delete(c.evlog.names, r.ID)
+			c.evlog.mu.Unlock()
+			c.record(Event{Kind: TopicDeleted, Topic: name})
+		case *metadata.PartitionChange:
+			p := st.Partition(r.TopicID, r.Partition)
+			if p == nil {
+				continue
+			}
+			if r.Leader != nil {
+				c.record(Event{Kind: LeaderChanged, Topic: p.Topic, Partition: p.Partition, Leader: p.Leader, LeaderEpoch: p.LeaderEpoch})
+			}
+			if r.ISR != nil {
+				c.record(Event{Kind: ISRChanged, Topic: p.Topic, Partition: p.Partition, ISR: slices.Clone(p.ISR)})
+			}
+		}
+	}
+	c.notifyEvent()
+}
