@@ -101,4 +101,8 @@ func main() {
 	mu.Lock()
 	defer mu.Unlock()
 	stamp("%d records acked; longest gap between acks %v", acked, maxGap.Round(time.Millisecond))
+	fmt.Println("\nthe cluster's own timeline:")
+	for _, e := range c.Events() {
+		fmt.Println(" ", e)
+	}
 }
