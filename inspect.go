@@ -224,3 +224,40 @@ func (c *Cluster) String() string {
 	}
 	return sb.String()
 }
+
+// BrokerState is one broker's liveness as the cluster sees it.
+type BrokerState struct {
+	ID      int32
+	Addr    string
+	Running bool // its process is up (not killed or stopped)
+	Fenced  bool // the controller has fenced it (or it never registered)
+}
+
+// Brokers returns every broker's state, in id order.
+func (c *Cluster) Brokers() []BrokerState {
+	fenced := map[int32]bool{}
+	c.ctrl.State(func(s *metadata.State) {
+		for id, b := range s.Brokers {
+			fenced[id] = b.Fenced
+		}
+	})
+	running := map[int32]bool{}
+	for _, b := range c.running() {
+		running[b.id] = true
+	}
+	addrs := c.Addrs()
+	out := make([]BrokerState, len(addrs))
+	for i := range addrs {
+		id := int32(i + 1)
+		f, known := fenced[id]
+		out[i] = BrokerState{ID: id, Addr: addrs[i], Running: running[id], Fenced: f || !known}
+	}
+	return out
+}
+
+// Topics returns the names of the topics in the committed metadata, sorted.
+func (c *Cluster) Topics() []string {
+	var names []string
+	c.ctrl.State(func(s *metadata.State) { names = s.TopicNames() })
+	return names
+}

@@ -138,3 +138,20 @@ func TestEventsTimeline(t *testing.T) {
 		t.Fatalf("leader event %v (old leader %d epoch %d)", newLeader, st.Leader, st.LeaderEpoch)
 	}
 }
+
+func TestBrokersAndTopicsGauges(t *testing.T) {
+	c := Start(t, Brokers(2))
+	createTopic(t, c, "b", 1, 1)
+	createTopic(t, c, "a", 1, 1)
+	if got := c.Topics(); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("Topics() = %v", got)
+	}
+	if err := c.KillBroker(2); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, "broker 2 fenced", func(c *Cluster) bool { return c.Brokers()[1].Fenced })
+	bs := c.Brokers()
+	if !bs[0].Running || bs[0].Fenced || bs[1].Running || bs[0].Addr != c.Addrs()[0] {
+		t.Fatalf("Brokers() = %+v", bs)
+	}
+}
