@@ -108,7 +108,6 @@ func (r *replica) update(p *metadata.Partition) {
 	if r.mu.closed {
 		return
 	}
-	wasLeader := r.mu.leader == r.b.id
 	newEpoch := p.LeaderEpoch != r.mu.epoch || p.Leader != r.mu.leader
 	r.mu.replicas = slices.Clone(p.Replicas)
 	r.mu.isr = slices.Clone(p.ISR)
@@ -138,7 +137,6 @@ func (r *replica) update(p *metadata.Partition) {
 		r.b.fetchers.remove(r)
 		r.maybeAdvanceHWLocked()
 	} else {
-		_ = wasLeader
 		r.mu.needTruncate = true
 		r.b.fetchers.add(r, p.Leader)
 	}
