@@ -132,7 +132,22 @@ func (b *broker) register(ctx context.Context) error {
 	l.Name, l.Host, l.Port, l.SecurityProtocol = "PLAINTEXT", b.host, uint16(b.port), 0
 	req.Listeners = append(req.Listeners, l)
 	req.PreviousBrokerEpoch = -1
-	kresp, err := b.cc.request(ctx, req)
+	// While a quorum elects there is no active controller: try again,
+	// as a Kafka broker does, for up to 30 s.
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var kresp kmsg.Response
+	var err error
+	for {
+		if kresp, err = b.cc.request(ctx, req); err == nil || !errors.Is(err, errNoController) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(b.cfg.replicaFetchBackoff):
+		}
+	}
 	if err != nil {
 		return err
 	}

@@ -20,18 +20,28 @@ import (
 type Cluster struct {
 	cfg  config
 	net  *network.Network
-	mlog metadata.Log
-	ctrl *metadata.Controller
-	// ctrlNode serves the controller's APIs over the network; brokers
-	// reach the controller only through it.
-	ctrlNode *controllerNode
-	ctx      context.Context
-	stop     context.CancelFunc
-	dec      decompressor
-	bg       sync.WaitGroup // controller goroutine
+	ctx  context.Context
+	stop context.CancelFunc
+	dec  decompressor
 
-	// ports and hosts are fixed at New: a restarted broker keeps its port.
-	ports []int
+	// ports and hosts are fixed at New: a restarted broker keeps its port,
+	// a restarted controller its ports.
+	ports     []int
+	ctrlPorts []int
+	raftPorts []int
+	// newClusterID is the id a new cluster gets when ClusterID is not
+	// given (a quorum on existing storage keeps its own).
+	newClusterID string
+	// memLog is the in-memory mode's metadata log; it outlives its
+	// controller node, as storage would.
+	memLog *metadata.MemLog
+
+	// ctrls holds the controller nodes (index id-controllerNodeID; nil
+	// while down). Brokers reach controllers only over the network.
+	ctrls struct {
+		sync.Mutex
+		nodes []*controllerNode
+	}
 
 	mu struct {
 		sync.Mutex
@@ -78,41 +88,52 @@ func New(opts ...Option) (*Cluster, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if cfg.clusterID == "" {
-		var b [16]byte
-		rand.Read(b[:])
-		cfg.clusterID = base64.RawURLEncoding.EncodeToString(b[:])
-	}
+	var idb [16]byte
+	rand.Read(idb[:])
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Cluster{cfg: cfg, net: network.New(), ctx: ctx, stop: cancel}
+	c := &Cluster{cfg: cfg, net: network.New(), ctx: ctx, stop: cancel,
+		newClusterID: base64.RawURLEncoding.EncodeToString(idb[:])}
+	c.evlog.applied, c.evlog.controller = -1, -1
 	c.mu.brokers = make([]*broker, cfg.brokers)
 	c.ports = make([]int, cfg.brokers)
 	copy(c.ports, cfg.ports)
-	c.mlog = metadata.NewMemLog()
-	ctrl, err := metadata.NewController(ctx, c.mlog, cfg.clusterID, metadata.ControllerConfig{
-		SessionTimeout:       cfg.broker.sessionTimeout,
-		UncleanElection:      cfg.broker.uncleanElection,
-		AutoLeaderRebalance:  cfg.broker.autoRebalance,
-		LeaderImbalanceCheck: cfg.broker.imbalanceCheck,
-		OnChange:             c.onMetadata,
-	})
-	if err != nil {
-		c.Close()
-		return nil, err
+	nc := c.numControllers()
+	c.ctrlPorts, c.raftPorts = make([]int, nc), make([]int, nc)
+	c.ctrls.nodes = make([]*controllerNode, nc)
+	if !c.quorum() {
+		c.memLog = metadata.NewMemLog()
 	}
-	c.ctrl = ctrl
-	if c.ctrlNode, err = startControllerNode(c, controllerNodeID, ctrl); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("kcluster: starting the controller: %w", err)
+	for i := range nc {
+		n, err := c.startController(i)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		c.ctrls.Lock()
+		c.ctrls.nodes[i] = n
+		c.ctrls.Unlock()
+		// Every controller of a quorum must be on the same cluster's
+		// storage; the first settles the id.
+		if id := n.ctrl.ClusterID(); c.cfg.clusterID == "" {
+			c.cfg.clusterID = id
+		} else if id != c.cfg.clusterID {
+			c.Close()
+			return nil, fmt.Errorf("kcluster: controller %d has cluster id %q, not %q: %w", n.id, id, c.cfg.clusterID, metadata.ErrClusterIDMismatch)
+		}
 	}
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer wcancel()
+	if err := c.WaitFor(wctx, func(c *Cluster) bool { return c.Controller() >= 0 }); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("kcluster: no controller became active: %w", err)
+	}
+	c.noteController()
 	for i := range cfg.brokers {
 		if err := c.startBroker(int32(i+1), false); err != nil {
 			c.Close()
 			return nil, err
 		}
 	}
-	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
-	defer wcancel()
 	// Ready: every broker sees every broker unfenced.
 	for _, b := range c.running() {
 		if err := b.waitState(wctx, func(st *metadata.State) bool {
@@ -204,6 +225,13 @@ func (c *Cluster) Addrs() []string {
 	return out
 }
 
+// isClosed reports whether Close has begun.
+func (c *Cluster) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.closed
+}
+
 // ClusterID returns the cluster id.
 func (c *Cluster) ClusterID() string { return c.cfg.clusterID }
 
@@ -237,8 +265,12 @@ func (c *Cluster) Close() {
 		c.mu.brokers = make([]*broker, len(brokers))
 		c.mu.Unlock()
 		c.stop()
-		if c.mlog != nil {
-			c.mlog.Close()
+		c.ctrls.Lock()
+		ctrls := c.ctrls.nodes
+		c.ctrls.nodes = make([]*controllerNode, len(ctrls))
+		c.ctrls.Unlock()
+		if c.memLog != nil {
+			c.memLog.Close()
 		}
 		c.net.Close()
 		var wg sync.WaitGroup
@@ -262,10 +294,11 @@ func (c *Cluster) Close() {
 			}()
 		}
 		wg.Wait()
-		if c.ctrlNode != nil {
-			c.ctrlNode.close()
+		for _, n := range ctrls {
+			if n != nil {
+				n.kill()
+			}
 		}
-		c.bg.Wait()
 		c.dec.close()
 	})
 }

@@ -417,7 +417,7 @@ func TestDeleteTopic(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, b := range c.running() {
-		if err := b.waitMetadata(ctx, c.mlog.End()-1); err != nil {
+		if err := b.waitMetadata(ctx, c.metadataEnd()); err != nil {
 			t.Fatal(err)
 		}
 		if r := b.replica(id, 0); r != nil {

@@ -5,7 +5,10 @@ package kcluster
 // package (BrokerRegistration v0-3, BrokerHeartbeat v0-1, AlterPartition
 // v2-3 with topic ids), so cutting a broker from the controller fences it,
 // as in Kafka. The in-memory mode runs one controller node, id
-// controllerNodeID; its log is the single-node MemLog.
+// controllerNodeID, on the single-node MemLog; the quorum mode runs
+// Controllers(n) nodes, ids controllerNodeID.., each with its own Raft log
+// (quorum.go), and only the Raft leader's controller is active: the others
+// answer NOT_CONTROLLER and brokers move on to the next.
 
 import (
 	"context"
@@ -26,19 +29,27 @@ import (
 	"github.com/kcluster/kcluster/wire"
 )
 
-// controllerNodeID is the node id of the in-memory mode's controller. Broker
-// ids stay below it.
+// controllerNodeID is the node id of the first controller. Broker ids stay
+// below it.
 const controllerNodeID int32 = 1000
 
+// controllerNode is one controller: its listeners, its copy of the
+// metadata log and the controller state machine on it. Connections sit in
+// mu; everything else is fixed at start.
 type controllerNode struct {
 	id   int32
 	c    *Cluster
+	mlog metadata.Log
+	raft *metadata.RaftLog // nil in the in-memory mode
 	ctrl *metadata.Controller
 	log  *slog.Logger
-	ln   net.Listener
+	ln   net.Listener // Kafka protocol, for brokers
+	rln  net.Listener // Raft messages, for the other controllers
 	ctx  context.Context
 	stop context.CancelFunc
 	wg   sync.WaitGroup
+
+	peers map[uint64]*raftPeer
 
 	mu struct {
 		sync.Mutex
@@ -91,13 +102,17 @@ func (n *controllerNode) handleMetadataFetch(req *kmsg.FetchRequest) (*kmsg.Fetc
 	rt.Topic = metadataTopic
 	rp := kmsg.NewFetchResponseTopicPartition()
 	rp.RecordBatches = []byte{}
-	end := n.c.mlog.End()
+	if !n.ctrl.Active() {
+		resp.ErrorCode = kerr.NotController.Code
+		return resp, nil
+	}
+	end := n.mlog.End()
 	rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = end, end, 0
 	ctx, cancel := context.WithTimeout(n.ctx, time.Duration(req.MaxWaitMillis)*time.Millisecond)
 	defer cancel()
 	if p.FetchOffset > end {
 		rp.ErrorCode = kerr.OffsetOutOfRange.Code
-	} else if es, err := n.c.mlog.Read(ctx, p.FetchOffset, 4096); err == nil {
+	} else if es, err := n.mlog.Read(ctx, p.FetchOffset, 4096); err == nil {
 		batch, err := encodeMetadataBatch(es)
 		if err != nil {
 			return nil, err
@@ -163,36 +178,6 @@ func decodeMetadataBatches(b []byte) ([]metadata.Entry, error) {
 		b = b[12+int(batch.Length):]
 	}
 	return out, nil
-}
-
-func startControllerNode(c *Cluster, id int32, ctrl *metadata.Controller) (*controllerNode, error) {
-	ctx, cancel := context.WithCancel(c.ctx)
-	n := &controllerNode{id: id, c: c, ctrl: ctrl, log: c.cfg.logger.With("controller", id), ctx: ctx, stop: cancel}
-	n.mu.conns = make(map[net.Conn]struct{})
-	ln, err := c.net.Listen(id, net.JoinHostPort(c.cfg.host, "0"))
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	n.ln = ln
-	n.wg.Add(2)
-	go func() { defer n.wg.Done(); ctrl.Run(ctx) }()
-	go func() { defer n.wg.Done(); n.acceptLoop() }()
-	return n, nil
-}
-
-func (n *controllerNode) addr() string { return n.ln.Addr().String() }
-
-func (n *controllerNode) close() {
-	n.stop()
-	n.ln.Close()
-	n.mu.Lock()
-	for c := range n.mu.conns {
-		c.Close()
-	}
-	n.mu.conns = nil
-	n.mu.Unlock()
-	n.wg.Wait()
 }
 
 func (n *controllerNode) acceptLoop() {
@@ -285,7 +270,7 @@ func (n *controllerNode) handleBrokerHeartbeat(req *kmsg.BrokerHeartbeatRequest)
 	}
 	resp.ErrorCode = errCode(err)
 	resp.IsFenced = fenced
-	resp.IsCaughtUp = req.CurrentMetadataOffset >= n.c.mlog.End()-1
+	resp.IsCaughtUp = req.CurrentMetadataOffset >= n.mlog.End()-1
 	return resp, nil
 }
 
@@ -319,12 +304,15 @@ func (n *controllerNode) handleAlterPartition(req *kmsg.AlterPartitionRequest) (
 	return resp, nil
 }
 
-// controllerClient is a broker's connection to the controller node, dialed
-// through the network package and redialed after any failure.
+// controllerClient is a broker's connection to the active controller,
+// dialed through the network package. It knows every controller's address
+// (Kafka's controller.quorum.bootstrap.servers) and moves on to the next
+// after a failed connection or a NOT_CONTROLLER answer.
 type controllerClient struct {
-	b  *broker
-	mu sync.Mutex
-	cl *wire.Client
+	b      *broker
+	mu     sync.Mutex
+	cl     *wire.Client
+	target int // index into the cluster's controller addresses
 }
 
 var errNoController = errors.New("kcluster: controller unreachable")
@@ -334,14 +322,42 @@ func (cc *controllerClient) request(ctx context.Context, req kmsg.Request) (kmsg
 }
 
 // requestBuilt builds the request with the client's lock held, so it
-// reflects the broker's state at the moment it is sent.
+// reflects the broker's state at the moment it is sent. It tries each
+// controller at most once.
 func (cc *controllerClient) requestBuilt(ctx context.Context, build func() kmsg.Request) (kmsg.Response, error) {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
-	req := build()
-	node := cc.b.c.ctrlNode
+	addrs := cc.b.c.ctrlAddrs()
+	var last error
+	for range addrs {
+		resp, err := cc.tryLocked(ctx, addrs, build())
+		if err == nil && !notController(resp) {
+			return resp, nil
+		}
+		if err == nil {
+			last = kerr.NotController
+		} else {
+			last = err
+		}
+		if cc.cl != nil {
+			cc.cl.Close()
+			cc.cl = nil
+		}
+		cc.target = (cc.target + 1) % len(addrs)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if errors.Is(last, kerr.NotController) {
+		return nil, fmt.Errorf("%w: no active controller", errNoController)
+	}
+	return nil, last
+}
+
+func (cc *controllerClient) tryLocked(ctx context.Context, addrs []ctrlAddr, req kmsg.Request) (kmsg.Response, error) {
 	if cc.cl == nil {
-		conn, err := cc.b.c.net.Dial(ctx, cc.b.id, node.id, node.addr())
+		a := addrs[cc.target%len(addrs)]
+		conn, err := cc.b.c.net.Dial(ctx, cc.b.id, a.id, a.addr)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", errNoController, err)
 		}
@@ -349,11 +365,60 @@ func (cc *controllerClient) requestBuilt(ctx context.Context, build func() kmsg.
 	}
 	resp, err := cc.cl.Request(ctx, req)
 	if err != nil {
-		cc.cl.Close()
-		cc.cl = nil
 		return nil, fmt.Errorf("%w: %v", errNoController, err)
 	}
 	return resp, nil
+}
+
+// notController reports a response that says the node asked is not the
+// active controller.
+func notController(resp kmsg.Response) bool {
+	nc := kerr.NotController.Code
+	switch r := resp.(type) {
+	case *kmsg.BrokerRegistrationResponse:
+		return r.ErrorCode == nc
+	case *kmsg.BrokerHeartbeatResponse:
+		return r.ErrorCode == nc
+	case *kmsg.AlterPartitionResponse:
+		if r.ErrorCode == nc {
+			return true
+		}
+		for _, t := range r.Topics {
+			for _, p := range t.Partitions {
+				if p.ErrorCode == nc {
+					return true
+				}
+			}
+		}
+	case *kmsg.AllocateProducerIDsResponse:
+		return r.ErrorCode == nc
+	case *kmsg.FetchResponse:
+		return r.ErrorCode == nc
+	case *kmsg.CreateTopicsResponse:
+		for _, t := range r.Topics {
+			if t.ErrorCode == nc {
+				return true
+			}
+		}
+	case *kmsg.DeleteTopicsResponse:
+		for _, t := range r.Topics {
+			if t.ErrorCode == nc {
+				return true
+			}
+		}
+	case *kmsg.DescribeQuorumResponse:
+		if r.ErrorCode == nc {
+			return true
+		}
+		for _, t := range r.Topics {
+			for _, p := range t.Partitions {
+				if p.ErrorCode == kerr.NotLeaderForPartition.Code {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 func (cc *controllerClient) close() {

@@ -22,6 +22,11 @@ const (
 	ISRChanged     EventKind = "ISR changed"     // a partition's committed ISR changed
 	TopicCreated   EventKind = "topic created"
 	TopicDeleted   EventKind = "topic deleted"
+	// ControllerChanged: the active controller changed (Controller -1:
+	// none, while the quorum elects).
+	ControllerChanged EventKind = "controller changed"
+	ControllerUp      EventKind = "controller up"   // started or restarted
+	ControllerDown    EventKind = "controller down" // killed
 )
 
 // Event is one thing that happened in the cluster, with the time it
@@ -35,6 +40,7 @@ type Event struct {
 	Leader      int32   // LeaderChanged
 	LeaderEpoch int32   // LeaderChanged
 	ISR         []int32 // ISRChanged
+	Controller  int32   // controller events: the node id
 }
 
 // String renders the event on one line.
@@ -45,6 +51,8 @@ func (e Event) String() string {
 		return fmt.Sprintf("%s %s %d", ts, e.Kind, e.Broker)
 	case LeaderChanged:
 		return fmt.Sprintf("%s %s/%d leader %d epoch %d", ts, e.Topic, e.Partition, e.Leader, e.LeaderEpoch)
+	case ControllerChanged, ControllerUp, ControllerDown:
+		return fmt.Sprintf("%s %s %d", ts, e.Kind, e.Controller)
 	case ISRChanged:
 		return fmt.Sprintf("%s %s/%d ISR %v", ts, e.Topic, e.Partition, e.ISR)
 	}
@@ -56,6 +64,12 @@ type eventLog struct {
 	mu     sync.Mutex
 	events []Event
 	names  map[metadata.TopicID]string // for TopicDeleted events
+	// applied is the last metadata offset turned into events: every
+	// controller of a quorum applies every record, and each record makes
+	// its events once.
+	applied int64
+	// controller is the active controller last recorded.
+	controller int32
 }
 
 // record appends an event, stamping it under the lock so the log is in
@@ -77,10 +91,18 @@ func (c *Cluster) Events() []Event {
 }
 
 // onMetadata turns committed metadata records into events and wakes
-// WaitFor. It runs with the controller's lock held.
-func (c *Cluster) onMetadata(recs []metadata.Record, st *metadata.State) {
-	for _, r := range recs {
-		switch r := r.(type) {
+// WaitFor. It runs with a controller's lock held.
+func (c *Cluster) onMetadata(es []metadata.Entry, st *metadata.State) {
+	c.evlog.mu.Lock()
+	for len(es) > 0 && es[0].Offset <= c.evlog.applied {
+		es = es[1:]
+	}
+	if len(es) > 0 {
+		c.evlog.applied = es[len(es)-1].Offset
+	}
+	c.evlog.mu.Unlock()
+	for _, e := range es {
+		switch r := e.Record.(type) {
 		case *metadata.FenceBroker:
 			k := BrokerUnfenced
 			if r.Fenced {

@@ -53,7 +53,7 @@ func (c *Cluster) StopBroker(id int32) error {
 	}
 	// Let the other live brokers learn the new leaders before this one
 	// goes, so clients are redirected rather than refused.
-	end := c.mlog.End() - 1
+	end := c.metadataEnd()
 	for _, o := range c.running() {
 		if o != b {
 			o.waitMetadata(ctx, end)
@@ -115,10 +115,6 @@ func (c *Cluster) RestartBroker(id int32) error {
 // id off from clients but not from other nodes.
 const Client int32 = network.Client
 
-// Controller returns the node id of the active controller (the in-memory mode has
-// one controller node, outside the broker ids), for use in Cut and
-// Partition.
-func (c *Cluster) Controller() int32 { return controllerNodeID }
 
 // Cut breaks the link between nodes a and b (broker ids, Controller(), or
 // Client) in both directions, as a network partition would look to Kafka
@@ -196,13 +192,13 @@ func (c *Cluster) trackHeal(h func()) func() {
 	return heal
 }
 
-// nodeIDs returns every node id: brokers 1..n and the controller.
+// nodeIDs returns every node id: brokers 1..n and the controllers.
 func (c *Cluster) nodeIDs() []int32 {
-	ids := make([]int32, 0, len(c.ports)+1)
+	ids := make([]int32, 0, len(c.ports)+c.numControllers())
 	for i := range c.ports {
 		ids = append(ids, int32(i+1))
 	}
-	return append(ids, controllerNodeID)
+	return append(ids, c.ControllerIDs()...)
 }
 
 // SlowLink adds d of latency to the link between a and b (broker ids,

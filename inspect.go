@@ -43,7 +43,7 @@ func (c *Cluster) PartitionState(topic string, partition int32) (PartitionState,
 		LogEndOffsets: map[int32]int64{}, HighWatermarks: map[int32]int64{}}
 	var found bool
 	var tid [16]byte
-	c.ctrl.State(func(s *metadata.State) {
+	c.viewState(func(s *metadata.State) {
 		t := s.Topics[topic]
 		if t == nil || partition < 0 || int(partition) >= len(t.Partitions) {
 			return
@@ -152,9 +152,9 @@ func HighWatermarkAtLeast(topic string, partition int32, offset int64) Condition
 // metadataSettled reports whether every running, unfenced broker has
 // replayed the whole metadata log (a fenced one may be cut off from it).
 func (c *Cluster) metadataSettled() bool {
-	end := c.mlog.End() - 1
+	end := c.metadataEnd()
 	fenced := map[int32]bool{}
-	c.ctrl.State(func(s *metadata.State) {
+	c.viewState(func(s *metadata.State) {
 		for id, b := range s.Brokers {
 			fenced[id] = b.Fenced
 		}
@@ -181,7 +181,7 @@ func (c *Cluster) String() string {
 	var sb strings.Builder
 	var topics []string
 	fenced := map[int32]bool{}
-	c.ctrl.State(func(s *metadata.State) {
+	c.viewState(func(s *metadata.State) {
 		topics = s.TopicNames()
 		for id, b := range s.Brokers {
 			fenced[id] = b.Fenced
@@ -191,7 +191,7 @@ func (c *Cluster) String() string {
 	for _, b := range c.running() {
 		running[b.id] = true
 	}
-	fmt.Fprintf(&sb, "kcluster %s: controller %d, metadata log end %d\n", c.cfg.clusterID, controllerNodeID, c.mlog.End())
+	fmt.Fprintf(&sb, "kcluster %s: controller %d, metadata log end %d\n", c.cfg.clusterID, c.Controller(), c.metadataEnd()+1)
 	for i := range c.ports {
 		id := int32(i + 1)
 		state := "running"
@@ -236,7 +236,7 @@ type BrokerState struct {
 // Brokers returns every broker's state, in id order.
 func (c *Cluster) Brokers() []BrokerState {
 	fenced := map[int32]bool{}
-	c.ctrl.State(func(s *metadata.State) {
+	c.viewState(func(s *metadata.State) {
 		for id, b := range s.Brokers {
 			fenced[id] = b.Fenced
 		}
@@ -258,6 +258,6 @@ func (c *Cluster) Brokers() []BrokerState {
 // Topics returns the names of the topics in the committed metadata, sorted.
 func (c *Cluster) Topics() []string {
 	var names []string
-	c.ctrl.State(func(s *metadata.State) { names = s.TopicNames() })
+	c.viewState(func(s *metadata.State) { names = s.TopicNames() })
 	return names
 }

@@ -19,7 +19,8 @@ type optionFunc func(*config)
 func (f optionFunc) apply(c *config) { f(c) }
 
 type config struct {
-	brokers    int
+	brokers     int
+	controllers int // 0: the in-memory mode; n: a Raft quorum of n
 	host       string // listen host
 	ports      []int
 	advertised string
@@ -53,6 +54,7 @@ type brokerConfig struct {
 	autoRebalance       bool          // auto.leader.rebalance.enable
 	imbalanceCheck      time.Duration // leader.imbalance.check.interval.seconds
 	hwCheckpoint        time.Duration // replica.high.watermark.checkpoint.interval.ms
+	electionTimeout     time.Duration // controller.quorum.election.timeout.ms
 }
 
 func defaultConfig() config {
@@ -110,6 +112,17 @@ var brokerConfigDefs = map[string]struct {
 	}},
 	// Test-friendly: Kafka's default is 5000.
 	"replica.high.watermark.checkpoint.interval.ms": {"500", func(b *brokerConfig, v string) error { return parseMillis(&b.hwCheckpoint, v) }},
+	// Kafka 1000. Raft ticks every tenth of it; a follower that hears no
+	// leader for one to two timeouts starts an election.
+	"controller.quorum.election.timeout.ms": {"100", func(b *brokerConfig, v string) error {
+		if err := parseMillis(&b.electionTimeout, v); err != nil {
+			return err
+		}
+		if b.electionTimeout < 10*time.Millisecond {
+			return fmt.Errorf("must be at least 10")
+		}
+		return nil
+	}},
 }
 
 func parseInt32(dst *int32, v string, min int64) error {
@@ -154,6 +167,13 @@ func parseMillis(dst *time.Duration, v string) error {
 func (c *config) validate() error {
 	if c.brokers < 1 || c.brokers >= int(controllerNodeID) {
 		return fmt.Errorf("kcluster: Brokers(%d): need 1 to %d brokers", c.brokers, controllerNodeID-1)
+	}
+	if c.controllers < 0 || c.controllers > 99 {
+		return fmt.Errorf("kcluster: Controllers(%d): need 1 to 99 controllers", c.controllers)
+	}
+	if c.dir != "" && c.controllers == 0 {
+		// Metadata on disk needs a durable log: a quorum of one.
+		c.controllers = 1
 	}
 	if len(c.ports) > 0 && len(c.ports) != c.brokers {
 		return fmt.Errorf("kcluster: Ports: %d ports for %d brokers", len(c.ports), c.brokers)
@@ -212,8 +232,21 @@ func Ports(ports ...int) Option {
 // listen host). Some clients expect "localhost".
 func AdvertisedHost(host string) Option { return optionFunc(func(c *config) { c.advertised = host }) }
 
+// Controllers runs the metadata log as a Raft quorum of n dedicated
+// controller nodes (KRaft's design; ids 1000, 1001, ...), each with its own
+// copy of the log in the cluster's storage. The active controller is the
+// Raft leader; the others are standbys that replay every record and take
+// over when it dies. The default, 0, is the in-memory mode: one controller
+// node with the log in memory, the fastest to start. Controllers always run
+// as separate nodes from brokers (Kafka's process.roles=controller), so
+// killing a broker never takes a controller with it.
+func Controllers(n int) Option { return optionFunc(func(c *config) { c.controllers = n }) }
+
 // Dir stores every broker's data on disk under path (one directory per
-// broker). The default, "", keeps everything in memory.
+// broker, one per controller). The default, "", keeps everything in
+// memory. With Dir the metadata log is stored too (a quorum of one
+// controller unless Controllers says more), so New on the same path brings
+// back the same cluster: its id, topics, leaders, epochs and data.
 func Dir(path string) Option { return optionFunc(func(c *config) { c.dir = path }) }
 
 // FS stores every broker's data in fs under Dir (default: the OS file

@@ -3,6 +3,7 @@ package metadata
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -15,6 +16,13 @@ import (
 // change against its own State (built from the same log) and appends the
 // records that make it. Proposals are serialized by mu, so validation and
 // append are atomic with respect to each other.
+//
+// The state is a function of the committed log alone: records reach it by
+// the proposer catching up to what it appended, or by Run's applier for
+// records other nodes committed (a standby in the quorum mode replays the
+// active controller's records as they commit, so it takes over without
+// reloading). On a log that implements Leader only the leader's controller
+// is active; the others answer NOT_CONTROLLER.
 type Controller struct {
 	log       Log
 	clusterID string
@@ -27,6 +35,9 @@ type Controller struct {
 		// lastBeat is when each broker last heartbeated; it is the
 		// controller's memory, not metadata (as Kafka's).
 		lastBeat map[int32]time.Time
+		// active is whether the expiry loop last found this controller
+		// active; on becoming active every session restarts.
+		active bool
 	}
 }
 
@@ -38,11 +49,11 @@ type ControllerConfig struct {
 	AutoLeaderRebalance  bool          // auto.leader.rebalance.enable
 	LeaderImbalanceCheck time.Duration // leader.imbalance.check.interval.seconds
 	Now                  func() time.Time
-	// OnChange, if set, is called after every committed change with the
-	// records it committed and the state after them (with the
-	// controller's lock held: it must not call back into the controller
-	// nor keep the state).
-	OnChange func(recs []Record, st *State)
+	// OnChange, if set, is called after records are applied to the
+	// controller's state, with the entries and the state after them (with
+	// the controller's lock held: it must not call back into the
+	// controller nor keep the state).
+	OnChange func(es []Entry, st *State)
 }
 
 // NewController returns a controller writing to log. It replays whatever
@@ -57,19 +68,107 @@ func NewController(ctx context.Context, log Log, clusterID string, cfg Controlle
 	c := &Controller{log: log, clusterID: clusterID, cfg: cfg}
 	c.mu.state = NewState()
 	c.mu.lastBeat = make(map[int32]time.Time)
-	for off := int64(0); off < log.End(); {
-		es, err := log.Read(ctx, off, 1024)
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range es {
-			if err := c.mu.state.Apply(e.Offset, e.Record); err != nil {
-				return nil, err
-			}
-			off = e.Offset + 1
-		}
+	// A sole controller is active from the start; one of a quorum
+	// becomes active when it leads.
+	_, shared := log.(Leader)
+	c.mu.active = !shared
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.applyThroughLocked(ctx, log.End()-1); err != nil {
+		return nil, err
 	}
 	return c, nil
+}
+
+// ErrNotController is returned by a controller's proposals on a node that
+// is not the active controller (Kafka's NOT_CONTROLLER).
+var ErrNotController = kerr.NotController
+
+// Leader is implemented by logs that several nodes share but only one
+// appends to (RaftLog). A controller on a log without it is always active.
+type Leader interface {
+	// Leading reports whether this node may append and has every
+	// committed record.
+	Leading() bool
+}
+
+// Active reports whether this controller is the one that may change
+// metadata.
+func (c *Controller) Active() bool {
+	if l, ok := c.log.(Leader); ok {
+		return l.Leading()
+	}
+	return true
+}
+
+// lockActive takes mu for a proposal: the controller must be active, and
+// its state is brought up to every committed record first, so validation
+// sees what a previous active controller wrote.
+func (c *Controller) lockActive(ctx context.Context) error {
+	c.mu.Lock()
+	if !c.Active() {
+		c.mu.Unlock()
+		return ErrNotController
+	}
+	if err := c.applyThroughLocked(ctx, c.log.End()-1); err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// applyThroughLocked applies committed records to the state up to offset
+// last (which must be committed).
+func (c *Controller) applyThroughLocked(ctx context.Context, last int64) error {
+	for c.mu.state.Offset < last {
+		es, err := c.log.Read(ctx, c.mu.state.Offset+1, 4096)
+		if err != nil {
+			return err
+		}
+		if err := c.applyLocked(es); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyLocked applies the entries not yet applied.
+func (c *Controller) applyLocked(es []Entry) error {
+	for len(es) > 0 && es[0].Offset <= c.mu.state.Offset {
+		es = es[1:]
+	}
+	if len(es) == 0 {
+		return nil
+	}
+	for _, e := range es {
+		if err := c.mu.state.Apply(e.Offset, e.Record); err != nil {
+			return fmt.Errorf("metadata: controller state diverged from its log: %w", err)
+		}
+	}
+	if c.cfg.OnChange != nil {
+		c.cfg.OnChange(es, c.mu.state)
+	}
+	return nil
+}
+
+// applier applies records committed by others (or by this controller
+// without its lock held) until ctx ends or the log closes.
+func (c *Controller) applier(ctx context.Context) {
+	for {
+		c.mu.Lock()
+		next := c.mu.state.Offset + 1
+		c.mu.Unlock()
+		es, err := c.log.Read(ctx, next, 4096)
+		if err != nil {
+			return
+		}
+		c.mu.Lock()
+		err = c.applyLocked(es)
+		c.mu.Unlock()
+		if err != nil {
+			panic(err)
+		}
+	}
 }
 
 // ClusterID returns the cluster's id.
@@ -78,28 +177,26 @@ func (c *Controller) ClusterID() string { return c.clusterID }
 // Log returns the log the controller writes.
 func (c *Controller) Log() Log { return c.log }
 
-// proposeLocked appends records and applies them to the controller's state.
+// proposeLocked appends records and returns once they are committed and
+// applied to the controller's state. On a Raft log a lost leadership is
+// ErrNotController.
 func (c *Controller) proposeLocked(ctx context.Context, recs ...Record) error {
 	last, err := c.log.Append(ctx, recs...)
+	if errors.Is(err, ErrNotLeader) {
+		return ErrNotController
+	}
 	if err != nil {
 		return err
 	}
-	first := last - int64(len(recs)) + 1
-	for i, r := range recs {
-		if err := c.mu.state.Apply(first+int64(i), r); err != nil {
-			panic(fmt.Sprintf("metadata: controller state diverged from its log: %v", err))
-		}
-	}
-	if c.cfg.OnChange != nil {
-		c.cfg.OnChange(recs, c.mu.state)
-	}
-	return nil
+	return c.applyThroughLocked(ctx, last)
 }
 
 // RegisterBroker registers (or re-registers) a broker and returns its new
 // epoch. A new registration starts unfenced in the single-node log.
 func (c *Controller) RegisterBroker(ctx context.Context, r RegisterBroker) (int64, error) {
-	c.mu.Lock()
+	if err := c.lockActive(ctx); err != nil {
+		return 0, err
+	}
 	defer c.mu.Unlock()
 	if old := c.mu.state.Brokers[r.ID]; old != nil {
 		r.Epoch = old.Epoch + 1
@@ -148,7 +245,9 @@ func ValidTopicName(name string) bool {
 // returns the new topic's id. Errors are *kerr.Error values with Kafka's
 // codes. validateOnly checks without writing.
 func (c *Controller) CreateTopic(ctx context.Context, spec TopicSpec, validateOnly bool) (TopicID, error) {
-	c.mu.Lock()
+	if err := c.lockActive(ctx); err != nil {
+		return TopicID{}, err
+	}
 	defer c.mu.Unlock()
 	st := c.mu.state
 	if !ValidTopicName(spec.Name) {
@@ -226,7 +325,9 @@ func (c *Controller) CreateTopic(ctx context.Context, spec TopicSpec, validateOn
 
 // DeleteTopic deletes a topic by name (or by id when name is empty).
 func (c *Controller) DeleteTopic(ctx context.Context, name string, id TopicID) (TopicID, error) {
-	c.mu.Lock()
+	if err := c.lockActive(ctx); err != nil {
+		return TopicID{}, err
+	}
 	defer c.mu.Unlock()
 	var t *Topic
 	if name != "" {
@@ -250,7 +351,9 @@ func (c *Controller) DeleteTopic(ctx context.Context, name string, id TopicID) (
 // the partition epoch the caller saw (Kafka's AlterPartition rule): a stale
 // epoch gets INVALID_UPDATE_VERSION... returned as *kerr.Error.
 func (c *Controller) ChangePartition(ctx context.Context, ch PartitionChange, partitionEpoch int32) error {
-	c.mu.Lock()
+	if err := c.lockActive(ctx); err != nil {
+		return err
+	}
 	defer c.mu.Unlock()
 	p := c.mu.state.Partition(ch.TopicID, ch.Partition)
 	if p == nil {
@@ -272,7 +375,9 @@ func (c *Controller) State(fn func(*State)) {
 // AllocateProducerIDs reserves n producer ids for broker and returns the
 // first (Kafka's AllocateProducerIds).
 func (c *Controller) AllocateProducerIDs(ctx context.Context, broker int32, n int64) (int64, error) {
-	c.mu.Lock()
+	if err := c.lockActive(ctx); err != nil {
+		return 0, err
+	}
 	defer c.mu.Unlock()
 	first := c.mu.state.NextProducerID
 	if err := c.proposeLocked(ctx, &ProducerIDs{Broker: broker, First: first, Size: n}); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -23,7 +24,9 @@ var ErrStaleBrokerEpoch = kerr.StaleBrokerEpoch
 // broker is unfenced by its heartbeat. It returns whether the broker is
 // fenced after the call.
 func (c *Controller) Heartbeat(ctx context.Context, id int32, epoch int64) (bool, error) {
-	c.mu.Lock()
+	if err := c.lockActive(ctx); err != nil {
+		return true, err
+	}
 	defer c.mu.Unlock()
 	b := c.mu.state.Brokers[id]
 	if b == nil || b.Epoch != epoch {
@@ -41,9 +44,14 @@ func (c *Controller) Heartbeat(ctx context.Context, id int32, epoch int64) (bool
 	return false, nil
 }
 
-// Run fences brokers whose sessions expire and moves leadership back to
-// preferred replicas, until ctx ends.
+// Run applies records other nodes commit and, while this controller is
+// active, fences brokers whose sessions expire and moves leadership back
+// to preferred replicas, until ctx ends.
 func (c *Controller) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); c.applier(ctx) }()
+	defer wg.Wait()
 	// Sessions are checked eight times per timeout, so a dead broker is
 	// fenced at most an eighth of the timeout late.
 	tick := c.cfg.SessionTimeout / 8
@@ -68,9 +76,23 @@ func (c *Controller) Run(ctx context.Context) {
 }
 
 func (c *Controller) expireSessions(ctx context.Context) {
-	c.mu.Lock()
+	if err := c.lockActive(ctx); err != nil {
+		c.mu.Lock()
+		c.mu.active = false
+		c.mu.Unlock()
+		return
+	}
 	defer c.mu.Unlock()
 	now := c.cfg.Now()
+	if !c.mu.active {
+		// A controller that just became active has heard no heartbeat:
+		// every session starts now (as a new KRaft controller does).
+		c.mu.active = true
+		for id := range c.mu.state.Brokers {
+			c.mu.lastBeat[id] = now
+		}
+		return
+	}
 	for _, id := range c.mu.state.BrokerIDs() {
 		b := c.mu.state.Brokers[id]
 		if b.Fenced || now.Sub(c.mu.lastBeat[id]) < c.cfg.SessionTimeout {
@@ -84,7 +106,9 @@ func (c *Controller) expireSessions(ctx context.Context) {
 // controlled-shutdown path (the broker asked to stop) and the session
 // expiry path share it.
 func (c *Controller) FenceBroker(ctx context.Context, id int32) error {
-	c.mu.Lock()
+	if err := c.lockActive(ctx); err != nil {
+		return err
+	}
 	defer c.mu.Unlock()
 	b := c.mu.state.Brokers[id]
 	if b == nil {
@@ -99,7 +123,9 @@ func (c *Controller) FenceBroker(ctx context.Context, id int32) error {
 // FenceBrokerAt is FenceBroker for a broker's own request: its epoch must
 // be its current registration's.
 func (c *Controller) FenceBrokerAt(ctx context.Context, id int32, epoch int64) error {
-	c.mu.Lock()
+	if err := c.lockActive(ctx); err != nil {
+		return err
+	}
 	defer c.mu.Unlock()
 	b := c.mu.state.Brokers[id]
 	if b == nil || b.Epoch != epoch {
@@ -195,7 +221,9 @@ func (c *Controller) electOnUnfenceLocked(id int32) []Record {
 // rebalanceLeaders moves leadership to each partition's preferred replica
 // (the first) when it is live and in the ISR (auto.leader.rebalance.enable).
 func (c *Controller) rebalanceLeaders(ctx context.Context) {
-	c.mu.Lock()
+	if c.lockActive(ctx) != nil {
+		return
+	}
 	defer c.mu.Unlock()
 	var recs []Record
 	st := c.mu.state
@@ -218,7 +246,9 @@ func (c *Controller) rebalanceLeaders(ctx context.Context) {
 // request must come from the current leader at the current leader epoch and
 // partition epoch, and the new ISR may only hold live replicas.
 func (c *Controller) AlterPartition(ctx context.Context, id TopicID, part, leader, leaderEpoch, partitionEpoch int32, isr []int32) error {
-	c.mu.Lock()
+	if err := c.lockActive(ctx); err != nil {
+		return err
+	}
 	defer c.mu.Unlock()
 	p := c.mu.state.Partition(id, part)
 	if p == nil {

@@ -1,0 +1,488 @@
+package kcluster
+
+// Controller nodes and the metadata quorum: starting, killing and
+// restarting controllers, the Raft transport between them (over the
+// network package, so cuts apply), and the gauges (Controller,
+// MetadataOffsets).
+//
+// Each controller has two listeners: the Kafka protocol one brokers use,
+// and one for Raft messages from the other controllers, framed as a 4-byte
+// length and the message's protobuf encoding. Senders never block Raft:
+// each peer has a queue and a goroutine that dials and writes; a full queue
+// or a failed link drops messages (Raft retransmits) and reports the peer
+// unreachable.
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/kcluster/kcluster/metadata"
+)
+
+// Errors returned by the controller levers.
+var (
+	// ErrUnknownController is returned by KillController and
+	// RestartController for an id that is not a controller's.
+	ErrUnknownController = errors.New("kcluster: unknown controller id")
+	// ErrControllerDown is returned by KillController for a controller
+	// that is not running.
+	ErrControllerDown = errors.New("kcluster: controller is not running")
+	// ErrControllerUp is returned by RestartController for a controller
+	// that is running.
+	ErrControllerUp = errors.New("kcluster: controller is running")
+)
+
+// maxRaftFrame bounds one Raft message on the wire.
+const maxRaftFrame = 64 << 20
+
+type raftPeer struct {
+	id   int32
+	addr string
+	ch   chan []byte
+}
+
+// ctrlAddr is a controller's Kafka address.
+type ctrlAddr struct {
+	id   int32
+	addr string
+}
+
+// quorum reports whether the metadata log is a Raft quorum.
+func (c *Cluster) quorum() bool { return c.cfg.controllers > 0 }
+
+// numControllers is the number of controller nodes.
+func (c *Cluster) numControllers() int { return max(c.cfg.controllers, 1) }
+
+// ctrlAddrs returns every controller's Kafka address, in id order. Ports
+// are fixed when each controller first starts.
+func (c *Cluster) ctrlAddrs() []ctrlAddr {
+	out := make([]ctrlAddr, c.numControllers())
+	for i := range out {
+		out[i] = ctrlAddr{controllerNodeID + int32(i), net.JoinHostPort(c.cfg.host, strconv.Itoa(c.ctrlPorts[i]))}
+	}
+	return out
+}
+
+// startController starts controller i (id controllerNodeID+i) on its
+// storage; its ports are picked at the first start and kept after.
+func (c *Cluster) startController(i int) (*controllerNode, error) {
+	id := controllerNodeID + int32(i)
+	ctx, cancel := context.WithCancel(c.ctx)
+	n := &controllerNode{id: id, c: c, log: c.cfg.logger.With("controller", id), ctx: ctx, stop: cancel}
+	n.mu.conns = make(map[net.Conn]struct{})
+	fail := func(err error) (*controllerNode, error) {
+		n.kill()
+		return nil, fmt.Errorf("kcluster: starting controller %d: %w", id, err)
+	}
+	ln, err := c.net.Listen(id, net.JoinHostPort(c.cfg.host, strconv.Itoa(c.ctrlPorts[i])))
+	if err != nil {
+		return fail(err)
+	}
+	n.ln = ln
+	c.ctrlPorts[i] = ln.Addr().(*net.TCPAddr).Port
+	clusterID := c.cfg.clusterID
+	if c.quorum() {
+		if n.rln, err = c.net.Listen(id, net.JoinHostPort(c.cfg.host, strconv.Itoa(c.raftPorts[i]))); err != nil {
+			return fail(err)
+		}
+		c.raftPorts[i] = n.rln.Addr().(*net.TCPAddr).Port
+		voters := make([]uint64, c.cfg.controllers)
+		n.peers = make(map[uint64]*raftPeer)
+		for j := range voters {
+			vid := controllerNodeID + int32(j)
+			voters[j] = uint64(vid)
+			if vid != id {
+				n.peers[uint64(vid)] = &raftPeer{id: vid, ch: make(chan []byte, 256)}
+			}
+		}
+		dir := "controller-" + strconv.Itoa(int(id))
+		if c.cfg.dir != "" {
+			dir = c.cfg.fs.PathJoin(c.cfg.dir, dir)
+		}
+		et := c.cfg.broker.electionTimeout
+		rl, err := metadata.OpenRaftLog(metadata.RaftConfig{
+			ID: uint64(id), Voters: voters, FS: c.cfg.fs, Dir: dir,
+			ClusterID: c.cfg.clusterID, DefaultClusterID: c.newClusterID,
+			Tick: et / 10, ElectionTicks: 10,
+			Send: n.send, OnStatus: c.onControllerStatus, Logger: n.log,
+		})
+		if err != nil {
+			return fail(err)
+		}
+		n.raft, n.mlog = rl, rl
+		clusterID = rl.ClusterID()
+	} else {
+		n.mlog = c.memLog
+		if clusterID == "" {
+			clusterID = c.newClusterID
+		}
+	}
+	ctrl, err := metadata.NewController(ctx, n.mlog, clusterID, metadata.ControllerConfig{
+		SessionTimeout:       c.cfg.broker.sessionTimeout,
+		UncleanElection:      c.cfg.broker.uncleanElection,
+		AutoLeaderRebalance:  c.cfg.broker.autoRebalance,
+		LeaderImbalanceCheck: c.cfg.broker.imbalanceCheck,
+		OnChange:             c.onMetadata,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	n.ctrl = ctrl
+	n.wg.Add(2)
+	go func() { defer n.wg.Done(); ctrl.Run(ctx) }()
+	go func() { defer n.wg.Done(); n.acceptLoop() }()
+	if n.raft != nil {
+		n.wg.Add(2 + len(n.peers))
+		go func() { defer n.wg.Done(); n.raft.Run(ctx) }()
+		go func() { defer n.wg.Done(); n.raftAcceptLoop() }()
+		for _, p := range n.peers {
+			p.addr = net.JoinHostPort(c.cfg.host, strconv.Itoa(c.raftPorts[p.id-controllerNodeID]))
+			go func() { defer n.wg.Done(); n.sendLoop(p) }()
+		}
+	}
+	return n, nil
+}
+
+// kill stops the node at once: listeners, connections and goroutines. Its
+// storage stays for a restart.
+func (n *controllerNode) kill() {
+	n.stop()
+	if n.ln != nil {
+		n.ln.Close()
+	}
+	if n.rln != nil {
+		n.rln.Close()
+	}
+	n.c.net.CloseNode(n.id)
+	n.mu.Lock()
+	for c := range n.mu.conns {
+		c.Close()
+	}
+	n.mu.conns = nil
+	n.mu.Unlock()
+	if n.raft != nil {
+		n.raft.Close()
+	}
+	n.wg.Wait()
+	if n.raft != nil {
+		if err := n.raft.CloseStorage(); err != nil {
+			n.log.Error("closing raft storage", "err", err)
+		}
+	}
+}
+
+// send queues a Raft message for a peer; a full queue drops it.
+func (n *controllerNode) send(to uint64, msg []byte) {
+	p := n.peers[to]
+	if p == nil {
+		return
+	}
+	select {
+	case p.ch <- msg:
+	default:
+	}
+}
+
+// sendLoop writes a peer's queued messages, dialing as needed.
+func (n *controllerNode) sendLoop(p *raftPeer) {
+	var conn net.Conn
+	var bw *bufio.Writer
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
+	timeout := n.c.cfg.broker.electionTimeout
+	var hdr [4]byte
+	for {
+		var msg []byte
+		select {
+		case <-n.ctx.Done():
+			return
+		case msg = <-p.ch:
+		}
+		if conn == nil {
+			dctx, cancel := context.WithTimeout(n.ctx, timeout)
+			c, err := n.c.net.Dial(dctx, n.id, p.id, p.addr)
+			cancel()
+			if err != nil {
+				n.raft.ReportUnreachable(uint64(p.id))
+				continue
+			}
+			conn, bw = c, bufio.NewWriterSize(c, 64<<10)
+		}
+		conn.SetWriteDeadline(time.Now().Add(timeout))
+		var err error
+		for msg != nil && err == nil {
+			binary.BigEndian.PutUint32(hdr[:], uint32(len(msg)))
+			if _, err = bw.Write(hdr[:]); err == nil {
+				_, err = bw.Write(msg)
+			}
+			select {
+			case msg = <-p.ch:
+			default:
+				msg = nil
+			}
+		}
+		if err == nil {
+			err = bw.Flush()
+		}
+		if err != nil {
+			conn.Close()
+			conn = nil
+			n.raft.ReportUnreachable(uint64(p.id))
+		}
+	}
+}
+
+func (n *controllerNode) raftAcceptLoop() {
+	for {
+		conn, err := n.rln.Accept()
+		if err != nil {
+			return
+		}
+		if !n.track(conn) {
+			return
+		}
+		go func() {
+			defer n.wg.Done()
+			defer n.untrack(conn)
+			br := bufio.NewReaderSize(conn, 64<<10)
+			var hdr [4]byte
+			for {
+				if _, err := io.ReadFull(br, hdr[:]); err != nil {
+					return
+				}
+				size := binary.BigEndian.Uint32(hdr[:])
+				if size > maxRaftFrame {
+					n.log.Warn("raft frame too large; closing connection", "size", size, "remote", conn.RemoteAddr())
+					return
+				}
+				msg := make([]byte, size)
+				if _, err := io.ReadFull(br, msg); err != nil {
+					return
+				}
+				if err := n.raft.Step(msg); err != nil {
+					n.log.Warn("bad raft message; closing connection", "err", err, "remote", conn.RemoteAddr())
+					return
+				}
+			}
+		}()
+	}
+}
+
+// track registers an accepted connection (and a goroutine for it); false
+// once the node is stopping, with the connection closed.
+func (n *controllerNode) track(conn net.Conn) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.mu.conns == nil {
+		conn.Close()
+		return false
+	}
+	n.mu.conns[conn] = struct{}{}
+	n.wg.Add(1)
+	return true
+}
+
+func (n *controllerNode) untrack(conn net.Conn) {
+	conn.Close()
+	n.mu.Lock()
+	delete(n.mu.conns, conn)
+	n.mu.Unlock()
+}
+
+// controllers returns the running controller nodes.
+func (c *Cluster) controllers() []*controllerNode {
+	c.ctrls.Lock()
+	defer c.ctrls.Unlock()
+	var out []*controllerNode
+	for _, n := range c.ctrls.nodes {
+		if n != nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// activeController returns the running controller that may change
+// metadata, or nil. Right after a partition two may believe they lead for
+// an election timeout; the one with the higher Raft term is the real one.
+func (c *Cluster) activeController() *controllerNode {
+	var best *controllerNode
+	var bestTerm uint64
+	for _, n := range c.controllers() {
+		if !n.ctrl.Active() {
+			continue
+		}
+		var term uint64
+		if n.raft != nil {
+			term = n.raft.Status().Term
+		}
+		if best == nil || term > bestTerm {
+			best, bestTerm = n, term
+		}
+	}
+	return best
+}
+
+// viewState runs fn on the freshest metadata state at hand: the active
+// controller's, else any running controller's, else any running broker's.
+func (c *Cluster) viewState(fn func(*metadata.State)) {
+	if n := c.activeController(); n != nil {
+		n.ctrl.State(fn)
+		return
+	}
+	if ns := c.controllers(); len(ns) > 0 {
+		ns[0].ctrl.State(fn)
+		return
+	}
+	if bs := c.running(); len(bs) > 0 {
+		bs[0].mu.RLock()
+		defer bs[0].mu.RUnlock()
+		fn(bs[0].mu.state)
+		return
+	}
+	fn(metadata.NewState())
+}
+
+// metadataEnd returns the offset of the last committed metadata record
+// (-1 before any), as the active controller knows it.
+func (c *Cluster) metadataEnd() int64 {
+	if n := c.activeController(); n != nil {
+		return n.mlog.End() - 1
+	}
+	end := int64(-1)
+	for _, n := range c.controllers() {
+		end = max(end, n.mlog.End()-1)
+	}
+	return end
+}
+
+// Controller returns the node id of the active controller, -1 while there
+// is none (the quorum is electing, has lost its majority, or every
+// controller is down). Controller ids start at 1000 and never collide with
+// broker ids; use them in Cut, Isolate and Partition.
+func (c *Cluster) Controller() int32 {
+	if n := c.activeController(); n != nil {
+		return n.id
+	}
+	return -1
+}
+
+// ControllerIDs returns every controller's node id, in order: one in the
+// in-memory mode, Controllers(n) in the quorum mode.
+func (c *Cluster) ControllerIDs() []int32 {
+	ids := make([]int32, c.numControllers())
+	for i := range ids {
+		ids[i] = controllerNodeID + int32(i)
+	}
+	return ids
+}
+
+// MetadataOffsets returns, for every running node, the offset of the
+// last metadata record it has: for a controller, the last committed record
+// in its copy of the log; for a broker, the last record it has replayed.
+// Once the cluster settles every value is the same.
+func (c *Cluster) MetadataOffsets() map[int32]int64 {
+	out := make(map[int32]int64)
+	for _, n := range c.controllers() {
+		out[n.id] = n.mlog.End() - 1
+	}
+	for _, b := range c.running() {
+		b.mu.RLock()
+		out[b.id] = b.mu.state.Offset
+		b.mu.RUnlock()
+	}
+	return out
+}
+
+// onControllerStatus runs when a Raft node's leader or term changes: it
+// records a ControllerChanged event when the active controller differs
+// from the last one recorded, and wakes WaitFor.
+func (c *Cluster) onControllerStatus() {
+	c.noteController()
+	c.notifyEvent()
+}
+
+func (c *Cluster) noteController() {
+	cur := c.Controller()
+	c.evlog.mu.Lock()
+	changed := cur != c.evlog.controller
+	c.evlog.controller = cur
+	c.evlog.mu.Unlock()
+	if changed {
+		c.record(Event{Kind: ControllerChanged, Controller: cur})
+	}
+}
+
+func (c *Cluster) ctrlIndex(id int32) (int, error) {
+	i := int(id - controllerNodeID)
+	if id < controllerNodeID || i >= c.numControllers() {
+		return 0, fmt.Errorf("%w: %d", ErrUnknownController, id)
+	}
+	return i, nil
+}
+
+// KillController stops controller id abruptly, as a crashed process:
+// its listeners and connections close at once and it stops voting. Its
+// storage stays. Killing the active controller of a quorum makes the
+// others elect a new one (after controller.quorum.election.timeout.ms); in
+// the in-memory mode, or with the quorum's majority down, metadata stops
+// changing (no fencing, no elections, no new topics) while produce and
+// fetch to healthy leaders go on.
+func (c *Cluster) KillController(id int32) error {
+	i, err := c.ctrlIndex(id)
+	if err != nil {
+		return err
+	}
+	c.ctrls.Lock()
+	if c.isClosed() {
+		c.ctrls.Unlock()
+		return ErrClosed
+	}
+	n := c.ctrls.nodes[i]
+	c.ctrls.nodes[i] = nil
+	c.ctrls.Unlock()
+	if n == nil {
+		return fmt.Errorf("%w: %d", ErrControllerDown, id)
+	}
+	n.kill()
+	c.record(Event{Kind: ControllerDown, Controller: id})
+	c.noteController()
+	c.notifyEvent()
+	return nil
+}
+
+// RestartController starts a killed controller again with the same id,
+// ports and storage. It returns once it is listening; in the quorum mode it
+// then catches up with the Raft log (and may be elected).
+func (c *Cluster) RestartController(id int32) error {
+	i, err := c.ctrlIndex(id)
+	if err != nil {
+		return err
+	}
+	c.ctrls.Lock()
+	defer c.ctrls.Unlock()
+	if c.isClosed() {
+		return ErrClosed
+	}
+	if c.ctrls.nodes[i] != nil {
+		return fmt.Errorf("%w: %d", ErrControllerUp, id)
+	}
+	n, err := c.startController(i)
+	if err != nil {
+		return err
+	}
+	c.ctrls.nodes[i] = n
+	c.record(Event{Kind: ControllerUp, Controller: id})
+	c.notifyEvent()
+	return nil
+}
