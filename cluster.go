@@ -103,9 +103,30 @@ func New(opts ...Option) (*Cluster, error) {
 	if !c.quorum() {
 		c.memLog = metadata.NewMemLog()
 	}
+	lns := make([][2]net.Listener, nc)
 	for i := range nc {
-		n, err := c.startController(i)
+		ln, rln, err := c.listenController(i)
 		if err != nil {
+			for _, l := range lns[:i] {
+				l[0].Close()
+				if l[1] != nil {
+					l[1].Close()
+				}
+			}
+			c.Close()
+			return nil, err
+		}
+		lns[i] = [2]net.Listener{ln, rln}
+	}
+	for i := range nc {
+		n, err := c.startController(i, lns[i][0], lns[i][1])
+		if err != nil {
+			for _, l := range lns[i+1:] {
+				l[0].Close()
+				if l[1] != nil {
+					l[1].Close()
+				}
+			}
 			c.Close()
 			return nil, err
 		}

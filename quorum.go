@@ -70,29 +70,44 @@ func (c *Cluster) ctrlAddrs() []ctrlAddr {
 	return out
 }
 
+// listenController binds controller i's listeners: on its ports after
+// the first start, else on free ones, which it then keeps. Every
+// controller of a new quorum listens before any starts, so each knows
+// where its peers are.
+func (c *Cluster) listenController(i int) (ln, rln net.Listener, err error) {
+	id := controllerNodeID + int32(i)
+	if ln, err = c.net.Listen(id, net.JoinHostPort(c.cfg.host, strconv.Itoa(c.ctrlPorts[i]))); err != nil {
+		return nil, nil, fmt.Errorf("kcluster: controller %d: %w", id, err)
+	}
+	if c.ctrlPorts[i] == 0 { // first start only: brokers read it after New
+		c.ctrlPorts[i] = ln.Addr().(*net.TCPAddr).Port
+	}
+	if !c.quorum() {
+		return ln, nil, nil
+	}
+	if rln, err = c.net.Listen(id, net.JoinHostPort(c.cfg.host, strconv.Itoa(c.raftPorts[i]))); err != nil {
+		ln.Close()
+		return nil, nil, fmt.Errorf("kcluster: controller %d: %w", id, err)
+	}
+	if c.raftPorts[i] == 0 {
+		c.raftPorts[i] = rln.Addr().(*net.TCPAddr).Port
+	}
+	return ln, rln, nil
+}
+
 // startController starts controller i (id controllerNodeID+i) on its
-// storage; its ports are picked at the first start and kept after.
-func (c *Cluster) startController(i int) (*controllerNode, error) {
+// storage and the listeners from listenController.
+func (c *Cluster) startController(i int, ln, rln net.Listener) (*controllerNode, error) {
 	id := controllerNodeID + int32(i)
 	ctx, cancel := context.WithCancel(c.ctx)
-	n := &controllerNode{id: id, c: c, log: c.cfg.logger.With("controller", id), ctx: ctx, stop: cancel}
+	n := &controllerNode{id: id, c: c, log: c.cfg.logger.With("controller", id), ctx: ctx, stop: cancel, ln: ln, rln: rln}
 	n.mu.conns = make(map[net.Conn]struct{})
 	fail := func(err error) (*controllerNode, error) {
 		n.kill()
 		return nil, fmt.Errorf("kcluster: starting controller %d: %w", id, err)
 	}
-	ln, err := c.net.Listen(id, net.JoinHostPort(c.cfg.host, strconv.Itoa(c.ctrlPorts[i])))
-	if err != nil {
-		return fail(err)
-	}
-	n.ln = ln
-	c.ctrlPorts[i] = ln.Addr().(*net.TCPAddr).Port
 	clusterID := c.cfg.clusterID
 	if c.quorum() {
-		if n.rln, err = c.net.Listen(id, net.JoinHostPort(c.cfg.host, strconv.Itoa(c.raftPorts[i]))); err != nil {
-			return fail(err)
-		}
-		c.raftPorts[i] = n.rln.Addr().(*net.TCPAddr).Port
 		voters := make([]uint64, c.cfg.controllers)
 		n.peers = make(map[uint64]*raftPeer)
 		for j := range voters {
@@ -477,12 +492,26 @@ func (c *Cluster) RestartController(id int32) error {
 	if c.ctrls.nodes[i] != nil {
 		return fmt.Errorf("%w: %d", ErrControllerUp, id)
 	}
-	n, err := c.startController(i)
+	ln, rln, err := c.listenController(i)
+	if err != nil {
+		return err
+	}
+	n, err := c.startController(i, ln, rln)
 	if err != nil {
 		return err
 	}
 	c.ctrls.nodes[i] = n
 	c.record(Event{Kind: ControllerUp, Controller: id})
 	c.notifyEvent()
+	return nil
+}
+
+// controllerByID returns a running controller, or nil.
+func (c *Cluster) controllerByID(id int32) *controllerNode {
+	for _, n := range c.controllers() {
+		if n.id == id {
+			return n
+		}
+	}
 	return nil
 }
