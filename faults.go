@@ -115,7 +115,6 @@ func (c *Cluster) RestartBroker(id int32) error {
 // id off from clients but not from other nodes.
 const Client int32 = network.Client
 
-
 // Cut breaks the link between nodes a and b (broker ids, Controller(), or
 // Client) in both directions, as a network partition would look to Kafka
 // code: open connections between them are closed (the peer reads EOF or a

@@ -20,16 +20,16 @@ func (f optionFunc) apply(c *config) { f(c) }
 
 type config struct {
 	brokers     int
-	controllers int // 0: the in-memory mode; n: a Raft quorum of n
-	host       string // listen host
-	ports      []int
-	advertised string
-	dir        string
-	fs         vfs.FS
-	logger     *slog.Logger
-	clusterID  string
-	bcfg       map[string]string // broker configs as given
-	broker     brokerConfig      // parsed
+	controllers int    // 0: the in-memory mode; n: a Raft quorum of n
+	host        string // listen host
+	ports       []int
+	advertised  string
+	dir         string
+	fs          vfs.FS
+	logger      *slog.Logger
+	clusterID   string
+	bcfg        map[string]string // broker configs as given
+	broker      brokerConfig      // parsed
 }
 
 // brokerConfig holds the parsed broker configs the brokers use, with
