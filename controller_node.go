@@ -53,7 +53,8 @@ type controllerNode struct {
 
 	mu struct {
 		sync.Mutex
-		conns map[net.Conn]struct{}
+		conns     map[net.Conn]struct{}
+		observers map[int32]observerFetch // brokers' metadata fetches
 	}
 }
 
@@ -98,6 +99,12 @@ func (n *controllerNode) handleMetadataFetch(req *kmsg.FetchRequest) (*kmsg.Fetc
 		return resp, nil
 	}
 	p := req.Topics[0].Partitions[0]
+	n.mu.Lock()
+	if n.mu.observers == nil {
+		n.mu.observers = make(map[int32]observerFetch)
+	}
+	n.mu.observers[req.ReplicaID] = observerFetch{p.FetchOffset, time.Now()}
+	n.mu.Unlock()
 	rt := kmsg.NewFetchResponseTopic()
 	rt.Topic = metadataTopic
 	rp := kmsg.NewFetchResponseTopicPartition()

@@ -315,3 +315,61 @@ func TestControllerLeverErrors(t *testing.T) {
 func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(&tbHandler{t: t, level: slog.LevelInfo})
 }
+
+func describeQuorum(t *testing.T, c *Cluster) kmsg.DescribeQuorumResponseTopicPartition {
+	t.Helper()
+	cl := dial(t, c.Addrs()[0])
+	req := kmsg.NewPtrDescribeQuorumRequest()
+	rt := kmsg.NewDescribeQuorumRequestTopic()
+	rt.Topic = "__cluster_metadata"
+	rt.Partitions = append(rt.Partitions, kmsg.NewDescribeQuorumRequestTopicPartition())
+	req.Topics = append(req.Topics, rt)
+	resp := do[*kmsg.DescribeQuorumResponse](t, cl, req, 2)
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		t.Fatalf("DescribeQuorum: %v", err)
+	}
+	p := resp.Topics[0].Partitions[0]
+	if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+		t.Fatalf("DescribeQuorum partition: %v", err)
+	}
+	if len(resp.Nodes) != len(c.ControllerIDs()) {
+		t.Fatalf("DescribeQuorum v2 nodes: %d, want %d", len(resp.Nodes), len(c.ControllerIDs()))
+	}
+	return p
+}
+
+func TestDescribeQuorum(t *testing.T) {
+	c := Start(t, Brokers(3), Controllers(3))
+	createTopic(t, c, "dq", 1, 3)
+	waitFor(t, c, "every node to hold the whole metadata log", offsetsAgree)
+	p := describeQuorum(t, c)
+	if p.LeaderID != c.Controller() || p.LeaderEpoch < 1 || p.HighWatermark != c.metadataEnd()+1 {
+		t.Fatalf("leader %d epoch %d hw %d; want leader %d, epoch >= 1, hw %d", p.LeaderID, p.LeaderEpoch, p.HighWatermark, c.Controller(), c.metadataEnd()+1)
+	}
+	if len(p.CurrentVoters) != 3 || len(p.Observers) != 3 {
+		t.Fatalf("%d voters, %d observers; want 3 and 3", len(p.CurrentVoters), len(p.Observers))
+	}
+	for _, v := range p.CurrentVoters {
+		if v.LogEndOffset > p.HighWatermark || v.LastFetchTimestamp <= 0 {
+			t.Fatalf("voter %d: log end %d, last fetch %d (hw %d)", v.ReplicaID, v.LogEndOffset, v.LastFetchTimestamp, p.HighWatermark)
+		}
+	}
+	// After a failover the new leader answers, at a higher epoch.
+	old := c.Controller()
+	if err := c.KillController(old); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, "a new active controller", activeOtherThan(old))
+	q := describeQuorum(t, c)
+	if q.LeaderID == old || q.LeaderEpoch <= p.LeaderEpoch {
+		t.Fatalf("after failover: leader %d epoch %d (was %d epoch %d)", q.LeaderID, q.LeaderEpoch, old, p.LeaderEpoch)
+	}
+}
+
+func TestDescribeQuorumInMemory(t *testing.T) {
+	c := Start(t, Brokers(1))
+	p := describeQuorum(t, c)
+	if p.LeaderID != 1000 || len(p.CurrentVoters) != 1 || p.CurrentVoters[0].LogEndOffset != p.HighWatermark {
+		t.Fatalf("in-memory quorum: leader %d voters %+v hw %d", p.LeaderID, p.CurrentVoters, p.HighWatermark)
+	}
+}

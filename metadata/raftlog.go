@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"sort"
 	"sync"
 	"time"
 
@@ -122,7 +123,15 @@ type RaftLog struct {
 		status  RaftStatus
 		pending map[uint64]*proposal
 		seq     uint64
+		// marks maps Raft indexes to record offsets: after the entry at
+		// marks[i].index, the log holds marks[i].end records.
+		marks []indexMark
 	}
+}
+
+type indexMark struct {
+	index uint64
+	end   int64
 }
 
 var (
@@ -522,6 +531,7 @@ func (l *RaftLog) apply(rd raft.Ready) error {
 			l.mu.entries = append(l.mu.entries, Entry{Offset: int64(len(l.mu.entries)), Record: r})
 			grew = true
 		}
+		l.mu.marks = append(l.mu.marks, indexMark{e.GetIndex(), int64(len(l.mu.entries))})
 		if pl.Node == l.cfg.ID {
 			if p := l.mu.pending[pl.Seq]; p != nil {
 				delete(l.mu.pending, pl.Seq)
@@ -641,6 +651,19 @@ func (l *RaftLog) End() int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return int64(len(l.mu.entries))
+}
+
+// RecordsThrough returns how many committed records the Raft log holds
+// through index: the record offset a voter whose log matches the leader's
+// up to index has reached.
+func (l *RaftLog) RecordsThrough(index uint64) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i := sort.Search(len(l.mu.marks), func(i int) bool { return l.mu.marks[i].index > index })
+	if i == 0 {
+		return 0
+	}
+	return l.mu.marks[i-1].end
 }
 
 // Leading implements Leader.
