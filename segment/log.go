@@ -113,6 +113,19 @@ func (s *Store) OpenLog(name string, opts LogOptions) (*Log, error) {
 	return l, nil
 }
 
+// hasKeys reports whether the index has a key in [lo, hi).
+func (l *Log) hasKeys(lo, hi []byte) (bool, error) {
+	it, err := l.s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return false, err
+	}
+	found := it.First()
+	if err := it.Close(); err != nil {
+		return false, err
+	}
+	return found, nil
+}
+
 func (l *Log) open() error {
 	fs := l.s.fs
 	if err := fs.MkdirAll(l.dir, 0o755); err != nil {
@@ -161,7 +174,18 @@ func (l *Log) open() error {
 	if len(l.mu.segs) == 0 {
 		// No data: index entries left by a crash inside TruncateFully
 		// or RemoveLog would point into the segment about to be made.
+		// Range deletions are written only when such entries exist:
+		// every range deletion in the memtable is re-fragmented by each
+		// new iterator, so one per new log would make opening n logs
+		// cost O(n²).
 		for _, k := range []byte{'o', 't'} {
+			stale, err := l.hasKeys(l.prefix(k), l.prefix(k+1))
+			if err != nil {
+				return err
+			}
+			if !stale {
+				continue
+			}
 			if err := l.s.db.DeleteRange(l.prefix(k), l.prefix(k+1), pebble.NoSync); err != nil {
 				return err
 			}
