@@ -32,6 +32,7 @@ func main() {
 func run(args []string) error {
 	fs := flag.NewFlagSet("kcluster", flag.ContinueOnError)
 	brokers := fs.Int("brokers", 3, "number of brokers (ids 1..n)")
+	controllers := fs.Int("controllers", 0, "run the metadata log on a Raft quorum of n controllers (ids 1000..); 0: one in-memory controller")
 	ports := fs.String("ports", "", "comma-separated port per broker (default: free ports)")
 	host := fs.String("host", "127.0.0.1", "host to listen on")
 	adv := fs.String("advertised-host", "", "host advertised to clients (default: -host)")
@@ -49,6 +50,7 @@ func run(args []string) error {
 	}
 	opts := []kcluster.Option{
 		kcluster.Brokers(*brokers),
+		kcluster.Controllers(*controllers),
 		kcluster.ListenHost(*host),
 		kcluster.Logger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))),
 	}
