@@ -6,8 +6,10 @@
 // connects to it. Brokers replicate to each other over TCP: followers fetch
 // from leaders with Kafka's Fetch, the high watermark is the smallest
 // log-end offset in the ISR, and acks=all waits for every ISR member.
-// Metadata is an event-sourced log written by a controller and replayed by
-// every broker, as in KRaft. Storage is segments of record batches with a
+// Metadata is an event-sourced log written by the active controller and
+// replayed by every broker, as in KRaft: one in-memory controller by
+// default, or a Raft quorum of controller nodes with Controllers(n), whose
+// standbys take over when the active one dies. Storage is segments of record batches with a
 // pebble index, all through one pebble vfs.FS: in memory by default, on disk
 // with Dir.
 //
@@ -22,7 +24,11 @@
 //     the number of brokers.
 //  4. Configure brokers with Kafka's own config names through
 //     BrokerConfig, e.g. BrokerConfig("min.insync.replicas", "2").
-//  5. Do not rely on anything surviving Close unless you used Dir.
+//  5. Do not rely on anything surviving Close unless you used Dir; with Dir,
+//     New on the same path brings back the same cluster (id, topics,
+//     leaders' epochs, data).
+//  6. To experiment with controller failover, use Controllers(3) and the
+//     controller levers (KillController, RestartController, Controller).
 //
 // The command cmd/kcluster runs the same cluster as a process for clients in
 // other languages.

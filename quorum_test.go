@@ -373,3 +373,48 @@ func TestDescribeQuorumInMemory(t *testing.T) {
 		t.Fatalf("in-memory quorum: leader %d voters %+v hw %d", p.LeaderID, p.CurrentVoters, p.HighWatermark)
 	}
 }
+
+// Kill the broker that leads several partitions: every one of them gets a
+// new leader from its ISR, and produce to each goes on.
+func TestKillBrokerLeadingSeveralPartitions(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []Option
+	}{{"in-memory", nil}, {"quorum", []Option{Controllers(3)}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Start(t, append([]Option{Brokers(3)}, tc.opts...)...)
+			createTopic(t, c, "many", 6, 3)
+			before := map[int32]PartitionState{}
+			for p := int32(0); p < 6; p++ {
+				before[p] = partState(t, c, "many", p)
+			}
+			victim := before[0].Leader
+			var led []int32
+			for p, st := range before {
+				if st.Leader == victim {
+					led = append(led, p)
+				}
+			}
+			if len(led) < 2 {
+				t.Fatalf("broker %d leads %v; want several", victim, led)
+			}
+			if err := c.KillBroker(victim); err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range led {
+				waitFor(t, c, "a new leader", LeaderElected("many", p, victim))
+				st := partState(t, c, "many", p)
+				if !slices.Contains(before[p].ISR, st.Leader) || st.LeaderEpoch <= before[p].LeaderEpoch {
+					t.Fatalf("partition %d: leader %d epoch %d; before ISR %v epoch %d", p, st.Leader, st.LeaderEpoch, before[p].ISR, before[p].LeaderEpoch)
+				}
+			}
+			for p := int32(0); p < 6; p++ {
+				st := partState(t, c, "many", p)
+				rp := produce(t, nil, c, addrOf(c, st.Leader), "many", p, -1, makeBatch(time.Now().UnixMilli(), "after"))
+				if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
+					t.Fatalf("produce to partition %d on %d: %v", p, st.Leader, err)
+				}
+			}
+		})
+	}
+}
