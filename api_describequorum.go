@@ -57,11 +57,11 @@ func (n *controllerNode) handleDescribeQuorum(req *kmsg.DescribeQuorumRequest) (
 		resp.Topics = append(resp.Topics, rt)
 	}
 	if req.Version >= 2 {
-		for _, a := range n.c.ctrlAddrs() {
+		for i, a := range n.c.ctrlAddrs() {
 			node := kmsg.NewDescribeQuorumResponseNode()
 			node.NodeID = a.id
 			l := kmsg.NewDescribeQuorumResponseNodeListener()
-			l.Name, l.Host, l.Port = "CONTROLLER", n.c.cfg.host, uint16(n.c.ctrlPorts[a.id-controllerNodeID])
+			l.Name, l.Host, l.Port = "CONTROLLER", n.c.cfg.host, uint16(n.c.ctrlPorts[i])
 			node.Listeners = append(node.Listeners, l)
 			resp.Nodes = append(resp.Nodes, node)
 		}

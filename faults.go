@@ -3,6 +3,7 @@ package kcluster
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -27,8 +28,20 @@ func (c *Cluster) KillBroker(id int32) error {
 	c.net.CloseNode(id)
 	b.close(false)
 	c.record(Event{Kind: BrokerDown, Broker: id})
+	c.stopCombinedController(id)
 	c.notifyEvent()
 	return nil
+}
+
+// stopCombinedController kills the controller that shares broker id's
+// node, if it runs: a combined node is one process.
+func (c *Cluster) stopCombinedController(id int32) {
+	if !c.cfg.combined {
+		return
+	}
+	if i, err := c.ctrlIndex(id); err == nil {
+		c.killController(i) // ErrControllerDown when it is down already
+	}
 }
 
 // StopBroker shuts broker id down the controlled way, as Kafka's controlled
@@ -65,6 +78,7 @@ func (c *Cluster) StopBroker(id int32) error {
 	b.close(true)
 	c.net.CloseNode(id)
 	c.record(Event{Kind: BrokerDown, Broker: id})
+	c.stopCombinedController(id)
 	c.notifyEvent()
 	return nil
 }
@@ -96,6 +110,13 @@ func (c *Cluster) RestartBroker(id int32) error {
 	}
 	if b != nil {
 		return fmt.Errorf("%w: %d", ErrBrokerUp, id)
+	}
+	if i, err := c.ctrlIndex(id); err == nil && c.cfg.combined && c.controllerByID(id) == nil {
+		// One process: its controller starts first, as the broker
+		// needs a quorum to register.
+		if err := c.restartController(i); err != nil {
+			return err
+		}
 	}
 	if err := c.startBroker(id, true); err != nil {
 		return err
@@ -191,13 +212,19 @@ func (c *Cluster) trackHeal(h func()) func() {
 	return heal
 }
 
-// nodeIDs returns every node id: brokers 1..n and the controllers.
+// nodeIDs returns every node id: brokers 1..n and the controllers (once
+// each: a combined controller shares its broker's id).
 func (c *Cluster) nodeIDs() []int32 {
 	ids := make([]int32, 0, len(c.ports)+c.numControllers())
 	for i := range c.ports {
 		ids = append(ids, int32(i+1))
 	}
-	return append(ids, c.ControllerIDs()...)
+	for _, id := range c.ControllerIDs() {
+		if !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
 
 // SlowLink adds d of latency to the link between a and b (broker ids,

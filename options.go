@@ -21,6 +21,7 @@ func (f optionFunc) apply(c *config) { f(c) }
 type config struct {
 	brokers     int
 	controllers int    // 0: the in-memory mode; n: a Raft quorum of n
+	combined    bool   // controllers run on brokers 1..n
 	host        string // listen host
 	ports       []int
 	advertised  string
@@ -171,6 +172,9 @@ func (c *config) validate() error {
 	if c.controllers < 0 || c.controllers > 99 {
 		return fmt.Errorf("kcluster: Controllers(%d): need 1 to 99 controllers", c.controllers)
 	}
+	if c.combined && (c.controllers < 1 || c.controllers > c.brokers) {
+		return fmt.Errorf("kcluster: CombinedControllers(%d): need 1 to %d (the brokers)", c.controllers, c.brokers)
+	}
 	if c.dir != "" && c.controllers == 0 {
 		// Metadata on disk needs a durable log: a quorum of one.
 		c.controllers = 1
@@ -240,7 +244,19 @@ func AdvertisedHost(host string) Option { return optionFunc(func(c *config) { c.
 // node with the log in memory, the fastest to start. Controllers always run
 // as separate nodes from brokers (Kafka's process.roles=controller), so
 // killing a broker never takes a controller with it.
-func Controllers(n int) Option { return optionFunc(func(c *config) { c.controllers = n }) }
+func Controllers(n int) Option {
+	return optionFunc(func(c *config) { c.controllers, c.combined = n, false })
+}
+
+// CombinedControllers runs the metadata quorum's n controllers on brokers
+// 1..n instead of on nodes of their own (Kafka's
+// process.roles=broker,controller): controller i shares broker i's node id,
+// so a cut of that node cuts both roles, and a node is one process, so
+// KillBroker, StopBroker and KillController stop both roles of it, and
+// RestartBroker and RestartController start both.
+func CombinedControllers(n int) Option {
+	return optionFunc(func(c *config) { c.controllers, c.combined = n, true })
+}
 
 // Dir stores every broker's data on disk under path (one directory per
 // broker, one per controller). The default, "", keeps everything in

@@ -57,6 +57,15 @@ type ctrlAddr struct {
 // quorum reports whether the metadata log is a Raft quorum.
 func (c *Cluster) quorum() bool { return c.cfg.controllers > 0 }
 
+// ctrlID returns controller i's node id: 1000+i for dedicated controllers,
+// broker i+1's id for combined ones.
+func (c *Cluster) ctrlID(i int) int32 {
+	if c.cfg.combined {
+		return int32(i + 1)
+	}
+	return controllerNodeID + int32(i)
+}
+
 // numControllers is the number of controller nodes.
 func (c *Cluster) numControllers() int { return max(c.cfg.controllers, 1) }
 
@@ -65,7 +74,7 @@ func (c *Cluster) numControllers() int { return max(c.cfg.controllers, 1) }
 func (c *Cluster) ctrlAddrs() []ctrlAddr {
 	out := make([]ctrlAddr, c.numControllers())
 	for i := range out {
-		out[i] = ctrlAddr{controllerNodeID + int32(i), net.JoinHostPort(c.cfg.host, strconv.Itoa(c.ctrlPorts[i]))}
+		out[i] = ctrlAddr{c.ctrlID(i), net.JoinHostPort(c.cfg.host, strconv.Itoa(c.ctrlPorts[i]))}
 	}
 	return out
 }
@@ -75,7 +84,7 @@ func (c *Cluster) ctrlAddrs() []ctrlAddr {
 // controller of a new quorum listens before any starts, so each knows
 // where its peers are.
 func (c *Cluster) listenController(i int) (ln, rln net.Listener, err error) {
-	id := controllerNodeID + int32(i)
+	id := c.ctrlID(i)
 	if ln, err = c.net.Listen(id, net.JoinHostPort(c.cfg.host, strconv.Itoa(c.ctrlPorts[i]))); err != nil {
 		return nil, nil, fmt.Errorf("kcluster: controller %d: %w", id, err)
 	}
@@ -95,10 +104,10 @@ func (c *Cluster) listenController(i int) (ln, rln net.Listener, err error) {
 	return ln, rln, nil
 }
 
-// startController starts controller i (id controllerNodeID+i) on its
-// storage and the listeners from listenController.
+// startController starts controller i (id ctrlID(i)) on its storage and
+// the listeners from listenController.
 func (c *Cluster) startController(i int, ln, rln net.Listener) (*controllerNode, error) {
-	id := controllerNodeID + int32(i)
+	id := c.ctrlID(i)
 	ctx, cancel := context.WithCancel(c.ctx)
 	n := &controllerNode{id: id, c: c, log: c.cfg.logger.With("controller", id), ctx: ctx, stop: cancel, ln: ln, rln: rln}
 	n.mu.conns = make(map[net.Conn]struct{})
@@ -111,7 +120,7 @@ func (c *Cluster) startController(i int, ln, rln net.Listener) (*controllerNode,
 		voters := make([]uint64, c.cfg.controllers)
 		n.peers = make(map[uint64]*raftPeer)
 		for j := range voters {
-			vid := controllerNodeID + int32(j)
+			vid := c.ctrlID(j)
 			voters[j] = uint64(vid)
 			if vid != id {
 				n.peers[uint64(vid)] = &raftPeer{id: vid, ch: make(chan []byte, 256)}
@@ -157,8 +166,12 @@ func (c *Cluster) startController(i int, ln, rln net.Listener) (*controllerNode,
 		n.wg.Add(2 + len(n.peers))
 		go func() { defer n.wg.Done(); n.raft.Run(ctx) }()
 		go func() { defer n.wg.Done(); n.raftAcceptLoop() }()
-		for _, p := range n.peers {
-			p.addr = net.JoinHostPort(c.cfg.host, strconv.Itoa(c.raftPorts[p.id-controllerNodeID]))
+		for j := range c.cfg.controllers {
+			p := n.peers[uint64(c.ctrlID(j))]
+			if p == nil {
+				continue
+			}
+			p.addr = net.JoinHostPort(c.cfg.host, strconv.Itoa(c.raftPorts[j]))
 			go func() { defer n.wg.Done(); n.sendLoop(p) }()
 		}
 	}
@@ -397,7 +410,7 @@ func (c *Cluster) Controller() int32 {
 func (c *Cluster) ControllerIDs() []int32 {
 	ids := make([]int32, c.numControllers())
 	for i := range ids {
-		ids[i] = controllerNodeID + int32(i)
+		ids[i] = c.ctrlID(i)
 	}
 	return ids
 }
@@ -439,11 +452,12 @@ func (c *Cluster) noteController() {
 }
 
 func (c *Cluster) ctrlIndex(id int32) (int, error) {
-	i := int(id - controllerNodeID)
-	if id < controllerNodeID || i >= c.numControllers() {
-		return 0, fmt.Errorf("%w: %d", ErrUnknownController, id)
+	for i := range c.numControllers() {
+		if c.ctrlID(i) == id {
+			return i, nil
+		}
 	}
-	return i, nil
+	return 0, fmt.Errorf("%w: %d", ErrUnknownController, id)
 }
 
 // KillController stops controller id abruptly, as a crashed process:
@@ -458,6 +472,19 @@ func (c *Cluster) KillController(id int32) error {
 	if err != nil {
 		return err
 	}
+	if c.cfg.combined {
+		// One process: the broker goes with it (KillBroker takes the
+		// controller down too).
+		if b, _ := c.brokerByID(id); b != nil {
+			return c.KillBroker(id)
+		}
+	}
+	return c.killController(i)
+}
+
+// killController kills controller i.
+func (c *Cluster) killController(i int) error {
+	id := c.ctrlID(i)
 	c.ctrls.Lock()
 	if c.isClosed() {
 		c.ctrls.Unlock()
@@ -484,6 +511,17 @@ func (c *Cluster) RestartController(id int32) error {
 	if err != nil {
 		return err
 	}
+	if c.cfg.combined {
+		if b, _ := c.brokerByID(id); b == nil {
+			return c.RestartBroker(id) // one process: both roles start
+		}
+	}
+	return c.restartController(i)
+}
+
+// restartController starts controller i again.
+func (c *Cluster) restartController(i int) error {
+	id := c.ctrlID(i)
 	c.ctrls.Lock()
 	defer c.ctrls.Unlock()
 	if c.isClosed() {

@@ -418,3 +418,50 @@ func TestKillBrokerLeadingSeveralPartitions(t *testing.T) {
 		})
 	}
 }
+
+// Combined mode: controllers run on brokers 1..3. Killing the node of the
+// active controller takes both roles: a new controller and new partition
+// leaders are elected; restarting the broker brings both back.
+func TestCombinedControllers(t *testing.T) {
+	c := Start(t, Brokers(3), CombinedControllers(3))
+	if got := c.ControllerIDs(); !slices.Equal(got, []int32{1, 2, 3}) {
+		t.Fatalf("controller ids %v, want the brokers'", got)
+	}
+	createTopic(t, c, "combined", 3, 3)
+	node := c.Controller()
+	if err := c.KillBroker(node); err != nil {
+		t.Fatal(err)
+	}
+	if c.controllerByID(node) != nil {
+		t.Fatalf("controller %d still runs after its node was killed", node)
+	}
+	waitFor(t, c, "another active controller", activeOtherThan(node))
+	for p := int32(0); p < 3; p++ {
+		waitFor(t, c, "leaders off the killed node", LeaderElected("combined", p, node))
+	}
+	if err := c.KillController(node); !errors.Is(err, ErrControllerDown) {
+		t.Fatalf("KillController of a killed node: %v", err)
+	}
+	if err := c.RestartBroker(node); err != nil {
+		t.Fatal(err)
+	}
+	if c.controllerByID(node) == nil {
+		t.Fatalf("controller %d not restarted with its broker", node)
+	}
+	waitFor(t, c, "the node's controller to catch up", offsetsAgree)
+	// KillController on a combined node takes its broker too.
+	other := c.Controller()
+	if err := c.KillController(other); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := c.brokerByID(other); b != nil {
+		t.Fatalf("broker %d still runs after KillController(%d)", other, other)
+	}
+	if err := c.RestartController(other); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := c.brokerByID(other); b == nil {
+		t.Fatalf("broker %d not restarted with its controller", other)
+	}
+	waitFor(t, c, "every node back in sync", offsetsAgree)
+}
