@@ -1,0 +1,466 @@
+// Command compare runs kcluster and franz-go's kfake side by side, in the
+// same run, with the same client (franz-go kgo), and prints a table of
+// medians with ratios:
+//
+//	cd bench && go run ./compare -runs 5
+//
+// What it measures, per system: the time from the constructor (3 brokers)
+// to the first record acknowledged with acks=all; produce throughput of 1
+// KiB incompressible records without compression (RF=1 acks=1 and RF=3
+// acks=all, in memory and on disk); consume throughput; peak RSS of a
+// process that produced 200 MB (measured in a child process per system, so
+// the two do not share a heap); the time to create a topic of 10,000
+// partitions; and, for kcluster only, the time from killing a partition
+// leader to the first record acknowledged by the new one.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kcluster/kcluster"
+)
+
+// system starts a 3-broker cluster of one implementation.
+type system struct {
+	name  string
+	start func(disk string) (addrs []string, stop func(), err error)
+}
+
+var systems = []system{
+	{"kcluster", func(disk string) ([]string, func(), error) {
+		opts := []kcluster.Option{kcluster.Brokers(3), kcluster.Logger(slog.New(slog.DiscardHandler))}
+		if disk != "" {
+			opts = append(opts, kcluster.Dir(disk))
+		}
+		c, err := kcluster.New(opts...)
+		if err != nil {
+			return nil, nil, err
+		}
+		return c.Addrs(), c.Close, nil
+	}},
+	{"kfake", func(disk string) ([]string, func(), error) {
+		opts := []kfake.Opt{kfake.NumBrokers(3)}
+		if disk != "" {
+			opts = append(opts, kfake.DataDir(disk))
+		}
+		c, err := kfake.NewCluster(opts...)
+		if err != nil {
+			return nil, nil, err
+		}
+		return c.ListenAddrs(), c.Close, nil
+	}},
+}
+
+func main() {
+	runs := flag.Int("runs", 5, "runs per measurement (medians are reported)")
+	records := flag.Int("records", 40000, "1 KiB records per throughput run")
+	child := flag.String("child", "", "internal: measure peak RSS of one system (name:rf)")
+	only := flag.String("only", "", "comma-separated measurements to run (default all): start,produce,consume,rss,partitions,failover")
+	flag.Parse()
+	if *child != "" {
+		if err := rssChild(*child); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
+	want := func(m string) bool { return *only == "" || slices.Contains(strings.Split(*only, ","), m) }
+	t := &table{}
+	if want("start") {
+		for _, s := range systems {
+			t.add("start to first acks=all ack (3 brokers)", s.name, "ms", medianOf(*runs, func() (float64, error) { return startToFirstAck(s) }))
+		}
+	}
+	if want("produce") {
+		for _, disk := range []bool{false, true} {
+			where := "memory"
+			if disk {
+				where = "disk"
+			}
+			for _, rf := range []int16{1, 3} {
+				for _, s := range systems {
+					name := fmt.Sprintf("produce MB/s, RF=%d acks=%s, %s", rf, acksName(rf), where)
+					t.add(name, s.name, "MB/s", medianOf(*runs, func() (float64, error) { return produceMBs(s, rf, disk, *records) }))
+				}
+			}
+		}
+	}
+	if want("consume") {
+		for _, s := range systems {
+			t.add("consume MB/s (RF=1, from the start)", s.name, "MB/s", medianOf(*runs, func() (float64, error) { return consumeMBs(s, *records) }))
+		}
+	}
+	if want("rss") {
+		for _, rf := range []int16{1, 3} {
+			for _, s := range systems {
+				name := fmt.Sprintf("peak RSS after producing 200 MB, RF=%d", rf)
+				t.add(name, s.name, "MiB", medianOf(*runs, func() (float64, error) { return rssOf(s.name, rf) }))
+			}
+		}
+	}
+	if want("partitions") {
+		for _, s := range systems {
+			t.add("create a 10,000-partition topic (RF=3), ms", s.name, "ms", medianOf(*runs, func() (float64, error) { return create10k(s) }))
+		}
+	}
+	if want("failover") {
+		t.add("kill leader to first acks=all ack on the new one", "kcluster", "ms", medianOf(*runs, failover))
+	}
+	t.print()
+}
+
+func acksName(rf int16) string {
+	if rf == 1 {
+		return "1"
+	}
+	return "all"
+}
+
+type sample struct {
+	median, lo, hi float64
+	err            error
+}
+
+func medianOf(n int, f func() (float64, error)) sample {
+	var vs []float64
+	for range n {
+		v, err := f()
+		if err != nil {
+			return sample{err: err}
+		}
+		vs = append(vs, v)
+	}
+	slices.Sort(vs)
+	return sample{median: vs[len(vs)/2], lo: vs[0], hi: vs[len(vs)-1]}
+}
+
+type row struct {
+	what, unit string
+	by         map[string]sample
+}
+
+type table struct{ rows []*row }
+
+func (t *table) add(what, sys, unit string, s sample) {
+	for _, r := range t.rows {
+		if r.what == what {
+			r.by[sys] = s
+			return
+		}
+	}
+	t.rows = append(t.rows, &row{what: what, unit: unit, by: map[string]sample{sys: s}})
+	fmt.Fprintf(os.Stderr, "measured %s: %s\n", what, sys)
+}
+
+func (t *table) print() {
+	fmt.Println("| what | kcluster | kfake | kcluster / kfake |")
+	fmt.Println("|---|---|---|---|")
+	cell := func(s sample, ok bool) string {
+		switch {
+		case !ok:
+			return "-"
+		case s.err != nil:
+			return "error: " + s.err.Error()
+		}
+		return fmt.Sprintf("%.1f (%.1f-%.1f)", s.median, s.lo, s.hi)
+	}
+	for _, r := range t.rows {
+		k, kok := r.by["kcluster"]
+		f, fok := r.by["kfake"]
+		ratio := "-"
+		if kok && fok && k.err == nil && f.err == nil && f.median > 0 {
+			ratio = fmt.Sprintf("%.2f", k.median/f.median)
+		}
+		fmt.Printf("| %s (%s) | %s | %s | %s |\n", r.what, r.unit, cell(k, kok), cell(f, fok), ratio)
+	}
+}
+
+func startToFirstAck(s system) (float64, error) {
+	ctx := context.Background()
+	start := time.Now()
+	addrs, stop, err := s.start("")
+	if err != nil {
+		return 0, err
+	}
+	defer stop()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.DisableIdempotentWrite(), kgo.RequiredAcks(kgo.AllISRAcks()))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	if err := createTopic(ctx, cl, "t", 1, 3); err != nil {
+		return 0, err
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "t", Value: []byte("v")}).FirstErr(); err != nil {
+		return 0, err
+	}
+	return ms(time.Since(start)), nil
+}
+
+func createTopic(ctx context.Context, cl *kgo.Client, name string, parts int32, rf int16) error {
+	resp, err := kadm.NewClient(cl).CreateTopic(ctx, parts, rf, nil, name)
+	if err == nil {
+		err = resp.Err
+	}
+	return err
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// value is the incompressible 1 KiB record value every run produces.
+var value = func() []byte {
+	v := make([]byte, 1024)
+	rand.NewChaCha8([32]byte{1}).Read(v)
+	return v
+}()
+
+func producer(addrs []string, acks kgo.Acks) (*kgo.Client, error) {
+	return kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.DisableIdempotentWrite(), kgo.RequiredAcks(acks),
+		kgo.ProducerLinger(0), kgo.MaxBufferedRecords(100000), kgo.ProducerBatchCompression(kgo.NoCompression()))
+}
+
+// produceAll produces n records to topic and waits for every ack.
+func produceAll(ctx context.Context, cl *kgo.Client, topic string, n int) error {
+	errs := make(chan error, 1)
+	for range n {
+		cl.Produce(ctx, &kgo.Record{Topic: topic, Value: value}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				select {
+				case errs <- err:
+				default:
+				}
+			}
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return err
+	}
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+func produceMBs(s system, rf int16, disk bool, n int) (float64, error) {
+	ctx := context.Background()
+	var dir string
+	if disk {
+		d, err := os.MkdirTemp("", "compare-")
+		if err != nil {
+			return 0, err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	addrs, stop, err := s.start(dir)
+	if err != nil {
+		return 0, err
+	}
+	defer stop()
+	acks := kgo.LeaderAck()
+	if rf > 1 {
+		acks = kgo.AllISRAcks()
+	}
+	cl, err := producer(addrs, acks)
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	if err := createTopic(ctx, cl, "p", 6, rf); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	if err := produceAll(ctx, cl, "p", n); err != nil {
+		return 0, err
+	}
+	return float64(n) * 1024 / 1e6 / time.Since(start).Seconds(), nil
+}
+
+func consumeMBs(s system, n int) (float64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	addrs, stop, err := s.start("")
+	if err != nil {
+		return 0, err
+	}
+	defer stop()
+	pcl, err := producer(addrs, kgo.LeaderAck())
+	if err != nil {
+		return 0, err
+	}
+	defer pcl.Close()
+	if err := createTopic(ctx, pcl, "c", 6, 1); err != nil {
+		return 0, err
+	}
+	if err := produceAll(ctx, pcl, "c", n); err != nil {
+		return 0, err
+	}
+	ccl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics("c"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		return 0, err
+	}
+	defer ccl.Close()
+	start := time.Now()
+	got := 0
+	for got < n {
+		fs := ccl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return 0, fmt.Errorf("consumed %d of %d: %w", got, n, err)
+		}
+		fs.EachError(func(_ string, _ int32, e error) { err = e })
+		if err != nil {
+			return 0, err
+		}
+		got += fs.NumRecords()
+	}
+	return float64(n) * 1024 / 1e6 / time.Since(start).Seconds(), nil
+}
+
+// rssOf runs a child process that produces 200 MB to one system and
+// reports its peak RSS in MiB.
+func rssOf(name string, rf int16) (float64, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return 0, err
+	}
+	out, err := exec.Command(exe, "-child", fmt.Sprintf("%s:%d", name, rf)).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return 0, fmt.Errorf("%v: %s", err, ee.Stderr)
+		}
+		return 0, err
+	}
+	return strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
+}
+
+func rssChild(spec string) error {
+	name, rfs, _ := strings.Cut(spec, ":")
+	rf, err := strconv.Atoi(rfs)
+	if err != nil {
+		return err
+	}
+	var s *system
+	for i := range systems {
+		if systems[i].name == name {
+			s = &systems[i]
+		}
+	}
+	if s == nil {
+		return fmt.Errorf("unknown system %q", name)
+	}
+	ctx := context.Background()
+	addrs, stop, err := s.start("")
+	if err != nil {
+		return err
+	}
+	defer stop()
+	acks := kgo.LeaderAck()
+	if rf > 1 {
+		acks = kgo.AllISRAcks()
+	}
+	cl, err := producer(addrs, acks)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	if err := createTopic(ctx, cl, "r", 6, int16(rf)); err != nil {
+		return err
+	}
+	if err := produceAll(ctx, cl, "r", 200*1000*1000/1024); err != nil {
+		return err
+	}
+	kib, err := procStatus("VmHWM")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%.1f\n", float64(kib)/1024)
+	return nil
+}
+
+// procStatus reads a kB field of /proc/self/status.
+func procStatus(field string) (int64, error) {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
+			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no %s in /proc/self/status", field)
+}
+
+func create10k(s system) (float64, error) {
+	ctx := context.Background()
+	addrs, stop, err := s.start("")
+	if err != nil {
+		return 0, err
+	}
+	defer stop()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	start := time.Now()
+	if err := createTopic(ctx, cl, "wide", 10000, 3); err != nil {
+		return 0, err
+	}
+	return ms(time.Since(start)), nil
+}
+
+func failover() (float64, error) {
+	ctx := context.Background()
+	c, err := kcluster.New(kcluster.Brokers(3), kcluster.BrokerConfig("min.insync.replicas", "2"), kcluster.Logger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...), kgo.DisableIdempotentWrite(), kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RetryBackoffFn(func(int) time.Duration { return 10 * time.Millisecond }),
+		kgo.MetadataMinAge(10*time.Millisecond))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	if err := createTopic(ctx, cl, "f", 1, 3); err != nil {
+		return 0, err
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "f", Value: []byte("before")}).FirstErr(); err != nil {
+		return 0, err
+	}
+	st, err := c.PartitionState("f", 0)
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	if err := c.KillBroker(st.Leader); err != nil {
+		return 0, err
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "f", Value: []byte("after")}).FirstErr(); err != nil {
+		return 0, err
+	}
+	return ms(time.Since(start)), nil
+}
