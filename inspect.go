@@ -152,7 +152,13 @@ func HighWatermarkAtLeast(topic string, partition int32, offset int64) Condition
 // metadataSettled reports whether every running, unfenced broker has
 // replayed the whole metadata log (a fenced one may be cut off from it).
 func (c *Cluster) metadataSettled() bool {
-	end := c.metadataEnd()
+	active := c.activeController()
+	if active == nil {
+		// Brokers fetch the log from the active controller only: with
+		// none, there is nothing more for them to learn.
+		return true
+	}
+	end := active.mlog.End() - 1
 	fenced := map[int32]bool{}
 	c.viewState(func(s *metadata.State) {
 		for id, b := range s.Brokers {

@@ -30,10 +30,10 @@ type Log interface {
 	Close()
 }
 
-// MemLog is the single-node in-memory metadata log: committed on append.
-// All state sits in mu; changed is closed and replaced on every append so
-// readers wait on an event, not a poll.
-type MemLog struct {
+// committed is a list of committed records that readers wait on, the part
+// MemLog and RaftLog share. All state sits in mu; changed is closed and
+// replaced on every append so readers wait on an event, not a poll.
+type committed struct {
 	mu struct {
 		sync.Mutex
 		entries []Entry
@@ -42,47 +42,42 @@ type MemLog struct {
 	}
 }
 
-// NewMemLog returns an empty in-memory log.
-func NewMemLog() *MemLog {
-	l := new(MemLog)
-	l.mu.changed = make(chan struct{})
-	return l
-}
+func (c *committed) init() { c.mu.changed = make(chan struct{}) }
 
-// Append implements Log.
-func (l *MemLog) Append(_ context.Context, recs ...Record) (int64, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.mu.closed {
+// add appends records and returns the offset of the last one.
+func (c *committed) add(recs ...Record) (int64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.mu.closed {
 		return 0, ErrLogClosed
 	}
 	for _, r := range recs {
-		l.mu.entries = append(l.mu.entries, Entry{Offset: int64(len(l.mu.entries)), Record: r})
+		c.mu.entries = append(c.mu.entries, Entry{Offset: int64(len(c.mu.entries)), Record: r})
 	}
-	close(l.mu.changed)
-	l.mu.changed = make(chan struct{})
-	return int64(len(l.mu.entries)) - 1, nil
+	close(c.mu.changed)
+	c.mu.changed = make(chan struct{})
+	return int64(len(c.mu.entries)) - 1, nil
 }
 
 // Read implements Log.
-func (l *MemLog) Read(ctx context.Context, from int64, max int) ([]Entry, error) {
+func (c *committed) Read(ctx context.Context, from int64, max int) ([]Entry, error) {
 	for {
-		l.mu.Lock()
-		if l.mu.closed {
-			l.mu.Unlock()
+		c.mu.Lock()
+		if c.mu.closed {
+			c.mu.Unlock()
 			return nil, ErrLogClosed
 		}
-		if from < int64(len(l.mu.entries)) {
-			end := int64(len(l.mu.entries))
+		if from < int64(len(c.mu.entries)) {
+			end := int64(len(c.mu.entries))
 			if max > 0 && end-from > int64(max) {
 				end = from + int64(max)
 			}
-			out := l.mu.entries[from:end:end]
-			l.mu.Unlock()
+			out := c.mu.entries[from:end:end]
+			c.mu.Unlock()
 			return out, nil
 		}
-		ch := l.mu.changed
-		l.mu.Unlock()
+		ch := c.mu.changed
+		c.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
@@ -92,18 +87,36 @@ func (l *MemLog) Read(ctx context.Context, from int64, max int) ([]Entry, error)
 }
 
 // End implements Log.
-func (l *MemLog) End() int64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return int64(len(l.mu.entries))
+func (c *committed) End() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return int64(len(c.mu.entries))
+}
+
+// closeReaders releases blocked readers with ErrLogClosed.
+func (c *committed) closeReaders() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.mu.closed {
+		c.mu.closed = true
+		close(c.mu.changed)
+	}
+}
+
+// MemLog is the single-node in-memory metadata log: committed on append.
+type MemLog struct{ committed }
+
+// NewMemLog returns an empty in-memory log.
+func NewMemLog() *MemLog {
+	l := new(MemLog)
+	l.init()
+	return l
+}
+
+// Append implements Log.
+func (l *MemLog) Append(_ context.Context, recs ...Record) (int64, error) {
+	return l.add(recs...)
 }
 
 // Close implements Log.
-func (l *MemLog) Close() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.mu.closed {
-		l.mu.closed = true
-		close(l.mu.changed)
-	}
-}
+func (l *MemLog) Close() { l.closeReaders() }

@@ -101,8 +101,10 @@ type RaftStatus struct {
 	LastAck map[uint64]time.Time
 }
 
-// RaftLog implements Log over a Raft group.
+// RaftLog implements Log over a Raft group. Committed records sit in the
+// embedded list; the Raft status, pending proposals and index marks in mu.
 type RaftLog struct {
+	committed
 	cfg   RaftConfig
 	db    *pebble.DB
 	ms    *raft.MemoryStorage
@@ -117,12 +119,12 @@ type RaftLog struct {
 
 	mu struct {
 		sync.Mutex
-		entries []Entry
-		changed chan struct{}
 		closed  bool
 		status  RaftStatus
 		pending map[uint64]*proposal
 		seq     uint64
+		// heard is when each peer's last message arrived.
+		heard map[uint64]time.Time
 		// marks maps Raft indexes to record offsets: after the entry at
 		// marks[i].index, the log holds marks[i].end records.
 		marks []indexMark
@@ -184,8 +186,9 @@ func OpenRaftLog(cfg RaftConfig) (*RaftLog, error) {
 		unreachable: make(chan uint64, 16),
 		done:        make(chan struct{}),
 	}
-	l.mu.changed = make(chan struct{})
+	l.init()
 	l.mu.pending = make(map[uint64]*proposal)
+	l.mu.heard = make(map[uint64]time.Time)
 	l.mu.status.ID = cfg.ID
 	if err := l.load(); err != nil {
 		db.Close()
@@ -336,9 +339,12 @@ func (l *RaftLog) Run(ctx context.Context) {
 		l.rn.Campaign()
 	}
 	for {
-		if err := l.drainReady(); err != nil {
-			l.cfg.Logger.Error("raft storage failed; the controller stops", "err", err)
-			return
+		if l.rn.HasReady() {
+			if err := l.drainReady(); err != nil {
+				l.cfg.Logger.Error("raft storage failed; the controller stops", "err", err)
+				return
+			}
+			l.noteProgress()
 		}
 		select {
 		case <-ctx.Done():
@@ -350,9 +356,7 @@ func (l *RaftLog) Run(ctx context.Context) {
 			l.noteProgress()
 		case m := <-l.recv:
 			l.mu.Lock()
-			if l.mu.status.LastAck != nil {
-				l.mu.status.LastAck[m.GetFrom()] = time.Now()
-			}
+			l.mu.heard[m.GetFrom()] = time.Now()
 			l.mu.Unlock()
 			if err := l.rn.Step(m); err != nil && !errors.Is(err, raft.ErrStepPeerNotFound) {
 				l.cfg.Logger.Debug("raft step", "err", err)
@@ -365,23 +369,22 @@ func (l *RaftLog) Run(ctx context.Context) {
 	}
 }
 
-// noteProgress copies the leader's view of each voter into the status.
+// noteProgress copies the leader's view of each voter's log into the
+// status (nil on other nodes). Run calls it after every Ready and tick.
 func (l *RaftLog) noteProgress() {
+	if l.rn.BasicStatus().RaftState != raft.StateLeader {
+		l.mu.Lock()
+		l.mu.status.Match = nil
+		l.mu.Unlock()
+		return
+	}
 	st := l.rn.Status()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if st.RaftState != raft.StateLeader {
-		l.mu.status.Match, l.mu.status.LastAck = nil, nil
-		return
-	}
-	if l.mu.status.Match == nil {
-		l.mu.status.Match = make(map[uint64]uint64)
-		l.mu.status.LastAck = make(map[uint64]time.Time)
-	}
+	l.mu.status.Match = make(map[uint64]uint64, len(st.Progress))
 	for id, pr := range st.Progress {
 		l.mu.status.Match[id] = pr.Match
 	}
-	l.mu.status.LastAck[l.cfg.ID] = time.Now()
 }
 
 func minID(ids []uint64) uint64 {
@@ -502,7 +505,6 @@ func (l *RaftLog) apply(rd raft.Ready) error {
 		st.Commit = rd.HardState.GetCommit()
 	}
 	isLeader := st.Leader == l.cfg.ID
-	grew := false
 	for _, e := range rd.CommittedEntries {
 		st.Applied = e.GetIndex()
 		switch e.GetType() {
@@ -522,20 +524,23 @@ func (l *RaftLog) apply(rd raft.Ready) error {
 			l.mu.Unlock()
 			return fmt.Errorf("metadata: raft entry %d: %w", e.GetIndex(), err)
 		}
-		for _, raw := range pl.Records {
-			r, err := DecodeRecord(raw)
-			if err != nil {
+		recs := make([]Record, len(pl.Records))
+		for i, raw := range pl.Records {
+			var err error
+			if recs[i], err = DecodeRecord(raw); err != nil {
 				l.mu.Unlock()
 				return fmt.Errorf("metadata: raft entry %d: %w", e.GetIndex(), err)
 			}
-			l.mu.entries = append(l.mu.entries, Entry{Offset: int64(len(l.mu.entries)), Record: r})
-			grew = true
 		}
-		l.mu.marks = append(l.mu.marks, indexMark{e.GetIndex(), int64(len(l.mu.entries))})
+		last, err := l.add(recs...)
+		if err != nil {
+			l.mu.Unlock()
+			return err
+		}
+		l.mu.marks = append(l.mu.marks, indexMark{e.GetIndex(), last + 1})
 		if pl.Node == l.cfg.ID {
 			if p := l.mu.pending[pl.Seq]; p != nil {
 				delete(l.mu.pending, pl.Seq)
-				last := int64(len(l.mu.entries)) - 1
 				answered = append(answered, func() { p.res <- proposalResult{last: last} })
 			}
 		}
@@ -547,10 +552,6 @@ func (l *RaftLog) apply(rd raft.Ready) error {
 		}
 	}
 	changed := before.Leader != st.Leader || before.Term != st.Term || before.Leading != st.Leading
-	if grew || changed {
-		close(l.mu.changed)
-		l.mu.changed = make(chan struct{})
-	}
 	l.mu.Unlock()
 	for _, a := range answered {
 		a()
@@ -565,6 +566,7 @@ func (l *RaftLog) failPending(err error) {
 	l.mu.Lock()
 	ps := l.mu.pending
 	l.mu.pending = make(map[uint64]*proposal)
+	l.mu.heard = make(map[uint64]time.Time)
 	l.mu.status.Leading = false
 	l.mu.Unlock()
 	for _, p := range ps {
@@ -618,41 +620,6 @@ func (l *RaftLog) Append(ctx context.Context, recs ...Record) (int64, error) {
 	}
 }
 
-// Read implements Log.
-func (l *RaftLog) Read(ctx context.Context, from int64, max int) ([]Entry, error) {
-	for {
-		l.mu.Lock()
-		if l.mu.closed {
-			l.mu.Unlock()
-			return nil, ErrLogClosed
-		}
-		if from < int64(len(l.mu.entries)) {
-			end := int64(len(l.mu.entries))
-			if max > 0 && end-from > int64(max) {
-				end = from + int64(max)
-			}
-			out := l.mu.entries[from:end:end]
-			l.mu.Unlock()
-			return out, nil
-		}
-		ch := l.mu.changed
-		l.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-}
-
-// End implements Log: the offset after the last record this node knows
-// to be committed.
-func (l *RaftLog) End() int64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return int64(len(l.mu.entries))
-}
-
 // RecordsThrough returns how many committed records the Raft log holds
 // through index: the record offset a voter whose log matches the leader's
 // up to index has reached.
@@ -674,13 +641,16 @@ func (l *RaftLog) Leading() bool {
 }
 
 // Status returns this node's view of the quorum. Match and LastAck are
-// filled on the leader only, as of Run's last tick.
+// filled on the leader only.
 func (l *RaftLog) Status() RaftStatus {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	st := l.mu.status
 	st.Match = maps.Clone(st.Match)
-	st.LastAck = maps.Clone(st.LastAck)
+	if st.Match != nil {
+		st.LastAck = maps.Clone(l.mu.heard)
+		st.LastAck[l.cfg.ID] = time.Now()
+	}
 	return st
 }
 
@@ -690,8 +660,8 @@ func (l *RaftLog) Close() {
 	l.closeOnce.Do(func() {
 		l.mu.Lock()
 		l.mu.closed = true
-		close(l.mu.changed)
 		l.mu.Unlock()
+		l.closeReaders()
 		close(l.done)
 	})
 }
