@@ -54,6 +54,7 @@ type broker struct {
 	}
 
 	fetchers fetcherSet       // follower side of replication
+	groups   *groupCoordinator // group coordinator (group_coordinator.go)
 	isrWake  chan struct{}    // a follower outside an ISR caught up
 	cc       controllerClient // registration, heartbeats, AlterPartition
 	mc       controllerClient // the metadata log's long-polled fetches
@@ -93,6 +94,7 @@ func newBroker(c *Cluster, id int32, addr string) (*broker, error) {
 	b.cc.b = b
 	b.mc.b = b
 	b.ac.b = b
+	b.groups = newGroupCoordinator(b)
 
 	dir := "broker-" + strconv.Itoa(int(id))
 	if c.cfg.dir != "" {
@@ -168,7 +170,8 @@ func (b *broker) heartbeat(ctx context.Context) (*kmsg.BrokerHeartbeatResponse, 
 }
 
 func (b *broker) start() {
-	b.wg.Add(4)
+	b.wg.Add(5)
+	go func() { defer b.wg.Done(); b.groups.run() }()
 	go func() { defer b.wg.Done(); b.acceptLoop() }()
 	go func() { defer b.wg.Done(); b.applyLoop() }()
 	go func() { defer b.wg.Done(); b.heartbeatLoop() }()

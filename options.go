@@ -53,6 +53,7 @@ type brokerConfig struct {
 	autoRebalance       bool          // auto.leader.rebalance.enable
 	imbalanceCheck      time.Duration // leader.imbalance.check.interval.seconds
 	hwCheckpoint        time.Duration // replica.high.watermark.checkpoint.interval.ms
+	group               groupConfig   // group.* and offsets.* (group_coordinator.go)
 }
 
 func defaultConfig() config {
