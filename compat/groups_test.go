@@ -1,0 +1,216 @@
+package compat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kcluster/kcluster"
+)
+
+// ledger records what a group of consumers processed and committed, to
+// check at-least-once delivery with commits after processing: every record
+// is processed, and no record below an offset the group committed is
+// processed again (committed work is never repeated).
+type ledger struct {
+	mu        sync.Mutex
+	seen      map[int32]map[int64]int // partition → offset → times processed
+	committed map[int32]int64         // highest committed offset acknowledged by the broker
+	repeated  []string                // records processed again below a committed offset
+	total     int
+	distinctN int
+	want      int           // distinct records to wait for
+	reached   chan struct{} // closed when distinctN reaches want
+}
+
+func newLedger(want int) *ledger {
+	return &ledger{seen: map[int32]map[int64]int{}, committed: map[int32]int64{}, want: want, reached: make(chan struct{})}
+}
+
+func (l *ledger) process(r *kgo.Record) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.seen[r.Partition] == nil {
+		l.seen[r.Partition] = map[int64]int{}
+	}
+	if c, ok := l.committed[r.Partition]; ok && r.Offset < c {
+		l.repeated = append(l.repeated, fmt.Sprintf("p%d@%d (committed %d)", r.Partition, r.Offset, c))
+	}
+	if l.seen[r.Partition][r.Offset] == 0 {
+		l.distinctN++
+		if l.distinctN == l.want {
+			close(l.reached)
+		}
+	}
+	l.seen[r.Partition][r.Offset]++
+	l.total++
+}
+
+func (l *ledger) commit(rs []*kgo.Record) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, r := range rs {
+		if r.Offset+1 > l.committed[r.Partition] {
+			l.committed[r.Partition] = r.Offset + 1
+		}
+	}
+}
+
+func (l *ledger) distinct() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.distinctN
+}
+
+// consumer is one group member: it polls, processes, then commits what it
+// processed synchronously, with rebalances blocked while it does.
+type consumer struct {
+	cl   *kgo.Client
+	done chan struct{}
+}
+
+func startConsumer(t *testing.T, ctx context.Context, addrs []string, group, topic string, l *ledger, opts ...kgo.Opt) *consumer {
+	t.Helper()
+	all := append([]kgo.Opt{
+		kgo.ConsumerGroup(group),
+		kgo.ConsumeTopics(topic),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxWait(200 * time.Millisecond),
+		kgo.HeartbeatInterval(100 * time.Millisecond),
+		kgo.SessionTimeout(3 * time.Second),
+		kgo.RebalanceTimeout(5 * time.Second),
+		kgo.RetryTimeout(20 * time.Second),
+	}, opts...)
+	cl := newFranzClient(t, addrs, all...)
+	c := &consumer{cl: cl, done: make(chan struct{})}
+	t.Cleanup(c.leave)
+	go func() {
+		defer close(c.done)
+		for {
+			fs := cl.PollFetches(ctx)
+			if fs.IsClientClosed() || ctx.Err() != nil {
+				cl.AllowRebalance()
+				return
+			}
+			rs := fs.Records()
+			for _, r := range rs {
+				l.process(r)
+			}
+			if len(rs) > 0 {
+				if err := cl.CommitRecords(ctx, rs...); err == nil {
+					l.commit(rs)
+				} else if !errors.Is(err, context.Canceled) {
+					t.Logf("commit: %v", err)
+				}
+			}
+			cl.AllowRebalance()
+		}
+	}()
+	return c
+}
+
+// leave closes the consumer's client (LeaveGroup) and waits for its loop.
+func (c *consumer) leave() {
+	c.cl.Close()
+	<-c.done
+}
+
+func produceN(t *testing.T, ctx context.Context, cl *kgo.Client, topic string, from, n int) {
+	t.Helper()
+	rs := make([]*kgo.Record, 0, n)
+	for i := from; i < from+n; i++ {
+		rs = append(rs, &kgo.Record{Topic: topic, Key: []byte(key(i)), Value: []byte(value(topic, i))})
+	}
+	if err := cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+}
+
+func waitGroup(t *testing.T, ctx context.Context, c *kcluster.Cluster, what string, cond kcluster.Condition) {
+	t.Helper()
+	if err := c.WaitFor(ctx, cond); err != nil {
+		st, _ := c.Group("g")
+		t.Fatalf("waiting for %s: %v; group: %+v", what, err, st)
+	}
+}
+
+// waitConsumed waits until every record the ledger wants was processed.
+func waitConsumed(t *testing.T, ctx context.Context, l *ledger) {
+	t.Helper()
+	select {
+	case <-l.reached:
+	case <-ctx.Done():
+		t.Fatalf("consumed %d distinct records, want %d", l.distinct(), l.want)
+	}
+}
+
+func assignedCounts(st kcluster.GroupState, topic string) []int {
+	var out []int
+	for _, m := range st.Members {
+		out = append(out, len(m.Assigned[topic]))
+	}
+	sort.Ints(out)
+	return out
+}
+
+// TestGroupSplitLeaveTakeover: three consumers of a 6-partition topic get
+// two partitions each; one leaves, the other two take its partitions over
+// from the committed offsets, and nothing committed is processed again.
+func TestGroupSplitLeaveTakeover(t *testing.T) {
+	for _, bal := range []struct {
+		name string
+		b    kgo.GroupBalancer
+	}{{"eager-range", kgo.RangeBalancer()}, {"cooperative-sticky", kgo.CooperativeStickyBalancer()}} {
+		t.Run(bal.name, func(t *testing.T) {
+			const topic, n = "work", 3000
+			c := kcluster.Start(t, kcluster.Brokers(3))
+			ctx := testContext(t)
+			prod := newFranzClient(t, c.Addrs())
+			createTopicKadm(ctx, t, kadm.NewClient(prod), topic, 6, 3)
+			produceN(t, ctx, prod, topic, 0, n/2)
+
+			l := newLedger(n)
+			start := time.Now()
+			var cs []*consumer
+			for range 3 {
+				cs = append(cs, startConsumer(t, ctx, c.Addrs(), "g", topic, l, kgo.Balancers(bal.b)))
+			}
+			waitGroup(t, ctx, c, "3 stable members", kcluster.GroupStable("g", 3))
+			st, _ := c.Group("g")
+			t.Logf("3 members stable after %v (generation %d)", time.Since(start), st.Generation)
+			if got := fmt.Sprint(assignedCounts(st, topic)); got != "[2 2 2]" {
+				t.Fatalf("partitions per member = %s, want [2 2 2]; %+v", got, st)
+			}
+
+			cs[0].leave()
+			waitGroup(t, ctx, c, "2 stable members", kcluster.GroupStable("g", 2))
+			st, _ = c.Group("g")
+			if got := fmt.Sprint(assignedCounts(st, topic)); got != "[3 3]" {
+				t.Fatalf("after a leave, partitions per member = %s, want [3 3]", got)
+			}
+			produceN(t, ctx, prod, topic, n/2, n/2)
+			waitConsumed(t, ctx, l)
+			for p := int32(0); p < 6; p++ {
+				hw, _ := c.PartitionState(topic, p)
+				if err := c.WaitFor(ctx, kcluster.GroupCommitted("g", topic, p, hw.HighWatermark)); err != nil {
+					t.Fatalf("partition %d: committed offset never reached %d", p, hw.HighWatermark)
+				}
+			}
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if len(l.repeated) > 0 {
+				t.Fatalf("committed work processed again: %v", l.repeated)
+			}
+			t.Logf("processed %d records (%d distinct)", l.total, n)
+		})
+	}
+}
