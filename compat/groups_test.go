@@ -28,10 +28,12 @@ type ledger struct {
 	distinctN int
 	want      int           // distinct records to wait for
 	reached   chan struct{} // closed when distinctN reaches want
+	lastAck   time.Time     // when the last commit was acknowledged
+	acked     chan struct{} // closed and replaced on every acknowledged commit
 }
 
 func newLedger(want int) *ledger {
-	return &ledger{seen: map[int32]map[int64]int{}, committed: map[int32]int64{}, want: want, reached: make(chan struct{})}
+	return &ledger{seen: map[int32]map[int64]int{}, committed: map[int32]int64{}, want: want, reached: make(chan struct{}), acked: make(chan struct{})}
 }
 
 func (l *ledger) process(r *kgo.Record) {
@@ -59,6 +61,27 @@ func (l *ledger) commit(rs []*kgo.Record) {
 	for _, r := range rs {
 		if r.Offset+1 > l.committed[r.Partition] {
 			l.committed[r.Partition] = r.Offset + 1
+		}
+	}
+	l.lastAck = time.Now()
+	close(l.acked)
+	l.acked = make(chan struct{})
+}
+
+// ackedAfter waits for a commit acknowledged after t and returns when it
+// was acknowledged.
+func (l *ledger) ackedAfter(ctx context.Context, t time.Time) (time.Time, error) {
+	for {
+		l.mu.Lock()
+		last, ch := l.lastAck, l.acked
+		l.mu.Unlock()
+		if last.After(t) {
+			return last, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return time.Time{}, ctx.Err()
 		}
 	}
 }
@@ -205,6 +228,74 @@ func TestGroupSplitLeaveTakeover(t *testing.T) {
 					t.Fatalf("partition %d: committed offset never reached %d", p, hw.HighWatermark)
 				}
 			}
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if len(l.repeated) > 0 {
+				t.Fatalf("committed work processed again: %v", l.repeated)
+			}
+			t.Logf("processed %d records (%d distinct)", l.total, n)
+		})
+	}
+}
+
+// TestGroupCoordinatorFailover kills the coordinator's broker while three
+// consumers process and commit: the group moves to the new leader of its
+// __consumer_offsets partition with every committed offset intact, the
+// consumers recover from NOT_COORDINATOR, and every record is processed
+// with no committed work repeated.
+func TestGroupCoordinatorFailover(t *testing.T) {
+	for _, bal := range []struct {
+		name string
+		opts []kgo.Opt
+	}{
+		{"classic", []kgo.Opt{kgo.Balancers(kgo.CooperativeStickyBalancer())}},
+	} {
+		t.Run(bal.name, func(t *testing.T) {
+			const topic, n = "work", 6000
+			c := kcluster.Start(t, kcluster.Brokers(3), kcluster.BrokerConfig("min.insync.replicas", "2"))
+			ctx := testContext(t)
+			prod := newFranzClient(t, c.Addrs())
+			createTopicKadm(ctx, t, kadm.NewClient(prod), topic, 6, 3)
+			produceN(t, ctx, prod, topic, 0, n/2)
+
+			l := newLedger(n)
+			for range 3 {
+				startConsumer(t, ctx, c.Addrs(), "g", topic, l, bal.opts...)
+			}
+			waitGroup(t, ctx, c, "3 stable members", kcluster.GroupStable("g", 3))
+			if _, err := l.ackedAfter(ctx, time.Time{}); err != nil {
+				t.Fatalf("no commit: %v", err)
+			}
+			before, err := c.Group("g")
+			if err != nil {
+				t.Fatal(err)
+			}
+			old := before.Coordinator
+			killed := time.Now()
+			if err := c.KillBroker(old); err != nil {
+				t.Fatal(err)
+			}
+			waitGroup(t, ctx, c, "a new coordinator", func(c *kcluster.Cluster) bool {
+				st, err := c.Group("g")
+				return err == nil && st.Coordinator != old
+			})
+			moved := time.Since(killed)
+			after, _ := c.Group("g")
+			for tp, ps := range before.Offsets {
+				for p, off := range ps {
+					if got := after.Offsets[tp][p]; got < off {
+						t.Fatalf("%s/%d: committed offset %d before the kill, %d on the new coordinator", tp, p, off, got)
+					}
+				}
+			}
+			ack, err := l.ackedAfter(ctx, time.Now())
+			if err != nil {
+				t.Fatalf("no commit after the failover: %v", err)
+			}
+			t.Logf("coordinator %d killed; group on broker %d after %v, first commit acknowledged after %v",
+				old, after.Coordinator, moved, ack.Sub(killed))
+			produceN(t, ctx, prod, topic, n/2, n/2)
+			waitConsumed(t, ctx, l)
 			l.mu.Lock()
 			defer l.mu.Unlock()
 			if len(l.repeated) > 0 {
