@@ -191,8 +191,13 @@ func assignedCounts(st kcluster.GroupState, topic string) []int {
 func TestGroupSplitLeaveTakeover(t *testing.T) {
 	for _, bal := range []struct {
 		name string
-		b    kgo.GroupBalancer
-	}{{"eager-range", kgo.RangeBalancer()}, {"cooperative-sticky", kgo.CooperativeStickyBalancer()}} {
+		opts []kgo.Opt
+	}{
+		{"eager-range", []kgo.Opt{kgo.Balancers(kgo.RangeBalancer())}},
+		{"cooperative-sticky", []kgo.Opt{kgo.Balancers(kgo.CooperativeStickyBalancer())}},
+		{"kip848-uniform", []kgo.Opt{kgo.Balancers(kgo.CooperativeStickyBalancer()), kgo.ServerSideBalancer()}},
+		{"kip848-range", []kgo.Opt{kgo.Balancers(kgo.RangeBalancer()), kgo.ServerSideBalancer()}},
+	} {
 		t.Run(bal.name, func(t *testing.T) {
 			const topic, n = "work", 3000
 			c := kcluster.Start(t, kcluster.Brokers(3))
@@ -205,11 +210,11 @@ func TestGroupSplitLeaveTakeover(t *testing.T) {
 			start := time.Now()
 			var cs []*consumer
 			for range 3 {
-				cs = append(cs, startConsumer(t, ctx, c.Addrs(), "g", topic, l, kgo.Balancers(bal.b)))
+				cs = append(cs, startConsumer(t, ctx, c.Addrs(), "g", topic, l, bal.opts...))
 			}
 			waitGroup(t, ctx, c, "3 stable members", kcluster.GroupStable("g", 3))
 			st, _ := c.Group("g")
-			t.Logf("3 members stable after %v (generation %d)", time.Since(start), st.Generation)
+			t.Logf("3 members stable after %v (%s group, generation %d)", time.Since(start), st.Type, st.Generation)
 			if got := fmt.Sprint(assignedCounts(st, topic)); got != "[2 2 2]" {
 				t.Fatalf("partitions per member = %s, want [2 2 2]; %+v", got, st)
 			}
@@ -249,6 +254,7 @@ func TestGroupCoordinatorFailover(t *testing.T) {
 		opts []kgo.Opt
 	}{
 		{"classic", []kgo.Opt{kgo.Balancers(kgo.CooperativeStickyBalancer())}},
+		{"kip848", []kgo.Opt{kgo.Balancers(kgo.CooperativeStickyBalancer()), kgo.ServerSideBalancer()}},
 	} {
 		t.Run(bal.name, func(t *testing.T) {
 			const topic, n = "work", 6000
