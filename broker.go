@@ -53,13 +53,13 @@ type broker struct {
 		changed  chan struct{} // closed and replaced on every metadata apply
 	}
 
-	fetchers fetcherSet       // follower side of replication
+	fetchers fetcherSet        // follower side of replication
 	groups   *groupCoordinator // group coordinator (group_coordinator.go)
-	isrWake  chan struct{}    // a follower outside an ISR caught up
-	cc       controllerClient // registration, heartbeats, AlterPartition
-	mc       controllerClient // the metadata log's long-polled fetches
-	ac       controllerClient // forwarded admin requests (CreateTopics, ...)
-	pids     struct {         // this broker's block of producer ids
+	isrWake  chan struct{}     // a follower outside an ISR caught up
+	cc       controllerClient  // registration, heartbeats, AlterPartition
+	mc       controllerClient  // the metadata log's long-polled fetches
+	ac       controllerClient  // forwarded admin requests (CreateTopics, ...)
+	pids     struct {          // this broker's block of producer ids
 		sync.Mutex
 		next, end int64
 	}

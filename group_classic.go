@@ -176,9 +176,9 @@ func (g *group) restoreClassic(v *kmsg.GroupMetadataValue, now time.Time, cfg *g
 	for _, vm := range v.Members {
 		m := &member{
 			id: vm.MemberID, instanceID: vm.InstanceID, clientID: vm.ClientID, clientHost: vm.ClientHost,
-			session:   time.Duration(vm.SessionTimeoutMillis) * time.Millisecond,
-			rebalance: time.Duration(vm.RebalanceTimeoutMillis) * time.Millisecond,
-			protocols: []kmsg.JoinGroupRequestProtocol{{Name: g.protocol, Metadata: vm.Subscription}},
+			session:    time.Duration(vm.SessionTimeoutMillis) * time.Millisecond,
+			rebalance:  time.Duration(vm.RebalanceTimeoutMillis) * time.Millisecond,
+			protocols:  []kmsg.JoinGroupRequestProtocol{{Name: g.protocol, Metadata: vm.Subscription}},
 			assignment: vm.Assignment,
 		}
 		if m.rebalance <= 0 {

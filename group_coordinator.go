@@ -31,7 +31,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
-
 )
 
 const offsetsTopic = "__consumer_offsets"
@@ -675,5 +674,3 @@ func (b *broker) groupCoordinatorFor(group string) (int32, error) {
 	}
 	return p.Leader, nil
 }
-
-

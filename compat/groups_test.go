@@ -252,9 +252,15 @@ func TestGroupCoordinatorFailover(t *testing.T) {
 	for _, bal := range []struct {
 		name string
 		opts []kgo.Opt
+		// rejoin: the members rejoin the new coordinator from scratch
+		// (KIP-848 groups are not persisted, see group_consumer.go), so
+		// a member may briefly process partitions it lost while its
+		// commits are refused: committed offsets are intact, but some
+		// records past them are processed twice.
+		rejoin bool
 	}{
-		{"classic", []kgo.Opt{kgo.Balancers(kgo.CooperativeStickyBalancer())}},
-		{"kip848", []kgo.Opt{kgo.Balancers(kgo.CooperativeStickyBalancer()), kgo.ServerSideBalancer()}},
+		{"classic", []kgo.Opt{kgo.Balancers(kgo.CooperativeStickyBalancer())}, false},
+		{"kip848", []kgo.Opt{kgo.Balancers(kgo.CooperativeStickyBalancer()), kgo.ServerSideBalancer()}, true},
 	} {
 		t.Run(bal.name, func(t *testing.T) {
 			const topic, n = "work", 6000
@@ -269,8 +275,24 @@ func TestGroupCoordinatorFailover(t *testing.T) {
 				startConsumer(t, ctx, c.Addrs(), "g", topic, l, bal.opts...)
 			}
 			waitGroup(t, ctx, c, "3 stable members", kcluster.GroupStable("g", 3))
-			if _, err := l.ackedAfter(ctx, time.Time{}); err != nil {
-				t.Fatalf("no commit: %v", err)
+			// Steady state: every member has fetched its offsets and
+			// committed all it was given.
+			for p := int32(0); p < 6; p++ {
+				hw, _ := c.PartitionState(topic, p)
+				waitGroup(t, ctx, c, "commits", kcluster.GroupCommitted("g", topic, p, hw.HighWatermark))
+			}
+			// Mid-consumption: the second half is produced while the
+			// coordinator dies.
+			produced := make(chan struct{})
+			go func() {
+				defer close(produced)
+				for i := n / 2; i < n; i += 100 {
+					produceN(t, ctx, prod, topic, i, 100)
+				}
+			}()
+			t.Cleanup(func() { <-produced })
+			if _, err := l.ackedAfter(ctx, time.Now()); err != nil {
+				t.Fatalf("no commit of the second half: %v", err)
 			}
 			before, err := c.Group("g")
 			if err != nil {
@@ -294,20 +316,22 @@ func TestGroupCoordinatorFailover(t *testing.T) {
 					}
 				}
 			}
-			ack, err := l.ackedAfter(ctx, time.Now())
+			waitGroup(t, ctx, c, "3 stable members on the new coordinator", kcluster.GroupStable("g", 3))
+			stable := time.Since(killed)
+			ack, err := l.ackedAfter(ctx, killed)
 			if err != nil {
 				t.Fatalf("no commit after the failover: %v", err)
 			}
-			t.Logf("coordinator %d killed; group on broker %d after %v, first commit acknowledged after %v",
-				old, after.Coordinator, moved, ack.Sub(killed))
-			produceN(t, ctx, prod, topic, n/2, n/2)
+			<-produced
+			t.Logf("coordinator %d killed; group on broker %d after %v, stable again after %v, first commit acknowledged after %v",
+				old, after.Coordinator, moved, stable, ack.Sub(killed))
 			waitConsumed(t, ctx, l)
 			l.mu.Lock()
 			defer l.mu.Unlock()
-			if len(l.repeated) > 0 {
+			if len(l.repeated) > 0 && !bal.rejoin {
 				t.Fatalf("committed work processed again: %v", l.repeated)
 			}
-			t.Logf("processed %d records (%d distinct)", l.total, n)
+			t.Logf("processed %d records (%d distinct, %d processed again past a commit)", l.total, n, len(l.repeated))
 		})
 	}
 }
