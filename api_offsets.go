@@ -152,14 +152,9 @@ func (g *group) validateCommitLocked(req *kmsg.OffsetCommitRequest) error {
 	if req.Generation < 0 && req.MemberID == "" && len(g.members) == 0 {
 		return nil // a simple (admin) commit to an empty group
 	}
-	if req.InstanceID != nil {
-		if id, ok := g.statics[*req.InstanceID]; ok && id != req.MemberID {
-			return kerr.FencedInstanceID
-		}
-	}
-	m := g.members[req.MemberID]
-	if m == nil {
-		return kerr.UnknownMemberID
+	m, code := g.checkMemberLocked(req.MemberID, req.InstanceID)
+	if code != 0 {
+		return kerr.ErrorForCode(code)
 	}
 	if req.Generation != g.generation {
 		return kerr.IllegalGeneration

@@ -418,7 +418,11 @@ func (g *group) joinLocked(cp *coordPartition, req *kmsg.JoinGroupRequest, clien
 }
 
 func (g *group) updateMemberLocked(m *member, req *kmsg.JoinGroupRequest, session, rebalance time.Duration, now time.Time) chan *kmsg.JoinGroupResponse {
-	m.protocols = req.Protocols
+	// Request bytes alias the connection's read buffer: copy what is kept.
+	m.protocols = make([]kmsg.JoinGroupRequestProtocol, len(req.Protocols))
+	for i, p := range req.Protocols {
+		m.protocols[i] = kmsg.JoinGroupRequestProtocol{Name: p.Name, Metadata: slices.Clone(p.Metadata)}
+	}
 	m.session, m.rebalance = session, rebalance
 	m.deadline = now.Add(session)
 	m.joinVersion = req.Version
@@ -665,12 +669,10 @@ func (g *group) syncLocked(cp *coordPartition, req *kmsg.SyncGroupRequest, now t
 	if g == nil || g.kind != kindClassic {
 		return fail(kerr.UnknownMemberID.Code)
 	}
-	m := g.members[req.MemberID]
+	m, code := g.checkMemberLocked(req.MemberID, req.InstanceID)
 	switch {
-	case m == nil:
-		return fail(kerr.UnknownMemberID.Code)
-	case req.InstanceID != nil && g.statics[*req.InstanceID] != m.id:
-		return fail(kerr.FencedInstanceID.Code)
+	case code != 0:
+		return fail(code)
 	case req.Generation != g.generation:
 		return fail(kerr.IllegalGeneration.Code)
 	case req.ProtocolType != nil && *req.ProtocolType != g.protocolType,
@@ -701,7 +703,7 @@ func (g *group) syncLocked(cp *coordPartition, req *kmsg.SyncGroupRequest, now t
 	}
 	assigned := map[string][]byte{}
 	for _, a := range req.GroupAssignment {
-		assigned[a.MemberID] = a.MemberAssignment
+		assigned[a.MemberID] = slices.Clone(a.MemberAssignment) // not the read buffer's
 	}
 	for _, mm := range g.members {
 		mm.assignment = assigned[mm.id]
@@ -734,17 +736,35 @@ func (g *group) syncLocked(cp *coordPartition, req *kmsg.SyncGroupRequest, now t
 	return nil, ch
 }
 
+// checkMemberLocked validates a member id and instance id as Kafka's
+// ClassicGroup.validateMember: a static member's instance id decides
+// first (UNKNOWN_MEMBER_ID, or FENCED_INSTANCE_ID for a replaced id).
+func (g *group) checkMemberLocked(memberID string, instanceID *string) (*member, int16) {
+	if instanceID != nil {
+		id, ok := g.statics[*instanceID]
+		if !ok {
+			return nil, kerr.UnknownMemberID.Code
+		}
+		if id != memberID {
+			return nil, kerr.FencedInstanceID.Code
+		}
+	}
+	m := g.members[memberID]
+	if m == nil {
+		return nil, kerr.UnknownMemberID.Code
+	}
+	return m, 0
+}
+
 // heartbeatLocked handles a classic Heartbeat.
 func (g *group) heartbeatLocked(req *kmsg.HeartbeatRequest, now time.Time) int16 {
 	if g == nil || g.kind != kindClassic {
 		return kerr.UnknownMemberID.Code
 	}
-	m := g.members[req.MemberID]
+	m, code := g.checkMemberLocked(req.MemberID, req.InstanceID)
 	switch {
-	case m == nil:
-		return kerr.UnknownMemberID.Code
-	case req.InstanceID != nil && g.statics[*req.InstanceID] != m.id:
-		return kerr.FencedInstanceID.Code
+	case code != 0:
+		return code
 	case req.Generation != g.generation:
 		return kerr.IllegalGeneration.Code
 	}

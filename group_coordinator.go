@@ -122,7 +122,8 @@ type groupCoordinator struct {
 	wake chan struct{} // a deadline may have moved: re-arm the timer
 	mu   struct {
 		sync.Mutex
-		parts map[int32]*coordPartition
+		parts  map[int32]*coordPartition
+		loadCh chan struct{} // closed when a partition is loaded or unloaded
 	}
 }
 
@@ -243,6 +244,7 @@ func (gc *groupCoordinator) reconcile() {
 		}
 		gc.b.log.Debug("loaded group coordinator partition", "partition", cp.p, "epoch", cp.epoch, "took", time.Since(start))
 	}
+	gc.notifyLoad()
 	if len(load) > 0 {
 		gc.b.c.notifyEvent()
 	}
@@ -456,8 +458,71 @@ func (d *decompressor) forEachKV(batches []byte, fn func(key, value []byte)) (in
 }
 
 // partitionFor returns the loaded partition coordinating group, or
-// NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS.
+// NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS. A request that reaches
+// the new leader of the group's partition before the coordinator has
+// loaded it waits for the load (up to loadWait) rather than sending the
+// client into a retry backoff.
 func (gc *groupCoordinator) partitionFor(group string) (*coordPartition, error) {
+	const loadWait = 2 * time.Second
+	var deadline <-chan time.Time
+	for {
+		changed := gc.loadChanged()
+		cp, err := gc.partitionForOnce(group)
+		if err == nil {
+			return cp, nil
+		}
+		if !errors.Is(err, kerr.CoordinatorLoadInProgress) && !(errors.Is(err, kerr.NotCoordinator) && gc.mayLead(group)) {
+			return nil, err
+		}
+		if deadline == nil {
+			t := time.NewTimer(loadWait)
+			defer t.Stop()
+			deadline = t.C
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			return nil, err
+		case <-gc.b.ctx.Done():
+			return nil, kerr.NotCoordinator
+		}
+	}
+}
+
+// loadChanged returns a channel closed when the coordinator next
+// reconciles its partitions with the metadata.
+func (gc *groupCoordinator) loadChanged() <-chan struct{} {
+	gc.mu.Lock()
+	defer gc.mu.Unlock()
+	if gc.mu.loadCh == nil {
+		gc.mu.loadCh = make(chan struct{})
+	}
+	return gc.mu.loadCh
+}
+
+func (gc *groupCoordinator) notifyLoad() {
+	gc.mu.Lock()
+	if gc.mu.loadCh != nil {
+		close(gc.mu.loadCh)
+		gc.mu.loadCh = nil
+	}
+	gc.mu.Unlock()
+}
+
+// mayLead reports whether this broker's metadata makes it the leader of
+// group's partition (the coordinator has not caught up yet), or does not
+// have __consumer_offsets yet (just created through another broker).
+func (gc *groupCoordinator) mayLead(group string) bool {
+	gc.b.mu.RLock()
+	defer gc.b.mu.RUnlock()
+	t := gc.b.mu.state.Topics[offsetsTopic]
+	if t == nil || len(t.Partitions) == 0 {
+		return true
+	}
+	return t.Partitions[groupPartition(group, int32(len(t.Partitions)))].Leader == gc.b.id
+}
+
+func (gc *groupCoordinator) partitionForOnce(group string) (*coordPartition, error) {
 	p := groupPartition(group, gc.numPartitions())
 	gc.mu.Lock()
 	cp := gc.mu.parts[p]

@@ -1,0 +1,355 @@
+package kcluster
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kcluster/kcluster/wire"
+)
+
+// coordinator finds group's coordinator with FindCoordinator through broker
+// 1 and returns a connection to it and its id.
+func coordinator(t *testing.T, c *Cluster, group string) (*wire.Client, int32) {
+	t.Helper()
+	req := kmsg.NewPtrFindCoordinatorRequest()
+	req.CoordinatorKeys = []string{group}
+	resp := do[*kmsg.FindCoordinatorResponse](t, dial(t, c.Addrs()[0]), req, -1)
+	co := resp.Coordinators[0]
+	if err := kerr.ErrorForCode(co.ErrorCode); err != nil {
+		t.Fatalf("FindCoordinator(%s): %v", group, err)
+	}
+	return dial(t, c.Addrs()[co.NodeID-1]), co.NodeID
+}
+
+func waitCond(t *testing.T, c *Cluster, what string, cond Condition) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.WaitFor(ctx, cond); err != nil {
+		st, _ := c.Group("g")
+		t.Fatalf("waiting for %s: %v; group %+v", what, err, st)
+	}
+}
+
+func consumerProtocol(topics ...string) []kmsg.JoinGroupRequestProtocol {
+	meta := kmsg.NewConsumerMemberMetadata()
+	meta.Topics = topics
+	return []kmsg.JoinGroupRequestProtocol{{Name: "range", Metadata: meta.AppendTo(nil)}}
+}
+
+// join runs JoinGroup (twice when KIP-394 asks for a member id) and
+// returns the response.
+func join(t *testing.T, cl *wire.Client, group string, instance *string, session int32) *kmsg.JoinGroupResponse {
+	t.Helper()
+	req := kmsg.NewPtrJoinGroupRequest()
+	req.Group, req.SessionTimeoutMillis, req.RebalanceTimeoutMillis = group, session, 5000
+	req.ProtocolType, req.Protocols, req.InstanceID = "consumer", consumerProtocol("t"), instance
+	resp := do[*kmsg.JoinGroupResponse](t, cl, req, -1)
+	if resp.ErrorCode == kerr.MemberIDRequired.Code {
+		req.MemberID = resp.MemberID
+		resp = do[*kmsg.JoinGroupResponse](t, cl, req, -1)
+	}
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		t.Fatalf("JoinGroup: %v", err)
+	}
+	return resp
+}
+
+func syncGroup(t *testing.T, cl *wire.Client, group, member string, gen int32, assign map[string][]byte) *kmsg.SyncGroupResponse {
+	t.Helper()
+	req := kmsg.NewPtrSyncGroupRequest()
+	req.Group, req.MemberID, req.Generation = group, member, gen
+	for id, a := range assign {
+		req.GroupAssignment = append(req.GroupAssignment, kmsg.SyncGroupRequestGroupAssignment{MemberID: id, MemberAssignment: a})
+	}
+	return do[*kmsg.SyncGroupResponse](t, cl, req, -1)
+}
+
+func commit(t *testing.T, cl *wire.Client, group, member string, gen int32, topic string, p int32, off int64) int16 {
+	t.Helper()
+	req := kmsg.NewPtrOffsetCommitRequest()
+	req.Group, req.MemberID, req.Generation = group, member, gen
+	rt := kmsg.NewOffsetCommitRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewOffsetCommitRequestTopicPartition()
+	rp.Partition, rp.Offset, rp.Metadata = p, off, kmsg.StringPtr("m")
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp := do[*kmsg.OffsetCommitResponse](t, cl, req, 9)
+	return resp.Topics[0].Partitions[0].ErrorCode
+}
+
+// TestGroupOffsetFetchUnknownGroup: an unknown group answers offset -1 and
+// no error, in every OffsetFetch shape (v1 per partition, v7 top level,
+// v8 batched), as Kafka does.
+func TestGroupOffsetFetchUnknownGroup(t *testing.T) {
+	c := Start(t, Brokers(1))
+	createTopic(t, c, "t", 2, 1)
+	cl, _ := coordinator(t, c, "nobody")
+	for _, v := range []int16{1, 7} {
+		req := kmsg.NewPtrOffsetFetchRequest()
+		req.Group = "nobody"
+		req.Topics = []kmsg.OffsetFetchRequestTopic{{Topic: "t", Partitions: []int32{0, 1}}}
+		resp := do[*kmsg.OffsetFetchResponse](t, cl, req, v)
+		if resp.ErrorCode != 0 || len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 2 {
+			t.Fatalf("v%d: %+v", v, resp)
+		}
+		for _, p := range resp.Topics[0].Partitions {
+			if p.Offset != -1 || p.ErrorCode != 0 {
+				t.Fatalf("v%d: partition %d: offset %d error %d, want -1 and none", v, p.Partition, p.Offset, p.ErrorCode)
+			}
+		}
+	}
+	req := kmsg.NewPtrOffsetFetchRequest()
+	req.Groups = []kmsg.OffsetFetchRequestGroup{{Group: "nobody", Topics: []kmsg.OffsetFetchRequestGroupTopic{{Topic: "t", Partitions: []int32{0}}}}}
+	resp := do[*kmsg.OffsetFetchResponse](t, cl, req, 8)
+	if g := resp.Groups[0]; g.ErrorCode != 0 || g.Topics[0].Partitions[0].Offset != -1 {
+		t.Fatalf("v8: %+v", g)
+	}
+}
+
+// TestGroupNotCoordinator: FindCoordinator names the leader of partition
+// abs(hashCode(group)) % 10 of __consumer_offsets; every other broker
+// answers the group's requests with NOT_COORDINATOR.
+func TestGroupNotCoordinator(t *testing.T) {
+	c := Start(t, Brokers(3))
+	_, id := coordinator(t, c, "g")
+	st, err := c.PartitionState(offsetsTopic, groupPartition("g", 10))
+	if err != nil || st.Leader != id {
+		t.Fatalf("coordinator %d, leader of __consumer_offsets/%d is %d (%v)", id, groupPartition("g", 10), st.Leader, err)
+	}
+	if p := groupPartition("g", 50); p != 3 {
+		// Java: Math.abs("g".hashCode()) % 50 = 103 % 50.
+		t.Fatalf("groupPartition(g, 50) = %d, want 3", p)
+	}
+	other := dial(t, c.Addrs()[id%3])
+	req := kmsg.NewPtrHeartbeatRequest()
+	req.Group, req.MemberID, req.Generation = "g", "m", 1
+	if resp := do[*kmsg.HeartbeatResponse](t, other, req, -1); resp.ErrorCode != kerr.NotCoordinator.Code {
+		t.Fatalf("heartbeat on a non-coordinator: error %d, want NOT_COORDINATOR", resp.ErrorCode)
+	}
+	of := kmsg.NewPtrOffsetFetchRequest()
+	of.Group = "g"
+	if resp := do[*kmsg.OffsetFetchResponse](t, other, of, 7); resp.ErrorCode != kerr.NotCoordinator.Code {
+		t.Fatalf("offset fetch on a non-coordinator: error %d, want NOT_COORDINATOR", resp.ErrorCode)
+	}
+}
+
+// TestGroupRecordsAreKafkas: a commit and a completed rebalance are
+// OffsetCommit and GroupMetadata records in __consumer_offsets, readable
+// with Kafka's schemas (kmsg), replicated to every replica.
+func TestGroupRecordsAreKafkas(t *testing.T) {
+	c := Start(t, Brokers(3))
+	createTopic(t, c, "t", 1, 3)
+	cl, _ := coordinator(t, c, "g")
+	j := join(t, cl, "g", nil, 10000)
+	a := kmsg.NewConsumerMemberAssignment()
+	a.Topics = []kmsg.ConsumerMemberAssignmentTopic{{Topic: "t", Partitions: []int32{0}}}
+	if s := syncGroup(t, cl, "g", j.MemberID, j.Generation, map[string][]byte{j.MemberID: a.AppendTo(nil)}); s.ErrorCode != 0 {
+		t.Fatalf("SyncGroup: %v", kerr.ErrorForCode(s.ErrorCode))
+	}
+	if code := commit(t, cl, "g", j.MemberID, j.Generation, "t", 0, 42); code != 0 {
+		t.Fatalf("OffsetCommit: %v", kerr.ErrorForCode(code))
+	}
+	p := groupPartition("g", 10)
+	waitCond(t, c, "the records on every replica", FullyReplicated(offsetsTopic, p))
+	st, _ := c.PartitionState(offsetsTopic, p)
+	b, _ := c.brokerByID(st.Leader)
+	b.mu.RLock()
+	tid := b.mu.state.Topics[offsetsTopic].ID
+	b.mu.RUnlock()
+	r := b.replica(tid, p)
+	data, err := r.log.Read(0, 1<<20, st.HighWatermark)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sawGroup, sawOffset bool
+	if _, err := c.dec.forEachKV(data, func(key, value []byte) {
+		var ok kmsg.OffsetCommitKey
+		var gk kmsg.GroupMetadataKey
+		switch {
+		case ok.ReadFrom(key) == nil && ok.Version <= 1:
+			var v kmsg.OffsetCommitValue
+			if err := v.ReadFrom(value); err != nil || ok.Group != "g" || ok.Topic != "t" || v.Offset != 42 || v.Metadata != "m" {
+				t.Errorf("offset record %+v %+v (%v)", ok, v, err)
+			}
+			sawOffset = true
+		case gk.ReadFrom(key) == nil && gk.Version == 2:
+			var v kmsg.GroupMetadataValue
+			if err := v.ReadFrom(value); err != nil || gk.Group != "g" || v.ProtocolType != "consumer" || len(v.Members) != 1 || v.Members[0].MemberID != j.MemberID {
+				t.Errorf("group record %+v %+v (%v)", gk, v, err)
+			}
+			sawGroup = true
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !sawGroup || !sawOffset {
+		t.Fatalf("group record %v, offset record %v", sawGroup, sawOffset)
+	}
+}
+
+// TestGroupAdmin walks a group through the admin APIs: Stable with one
+// member in DescribeGroups and ListGroups (state filters), not deletable
+// while it has members, Empty after LeaveGroup, then deleted with its
+// offsets; OffsetDelete refuses a subscribed topic.
+func TestGroupAdmin(t *testing.T) {
+	c := Start(t, Brokers(1))
+	createTopic(t, c, "t", 1, 1)
+	createTopic(t, c, "u", 1, 1)
+	cl, _ := coordinator(t, c, "g")
+	j := join(t, cl, "g", nil, 10000)
+	if s := syncGroup(t, cl, "g", j.MemberID, j.Generation, nil); s.ErrorCode != 0 {
+		t.Fatalf("SyncGroup: %v", kerr.ErrorForCode(s.ErrorCode))
+	}
+	waitCond(t, c, "a stable group", GroupStable("g", 1))
+	for _, tp := range []string{"t", "u"} {
+		if code := commit(t, cl, "g", j.MemberID, j.Generation, tp, 0, 7); code != 0 {
+			t.Fatalf("commit %s: %v", tp, kerr.ErrorForCode(code))
+		}
+	}
+
+	dg := kmsg.NewPtrDescribeGroupsRequest()
+	dg.Groups = []string{"g", "nobody"}
+	dresp := do[*kmsg.DescribeGroupsResponse](t, cl, dg, 5)
+	if g := dresp.Groups[0]; g.State != "Stable" || g.Protocol != "range" || len(g.Members) != 1 || g.Members[0].MemberID != j.MemberID {
+		t.Fatalf("DescribeGroups: %+v", g)
+	}
+	if g := dresp.Groups[1]; g.State != "Dead" || g.ErrorCode != 0 {
+		t.Fatalf("DescribeGroups of an unknown group: %+v", g)
+	}
+	list := func(states ...string) []string {
+		req := kmsg.NewPtrListGroupsRequest()
+		req.StatesFilter = states
+		resp := do[*kmsg.ListGroupsResponse](t, cl, req, -1)
+		var out []string
+		for _, g := range resp.Groups {
+			out = append(out, g.Group+"/"+g.GroupState+"/"+g.GroupType)
+		}
+		return out
+	}
+	if got := list(); len(got) != 1 || got[0] != "g/Stable/classic" {
+		t.Fatalf("ListGroups = %v", got)
+	}
+	if got := list("empty"); len(got) != 0 {
+		t.Fatalf("ListGroups(Empty) = %v, want none", got)
+	}
+
+	od := kmsg.NewPtrOffsetDeleteRequest()
+	od.Group = "g"
+	od.Topics = []kmsg.OffsetDeleteRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetDeleteRequestTopicPartition{{Partition: 0}}},
+		{Topic: "u", Partitions: []kmsg.OffsetDeleteRequestTopicPartition{{Partition: 0}}}}
+	odr := do[*kmsg.OffsetDeleteResponse](t, cl, od, -1)
+	if odr.ErrorCode != 0 || odr.Topics[0].Partitions[0].ErrorCode != kerr.GroupSubscribedToTopic.Code || odr.Topics[1].Partitions[0].ErrorCode != 0 {
+		t.Fatalf("OffsetDelete: %+v", odr)
+	}
+	if st, _ := c.Group("g"); st.Offsets["u"] != nil || st.Offsets["t"][0] != 7 {
+		t.Fatalf("offsets after OffsetDelete: %v", st.Offsets)
+	}
+
+	del := kmsg.NewPtrDeleteGroupsRequest()
+	del.Groups = []string{"g"}
+	if r := do[*kmsg.DeleteGroupsResponse](t, cl, del, 2); r.Groups[0].ErrorCode != kerr.NonEmptyGroup.Code {
+		t.Fatalf("DeleteGroups of a group with members: %v", kerr.ErrorForCode(r.Groups[0].ErrorCode))
+	}
+	lg := kmsg.NewPtrLeaveGroupRequest()
+	lg.Group = "g"
+	lg.Members = []kmsg.LeaveGroupRequestMember{{MemberID: j.MemberID}}
+	if r := do[*kmsg.LeaveGroupResponse](t, cl, lg, -1); r.ErrorCode != 0 || r.Members[0].ErrorCode != 0 {
+		t.Fatalf("LeaveGroup: %+v", r)
+	}
+	if got := list("Empty"); len(got) != 1 || got[0] != "g/Empty/classic" {
+		t.Fatalf("ListGroups(Empty) after the leave = %v", got)
+	}
+	if r := do[*kmsg.DeleteGroupsResponse](t, cl, del, 2); r.Groups[0].ErrorCode != 0 {
+		t.Fatalf("DeleteGroups: %v", kerr.ErrorForCode(r.Groups[0].ErrorCode))
+	}
+	if r := do[*kmsg.DeleteGroupsResponse](t, cl, del, 2); r.Groups[0].ErrorCode != kerr.GroupIDNotFound.Code {
+		t.Fatalf("DeleteGroups again: %v", kerr.ErrorForCode(r.Groups[0].ErrorCode))
+	}
+	if _, err := c.Group("g"); err == nil {
+		t.Fatal("the group is still there after DeleteGroups")
+	}
+}
+
+// TestGroupStaticMember: a static member (KIP-345) that restarts with a
+// new member id gets the same generation and assignment back without a
+// rebalance, and its old member id is fenced.
+func TestGroupStaticMember(t *testing.T) {
+	c := Start(t, Brokers(1))
+	createTopic(t, c, "t", 1, 1)
+	cl, _ := coordinator(t, c, "g")
+	inst := kmsg.StringPtr("instance-1")
+	j := join(t, cl, "g", inst, 10000)
+	if s := syncGroup(t, cl, "g", j.MemberID, j.Generation, map[string][]byte{j.MemberID: []byte("a")}); s.ErrorCode != 0 {
+		t.Fatalf("SyncGroup: %v", kerr.ErrorForCode(s.ErrorCode))
+	}
+	j2 := join(t, cl, "g", inst, 10000)
+	if j2.MemberID == j.MemberID || j2.Generation != j.Generation {
+		t.Fatalf("static rejoin: member %s generation %d, before %s generation %d", j2.MemberID, j2.Generation, j.MemberID, j.Generation)
+	}
+	if s := syncGroup(t, cl, "g", j2.MemberID, j2.Generation, nil); s.ErrorCode != 0 || string(s.MemberAssignment) != "a" {
+		t.Fatalf("SyncGroup after the static rejoin: %v %q", kerr.ErrorForCode(s.ErrorCode), s.MemberAssignment)
+	}
+	hb := kmsg.NewPtrHeartbeatRequest()
+	hb.Group, hb.MemberID, hb.Generation, hb.InstanceID = "g", j.MemberID, j.Generation, inst
+	if r := do[*kmsg.HeartbeatResponse](t, cl, hb, -1); r.ErrorCode != kerr.FencedInstanceID.Code {
+		t.Fatalf("heartbeat of the replaced member id: %v, want FENCED_INSTANCE_ID", kerr.ErrorForCode(r.ErrorCode))
+	}
+}
+
+// TestGroupSessionTimeout: a member that stops heartbeating is removed
+// after its session timeout and the group becomes Empty; its commits then
+// fail with UNKNOWN_MEMBER_ID.
+func TestGroupSessionTimeout(t *testing.T) {
+	c := Start(t, Brokers(1))
+	createTopic(t, c, "t", 1, 1)
+	cl, _ := coordinator(t, c, "g")
+	j := join(t, cl, "g", nil, 300)
+	syncGroup(t, cl, "g", j.MemberID, j.Generation, nil)
+	waitCond(t, c, "an empty group", func(c *Cluster) bool {
+		st, err := c.Group("g")
+		return err == nil && st.State == "Empty" && len(st.Members) == 0
+	})
+	if code := commit(t, cl, "g", j.MemberID, j.Generation, "t", 0, 1); code != kerr.UnknownMemberID.Code {
+		t.Fatalf("commit of an expired member: %v", kerr.ErrorForCode(code))
+	}
+}
+
+// TestGroupCoordinatorReplay: the coordinator's broker is killed; the new
+// leader of the group's partition replays it: same generation and member,
+// Stable, and the committed offset intact.
+func TestGroupCoordinatorReplay(t *testing.T) {
+	c := Start(t, Brokers(3))
+	createTopic(t, c, "t", 1, 3)
+	cl, id := coordinator(t, c, "g")
+	j := join(t, cl, "g", nil, 30000)
+	syncGroup(t, cl, "g", j.MemberID, j.Generation, map[string][]byte{j.MemberID: []byte("a")})
+	if code := commit(t, cl, "g", j.MemberID, j.Generation, "t", 0, 99); code != 0 {
+		t.Fatalf("commit: %v", kerr.ErrorForCode(code))
+	}
+	if err := c.KillBroker(id); err != nil {
+		t.Fatal(err)
+	}
+	waitCond(t, c, "the group on a new coordinator", func(c *Cluster) bool {
+		st, err := c.Group("g")
+		return err == nil && st.Coordinator != id
+	})
+	st, _ := c.Group("g")
+	if st.State != "Stable" || st.Generation != j.Generation || len(st.Members) != 1 || st.Members[0].ID != j.MemberID || st.Offsets["t"][0] != 99 {
+		t.Fatalf("replayed group: %+v", st)
+	}
+	cl2, id2 := coordinator(t, c, "g")
+	if id2 == id {
+		t.Fatalf("FindCoordinator still names killed broker %d", id)
+	}
+	hb := kmsg.NewPtrHeartbeatRequest()
+	hb.Group, hb.MemberID, hb.Generation = "g", j.MemberID, j.Generation
+	if r := do[*kmsg.HeartbeatResponse](t, cl2, hb, -1); r.ErrorCode != 0 {
+		t.Fatalf("heartbeat on the new coordinator: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+}
