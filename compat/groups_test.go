@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sort"
 	"sync"
 	"testing"
@@ -333,5 +334,81 @@ func TestGroupCoordinatorFailover(t *testing.T) {
 			}
 			t.Logf("processed %d records (%d distinct, %d processed again past a commit)", l.total, n, len(l.repeated))
 		})
+	}
+}
+
+// TestGroupETL is a load in the style of franz-go's TestGroupETL: many
+// records on a 3-broker cluster, consumed by a group whose members keep
+// leaving and joining (seeded; the seed is logged), committing after
+// processing. Every record is processed and no committed record is
+// processed again.
+func TestGroupETL(t *testing.T) {
+	for _, v := range []struct {
+		name string
+		opts []kgo.Opt
+	}{
+		{"cooperative-sticky", []kgo.Opt{kgo.Balancers(kgo.CooperativeStickyBalancer())}},
+		{"eager-range", []kgo.Opt{kgo.Balancers(kgo.RangeBalancer())}},
+		{"kip848", []kgo.Opt{kgo.Balancers(kgo.CooperativeStickyBalancer()), kgo.ServerSideBalancer()}},
+	} {
+		t.Run(v.name, func(t *testing.T) {
+			const topic, n, partitions = "etl", 30000, 12
+			seed := time.Now().UnixNano()
+			rng := rand.New(rand.NewPCG(uint64(seed), 0))
+			t.Logf("seed %d", seed)
+			c := kcluster.Start(t, kcluster.Brokers(3))
+			ctx := testContext(t)
+			prod := newFranzClient(t, c.Addrs(), kgo.ProducerLinger(5*time.Millisecond))
+			createTopicKadm(ctx, t, kadm.NewClient(prod), topic, partitions, 3)
+			l := newLedger(n)
+			live := []*consumer{}
+			for range 3 {
+				live = append(live, startConsumer(t, ctx, c.Addrs(), "g", topic, l, v.opts...))
+			}
+			// Ten rounds: produce a tenth of the records, then one
+			// member leaves and one or two join while they are being
+			// consumed; the round ends when the group is stable again
+			// and the tenth is processed.
+			churns := 0
+			for step := 1; step <= 10; step++ {
+				produceN(t, ctx, prod, topic, (step-1)*n/10, n/10)
+				i := rng.IntN(len(live))
+				live[i].leave()
+				live = append(live[:i], live[i+1:]...)
+				for range 1 + rng.IntN(2) {
+					if len(live) < 5 {
+						live = append(live, startConsumer(t, ctx, c.Addrs(), "g", topic, l, v.opts...))
+					}
+				}
+				churns++
+				waitGroup(t, ctx, c, fmt.Sprintf("round %d: %d stable members", step, len(live)), kcluster.GroupStable("g", len(live)))
+				waitDistinct(t, ctx, l, n*step/10)
+			}
+			waitConsumed(t, ctx, l)
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if len(l.repeated) > 0 {
+				t.Fatalf("committed work processed again (%d records): %v", len(l.repeated), l.repeated[:min(len(l.repeated), 20)])
+			}
+			t.Logf("%d records, %d churns, %d processed (%d more than once, none below a commit)", n, churns, l.total, l.total-n)
+		})
+	}
+}
+
+// waitDistinct waits until the ledger has k distinct records.
+func waitDistinct(t *testing.T, ctx context.Context, l *ledger, k int) {
+	t.Helper()
+	for {
+		l.mu.Lock()
+		got, ch := l.distinctN, l.acked
+		l.mu.Unlock()
+		if got >= k {
+			return
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			t.Fatalf("processed %d distinct records, want %d", got, k)
+		}
 	}
 }
