@@ -549,6 +549,19 @@ func (gc *groupCoordinator) withGroup(name string, fn func(cp *coordPartition, g
 	if err != nil {
 		return err
 	}
+	return cp.withGroup(name, fn)
+}
+
+// withGroupNow is withGroup without waiting for a load (for gauges).
+func (gc *groupCoordinator) withGroupNow(name string, fn func(cp *coordPartition, g *group) error) error {
+	cp, err := gc.partitionForOnce(name)
+	if err != nil {
+		return err
+	}
+	return cp.withGroup(name, fn)
+}
+
+func (cp *coordPartition) withGroup(name string, fn func(cp *coordPartition, g *group) error) error {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	if cp.mu.gone {

@@ -73,7 +73,7 @@ func (c *Cluster) Group(name string) (GroupState, error) {
 	}
 	st.Coordinator = leader
 	found := false
-	b.groups.withGroup(name, func(cp *coordPartition, g *group) error {
+	b.groups.withGroupNow(name, func(cp *coordPartition, g *group) error {
 		if g == nil {
 			return nil
 		}

@@ -2,6 +2,7 @@ package kcluster
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -351,5 +352,168 @@ func TestGroupCoordinatorReplay(t *testing.T) {
 	hb.Group, hb.MemberID, hb.Generation = "g", j.MemberID, j.Generation
 	if r := do[*kmsg.HeartbeatResponse](t, cl2, hb, -1); r.ErrorCode != 0 {
 		t.Fatalf("heartbeat on the new coordinator: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+}
+
+// TestGroupInternalTopicProduce: clients cannot append to
+// __consumer_offsets (INVALID_TOPIC_EXCEPTION, as Kafka's ReplicaManager).
+func TestGroupInternalTopicProduce(t *testing.T) {
+	c := Start(t, Brokers(1))
+	cl, _ := coordinator(t, c, "g") // creates the topic
+	req := kmsg.NewPtrProduceRequest()
+	req.Acks, req.TimeoutMillis = -1, 5000
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = offsetsTopic
+	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Partition, rp.Records = groupPartition("g", 10), makeBatch(1, "x")
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp := do[*kmsg.ProduceResponse](t, cl, req, 9)
+	if code := resp.Topics[0].Partitions[0].ErrorCode; code != kerr.InvalidTopicException.Code {
+		t.Fatalf("produce to %s: %v, want INVALID_TOPIC_EXCEPTION", offsetsTopic, kerr.ErrorForCode(code))
+	}
+}
+
+func cgHeartbeat(t *testing.T, cl *wire.Client, member string, epoch int32, topics []string, owned []kmsg.ConsumerGroupHeartbeatRequestTopic, assignor *string) *kmsg.ConsumerGroupHeartbeatResponse {
+	t.Helper()
+	req := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+	req.Group, req.MemberID, req.MemberEpoch = "g", member, epoch
+	req.SubscribedTopicNames, req.Topics, req.ServerAssignor = topics, owned, assignor
+	if epoch == 0 {
+		req.RebalanceTimeoutMillis = 5000
+	}
+	return do[*kmsg.ConsumerGroupHeartbeatResponse](t, cl, req, 1)
+}
+
+func ownedOf(r *kmsg.ConsumerGroupHeartbeatResponse) []kmsg.ConsumerGroupHeartbeatRequestTopic {
+	out := []kmsg.ConsumerGroupHeartbeatRequestTopic{}
+	if r.Assignment != nil {
+		for _, at := range r.Assignment.Topics {
+			out = append(out, kmsg.ConsumerGroupHeartbeatRequestTopic{TopicID: at.TopicID, Partitions: at.Partitions})
+		}
+	}
+	return out
+}
+
+func countOwned(ts []kmsg.ConsumerGroupHeartbeatRequestTopic) int {
+	n := 0
+	for _, t := range ts {
+		n += len(t.Partitions)
+	}
+	return n
+}
+
+// TestGroupConsumerProtocol drives KIP-848 by hand: a first member gets
+// every partition; when a second joins, the first must revoke half (same
+// epoch) before the second gets them (withheld until released); then both
+// are at the new epoch and the group is Stable. ConsumerGroupDescribe
+// shows it; a classic JoinGroup is refused while the group has members.
+func TestGroupConsumerProtocol(t *testing.T) {
+	c := Start(t, Brokers(1))
+	createTopic(t, c, "t", 4, 1)
+	cl, _ := coordinator(t, c, "g")
+	if r := cgHeartbeat(t, cl, "a", 0, []string{"t"}, nil, kmsg.StringPtr("sticky")); r.ErrorCode != kerr.UnsupportedAssignor.Code {
+		t.Fatalf("unknown assignor: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	a := cgHeartbeat(t, cl, "a", 0, []string{"t"}, []kmsg.ConsumerGroupHeartbeatRequestTopic{}, kmsg.StringPtr("uniform"))
+	if a.ErrorCode != 0 || a.MemberEpoch != 1 || countOwned(ownedOf(a)) != 4 {
+		t.Fatalf("first member: %+v", a)
+	}
+	aOwned := ownedOf(a)
+	bResp := cgHeartbeat(t, cl, "b", 0, []string{"t"}, []kmsg.ConsumerGroupHeartbeatRequestTopic{}, kmsg.StringPtr("uniform"))
+	if bResp.ErrorCode != 0 || bResp.MemberEpoch != 2 || countOwned(ownedOf(bResp)) != 0 {
+		t.Fatalf("second member: partitions withheld until released: %+v", bResp)
+	}
+	if st, _ := c.Group("g"); st.State != "Reconciling" {
+		t.Fatalf("state %s, want Reconciling", st.State)
+	}
+	// a learns it must give up two partitions, at its old epoch.
+	a = cgHeartbeat(t, cl, "a", 1, nil, aOwned, nil)
+	if a.ErrorCode != 0 || a.MemberEpoch != 1 || countOwned(ownedOf(a)) != 2 {
+		t.Fatalf("revocation: %+v", a)
+	}
+	// a acknowledges (reports owning only two): it moves to epoch 2.
+	a = cgHeartbeat(t, cl, "a", 1, nil, ownedOf(a), nil)
+	if a.ErrorCode != 0 || a.MemberEpoch != 2 {
+		t.Fatalf("after revoking: %+v", a)
+	}
+	bResp = cgHeartbeat(t, cl, "b", 2, nil, []kmsg.ConsumerGroupHeartbeatRequestTopic{}, nil)
+	if bResp.ErrorCode != 0 || countOwned(ownedOf(bResp)) != 2 {
+		t.Fatalf("second member after the release: %+v", bResp)
+	}
+	waitCond(t, c, "a stable consumer group", GroupStable("g", 2))
+
+	d := kmsg.NewPtrConsumerGroupDescribeRequest()
+	d.Groups = []string{"g"}
+	dr := do[*kmsg.ConsumerGroupDescribeResponse](t, cl, d, 1)
+	if g := dr.Groups[0]; g.ErrorCode != 0 || g.State != "Stable" || g.Epoch != 2 || g.AssignorName != "uniform" || len(g.Members) != 2 {
+		t.Fatalf("ConsumerGroupDescribe: %+v", g)
+	}
+	jr := kmsg.NewPtrJoinGroupRequest()
+	jr.Group, jr.SessionTimeoutMillis, jr.ProtocolType, jr.Protocols = "g", 10000, "consumer", consumerProtocol("t")
+	if r := do[*kmsg.JoinGroupResponse](t, cl, jr, -1); r.ErrorCode != kerr.InconsistentGroupProtocol.Code {
+		t.Fatalf("classic join of a consumer group: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	// Fenced: a stale epoch.
+	if r := cgHeartbeat(t, cl, "a", 1, nil, nil, nil); r.ErrorCode != kerr.FencedMemberEpoch.Code {
+		t.Fatalf("stale epoch: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	// Leave: b's partitions go back to the remaining member.
+	if r := cgHeartbeat(t, cl, "b", -1, nil, nil, nil); r.ErrorCode != 0 || r.MemberEpoch != -1 {
+		t.Fatalf("leave: %+v", r)
+	}
+	if st, _ := c.Group("g"); len(st.Members) != 1 || st.Members[0].ID != "a" || st.Generation != 3 {
+		t.Fatalf("after b left: %+v", st)
+	}
+	a = cgHeartbeat(t, cl, "a", 2, nil, ownedOf(a), nil)
+	if a.ErrorCode != 0 || a.MemberEpoch != 3 || countOwned(ownedOf(a)) != 4 {
+		t.Fatalf("a after b left: %+v", a)
+	}
+}
+
+// TestGroupAssignors checks the server-side assignors: range gives
+// contiguous ranges per topic; uniform is balanced and keeps partitions
+// where they were when members change.
+func TestGroupAssignors(t *testing.T) {
+	subs := map[string][]string{"a": {"x", "y"}, "b": {"x", "y"}, "c": {"x"}}
+	sizes := map[string]int{"x": 5, "y": 2}
+	r := assignRange(subs, sizes)
+	if got := r["a"]["x"]; len(got) != 2 || got[0] != 0 || got[1] != 1 {
+		t.Fatalf("range a/x = %v", got)
+	}
+	if got := r["c"]["x"]; len(got) != 1 || got[0] != 4 {
+		t.Fatalf("range c/x = %v", got)
+	}
+	if got := r["b"]["y"]; len(got) != 1 || got[0] != 1 {
+		t.Fatalf("range b/y = %v", got)
+	}
+
+	count := func(a map[string]map[string][]int32, id string) int {
+		n := 0
+		for _, ps := range a[id] {
+			n += len(ps)
+		}
+		return n
+	}
+	subs = map[string][]string{"a": {"x"}, "b": {"x"}, "c": {"x"}}
+	sizes = map[string]int{"x": 6}
+	u := assignUniform(subs, sizes, nil)
+	for _, id := range []string{"a", "b", "c"} {
+		if count(u, id) != 2 {
+			t.Fatalf("uniform: %v", u)
+		}
+	}
+	// c leaves: a and b keep what they had and share c's.
+	delete(subs, "c")
+	u2 := assignUniform(subs, sizes, u)
+	for _, id := range []string{"a", "b"} {
+		if count(u2, id) != 3 {
+			t.Fatalf("uniform after a leave: %v", u2)
+		}
+		for _, p := range u[id]["x"] {
+			if !slices.Contains(u2[id]["x"], p) {
+				t.Fatalf("uniform moved %s's partition %d: before %v after %v", id, p, u, u2)
+			}
+		}
 	}
 }
