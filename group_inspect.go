@@ -159,3 +159,20 @@ func GroupCommitted(group, topic string, partition int32, offset int64) Conditio
 		return err == nil && st.Offsets[topic] != nil && st.Offsets[topic][partition] >= offset
 	}
 }
+
+// Groups returns the names of the groups the running coordinators hold,
+// sorted.
+func (c *Cluster) Groups() []string {
+	var out []string
+	for _, b := range c.running() {
+		for _, cp := range b.groups.loaded() {
+			cp.mu.Lock()
+			for name := range cp.mu.groups {
+				out = append(out, name)
+			}
+			cp.mu.Unlock()
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}

@@ -236,6 +236,9 @@ func TestGroupAdmin(t *testing.T) {
 	if got := list(); len(got) != 1 || got[0] != "g/Stable/classic" {
 		t.Fatalf("ListGroups = %v", got)
 	}
+	if got := c.Groups(); len(got) != 1 || got[0] != "g" {
+		t.Fatalf("Groups() = %v", got)
+	}
 	if got := list("empty"); len(got) != 0 {
 		t.Fatalf("ListGroups(Empty) = %v, want none", got)
 	}
@@ -515,5 +518,85 @@ func TestGroupAssignors(t *testing.T) {
 				t.Fatalf("uniform moved %s's partition %d: before %v after %v", id, p, u, u2)
 			}
 		}
+	}
+}
+
+// TestGroupRebalanceTimeout: a member that does not rejoin a rebalance
+// within its rebalance timeout is removed, and the join completes with the
+// members that did.
+func TestGroupRebalanceTimeout(t *testing.T) {
+	c := Start(t, Brokers(1))
+	createTopic(t, c, "t", 1, 1)
+	cl, _ := coordinator(t, c, "g")
+	req := kmsg.NewPtrJoinGroupRequest()
+	req.Group, req.SessionTimeoutMillis, req.RebalanceTimeoutMillis = "g", 10000, 300
+	req.ProtocolType, req.Protocols = "consumer", consumerProtocol("t")
+	a := do[*kmsg.JoinGroupResponse](t, cl, req, 3) // v3: no KIP-394 round trip
+	if a.ErrorCode != 0 {
+		t.Fatalf("first join: %v", kerr.ErrorForCode(a.ErrorCode))
+	}
+	syncGroup(t, cl, "g", a.MemberID, a.Generation, nil)
+	start := time.Now()
+	b := do[*kmsg.JoinGroupResponse](t, dial(t, c.Addrs()[0]), req, 3) // a never rejoins
+	if b.ErrorCode != 0 || b.Generation != a.Generation+1 || b.LeaderID != b.MemberID || len(b.Members) != 1 {
+		t.Fatalf("join after a's rebalance timeout: %+v", b)
+	}
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Fatalf("the join completed after %v, before the rebalance timeout", d)
+	}
+	hb := kmsg.NewPtrHeartbeatRequest()
+	hb.Group, hb.MemberID, hb.Generation = "g", a.MemberID, a.Generation
+	if r := do[*kmsg.HeartbeatResponse](t, cl, hb, -1); r.ErrorCode != kerr.UnknownMemberID.Code {
+		t.Fatalf("heartbeat of the removed member: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+}
+
+// TestGroupOffsetsRetention: offsets of a group with no members expire
+// offsets.retention.minutes after their commit (KIP-211); the group goes
+// with them, and a tombstone is written for each.
+func TestGroupOffsetsRetention(t *testing.T) {
+	c := Start(t, Brokers(1))
+	createTopic(t, c, "t", 2, 1)
+	cl, id := coordinator(t, c, "g")
+	for p := int32(0); p < 2; p++ {
+		if code := commit(t, cl, "g", "", -1, "t", p, 5); code != 0 {
+			t.Fatalf("simple commit: %v", kerr.ErrorForCode(code))
+		}
+	}
+	b, _ := c.brokerByID(id)
+	b.groups.expireOffsets(time.Now().Add(7*24*time.Hour - time.Minute))
+	if st, err := c.Group("g"); err != nil || len(st.Offsets["t"]) != 2 {
+		t.Fatalf("offsets expired early: %+v (%v)", st, err)
+	}
+	before, _ := c.PartitionState(offsetsTopic, groupPartition("g", 10))
+	b.groups.expireOffsets(time.Now().Add(7*24*time.Hour + time.Minute))
+	if _, err := c.Group("g"); err == nil {
+		t.Fatal("the group is still there after its offsets expired")
+	}
+	after, _ := c.PartitionState(offsetsTopic, groupPartition("g", 10))
+	if after.HighWatermark != before.HighWatermark+2 {
+		t.Fatalf("high watermark %d -> %d, want two tombstones", before.HighWatermark, after.HighWatermark)
+	}
+}
+
+// TestGroupConsumerRegex: a KIP-848 member subscribing by regex is
+// assigned the partitions of every matching topic (whole-name match).
+func TestGroupConsumerRegex(t *testing.T) {
+	c := Start(t, Brokers(1))
+	createTopic(t, c, "orders-eu", 2, 1)
+	createTopic(t, c, "orders-us", 1, 1)
+	createTopic(t, c, "xorders", 1, 1)
+	cl, _ := coordinator(t, c, "g")
+	req := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+	req.Group, req.MemberID, req.RebalanceTimeoutMillis = "g", "m", 5000
+	req.SubscribedTopicRegex = kmsg.StringPtr("orders-.*")
+	req.Topics = []kmsg.ConsumerGroupHeartbeatRequestTopic{}
+	r := do[*kmsg.ConsumerGroupHeartbeatResponse](t, cl, req, 1)
+	if r.ErrorCode != 0 || countOwned(ownedOf(r)) != 3 || len(r.Assignment.Topics) != 2 {
+		t.Fatalf("regex subscription: %+v", r)
+	}
+	req.MemberID, req.SubscribedTopicRegex = "m2", kmsg.StringPtr("orders-[")
+	if r := do[*kmsg.ConsumerGroupHeartbeatResponse](t, cl, req, 1); r.ErrorCode != kerr.InvalidRegularExpression.Code {
+		t.Fatalf("invalid regex: %v", kerr.ErrorForCode(r.ErrorCode))
 	}
 }
