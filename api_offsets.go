@@ -55,7 +55,10 @@ func (b *broker) handleOffsetCommit(req *kmsg.OffsetCommitRequest, r *request) (
 		err := b.groups.withGroup(req.Group, func(cp *coordPartition, g *group) error {
 			now := time.Now()
 			if g == nil {
-				if req.Generation >= 0 || req.MemberID != "" {
+				if req.Generation >= 0 {
+					if req.Version >= 9 {
+						return kerr.GroupIDNotFound
+					}
 					return kerr.IllegalGeneration
 				}
 				g = cp.getOrCreateLocked(req.Group)
@@ -134,35 +137,48 @@ func (b *broker) handleOffsetCommit(req *kmsg.OffsetCommitRequest, r *request) (
 // validateOffsetCommit for classic and consumer groups).
 func (g *group) validateCommitLocked(req *kmsg.OffsetCommitRequest) error {
 	if g.kind == kindConsumer {
-		if req.Generation < 0 && req.MemberID == "" && g.isEmptyState() {
+		if req.Generation < 0 && g.isEmptyState() {
 			return nil
 		}
 		m := g.cg.members[req.MemberID]
 		if m == nil {
 			return kerr.UnknownMemberID
 		}
-		if req.Generation != m.epoch && req.Generation != m.prevEpoch {
+		switch {
+		case req.Generation > m.epoch:
+			return kerr.FencedMemberEpoch
+		case req.Generation < m.epoch && req.Generation != m.prevEpoch:
+			// A commit at the epoch just before the member's current
+			// one is accepted: its partitions did not change (a bump
+			// that moved partitions would have kept the old epoch
+			// until they were revoked).
 			if req.Version >= 9 {
 				return kerr.StaleMemberEpoch
 			}
-			return kerr.IllegalGeneration
+			return kerr.UnsupportedVersion
 		}
 		return nil
 	}
-	if req.Generation < 0 && req.MemberID == "" && len(g.members) == 0 {
+	if req.Generation < 0 && g.state == stateEmpty {
 		return nil // a simple (admin) commit to an empty group
 	}
-	m, code := g.checkMemberLocked(req.MemberID, req.InstanceID)
-	if code != 0 {
-		return kerr.ErrorForCode(code)
-	}
-	if req.Generation != g.generation {
-		return kerr.IllegalGeneration
+	if req.Generation >= 0 || req.MemberID != "" || req.InstanceID != nil {
+		m, code := g.checkMemberLocked(req.MemberID, req.InstanceID)
+		if code != 0 {
+			return kerr.ErrorForCode(code)
+		}
+		if req.Generation != g.generation {
+			return kerr.IllegalGeneration
+		}
+		if g.state == stateStable || g.state == statePreparing {
+			m.deadline = time.Now().Add(m.session)
+		}
+	} else if g.state != stateEmpty {
+		return kerr.UnknownMemberID
 	}
 	if g.state == stateCompleting {
 		return kerr.RebalanceInProgress
 	}
-	m.deadline = time.Now().Add(m.session)
 	return nil
 }
 

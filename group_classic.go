@@ -139,17 +139,22 @@ func (g *group) isDeletable() bool {
 	return g.isEmptyState() && g.numOffsets() == 0 && g.protocolType == "" && g.cg == nil
 }
 
-func (g *group) offsetExpired(o offsetEntry, now time.Time, retention time.Duration) bool {
+// offsetExpired is Kafka's offset expiration condition (KIP-211, and
+// KIP-496 for topics a stable group no longer subscribes to).
+func (g *group) offsetExpired(topic string, o offsetEntry, now time.Time, retention time.Duration) bool {
+	expired := func(base int64) bool { return now.UnixMilli() >= base+retention.Milliseconds() }
 	if o.expireTs > 0 {
 		return now.UnixMilli() >= o.expireTs
 	}
-	if !g.isEmptyState() {
-		return false
+	switch {
+	case g.isEmptyState() && (g.protocolType != "" || g.cg != nil):
+		return expired(g.stateSince.UnixMilli())
+	case g.protocolType == "" && g.cg == nil:
+		return expired(o.commitTs) // a simple group
+	case g.kind == kindClassic && g.protocolType == "consumer" && g.state == stateStable:
+		return !slices.Contains(g.subscribedTopicsLocked(), topic) && expired(o.commitTs)
 	}
-	if g.protocolType != "" || g.cg != nil {
-		return !now.Before(g.stateSince.Add(retention))
-	}
-	return now.UnixMilli() >= o.commitTs+retention.Milliseconds()
+	return false
 }
 
 // resetClassic drops the group's classic state (a group tombstone).

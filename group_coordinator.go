@@ -632,7 +632,7 @@ func (gc *groupCoordinator) expireOffsets(now time.Time) {
 				var expired []topicPartition
 				for t, ps := range g.offsets {
 					for p, o := range ps {
-						if g.offsetExpired(o, now, gc.cfg.retention) {
+						if g.offsetExpired(t, o, now, gc.cfg.retention) {
 							recs = append(recs, offsetTombstone(name, t, p))
 							expired = append(expired, topicPartition{t, p})
 						}

@@ -600,3 +600,27 @@ func TestGroupConsumerRegex(t *testing.T) {
 		t.Fatalf("invalid regex: %v", kerr.ErrorForCode(r.ErrorCode))
 	}
 }
+
+// TestGroupCommitUnknownGroup: a commit with a generation to a group that
+// does not exist is GROUP_ID_NOT_FOUND from OffsetCommit v9 and
+// ILLEGAL_GENERATION before, as Kafka answers; with generation -1 it
+// creates a simple group.
+func TestGroupCommitUnknownGroup(t *testing.T) {
+	c := Start(t, Brokers(1))
+	createTopic(t, c, "t", 1, 1)
+	cl, _ := coordinator(t, c, "g")
+	for v, want := range map[int16]int16{9: kerr.GroupIDNotFound.Code, 8: kerr.IllegalGeneration.Code} {
+		req := kmsg.NewPtrOffsetCommitRequest()
+		req.Group, req.MemberID, req.Generation = "g", "m", 3
+		req.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: 0, Offset: 1}}}}
+		if got := do[*kmsg.OffsetCommitResponse](t, cl, req, v).Topics[0].Partitions[0].ErrorCode; got != want {
+			t.Fatalf("v%d: %v, want %v", v, kerr.ErrorForCode(got), kerr.ErrorForCode(want))
+		}
+	}
+	if code := commit(t, cl, "g", "", -1, "t", 0, 1); code != 0 {
+		t.Fatalf("simple commit: %v", kerr.ErrorForCode(code))
+	}
+	if st, err := c.Group("g"); err != nil || st.State != "Empty" || st.ProtocolType != "" || st.Offsets["t"][0] != 1 {
+		t.Fatalf("simple group: %+v (%v)", st, err)
+	}
+}
