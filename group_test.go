@@ -356,6 +356,24 @@ func TestGroupCoordinatorReplay(t *testing.T) {
 	if r := do[*kmsg.HeartbeatResponse](t, cl2, hb, -1); r.ErrorCode != 0 {
 		t.Fatalf("heartbeat on the new coordinator: %v", kerr.ErrorForCode(r.ErrorCode))
 	}
+	if code := commit(t, cl2, "g", j.MemberID, j.Generation, "t", 0, 100); code != 0 {
+		t.Fatalf("commit on the new coordinator: %v", kerr.ErrorForCode(code))
+	}
+
+	// The killed broker comes back, catches up the partition as a
+	// follower, and gets its leadership back (preferred leader): it
+	// replays the group again, with the commit made while it was down.
+	if err := c.RestartBroker(id); err != nil {
+		t.Fatal(err)
+	}
+	waitCond(t, c, "the group back on the restarted broker", func(c *Cluster) bool {
+		st, err := c.Group("g")
+		return err == nil && st.Coordinator == id
+	})
+	st, _ = c.Group("g")
+	if st.State != "Stable" || st.Generation != j.Generation || len(st.Members) != 1 || st.Offsets["t"][0] != 100 {
+		t.Fatalf("group replayed on the restarted broker: %+v", st)
+	}
 }
 
 // TestGroupInternalTopicProduce: clients cannot append to
