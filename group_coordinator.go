@@ -88,7 +88,8 @@ var groupConfigDefs = map[string]configDef{
 	// Test-friendly: Kafka's default is 600000.
 	"offsets.retention.check.interval.ms": {"1000", func(b *brokerConfig, v string) error { return parseMillis(&b.group.retentionCheck, v) }},
 	"offsets.commit.timeout.ms":           {"5000", func(b *brokerConfig, v string) error { return parseMillis(&b.group.commitTimeout, v) }},
-	"group.consumer.session.timeout.ms":   {"45000", func(b *brokerConfig, v string) error { return parseMillis(&b.group.cgSession, v) }},
+	// Test-friendly: Kafka's default is 45000.
+	"group.consumer.session.timeout.ms": {"10000", func(b *brokerConfig, v string) error { return parseMillis(&b.group.cgSession, v) }},
 	// Test-friendly: Kafka's default is 5000.
 	"group.consumer.heartbeat.interval.ms": {"250", func(b *brokerConfig, v string) error { return parseMillis(&b.group.cgHeartbeat, v) }},
 	"group.consumer.max.size":              {"2147483647", func(b *brokerConfig, v string) error { return parseInt32(&b.group.cgMaxSize, v, 1) }},
