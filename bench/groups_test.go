@@ -81,6 +81,23 @@ func startGroupConsumer(b *testing.B, addrs []string, group, topic string, acks 
 	return func() { cancel(); cl.Close(); <-done }
 }
 
+// settled holds when group is Stable with members members owning all
+// partitions of topic between them (a cooperative group is Stable in
+// between, with revoked partitions not yet reassigned).
+func settled(group, topic string, members, partitions int) kcluster.Condition {
+	return func(c *kcluster.Cluster) bool {
+		st, err := c.Group(group)
+		if err != nil || st.State != "Stable" || len(st.Members) != members {
+			return false
+		}
+		n := 0
+		for _, m := range st.Members {
+			n += len(m.Assigned[topic])
+		}
+		return n == partitions
+	}
+}
+
 var groupProtocols = []struct {
 	name string
 	opts []kgo.Opt
@@ -91,7 +108,7 @@ var groupProtocols = []struct {
 
 // BenchmarkGroupStable measures the time from starting three franz-go
 // consumers of a 6-partition RF=3 topic to the group being Stable with
-// three members (c.WaitFor(GroupStable)): "cold" is the cluster's first
+// three members owning all six partitions: "cold" is the cluster's first
 // group (FindCoordinator creates __consumer_offsets), "warm" a second
 // group once the first is stable.
 func BenchmarkGroupStable(b *testing.B) {
@@ -117,7 +134,7 @@ func BenchmarkGroupStable(b *testing.B) {
 						stops = append(stops, startGroupConsumer(b, c.Addrs(), g, "t", nil, p.opts...))
 					}
 					wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-					if err := c.WaitFor(wctx, kcluster.GroupStable(g, 3)); err != nil {
+					if err := c.WaitFor(wctx, settled(g, "t", 3, 6)); err != nil {
 						b.Fatalf("%s group not stable: %v", g, err)
 					}
 					cancel()
@@ -169,7 +186,7 @@ func BenchmarkGroupCoordinatorFailover(b *testing.B) {
 					stops = append(stops, startGroupConsumer(b, c.Addrs(), "g", "t", acks, p.opts...))
 				}
 				wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-				if err := c.WaitFor(wctx, kcluster.GroupStable("g", 3)); err != nil {
+				if err := c.WaitFor(wctx, settled("g", "t", 3, 6)); err != nil {
 					b.Fatalf("group not stable: %v", err)
 				}
 				// Steady state: every partition's commit moves on after
@@ -200,7 +217,7 @@ func BenchmarkGroupCoordinatorFailover(b *testing.B) {
 				}
 				if err := c.WaitFor(wctx, func(c *kcluster.Cluster) bool {
 					s, err := c.Group("g")
-					return err == nil && s.Coordinator != st.Coordinator && s.State == "Stable" && len(s.Members) == 3
+					return err == nil && s.Coordinator != st.Coordinator && settled("g", "t", 3, 6)(c)
 				}); err != nil {
 					b.Fatalf("group not stable on a new coordinator: %v", err)
 				}
