@@ -430,3 +430,90 @@ func waitDistinct(t *testing.T, ctx context.Context, l *ledger, k int) {
 		}
 	}
 }
+
+// TestGroupAdminKadm drives the group admin APIs with franz-go's kadm:
+// ListGroups (with a state filter), DescribeGroups, FetchOffsets,
+// CommitOffsets, DeleteOffsets, Lag, DeleteGroups.
+func TestGroupAdminKadm(t *testing.T) {
+	const topic = "adm"
+	c := kcluster.Start(t, kcluster.Brokers(3))
+	ctx := testContext(t)
+	cl := newFranzClient(t, c.Addrs())
+	adm := kadm.NewClient(cl)
+	createTopicKadm(ctx, t, adm, topic, 2, 3)
+	produceN(t, ctx, cl, topic, 0, 10)
+
+	l := newLedger(10)
+	cons := startConsumer(t, ctx, c.Addrs(), "live", topic, l, kgo.Balancers(kgo.RangeBalancer()))
+	waitGroup(t, ctx, c, "a stable group", settled("live", topic, 1, 2))
+	waitConsumed(t, ctx, l)
+
+	var offs kadm.Offsets
+	offs.Add(kadm.Offset{Topic: topic, Partition: 0, At: 3, LeaderEpoch: -1})
+	offs.Add(kadm.Offset{Topic: topic, Partition: 1, At: 4, LeaderEpoch: -1})
+	if r, err := adm.CommitOffsets(ctx, "idle", offs); err != nil || r.Error() != nil {
+		t.Fatalf("CommitOffsets: %v %v", err, r.Error())
+	}
+
+	listed, err := adm.ListGroups(ctx)
+	if err != nil {
+		t.Fatalf("ListGroups: %v", err)
+	}
+	if got := fmt.Sprint(listed.Groups()); got != "[idle live]" {
+		t.Fatalf("ListGroups = %s", got)
+	}
+	stable, err := adm.ListGroups(ctx, "Stable")
+	if err != nil || fmt.Sprint(stable.Groups()) != "[live]" {
+		t.Fatalf("ListGroups(Stable) = %v (%v)", stable.Groups(), err)
+	}
+	described, err := adm.DescribeGroups(ctx, "live", "idle")
+	if err != nil {
+		t.Fatalf("DescribeGroups: %v", err)
+	}
+	if g := described["live"]; g.State != "Stable" || g.Protocol != "range" || len(g.Members) != 1 {
+		t.Fatalf("DescribeGroups(live): %+v", g)
+	}
+	if g := described["idle"]; g.State != "Empty" || len(g.Members) != 0 {
+		t.Fatalf("DescribeGroups(idle): %+v", g)
+	}
+	fetched, err := adm.FetchOffsets(ctx, "idle")
+	if err != nil {
+		t.Fatalf("FetchOffsets: %v", err)
+	}
+	if o, _ := fetched.Lookup(topic, 1); o.At != 4 {
+		t.Fatalf("FetchOffsets(idle) %s/1 = %+v", topic, o)
+	}
+	lag, err := adm.Lag(ctx, "idle")
+	if err != nil {
+		t.Fatalf("Lag: %v", err)
+	}
+	if got := lag["idle"].Lag.Total(); got != 10-3-4 {
+		t.Fatalf("lag of idle = %d, want 3", got)
+	}
+	if st, _ := c.Group("idle"); st.Lag[topic][0]+st.Lag[topic][1] != 3 {
+		t.Fatalf("gauge lag of idle = %v", st.Lag)
+	}
+
+	ts := kadm.TopicsSet{}
+	ts.Add(topic, 0)
+	if r, err := adm.DeleteOffsets(ctx, "live", ts); err != nil || r.Error() == nil {
+		t.Fatalf("DeleteOffsets of a subscribed topic: %v, want GROUP_SUBSCRIBED_TO_TOPIC", err)
+	}
+	if r, err := adm.DeleteOffsets(ctx, "idle", ts); err != nil || r.Error() != nil {
+		t.Fatalf("DeleteOffsets(idle): %v %v", err, r.Error())
+	}
+	if r, err := adm.DeleteGroups(ctx, "live"); err != nil || r.Error() == nil {
+		t.Fatalf("DeleteGroups of a live group: %v, want NON_EMPTY_GROUP", err)
+	}
+	cons.leave()
+	waitGroup(t, ctx, c, "the group empty", func(c *kcluster.Cluster) bool {
+		st, err := c.Group("live")
+		return err == nil && st.State == "Empty"
+	})
+	if r, err := adm.DeleteGroups(ctx, "live", "idle"); err != nil || r.Error() != nil {
+		t.Fatalf("DeleteGroups: %v %v", err, r.Error())
+	}
+	if got := c.Groups(); len(got) != 0 {
+		t.Fatalf("groups after DeleteGroups: %v", got)
+	}
+}
