@@ -58,6 +58,7 @@ type cgMember struct {
 	revokeDeadline       time.Time          // unrevoked partitions must be released by then
 	assigned             map[string][]int32 // current assignment
 	revoking             map[string][]int32 // partitions pending revocation
+	leftStatic           bool               // left with epoch -2, expected back
 }
 
 func newConsumerGroup() *consumerGroup {
@@ -128,23 +129,40 @@ func (cp *coordPartition) heartbeatConsumerLocked(req *kmsg.ConsumerGroupHeartbe
 		if m == nil {
 			return cgError(kerr.UnknownMemberID.Code, "")
 		}
-		g.removeConsumerMemberLocked(cp, m, now)
+		if req.MemberEpoch == -2 && m.instanceID != nil {
+			// KIP-848 static member leaving for a restart: it keeps
+			// its assignment until it rejoins or its session ends.
+			m.leftStatic = true
+			m.deadline = now.Add(cfg.cgSession)
+			cp.gc.kick()
+		} else {
+			g.removeConsumerMemberLocked(cp, m, now)
+		}
 		r := kmsg.NewPtrConsumerGroupHeartbeatResponse()
 		r.MemberID, r.MemberEpoch = kmsg.StringPtr(req.MemberID), req.MemberEpoch
 		return r
 	}
 
 	m := cg.members[req.MemberID]
-	changed := false
+	changed, rejoined := false, false
 	if req.MemberEpoch == 0 {
 		if m == nil && req.InstanceID != nil {
-			// A static member rejoining replaces its old member id.
 			for _, mm := range cg.members {
-				if mm.instanceID != nil && *mm.instanceID == *req.InstanceID {
-					delete(cg.members, mm.id)
-					delete(cg.target, mm.id)
-					changed = true
+				if mm.instanceID == nil || *mm.instanceID != *req.InstanceID {
+					continue
 				}
+				if !mm.leftStatic {
+					return cgError(kerr.UnreleasedInstanceID.Code, "Static member "+*req.InstanceID+" has not left the group.")
+				}
+				// The static member is back under a new member id: it
+				// takes over its assignment and epoch, no rebalance.
+				delete(cg.members, mm.id)
+				cg.target[req.MemberID] = cg.target[mm.id]
+				delete(cg.target, mm.id)
+				mm.id, mm.leftStatic = req.MemberID, false
+				cg.members[mm.id] = mm
+				m = mm
+				rejoined = true
 			}
 		}
 		if m == nil {
@@ -158,7 +176,7 @@ func (cp *coordPartition) heartbeatConsumerLocked(req *kmsg.ConsumerGroupHeartbe
 			m = &cgMember{id: id, assigned: map[string][]int32{}, revoking: map[string][]int32{}}
 			cg.members[id] = m
 			changed = true
-		} else {
+		} else if !rejoined {
 			// A rejoin at epoch 0 of a known member: it lost its
 			// assignment; start it over.
 			m.assigned, m.revoking, m.epoch = map[string][]int32{}, map[string][]int32{}, 0

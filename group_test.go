@@ -642,3 +642,40 @@ func TestGroupCommitUnknownGroup(t *testing.T) {
 		t.Fatalf("simple group: %+v (%v)", st, err)
 	}
 }
+
+// TestGroupConsumerStaticMember: a KIP-848 static member that leaves with
+// epoch -2 keeps its assignment; back under a new member id it gets the
+// same partitions at the same epoch (no rebalance). Its instance id cannot
+// be taken while it is in the group (UNRELEASED_INSTANCE_ID).
+func TestGroupConsumerStaticMember(t *testing.T) {
+	c := Start(t, Brokers(1))
+	createTopic(t, c, "t", 4, 1)
+	cl, _ := coordinator(t, c, "g")
+	hb := func(member string, epoch int32) *kmsg.ConsumerGroupHeartbeatResponse {
+		req := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+		req.Group, req.MemberID, req.MemberEpoch, req.InstanceID = "g", member, epoch, kmsg.StringPtr("i1")
+		if epoch == 0 {
+			req.RebalanceTimeoutMillis, req.SubscribedTopicNames = 5000, []string{"t"}
+			req.Topics = []kmsg.ConsumerGroupHeartbeatRequestTopic{}
+		}
+		return do[*kmsg.ConsumerGroupHeartbeatResponse](t, cl, req, 1)
+	}
+	a := hb("a", 0)
+	if a.ErrorCode != 0 || countOwned(ownedOf(a)) != 4 {
+		t.Fatalf("join: %+v", a)
+	}
+	if r := hb("b", 0); r.ErrorCode != kerr.UnreleasedInstanceID.Code {
+		t.Fatalf("second member with the same instance id: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	if r := hb("a", -2); r.ErrorCode != 0 || r.MemberEpoch != -2 {
+		t.Fatalf("static leave: %+v", r)
+	}
+	a2 := hb("a2", 0)
+	if a2.ErrorCode != 0 || a2.MemberEpoch != a.MemberEpoch || countOwned(ownedOf(a2)) != 4 {
+		t.Fatalf("static rejoin: %+v, before %+v", a2, a)
+	}
+	st, _ := c.Group("g")
+	if len(st.Members) != 1 || st.Members[0].ID != "a2" || st.Generation != a.MemberEpoch {
+		t.Fatalf("group after the static rejoin: %+v", st)
+	}
+}
