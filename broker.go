@@ -53,13 +53,12 @@ type broker struct {
 		changed  chan struct{} // closed and replaced on every metadata apply
 	}
 
-	fetchers fetcherSet        // follower side of replication
-	groups   *groupCoordinator // group coordinator (group_coordinator.go)
-	isrWake  chan struct{}     // a follower outside an ISR caught up
-	cc       controllerClient  // registration, heartbeats, AlterPartition
-	mc       controllerClient  // the metadata log's long-polled fetches
-	ac       controllerClient  // forwarded admin requests (CreateTopics, ...)
-	pids     struct {          // this broker's block of producer ids
+	fetchers fetcherSet       // follower side of replication
+	isrWake  chan struct{}    // a follower outside an ISR caught up
+	cc       controllerClient // registration, heartbeats, AlterPartition
+	mc       controllerClient // the metadata log's long-polled fetches
+	ac       controllerClient // forwarded admin requests (CreateTopics, ...)
+	pids     struct {         // this broker's block of producer ids
 		sync.Mutex
 		next, end int64
 	}
@@ -68,6 +67,9 @@ type broker struct {
 		ch chan struct{}
 	}
 	waiting atomic.Value // string: what close is waiting on
+
+	// groups is the group coordinator (group_coordinator.go).
+	groups *groupCoordinator
 }
 
 type tpKey struct {
