@@ -1,9 +1,10 @@
 package kcluster
 
 // FindCoordinator v0-v6 (KIP-699 batched keys from v4) and DescribeCluster
-// v0-v1. Group and transaction coordinators arrive with their own issues;
-// until then FindCoordinator answers COORDINATOR_NOT_AVAILABLE, which every
-// client retries, so the key is registered and the seam is in place.
+// v0-v1. A group's coordinator is the leader of its __consumer_offsets
+// partition (created on the first FindCoordinator, group_coordinator.go);
+// the transaction coordinator arrives with its own issue, until then
+// FindCoordinator answers COORDINATOR_NOT_AVAILABLE for transactional ids.
 
 import (
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -16,10 +17,16 @@ func init() {
 }
 
 // coordinatorFor returns the broker coordinating key of keyType (0 group,
-// 1 transaction), or an error. The coordinators' issues replace this.
+// 1 transaction), or an error.
 func (b *broker) coordinatorFor(keyType int8, key string) (int32, error) {
 	if keyType != 0 && keyType != 1 {
 		return -1, kerr.InvalidRequest
+	}
+	if keyType == 0 {
+		if key == "" {
+			return -1, kerr.InvalidRequest
+		}
+		return b.groupCoordinatorFor(key)
 	}
 	return -1, kerr.CoordinatorNotAvailable
 }

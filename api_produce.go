@@ -71,6 +71,10 @@ func (b *broker) handleProduce(req *kmsg.ProduceRequest, r *request) (*kmsg.Prod
 			rp.Default()
 			rp.Partition = p.Partition
 			rep, err := b.lookupReplica(t.Topic, t.TopicID, p.Partition)
+			if err == nil && isInternalTopic(rep.topic) {
+				// Only the coordinators append to internal topics.
+				err = kerr.InvalidTopicException
+			}
 			if err == nil {
 				var base, end int64
 				base, end, err = rep.appendAsLeader(p.Records, req.Acks)

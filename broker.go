@@ -67,6 +67,9 @@ type broker struct {
 		ch chan struct{}
 	}
 	waiting atomic.Value // string: what close is waiting on
+
+	// groups is the group coordinator (group_coordinator.go).
+	groups *groupCoordinator
 }
 
 type tpKey struct {
@@ -93,6 +96,7 @@ func newBroker(c *Cluster, id int32, addr string) (*broker, error) {
 	b.cc.b = b
 	b.mc.b = b
 	b.ac.b = b
+	b.groups = newGroupCoordinator(b)
 
 	dir := "broker-" + strconv.Itoa(int(id))
 	if c.cfg.dir != "" {
@@ -183,7 +187,8 @@ func (b *broker) heartbeat(ctx context.Context) (*kmsg.BrokerHeartbeatResponse, 
 }
 
 func (b *broker) start() {
-	b.wg.Add(4)
+	b.wg.Add(5)
+	go func() { defer b.wg.Done(); b.groups.run() }()
 	go func() { defer b.wg.Done(); b.acceptLoop() }()
 	go func() { defer b.wg.Done(); b.applyLoop() }()
 	go func() { defer b.wg.Done(); b.heartbeatLoop() }()

@@ -11,7 +11,10 @@
 // default, or a Raft quorum of controller nodes with Controllers(n), whose
 // standbys take over when the active one dies. Storage is segments of record batches with a
 // pebble index, all through one pebble vfs.FS: in memory by default, on disk
-// with Dir.
+// with Dir. Consumer groups (classic and KIP-848) are coordinated by the
+// leader of the group's __consumer_offsets partition, where their metadata
+// and committed offsets are stored, so they fail over with leadership;
+// Group and GroupStable observe them.
 //
 // # Usage
 //

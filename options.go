@@ -56,6 +56,7 @@ type brokerConfig struct {
 	imbalanceCheck      time.Duration // leader.imbalance.check.interval.seconds
 	hwCheckpoint        time.Duration // replica.high.watermark.checkpoint.interval.ms
 	electionTimeout     time.Duration // controller.quorum.election.timeout.ms
+	group               groupConfig   // group.* and offsets.* (group_coordinator.go)
 }
 
 func defaultConfig() config {

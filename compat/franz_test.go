@@ -26,7 +26,7 @@ func newFranzClient(t *testing.T, addrs []string, opts ...kgo.Opt) *kgo.Client {
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 	}
 	if os.Getenv("KCLUSTER_CLIENT_DEBUG") != "" {
-		all = append(all, kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelDebug, nil)))
+		all = append(all, kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelDebug, func() string { return time.Now().Format("15:04:05.000 ") })))
 	}
 	all = append(all, opts...)
 	cl, err := kgo.NewClient(all...)

@@ -1,0 +1,132 @@
+package kcluster
+
+// Group administration: DescribeGroups v0-v5 (KIP-430 authorized
+// operations from v3, KIP-345 instance ids from v4), ListGroups v0-v5
+// (KIP-518 state filter from v4, KIP-848 type filter from v5) and
+// DeleteGroups v0-v2. DescribeGroups and DeleteGroups go to the group's
+// coordinator; ListGroups lists the groups a broker coordinates, so a
+// client asks every broker.
+
+import (
+	"cmp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func init() {
+	reg(0, 5, (*broker).handleDescribeGroups)
+	reg(0, 5, (*broker).handleListGroups)
+	reg(0, 2, (*broker).handleDeleteGroups)
+}
+
+func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
+	out := make([]K, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (b *broker) handleDescribeGroups(req *kmsg.DescribeGroupsRequest, r *request) (*kmsg.DescribeGroupsResponse, error) {
+	resp := req.ResponseKind().(*kmsg.DescribeGroupsResponse)
+	for _, name := range req.Groups {
+		rg := kmsg.NewDescribeGroupsResponseGroup()
+		rg.Group = name
+		rg.AuthorizedOperations = -2147483648
+		err := b.groups.withGroup(name, func(cp *coordPartition, g *group) error {
+			if g == nil {
+				rg.State = stateDead
+				return nil
+			}
+			if g.kind == kindConsumer {
+				return kerr.GroupIDNotFound // not a classic group
+			}
+			rg.State, rg.ProtocolType = g.state, g.protocolType
+			stable := g.state == stateStable
+			if stable {
+				rg.Protocol = g.protocol
+			}
+			for _, id := range g.joinOrder {
+				m := g.members[id]
+				rm := kmsg.NewDescribeGroupsResponseGroupMember()
+				rm.MemberID, rm.InstanceID, rm.ClientID, rm.ClientHost = m.id, m.instanceID, m.clientID, m.clientHost
+				if stable {
+					rm.ProtocolMetadata, rm.MemberAssignment = m.metadataFor(g.protocol), m.assignment
+				}
+				rg.Members = append(rg.Members, rm)
+			}
+			return nil
+		})
+		if err != nil {
+			rg.ErrorCode = errCode(err)
+		}
+		resp.Groups = append(resp.Groups, rg)
+	}
+	return resp, nil
+}
+
+func (b *broker) handleListGroups(req *kmsg.ListGroupsRequest, r *request) (*kmsg.ListGroupsResponse, error) {
+	resp := req.ResponseKind().(*kmsg.ListGroupsResponse)
+	match := func(filter []string, v string) bool {
+		return len(filter) == 0 || slices.ContainsFunc(filter, func(f string) bool { return strings.EqualFold(f, v) })
+	}
+	for _, cp := range b.groups.loaded() {
+		cp.mu.Lock()
+		if !cp.mu.loaded && !cp.mu.gone {
+			resp.ErrorCode = kerr.CoordinatorLoadInProgress.Code
+		}
+		for _, name := range sortedKeys(cp.mu.groups) {
+			g := cp.mu.groups[name]
+			state, ptype := g.state, g.protocolType
+			if g.kind == kindConsumer {
+				state, ptype = g.cg.state, "consumer"
+			}
+			if !match(req.StatesFilter, state) || !match(req.TypesFilter, g.kind) {
+				continue
+			}
+			lg := kmsg.NewListGroupsResponseGroup()
+			lg.Group, lg.ProtocolType, lg.GroupState, lg.GroupType = name, ptype, state, g.kind
+			resp.Groups = append(resp.Groups, lg)
+		}
+		cp.mu.Unlock()
+	}
+	return resp, nil
+}
+
+func (b *broker) handleDeleteGroups(req *kmsg.DeleteGroupsRequest, r *request) (*kmsg.DeleteGroupsResponse, error) {
+	resp := req.ResponseKind().(*kmsg.DeleteGroupsResponse)
+	for _, name := range req.Groups {
+		rg := kmsg.NewDeleteGroupsResponseGroup()
+		rg.Group = name
+		err := b.groups.withGroup(name, func(cp *coordPartition, g *group) error {
+			if g == nil {
+				return kerr.GroupIDNotFound
+			}
+			if !g.isEmptyState() {
+				return kerr.NonEmptyGroup
+			}
+			var recs []kmsg.Record
+			for _, t := range sortedKeys(g.offsets) {
+				for _, p := range sortedKeys(g.offsets[t]) {
+					recs = append(recs, offsetTombstone(name, t, p))
+				}
+			}
+			recs = append(recs, groupTombstone(name))
+			if err := cp.writeRecordsLocked(recs); err != nil {
+				return err
+			}
+			g.resetClassic(time.Now())
+			delete(cp.mu.groups, name)
+			return nil
+		})
+		rg.ErrorCode = errCode(err)
+		resp.Groups = append(resp.Groups, rg)
+	}
+	b.c.notifyEvent()
+	return resp, nil
+}

@@ -1,0 +1,161 @@
+package kcluster
+
+// The classic group protocol: JoinGroup v0-v9 (KIP-62 rebalance timeout
+// from v1, KIP-394 MEMBER_ID_REQUIRED from v4, KIP-345 static members from
+// v5, KIP-559 protocol type/name from v7, KIP-800 reason from v8, KIP-814
+// skip assignment from v9), SyncGroup v0-v5 (KIP-345 v3, KIP-559 v5),
+// Heartbeat v0-v4 (KIP-345 v3) and LeaveGroup v0-v5 (KIP-345 batch leave
+// from v3, KIP-800 reason from v5). Each is answered by the group's
+// coordinator (group_coordinator.go); other brokers answer NOT_COORDINATOR.
+
+import (
+	"context"
+	"net"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func init() {
+	reg(0, 9, (*broker).handleJoinGroup)
+	reg(0, 5, (*broker).handleSyncGroup)
+	reg(0, 4, (*broker).handleHeartbeat)
+	reg(0, 5, (*broker).handleLeaveGroup)
+}
+
+func clientIDOf(r *request) string {
+	if r.hdr.ClientID != nil {
+		return *r.hdr.ClientID
+	}
+	return ""
+}
+
+func clientHostOf(r *request) string {
+	if r.conn == nil {
+		return ""
+	}
+	if host, _, err := net.SplitHostPort(r.conn.RemoteAddr().String()); err == nil {
+		return "/" + host
+	}
+	return ""
+}
+
+func (b *broker) handleJoinGroup(req *kmsg.JoinGroupRequest, r *request) (*kmsg.JoinGroupResponse, error) {
+	if req.Group == "" {
+		return joinError(kerr.InvalidGroupID.Code, req.MemberID), nil
+	}
+	if req.InstanceID != nil && req.Version < 5 {
+		return joinError(kerr.UnsupportedVersion.Code, req.MemberID), nil
+	}
+	var resp *kmsg.JoinGroupResponse
+	var ch chan *kmsg.JoinGroupResponse
+	var rebalance time.Duration
+	err := b.groups.withGroup(req.Group, func(cp *coordPartition, g *group) error {
+		if g == nil {
+			if req.MemberID != "" {
+				resp = joinError(kerr.UnknownMemberID.Code, req.MemberID)
+				return nil
+			}
+			g = cp.getOrCreateLocked(req.Group)
+		}
+		resp, ch = g.joinLocked(cp, req, clientIDOf(r), clientHostOf(r), time.Now())
+		if resp == nil && ch == nil {
+			resp = joinError(kerr.UnknownServerError.Code, req.MemberID)
+		}
+		if g.isDeletable() && len(g.pending) == 0 && len(g.members) == 0 {
+			delete(cp.mu.groups, g.name)
+		}
+		rebalance = g.maxRebalanceTimeout()
+		return nil
+	})
+	if err != nil {
+		return joinError(errCode(err), req.MemberID), nil
+	}
+	if resp == nil {
+		// Wait for the join phase to end (at the latest the rebalance
+		// timeout, plus the initial delay and some slack).
+		ctx, cancel := context.WithTimeout(b.ctx, rebalance+b.cfg.group.initialDelay+5*time.Second)
+		defer cancel()
+		select {
+		case resp = <-ch:
+		case <-ctx.Done():
+			resp = joinError(kerr.RebalanceInProgress.Code, req.MemberID)
+		}
+	}
+	if req.Version < 7 {
+		resp.ProtocolType = nil
+	}
+	if resp.Protocol == nil && req.Version < 7 {
+		resp.Protocol = kmsg.StringPtr("")
+	}
+	return resp, nil
+}
+
+func (b *broker) handleSyncGroup(req *kmsg.SyncGroupRequest, r *request) (*kmsg.SyncGroupResponse, error) {
+	var resp *kmsg.SyncGroupResponse
+	var ch chan *kmsg.SyncGroupResponse
+	var timeout time.Duration
+	err := b.groups.withGroup(req.Group, func(cp *coordPartition, g *group) error {
+		resp, ch = g.syncLocked(cp, req, time.Now())
+		if g != nil {
+			timeout = g.maxRebalanceTimeout()
+		}
+		return nil
+	})
+	if err != nil {
+		resp = kmsg.NewPtrSyncGroupResponse()
+		resp.ErrorCode = errCode(err)
+		return resp, nil
+	}
+	if resp == nil {
+		ctx, cancel := context.WithTimeout(b.ctx, timeout+5*time.Second)
+		defer cancel()
+		select {
+		case resp = <-ch:
+		case <-ctx.Done():
+			resp = kmsg.NewPtrSyncGroupResponse()
+			resp.ErrorCode = kerr.RebalanceInProgress.Code
+		}
+	}
+	return resp, nil
+}
+
+func (b *broker) handleHeartbeat(req *kmsg.HeartbeatRequest, r *request) (*kmsg.HeartbeatResponse, error) {
+	resp := req.ResponseKind().(*kmsg.HeartbeatResponse)
+	err := b.groups.withGroup(req.Group, func(cp *coordPartition, g *group) error {
+		resp.ErrorCode = g.heartbeatLocked(req, time.Now())
+		return nil
+	})
+	if err != nil {
+		resp.ErrorCode = errCode(err)
+	}
+	return resp, nil
+}
+
+func (b *broker) handleLeaveGroup(req *kmsg.LeaveGroupRequest, r *request) (*kmsg.LeaveGroupResponse, error) {
+	resp := req.ResponseKind().(*kmsg.LeaveGroupResponse)
+	members := req.Members
+	if req.Version < 3 {
+		members = []kmsg.LeaveGroupRequestMember{{MemberID: req.MemberID}}
+	}
+	err := b.groups.withGroup(req.Group, func(cp *coordPartition, g *group) error {
+		now := time.Now()
+		for _, m := range members {
+			code := g.leaveLocked(cp, m.MemberID, m.InstanceID, now)
+			if req.Version < 3 {
+				resp.ErrorCode = code
+				continue
+			}
+			rm := kmsg.NewLeaveGroupResponseMember()
+			rm.MemberID, rm.InstanceID, rm.ErrorCode = m.MemberID, m.InstanceID, code
+			resp.Members = append(resp.Members, rm)
+		}
+		return nil
+	})
+	if err != nil {
+		resp.ErrorCode = errCode(err)
+		resp.Members = nil
+	}
+	return resp, nil
+}

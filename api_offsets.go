@@ -1,0 +1,379 @@
+package kcluster
+
+// OffsetCommit v0-v9 (v1 commit timestamps, v2-v4 retention time, KIP-320
+// leader epochs from v6, KIP-345 instance ids from v7, KIP-848 member
+// epochs from v9), OffsetFetch v0-v9 (v2 top-level errors and all
+// partitions with null topics, KIP-447 require-stable from v7, KIP-709
+// batched groups from v8, KIP-848 member epochs from v9) and OffsetDelete
+// v0 (KIP-496). Offsets are OffsetCommitKey/OffsetCommitValue records in
+// the group's __consumer_offsets partition; a commit is answered once the
+// high watermark covers it. OffsetFetch of an unknown group answers offset
+// -1 with no error, as Kafka does.
+
+import (
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func init() {
+	reg(0, 9, (*broker).handleOffsetCommit)
+	reg(0, 9, (*broker).handleOffsetFetch)
+	reg(0, 0, (*broker).handleOffsetDelete)
+}
+
+// topicExists reports whether the metadata has topic with partition p.
+func (b *broker) topicPartitionExists(topic string, p int32) bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	t := b.mu.state.Topics[topic]
+	return t != nil && p >= 0 && int(p) < len(t.Partitions)
+}
+
+func (b *broker) handleOffsetCommit(req *kmsg.OffsetCommitRequest, r *request) (*kmsg.OffsetCommitResponse, error) {
+	resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
+	codes := make([][]int16, len(req.Topics))
+	for i, t := range req.Topics {
+		codes[i] = make([]int16, len(t.Partitions))
+	}
+	setAll := func(code int16) {
+		for i := range codes {
+			for j := range codes[i] {
+				if codes[i][j] == 0 {
+					codes[i][j] = code
+				}
+			}
+		}
+	}
+	if req.Version == 0 {
+		req.Generation, req.MemberID = -1, ""
+	}
+	if req.Group == "" {
+		setAll(kerr.InvalidGroupID.Code)
+	} else {
+		err := b.groups.withGroup(req.Group, func(cp *coordPartition, g *group) error {
+			now := time.Now()
+			if g == nil {
+				if req.Generation >= 0 {
+					if req.Version >= 9 {
+						return kerr.GroupIDNotFound
+					}
+					return kerr.IllegalGeneration
+				}
+				g = cp.getOrCreateLocked(req.Group)
+			}
+			if err := g.validateCommitLocked(req); err != nil {
+				if g.isDeletable() {
+					delete(cp.mu.groups, g.name)
+				}
+				return err
+			}
+			var recs []kmsg.Record
+			type at struct{ i, j int }
+			var ats []at
+			var entries []offsetEntry
+			for i, t := range req.Topics {
+				for j, p := range t.Partitions {
+					switch {
+					case !b.topicPartitionExists(t.Topic, p.Partition):
+						codes[i][j] = kerr.UnknownTopicOrPartition.Code
+						continue
+					case p.Metadata != nil && len(*p.Metadata) > int(cp.gc.cfg.metadataMax):
+						codes[i][j] = kerr.OffsetMetadataTooLarge.Code
+						continue
+					}
+					o := offsetEntry{offset: p.Offset, leaderEpoch: -1, commitTs: now.UnixMilli()}
+					if req.Version >= 6 {
+						o.leaderEpoch = p.LeaderEpoch
+					}
+					if p.Metadata != nil {
+						o.metadata = *p.Metadata
+					}
+					if req.Version == 1 && p.Timestamp > 0 {
+						o.commitTs = p.Timestamp
+					}
+					if req.Version >= 2 && req.Version <= 4 && req.RetentionTimeMillis > 0 {
+						o.expireTs = o.commitTs + req.RetentionTimeMillis
+					}
+					recs = append(recs, offsetRecord(req.Group, t.Topic, p.Partition, o))
+					ats = append(ats, at{i, j})
+					entries = append(entries, o)
+				}
+			}
+			if err := cp.writeRecordsLocked(recs); err != nil {
+				for _, a := range ats {
+					codes[a.i][a.j] = errCode(err)
+				}
+			} else {
+				for k, a := range ats {
+					g.setOffset(req.Topics[a.i].Topic, req.Topics[a.i].Partitions[a.j].Partition, entries[k])
+				}
+			}
+			if g.isDeletable() {
+				delete(cp.mu.groups, g.name)
+			}
+			return nil
+		})
+		if err != nil {
+			setAll(errCode(err))
+		}
+		b.c.notifyEvent()
+	}
+	for i, t := range req.Topics {
+		rt := kmsg.NewOffsetCommitResponseTopic()
+		rt.Topic = t.Topic
+		for j, p := range t.Partitions {
+			rp := kmsg.NewOffsetCommitResponseTopicPartition()
+			rp.Partition, rp.ErrorCode = p.Partition, codes[i][j]
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp, nil
+}
+
+// validateCommitLocked checks a commit's member and generation (Kafka's
+// validateOffsetCommit for classic and consumer groups).
+func (g *group) validateCommitLocked(req *kmsg.OffsetCommitRequest) error {
+	if g.kind == kindConsumer {
+		if req.Generation < 0 && g.isEmptyState() {
+			return nil
+		}
+		m := g.cg.members[req.MemberID]
+		if m == nil {
+			return kerr.UnknownMemberID
+		}
+		switch {
+		case req.Generation > m.epoch:
+			return kerr.FencedMemberEpoch
+		case req.Generation < m.epoch && req.Generation != m.prevEpoch:
+			// A commit at the epoch just before the member's current
+			// one is accepted: its partitions did not change (a bump
+			// that moved partitions would have kept the old epoch
+			// until they were revoked).
+			if req.Version >= 9 {
+				return kerr.StaleMemberEpoch
+			}
+			return kerr.UnsupportedVersion
+		}
+		return nil
+	}
+	if req.Generation < 0 && g.state == stateEmpty {
+		return nil // a simple (admin) commit to an empty group
+	}
+	if req.Generation >= 0 || req.MemberID != "" || req.InstanceID != nil {
+		m, code := g.checkMemberLocked(req.MemberID, req.InstanceID)
+		if code != 0 {
+			return kerr.ErrorForCode(code)
+		}
+		if req.Generation != g.generation {
+			return kerr.IllegalGeneration
+		}
+		if g.state == stateStable || g.state == statePreparing {
+			m.deadline = time.Now().Add(m.session)
+		}
+	} else if g.state != stateEmpty {
+		return kerr.UnknownMemberID
+	}
+	if g.state == stateCompleting {
+		return kerr.RebalanceInProgress
+	}
+	return nil
+}
+
+type fetchGroup struct {
+	name     string
+	memberID *string
+	epoch    int32
+	topics   []kmsg.OffsetFetchRequestGroupTopic // nil: all
+}
+
+func (b *broker) handleOffsetFetch(req *kmsg.OffsetFetchRequest, r *request) (*kmsg.OffsetFetchResponse, error) {
+	resp := req.ResponseKind().(*kmsg.OffsetFetchResponse)
+	if req.Version >= 8 {
+		for _, rg := range req.Groups {
+			fg := fetchGroup{name: rg.Group, memberID: rg.MemberID, epoch: rg.MemberEpoch, topics: rg.Topics}
+			resp.Groups = append(resp.Groups, b.fetchOffsets(fg, req.Version))
+		}
+		return resp, nil
+	}
+	fg := fetchGroup{name: req.Group, epoch: -1}
+	if req.Topics != nil || req.Version < 2 {
+		fg.topics = []kmsg.OffsetFetchRequestGroupTopic{}
+		for _, t := range req.Topics {
+			fg.topics = append(fg.topics, kmsg.OffsetFetchRequestGroupTopic{Topic: t.Topic, Partitions: t.Partitions})
+		}
+	}
+	rg := b.fetchOffsets(fg, req.Version)
+	if req.Version >= 2 {
+		resp.ErrorCode = rg.ErrorCode
+	}
+	for _, t := range rg.Topics {
+		rt := kmsg.NewOffsetFetchResponseTopic()
+		rt.Topic = t.Topic
+		for _, p := range t.Partitions {
+			rp := kmsg.NewOffsetFetchResponseTopicPartition()
+			rp.Partition, rp.Offset, rp.LeaderEpoch, rp.Metadata, rp.ErrorCode = p.Partition, p.Offset, p.LeaderEpoch, p.Metadata, p.ErrorCode
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp, nil
+}
+
+// fetchOffsets answers one group of an OffsetFetch. Group-level errors go
+// in ErrorCode, and for v0-v1 also in every requested partition.
+func (b *broker) fetchOffsets(fg fetchGroup, version int16) kmsg.OffsetFetchResponseGroup {
+	rg := kmsg.NewOffsetFetchResponseGroup()
+	rg.Group = fg.name
+	partition := func(p int32, o *offsetEntry, code int16) kmsg.OffsetFetchResponseGroupTopicPartition {
+		rp := kmsg.NewOffsetFetchResponseGroupTopicPartition()
+		rp.Partition, rp.Offset, rp.LeaderEpoch, rp.Metadata, rp.ErrorCode = p, -1, -1, kmsg.StringPtr(""), code
+		if o != nil {
+			rp.Offset, rp.LeaderEpoch, rp.Metadata = o.offset, o.leaderEpoch, kmsg.StringPtr(o.metadata)
+		}
+		return rp
+	}
+	err := b.groups.withGroup(fg.name, func(cp *coordPartition, g *group) error {
+		if g != nil && g.kind == kindConsumer && fg.memberID != nil && version >= 9 {
+			m := g.cg.members[*fg.memberID]
+			if m == nil {
+				return kerr.UnknownMemberID
+			}
+			if fg.epoch != m.epoch && fg.epoch != m.prevEpoch {
+				return kerr.StaleMemberEpoch
+			}
+		}
+		var offsets map[string]map[int32]offsetEntry
+		if g != nil {
+			offsets = g.offsets
+		}
+		if fg.topics == nil {
+			for _, t := range sortedKeys(offsets) {
+				rt := kmsg.NewOffsetFetchResponseGroupTopic()
+				rt.Topic = t
+				for _, p := range sortedKeys(offsets[t]) {
+					o := offsets[t][p]
+					rt.Partitions = append(rt.Partitions, partition(p, &o, 0))
+				}
+				rg.Topics = append(rg.Topics, rt)
+			}
+			return nil
+		}
+		for _, t := range fg.topics {
+			rt := kmsg.NewOffsetFetchResponseGroupTopic()
+			rt.Topic = t.Topic
+			for _, p := range t.Partitions {
+				var op *offsetEntry
+				if o, ok := offsets[t.Topic][p]; ok {
+					op = &o
+				}
+				rt.Partitions = append(rt.Partitions, partition(p, op, 0))
+			}
+			rg.Topics = append(rg.Topics, rt)
+		}
+		return nil
+	})
+	if err != nil {
+		rg.ErrorCode = errCode(err)
+		rg.Topics = nil
+		if version < 2 {
+			for _, t := range fg.topics {
+				rt := kmsg.NewOffsetFetchResponseGroupTopic()
+				rt.Topic = t.Topic
+				for _, p := range t.Partitions {
+					rt.Partitions = append(rt.Partitions, partition(p, nil, rg.ErrorCode))
+				}
+				rg.Topics = append(rg.Topics, rt)
+			}
+		}
+	}
+	return rg
+}
+
+func (b *broker) handleOffsetDelete(req *kmsg.OffsetDeleteRequest, r *request) (*kmsg.OffsetDeleteResponse, error) {
+	resp := req.ResponseKind().(*kmsg.OffsetDeleteResponse)
+	codes := make([][]int16, len(req.Topics))
+	for i, t := range req.Topics {
+		codes[i] = make([]int16, len(t.Partitions))
+	}
+	err := b.groups.withGroup(req.Group, func(cp *coordPartition, g *group) error {
+		if g == nil {
+			return kerr.GroupIDNotFound
+		}
+		subscribed := map[string]bool{}
+		if !g.isEmptyState() {
+			if g.kind == kindClassic && g.protocolType != "consumer" {
+				return kerr.NonEmptyGroup
+			}
+			for _, t := range g.subscribedTopicsLocked() {
+				subscribed[t] = true
+			}
+		}
+		var recs []kmsg.Record
+		type at struct{ i, j int }
+		var ats []at
+		for i, t := range req.Topics {
+			for j, p := range t.Partitions {
+				if subscribed[t.Topic] {
+					codes[i][j] = kerr.GroupSubscribedToTopic.Code
+					continue
+				}
+				if _, ok := g.offsets[t.Topic][p.Partition]; ok {
+					recs = append(recs, offsetTombstone(g.name, t.Topic, p.Partition))
+					ats = append(ats, at{i, j})
+				}
+			}
+		}
+		if err := cp.writeRecordsLocked(recs); err != nil {
+			return err
+		}
+		for _, a := range ats {
+			g.deleteOffset(req.Topics[a.i].Topic, req.Topics[a.i].Partitions[a.j].Partition)
+		}
+		if g.isDeletable() {
+			delete(cp.mu.groups, g.name)
+		}
+		return nil
+	})
+	resp.ErrorCode = errCode(err)
+	if err != nil {
+		return resp, nil
+	}
+	for i, t := range req.Topics {
+		rt := kmsg.NewOffsetDeleteResponseTopic()
+		rt.Topic = t.Topic
+		for j, p := range t.Partitions {
+			rp := kmsg.NewOffsetDeleteResponseTopicPartition()
+			rp.Partition, rp.ErrorCode = p.Partition, codes[i][j]
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp, nil
+}
+
+// subscribedTopicsLocked is the union of the members' subscriptions: for
+// classic "consumer" groups decoded from the selected protocol's metadata
+// (ConsumerMemberMetadata), for consumer groups from the heartbeats.
+func (g *group) subscribedTopicsLocked() []string {
+	seen := map[string]bool{}
+	if g.kind == kindConsumer && g.cg != nil {
+		for _, m := range g.cg.members {
+			for _, t := range m.topics {
+				seen[t] = true
+			}
+		}
+	} else {
+		for _, m := range g.members {
+			var meta kmsg.ConsumerMemberMetadata
+			if meta.ReadFrom(m.metadataFor(g.protocol)) == nil {
+				for _, t := range meta.Topics {
+					seen[t] = true
+				}
+			}
+		}
+	}
+	return sortedKeys(seen)
+}
