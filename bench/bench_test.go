@@ -20,29 +20,44 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// metadataModes are the two metadata logs a benchmark compares: the
+// in-memory one and a Raft quorum of 3 controllers.
+var metadataModes = []struct {
+	name string
+	opts []kcluster.Option
+}{
+	{"in-memory", nil},
+	{"quorum-3", []kcluster.Option{kcluster.Controllers(3)}},
+}
+
 // BenchmarkStartToFirstAck measures the time from kcluster.New (3 brokers)
-// to the first record acknowledged with acks=all on an RF=3 topic.
+// to the first record acknowledged with acks=all on an RF=3 topic, with the
+// in-memory metadata log and with a Raft quorum of 3 controllers.
 func BenchmarkStartToFirstAck(b *testing.B) {
-	ctx := context.Background()
-	for i := 0; i < b.N; i++ {
-		start := time.Now()
-		c, err := kcluster.New(kcluster.Brokers(3))
-		if err != nil {
-			b.Fatal(err)
-		}
-		cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...), kgo.DisableIdempotentWrite(), kgo.RequiredAcks(kgo.AllISRAcks()))
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 3, nil, "t"); err != nil {
-			b.Fatal(err)
-		}
-		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "t", Value: []byte("v")}).FirstErr(); err != nil {
-			b.Fatal(err)
-		}
-		b.ReportMetric(float64(time.Since(start).Microseconds())/1000, "ms/first-ack")
-		cl.Close()
-		c.Close()
+	for _, tc := range metadataModes {
+		b.Run(tc.name, func(b *testing.B) {
+			ctx := context.Background()
+			for i := 0; i < b.N; i++ {
+				start := time.Now()
+				c, err := kcluster.New(append([]kcluster.Option{kcluster.Brokers(3), benchLogger()}, tc.opts...)...)
+				if err != nil {
+					b.Fatal(err)
+				}
+				cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...), kgo.DisableIdempotentWrite(), kgo.RequiredAcks(kgo.AllISRAcks()))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 3, nil, "t"); err != nil {
+					b.Fatal(err)
+				}
+				if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "t", Value: []byte("v")}).FirstErr(); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(time.Since(start).Microseconds())/1000, "ms/first-ack")
+				cl.Close()
+				c.Close()
+			}
+		})
 	}
 }
 

@@ -11,43 +11,6 @@ import (
 	"github.com/kcluster/kcluster"
 )
 
-// BenchmarkQuorumStartToFirstAck is BenchmarkStartToFirstAck with the
-// metadata log on a Raft quorum of 3 controllers (3 brokers + 3
-// controllers), next to the in-memory mode in the same run.
-func BenchmarkQuorumStartToFirstAck(b *testing.B) {
-	for _, tc := range []struct {
-		name string
-		opts []kcluster.Option
-	}{
-		{"in-memory", nil},
-		{"quorum-3", []kcluster.Option{kcluster.Controllers(3)}},
-	} {
-		b.Run(tc.name, func(b *testing.B) {
-			ctx := context.Background()
-			for i := 0; i < b.N; i++ {
-				start := time.Now()
-				c, err := kcluster.New(append([]kcluster.Option{kcluster.Brokers(3), benchLogger()}, tc.opts...)...)
-				if err != nil {
-					b.Fatal(err)
-				}
-				cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...), kgo.DisableIdempotentWrite(), kgo.RequiredAcks(kgo.AllISRAcks()))
-				if err != nil {
-					b.Fatal(err)
-				}
-				if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 3, nil, "t"); err != nil {
-					b.Fatal(err)
-				}
-				if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "t", Value: []byte("v")}).FirstErr(); err != nil {
-					b.Fatal(err)
-				}
-				b.ReportMetric(float64(time.Since(start).Microseconds())/1000, "ms/first-ack")
-				cl.Close()
-				c.Close()
-			}
-		})
-	}
-}
-
 // BenchmarkControllerFailover measures, with 3 controllers, the time from
 // KillController(active) to a standby being active, and to the first
 // metadata change it commits (a CreateTopics from franz-go's admin client).
@@ -92,13 +55,7 @@ func BenchmarkControllerFailover(b *testing.B) {
 // partitions (RF=3 on 3 brokers): until CreateTopics answers, and until
 // every partition has a leader with an open log on every broker.
 func BenchmarkCreate10kPartitions(b *testing.B) {
-	for _, tc := range []struct {
-		name string
-		opts []kcluster.Option
-	}{
-		{"in-memory", nil},
-		{"quorum-3", []kcluster.Option{kcluster.Controllers(3)}},
-	} {
+	for _, tc := range metadataModes {
 		b.Run(tc.name, func(b *testing.B) {
 			ctx := context.Background()
 			for i := 0; i < b.N; i++ {

@@ -30,6 +30,8 @@ import (
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/kcluster/kcluster/internal/pebblelog"
 )
 
 // ErrNotLeader is returned by RaftLog.Append on a node that is not the
@@ -171,7 +173,7 @@ func OpenRaftLog(cfg RaftConfig) (*RaftLog, error) {
 	db, err := pebble.Open(cfg.Dir, &pebble.Options{
 		FS:            cfg.FS,
 		MemTableSize:  1 << 20,
-		Logger:        pebbleLogger{cfg.Logger},
+		Logger:        pebblelog.Logger{L: cfg.Logger},
 		EventListener: &pebble.EventListener{},
 	})
 	if err != nil {
@@ -685,13 +687,3 @@ func (r raftLogger) Fatal(v ...any)                 { panic("raft: " + fmt.Sprin
 func (r raftLogger) Fatalf(format string, v ...any) { panic("raft: " + fmt.Sprintf(format, v...)) }
 func (r raftLogger) Panic(v ...any)                 { panic("raft: " + fmt.Sprint(v...)) }
 func (r raftLogger) Panicf(format string, v ...any) { panic("raft: " + fmt.Sprintf(format, v...)) }
-
-type pebbleLogger struct{ l *slog.Logger }
-
-func (p pebbleLogger) Infof(format string, args ...any) {}
-func (p pebbleLogger) Errorf(format string, args ...any) {
-	p.l.Error("pebble: " + fmt.Sprintf(format, args...))
-}
-func (p pebbleLogger) Fatalf(format string, args ...any) {
-	panic("pebble: " + fmt.Sprintf(format, args...))
-}

@@ -26,6 +26,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/kcluster/kcluster/internal/pebblelog"
 )
 
 // Sentinel errors.
@@ -67,16 +69,6 @@ type Store struct {
 	}
 }
 
-type pebbleLogger struct{ l *slog.Logger }
-
-func (p pebbleLogger) Infof(format string, args ...any) {}
-func (p pebbleLogger) Errorf(format string, args ...any) {
-	p.l.Error("pebble: " + fmt.Sprintf(format, args...))
-}
-func (p pebbleLogger) Fatalf(format string, args ...any) {
-	panic("pebble: " + fmt.Sprintf(format, args...))
-}
-
 // OpenStore opens (or creates) the store in opts.Dir.
 func OpenStore(opts StoreOptions) (*Store, error) {
 	if opts.FS == nil {
@@ -96,7 +88,7 @@ func OpenStore(opts StoreOptions) (*Store, error) {
 		FS:                          opts.FS,
 		MemTableSize:                4 << 20,
 		MemTableStopWritesThreshold: 4,
-		Logger:                      pebbleLogger{lg},
+		Logger:                      pebblelog.Logger{L: lg},
 		Cache:                       nil,
 	}
 	po.EventListener = &pebble.EventListener{}
