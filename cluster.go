@@ -45,6 +45,7 @@ type Cluster struct {
 		ch chan struct{}
 	}
 	icpt  intercepts // request hooks (Intercept)
+	disks disks      // every broker's storage device (faults_storage.go)
 	evlog eventLog   // Events
 	heals struct {   // every heal of a Cut, Isolate or Partition, for Heal
 		sync.Mutex
@@ -262,6 +263,7 @@ func (c *Cluster) Close() {
 			}()
 		}
 		wg.Wait()
+		c.disks.halts.Wait()
 		if c.ctrlNode != nil {
 			c.ctrlNode.close()
 		}

@@ -21,14 +21,19 @@ func (c *Cluster) KillBroker(id int32) error {
 	if err != nil {
 		return err
 	}
+	c.crash(b)
+	return nil
+}
+
+// crash stops a broker already taken out of the cluster's table abruptly.
+func (c *Cluster) crash(b *broker) {
 	// Client connections first: a request in flight must get no answer,
 	// not an error caused by the broker's own links going down.
 	b.dropConns()
-	c.net.CloseNode(id)
+	c.net.CloseNode(b.id)
 	b.close(false)
-	c.record(Event{Kind: BrokerDown, Broker: id})
+	c.record(Event{Kind: BrokerDown, Broker: b.id})
 	c.notifyEvent()
-	return nil
 }
 
 // StopBroker shuts broker id down the controlled way, as Kafka's controlled

@@ -29,6 +29,10 @@ type config struct {
 	clusterID  string
 	bcfg       map[string]string // broker configs as given
 	broker     brokerConfig      // parsed
+
+	// memPerBroker gives every broker a crashable memory FS of its own
+	// (the default storage; see PowerCut); fs then serves only paths.
+	memPerBroker bool
 }
 
 // brokerConfig holds the parsed broker configs the brokers use, with
@@ -53,6 +57,7 @@ type brokerConfig struct {
 	autoRebalance       bool          // auto.leader.rebalance.enable
 	imbalanceCheck      time.Duration // leader.imbalance.check.interval.seconds
 	hwCheckpoint        time.Duration // replica.high.watermark.checkpoint.interval.ms
+	flushMessages       int64         // log.flush.interval.messages
 }
 
 func defaultConfig() config {
@@ -110,6 +115,9 @@ var brokerConfigDefs = map[string]struct {
 	}},
 	// Test-friendly: Kafka's default is 5000.
 	"replica.high.watermark.checkpoint.interval.ms": {"500", func(b *brokerConfig, v string) error { return parseMillis(&b.hwCheckpoint, v) }},
+	// Records appended to a log between syncs (fsync); Kafka's default
+	// never syncs on append. See PowerCut.
+	"log.flush.interval.messages": {"9223372036854775807", func(b *brokerConfig, v string) error { return parseInt64(&b.flushMessages, v, 1) }},
 }
 
 func parseInt32(dst *int32, v string, min int64) error {
@@ -163,6 +171,7 @@ func (c *config) validate() error {
 			c.fs = vfs.Default
 		} else {
 			c.fs = vfs.NewMem()
+			c.memPerBroker = true
 		}
 	}
 	if c.advertised == "" {

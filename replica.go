@@ -71,7 +71,13 @@ func openReplica(b *broker, t *metadata.Topic, part int32) (*replica, error) {
 			segBytes = n
 		}
 	}
-	l, err := b.store.OpenLog(r.logName(), segment.LogOptions{SegmentBytes: segBytes, IndexIntervalBytes: b.cfg.indexIntervalBytes})
+	flush := b.cfg.flushMessages
+	if v, ok := t.Configs["flush.messages"]; ok {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
+			flush = n
+		}
+	}
+	l, err := b.store.OpenLog(r.logName(), segment.LogOptions{SegmentBytes: segBytes, IndexIntervalBytes: b.cfg.indexIntervalBytes, FlushMessages: flush})
 	if err != nil {
 		return nil, err
 	}
@@ -219,6 +225,9 @@ func (r *replica) appendAsLeader(records []byte, acks int16) (base, end int64, e
 	if r.mu.closed || r.mu.leader != r.b.id {
 		return 0, 0, kerr.NotLeaderForPartition
 	}
+	if r.b.offline.Load() {
+		return 0, 0, kerr.KafkaStorageError
+	}
 	if acks == -1 && len(r.mu.isr) < r.minISRLocked() {
 		return 0, 0, kerr.NotEnoughReplicas
 	}
@@ -342,6 +351,10 @@ func (r *replica) read(follower int32, offset int64, maxBytes int, currentEpoch 
 	if r.mu.closed {
 		r.mu.Unlock()
 		return fetchResult{}, kerr.NotLeaderForPartition
+	}
+	if r.b.offline.Load() {
+		r.mu.Unlock()
+		return fetchResult{}, kerr.KafkaStorageError
 	}
 	if currentEpoch >= 0 {
 		if currentEpoch < r.mu.epoch {

@@ -22,6 +22,12 @@ type LogOptions struct {
 	// IndexIntervalBytes is the number of bytes between sparse offset
 	// index entries (Kafka's index.interval.bytes). Zero means 4096.
 	IndexIntervalBytes int64
+	// FlushMessages syncs the log (active segment and index) once this
+	// many records were appended since it was last synced, before Append
+	// returns (Kafka's flush.messages). Zero never syncs on append, as
+	// Kafka's default; segments are still synced when they roll, and by
+	// Sync.
+	FlushMessages int64
 }
 
 // EpochEntry is one leader-epoch cache entry: epoch started at StartOffset.
@@ -67,6 +73,7 @@ type Log struct {
 		sinceIndex  int64
 		maxTS       int64
 		maxTSOffset int64
+		unflushed   int64 // records appended since the last sync
 		epochs      []EpochEntry
 		tail        []batchPos // recent batches of the active segment, ascending
 	}
@@ -158,6 +165,20 @@ func (l *Log) open() error {
 		}
 		l.mu.segs = append(l.mu.segs, &segFile{base: b, size: st.Size(), f: f, path: p})
 	}
+	// The epoch cache first: recovery truncates it to the recovered log
+	// end and extends it from the batches it scans.
+	it, err := l.s.db.NewIter(&pebble.IterOptions{LowerBound: l.prefix('e'), UpperBound: l.prefix('e' + 1)})
+	if err != nil {
+		return err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		e := int32(binary.BigEndian.Uint64(k[len(k)-8:]))
+		l.mu.epochs = append(l.mu.epochs, EpochEntry{Epoch: e, StartOffset: int64(binary.BigEndian.Uint64(it.Value()))})
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
 	if len(l.mu.segs) == 0 {
 		// No data: index entries left by a crash inside TruncateFully
 		// or RemoveLog would point into the segment about to be made.
@@ -189,19 +210,6 @@ func (l *Log) open() error {
 	}
 	if l.mu.start < l.mu.segs[0].base {
 		l.mu.start = l.mu.segs[0].base
-	}
-	// Epoch cache.
-	it, err := l.s.db.NewIter(&pebble.IterOptions{LowerBound: l.prefix('e'), UpperBound: l.prefix('e' + 1)})
-	if err != nil {
-		return err
-	}
-	for ok := it.First(); ok; ok = it.Next() {
-		k := it.Key()
-		e := int32(binary.BigEndian.Uint64(k[len(k)-8:]))
-		l.mu.epochs = append(l.mu.epochs, EpochEntry{Epoch: e, StartOffset: int64(binary.BigEndian.Uint64(it.Value()))})
-	}
-	if err := it.Close(); err != nil {
-		return err
 	}
 	// Max timestamp: the last time index entry.
 	it, err = l.s.db.NewIter(&pebble.IterOptions{LowerBound: l.prefix('t'), UpperBound: l.prefix('t' + 1)})
@@ -260,6 +268,7 @@ func (l *Log) recoverLocked() error {
 	}
 	// Scan forward, validating whole batches.
 	var buf []byte
+	var scanned []EpochEntry // leader epochs of the scanned batches, as Kafka's recovery rebuilds its cache
 	sinceIndex := int64(0)
 	for pos < active.size {
 		if _, err := active.f.ReadAt(hdr, pos); err != nil {
@@ -285,6 +294,9 @@ func (l *Log) recoverLocked() error {
 		}
 		sinceIndex += int64(h.TotalSize())
 		l.putTime(b, h)
+		if n := len(scanned); h.PartitionLeaderEpoch >= 0 && (n == 0 || h.PartitionLeaderEpoch > scanned[n-1].Epoch) {
+			scanned = append(scanned, EpochEntry{h.PartitionLeaderEpoch, h.BaseOffset})
+		}
 		pos += int64(h.TotalSize())
 		off = h.LastOffset() + 1
 	}
@@ -304,7 +316,18 @@ func (l *Log) recoverLocked() error {
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return err
 	}
-	return l.truncateEpochsLocked(off)
+	// Epochs past the valid end go (their data is lost); epochs of
+	// batches that survived but whose cache entries did not (a power
+	// cut after the data was synced, before the index was) come back.
+	if err := l.truncateEpochsLocked(off); err != nil {
+		return err
+	}
+	for _, e := range scanned {
+		if err := l.assignEpochLocked(e.Epoch, e.StartOffset); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (l *Log) putIndex(b *pebble.Batch, off, seg, pos int64) {
@@ -519,7 +542,13 @@ func (l *Log) Append(batches []byte) error {
 		i = j
 	}
 	if !b.Empty() {
-		return b.Commit(pebble.NoSync)
+		if err := b.Commit(pebble.NoSync); err != nil {
+			return err
+		}
+	}
+	l.mu.unflushed += next - items[0].h.BaseOffset
+	if f := l.opts.FlushMessages; f > 0 && l.mu.unflushed >= f {
+		return l.syncLocked()
 	}
 	return nil
 }
@@ -837,15 +866,23 @@ func (l *Log) DeleteBefore(offset int64) error {
 
 // Sync syncs the active segment and the index.
 func (l *Log) Sync() error {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.mu.closed {
 		return ErrClosed
 	}
+	return l.syncLocked()
+}
+
+func (l *Log) syncLocked() error {
 	if err := l.mu.segs[len(l.mu.segs)-1].f.Sync(); err != nil {
+		return fmt.Errorf("segment: syncing %s: %w", l.mu.segs[len(l.mu.segs)-1].path, err)
+	}
+	if err := l.s.db.LogData(nil, pebble.Sync); err != nil {
 		return err
 	}
-	return l.s.db.LogData(nil, pebble.Sync)
+	l.mu.unflushed = 0
+	return nil
 }
 
 // AssignEpoch records that epoch starts at startOffset. An epoch not
@@ -856,6 +893,10 @@ func (l *Log) AssignEpoch(epoch int32, startOffset int64) error {
 	if l.mu.closed {
 		return ErrClosed
 	}
+	return l.assignEpochLocked(epoch, startOffset)
+}
+
+func (l *Log) assignEpochLocked(epoch int32, startOffset int64) error {
 	if n := len(l.mu.epochs); n > 0 && epoch <= l.mu.epochs[n-1].Epoch {
 		return nil
 	}
