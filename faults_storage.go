@@ -156,7 +156,10 @@ func (b *broker) logDirFailed(err error) {
 // dir (segment files and directories) fails with EIO. The broker finds out
 // at its next write (a produce to a partition it leads, a replication
 // fetch it appends, a segment roll): that request gets KAFKA_STORAGE_ERROR
-// and the broker halts, as Kafka does when its only log dir fails (no
+// (or, when the halt wins the race with the response, a closed
+// connection, as with Kafka's Exit.halt), every request for its partitions
+// gets KAFKA_STORAGE_ERROR meanwhile, and the broker halts, as Kafka does
+// when its only log dir fails (no
 // controlled shutdown; the controller fences it after
 // broker.session.timeout.ms and elects new leaders from the ISR). A broker
 // that never writes again stays up.

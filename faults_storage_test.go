@@ -1,10 +1,13 @@
 package kcluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -162,5 +165,113 @@ func TestPowerCutErrors(t *testing.T) {
 	c.Close()
 	if err := c.PowerCut(1); !errors.Is(err, ErrClosed) {
 		t.Fatalf("PowerCut after Close: %v", err)
+	}
+}
+
+// tryProduce produces one batch to broker id and returns the partition's
+// error, or the request's error (a closed connection) without failing.
+func tryProduce(t *testing.T, c *Cluster, id int32, topic string, acks int16, vals ...string) (int64, error) {
+	t.Helper()
+	req := kmsg.NewPtrProduceRequest()
+	req.Acks, req.TimeoutMillis = acks, 10000
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Records = makeBatch(time.Now().UnixMilli(), vals...)
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	req.SetVersion(11)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	resp, err := dial(t, addrOf(c, id)).Request(ctx, req)
+	if err != nil {
+		return 0, err
+	}
+	p := resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0]
+	return p.BaseOffset, kerr.ErrorForCode(p.ErrorCode)
+}
+
+func hasEvent(c *Cluster, kind EventKind, broker int32) bool {
+	for _, e := range c.Events() {
+		if e.Kind == kind && e.Broker == broker {
+			return true
+		}
+	}
+	return false
+}
+
+// The leader's disk fails: the produce that hits it gets
+// KAFKA_STORAGE_ERROR (or, racing the halt, a closed connection), the
+// broker halts as Kafka does with its only log dir offline, leadership
+// moves to the ISR, and no acknowledged record is lost. The broker cannot
+// restart until the disk is repaired; then it catches up.
+func TestFailDiskLeaderHaltsAndLeadershipMoves(t *testing.T) {
+	c := Start(t, Brokers(3), BrokerConfig("min.insync.replicas", "2"),
+		BrokerConfig("replica.lag.time.max.ms", "30000"), BrokerConfig("auto.leader.rebalance.enable", "false"))
+	createTopic(t, c, "fd", 1, 3)
+	var want []string
+	for i := range 5 {
+		v := fmt.Sprintf("acked-%d", i)
+		if _, err := produceTo(t, c, "fd", -1, v); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, v)
+	}
+	old := partState(t, c, "fd", 0)
+	repair, err := c.FailDisk(old.Leader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tryProduce(t, c, old.Leader, "fd", -1, "lost"); err == nil {
+		t.Fatal("produce to a broker whose disk failed succeeded")
+	} else {
+		t.Logf("produce on the failed disk: %v", err)
+	}
+	waitFor(t, c, "the broker to halt and a new leader", func(c *Cluster) bool {
+		return !c.Brokers()[old.Leader-1].Running && hasEvent(c, LogDirFailed, old.Leader) && LeaderElected("fd", 0, old.Leader)(c)
+	})
+	if _, err := produceTo(t, c, "fd", -1, "after"); err != nil {
+		t.Fatalf("acks=all on the new leader: %v", err)
+	}
+	want = append(want, "after")
+	if err := c.RestartBroker(old.Leader); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("restart on a failed disk: %v, want EIO", err)
+	}
+	repair()
+	repair()
+	if err := c.RestartBroker(old.Leader); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, "the broker back in sync", inSync("fd", 3))
+	for _, id := range old.Replicas {
+		if _, vals := checkReplicaLog(t, c, id, "fd"); !slices.Equal(vals, want) {
+			t.Fatalf("broker %d's log %v, want %v", id, vals, want)
+		}
+	}
+}
+
+// A follower's disk fails: its next replication append fails, it halts,
+// leaves the ISR when fenced, and acks=all goes on with the other two.
+func TestFailDiskFollowerLeavesISR(t *testing.T) {
+	c := Start(t, Brokers(3), BrokerConfig("min.insync.replicas", "2"),
+		BrokerConfig("replica.lag.time.max.ms", "30000"), BrokerConfig("auto.leader.rebalance.enable", "false"))
+	createTopic(t, c, "ff", 1, 3)
+	st := partState(t, c, "ff", 0)
+	follower := st.Replicas[0]
+	if follower == st.Leader {
+		follower = st.Replicas[1]
+	}
+	if _, err := c.FailDisk(follower); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := produceTo(t, c, "ff", -1, "a"); err != nil {
+		t.Fatalf("acks=all with a follower's disk failing: %v", err)
+	}
+	waitFor(t, c, "the follower halted and out of the ISR", func(c *Cluster) bool {
+		st, _ := c.PartitionState("ff", 0)
+		return hasEvent(c, LogDirFailed, follower) && !c.Brokers()[follower-1].Running && len(st.ISR) == 2 && !slices.Contains(st.ISR, follower)
+	})
+	if _, err := c.FailDisk(9); !errors.Is(err, ErrUnknownBroker) {
+		t.Fatalf("FailDisk(9): %v", err)
 	}
 }
