@@ -212,8 +212,10 @@ func (c *Cluster) nodeIDs() []int32 {
 
 // SlowLink adds d of latency to the link between a and b (broker ids,
 // Controller(), or Client for every client connection of the other): each
-// write on either end waits d first, so a request/response exchange takes
-// about 2d longer. The returned undo removes it; Heal removes it too.
+// write on either end waits d first (with Client, the broker's reads of
+// what clients send wait d too), so a request/response exchange takes
+// about 2d longer. Zero or less removes it. The returned undo removes it;
+// Heal removes it too. Drop adds loss.
 func (c *Cluster) SlowLink(a, b int32, d time.Duration) (undo func()) {
 	c.net.SetDelay(a, b, d)
 	return c.trackHeal(func() { c.net.SetDelay(a, b, 0) })

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -33,6 +34,9 @@ type config struct {
 	// memPerBroker gives every broker a crashable memory FS of its own
 	// (the default storage; see PowerCut); fs then serves only paths.
 	memPerBroker bool
+	// seed seeds the faults' randomness (Drop); seedSet when given.
+	seed    uint64
+	seedSet bool
 }
 
 // brokerConfig holds the parsed broker configs the brokers use, with
@@ -177,6 +181,9 @@ func (c *config) validate() error {
 	if c.advertised == "" {
 		c.advertised = c.host
 	}
+	if !c.seedSet {
+		c.seed = rand.Uint64()
+	}
 	for k, d := range brokerConfigDefs {
 		v, ok := c.bcfg[k]
 		if !ok {
@@ -243,3 +250,10 @@ func Logger(l *slog.Logger) Option { return optionFunc(func(c *config) { c.logge
 // ClusterID sets the cluster id reported by Metadata and DescribeCluster
 // (default: random).
 func ClusterID(id string) Option { return optionFunc(func(c *config) { c.clusterID = id }) }
+
+// Seed seeds the randomness of the fault levers (Drop's losses), so a
+// chaos run can be replayed. The default is random; the levers that use it
+// log it.
+func Seed(seed uint64) Option {
+	return optionFunc(func(c *config) { c.seed, c.seedSet = seed, true })
+}

@@ -1,0 +1,108 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"slices"
+	"testing"
+	"time"
+)
+
+// pair returns both ends of a connection from node 1 to node 2.
+func pair(t *testing.T, n *Network) (client, server net.Conn) {
+	t.Helper()
+	ln, err := n.Listen(2, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	done := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		done <- c
+	}()
+	client, err = n.Dial(context.Background(), 1, 2, ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server = <-done
+	if server == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+// stallPattern writes n times across a lossy link and reports which
+// writes stalled for a retransmission.
+func stallPattern(t *testing.T, seed uint64, n int) []bool {
+	nw := New()
+	defer nw.Close()
+	c, _ := pair(t, nw)
+	nw.SetLoss(1, 2, 0.25, seed)
+	var out []bool
+	for range n {
+		start := time.Now()
+		if _, err := c.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, time.Since(start) >= rtoMin)
+	}
+	return out
+}
+
+// The same seed loses the same writes; a lost write stalls for at least
+// the retransmission timeout; a different seed loses others.
+func TestLossIsSeededAndStalls(t *testing.T) {
+	a, b := stallPattern(t, 42, 10), stallPattern(t, 42, 10)
+	if !slices.Equal(a, b) {
+		t.Fatalf("seed 42 gave %v then %v", a, b)
+	}
+	if !slices.Contains(a, true) || !slices.Contains(a, false) {
+		t.Fatalf("p=0.25 over 10 writes: stalls %v; want some of each", a)
+	}
+	t.Logf("stalled writes with seed 42: %v", a)
+}
+
+// A write stalled on a black-holed link ends at its deadline (a timeout
+// error, as a blocked write's), or when the connection closes; undoing
+// the loss ends a stall at the next retransmission.
+func TestLossStallEnds(t *testing.T) {
+	n := New()
+	defer n.Close()
+	stalled := make(chan struct{}, 16)
+	n.onStall = func() { stalled <- struct{}{} }
+	c, srv := pair(t, n)
+	n.SetLoss(1, 2, 1, 1)
+	c.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := c.Write([]byte("x")); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("write past its deadline: %v", err)
+	}
+	c.SetWriteDeadline(time.Time{})
+	errc := make(chan error, 1)
+	go func() { _, err := c.Write([]byte("y")); errc <- err }()
+	for len(stalled) > 0 {
+		<-stalled // the deadline test's
+	}
+	<-stalled
+	n.SetLoss(1, 2, 0, 0)
+	start := time.Now()
+	if err := <-errc; err != nil {
+		t.Fatalf("write after the loss was removed: %v", err)
+	}
+	if d := time.Since(start); d > 2*rtoMin {
+		t.Fatalf("stall went on %v after the loss was removed", d)
+	}
+	buf := make([]byte, 1)
+	if _, err := srv.Read(buf); err != nil || buf[0] != 'y' {
+		t.Fatalf("read %q %v", buf, err)
+	}
+	n.SetLoss(1, 2, 1, 1)
+	go func() { _, err := c.Write([]byte("z")); errc <- err }()
+	c.Close()
+	if err := <-errc; !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("stalled write after close: %v", err)
+	}
+}
