@@ -59,8 +59,8 @@ var (
 	// ErrUnknownBroker is returned by the broker levers for an id that is
 	// not 1..n.
 	ErrUnknownBroker = errors.New("kcluster: unknown broker id")
-	// ErrBrokerDown is returned by KillBroker and StopBroker for a broker
-	// that is not running.
+	// ErrBrokerDown is returned by KillBroker, StopBroker and PowerCut for
+	// a broker that is not running.
 	ErrBrokerDown = errors.New("kcluster: broker is not running")
 	// ErrBrokerUp is returned by RestartBroker for a broker that is running.
 	ErrBrokerUp = errors.New("kcluster: broker is running")
