@@ -23,8 +23,10 @@ package kcluster
 // crashable MemFS, so a power cut of one broker is a crash clone of its
 // file system. On disk (Dir) or with a file system of the caller's (FS) the
 // page cache cannot be dropped, and PowerCut returns
-// ErrPowerCutUnsupported. FailDisk works on every storage: it wraps the
-// broker's file system in pebble's errorfs.
+// ErrPowerCutUnsupported. The crashable MemFS keeps a copy of what was
+// synced beside what was written, so a rolled segment takes its size twice
+// in memory. FailDisk works on every storage: it wraps the broker's file
+// system in pebble's errorfs.
 
 import (
 	"errors"
