@@ -85,7 +85,7 @@ func New(opts ...Option) (*Cluster, error) {
 		cfg.clusterID = base64.RawURLEncoding.EncodeToString(b[:])
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Cluster{cfg: cfg, net: network.New(), ctx: ctx, stop: cancel}
+	c := &Cluster{cfg: cfg, net: newNetwork(&cfg), ctx: ctx, stop: cancel}
 	c.mu.brokers = make([]*broker, cfg.brokers)
 	c.ports = make([]int, cfg.brokers)
 	copy(c.ports, cfg.ports)

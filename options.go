@@ -37,6 +37,8 @@ type config struct {
 	// seed seeds the faults' randomness (Drop); seedSet when given.
 	seed    uint64
 	seedSet bool
+	// memNet puts the brokers on an in-memory network (memnet.go).
+	memNet bool
 }
 
 // brokerConfig holds the parsed broker configs the brokers use, with

@@ -58,6 +58,8 @@ type Network struct {
 	// onStall, if set (by tests, before any connection), is called when
 	// a write or read starts a retransmission stall.
 	onStall func()
+	// mem is set on an in-memory network (mem.go).
+	mem *memState
 }
 
 // New returns an empty network.
@@ -80,8 +82,14 @@ func (n *Network) Listen(node int32, addr string) (net.Listener, error) {
 	if closed {
 		return nil, ErrClosed
 	}
-	var lc net.ListenConfig
-	inner, err := lc.Listen(context.Background(), "tcp", addr)
+	var inner net.Listener
+	var err error
+	if n.mem != nil {
+		inner, err = n.memListen(addr)
+	} else {
+		var lc net.ListenConfig
+		inner, err = lc.Listen(context.Background(), "tcp", addr)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -113,6 +121,12 @@ func (n *Network) Dial(ctx context.Context, from, to int32, addr string) (net.Co
 		return nil, ErrCut
 	}
 	n.mu.Unlock()
+	if n.mem != nil {
+		return n.memDial(ctx, addr, func(inner net.Conn) (net.Conn, bool) {
+			c := newConn(inner, n, from, to)
+			return c, n.track(c)
+		})
+	}
 	var d net.Dialer
 	inner, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
