@@ -121,7 +121,8 @@ func (d *disk) MaybeError(op errorfs.Op) error {
 func (d *disk) String() string { return "kcluster disk " + d.dir }
 
 // logDirFailed handles the first failed write to the broker's only log
-// dir as Kafka does (LogManager.handleLogDirFailure: with no live log dir
+// dir (seen by FailDisk's injector, or reported by a log as
+// segment.ErrFailed, as a real disk error would be) as Kafka does (LogManager.handleLogDirFailure: with no live log dir
 // left the broker halts): it stops serving its partitions
 // (KAFKA_STORAGE_ERROR to the requests that reach them) and halts, with no
 // controlled shutdown; the controller fences it when its session expires

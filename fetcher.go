@@ -475,6 +475,9 @@ func (r *replica) appendAsFollower(records []byte, leaderHW, leaderStart int64) 
 				rest = rest[h.TotalSize():]
 			}
 			if err := r.log.Append(records[:valid]); err != nil {
+				if errors.Is(err, segment.ErrFailed) {
+					r.b.logDirFailed(err)
+				}
 				return err
 			}
 			for _, h := range hdrs {

@@ -2,6 +2,7 @@ package kcluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -299,6 +300,9 @@ func (r *replica) appendAsLeader(records []byte, acks int16) (base, end int64, e
 	}
 	if err := r.log.Append(records); err != nil {
 		r.b.log.Error("append failed", "topic", r.topic, "partition", r.part, "err", err)
+		if errors.Is(err, segment.ErrFailed) {
+			r.b.logDirFailed(err)
+		}
 		return 0, 0, kerr.KafkaStorageError
 	}
 	for id, e := range tentative {

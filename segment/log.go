@@ -76,6 +76,9 @@ type Log struct {
 		unflushed   int64 // records appended since the last sync
 		epochs      []EpochEntry
 		tail        []batchPos // recent batches of the active segment, ascending
+		// failed is the first I/O error of a write: the log refuses
+		// every later write with it (see failOnIOErrorLocked).
+		failed error
 	}
 }
 
@@ -400,18 +403,16 @@ func (l *Log) cutFileLocked(s *segFile, size int64) error {
 		nf.Close()
 		return err
 	}
-	s.f.Close()
+	// The old file stays open (and in use) until the new one has
+	// replaced it: a failed rename leaves the segment as it was.
 	if err := fs.Rename(tmp, s.path); err != nil {
 		nf.Close()
 		return err
 	}
-	if err := syncDir(fs, l.dir); err != nil {
-		nf.Close()
-		return err
-	}
 	// The new file stays open, positioned at its end for appends.
+	s.f.Close()
 	s.f, s.size = nf, size
-	return nil
+	return syncDir(fs, l.dir)
 }
 
 // rollLocked starts a new active segment at base.
@@ -448,7 +449,7 @@ func (l *Log) rollLocked(base int64) error {
 // Append appends one or more complete batches, whose offsets are already
 // assigned and start at LogEndOffset, stored byte for byte as given.
 // Append does not modify or keep batches.
-func (l *Log) Append(batches []byte) error {
+func (l *Log) Append(batches []byte) (err error) {
 	// Check framing and offsets before taking the lock.
 	type item struct {
 		h   BatchHeader
@@ -474,6 +475,10 @@ func (l *Log) Append(batches []byte) error {
 	if l.mu.closed {
 		return ErrClosed
 	}
+	if l.mu.failed != nil {
+		return l.mu.failed
+	}
+	defer l.failOnIOErrorLocked(&err)
 	next := l.mu.leo
 	for _, it := range items {
 		if it.h.BaseOffset != next {
@@ -734,12 +739,16 @@ func (l *Log) OffsetForTimestamp(ts int64) ([]byte, bool, error) {
 
 // Truncate removes every batch at or after offset, which must be a batch
 // boundary or the log end. Used by followers whose log diverged.
-func (l *Log) Truncate(offset int64) error {
+func (l *Log) Truncate(offset int64) (err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.mu.closed {
 		return ErrClosed
 	}
+	if l.mu.failed != nil {
+		return l.mu.failed
+	}
+	defer l.failOnIOErrorLocked(&err)
 	if offset >= l.mu.leo {
 		if offset == l.mu.leo {
 			return nil
@@ -769,10 +778,10 @@ func (l *Log) Truncate(offset int64) error {
 	// Drop later segments entirely.
 	for len(l.mu.segs) > 0 && l.mu.segs[len(l.mu.segs)-1] != s {
 		last := l.mu.segs[len(l.mu.segs)-1]
-		last.f.Close()
 		if err := l.s.fs.Remove(last.path); err != nil {
 			return err
 		}
+		last.f.Close()
 		l.mu.segs = l.mu.segs[:len(l.mu.segs)-1]
 	}
 	if err := l.cutFileLocked(s, pos); err != nil {
@@ -798,19 +807,24 @@ func (l *Log) Truncate(offset int64) error {
 }
 
 // TruncateFully drops all data; the log restarts empty at offset.
-func (l *Log) TruncateFully(offset int64) error {
+func (l *Log) TruncateFully(offset int64) (err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.mu.closed {
 		return ErrClosed
 	}
-	for _, s := range l.mu.segs {
-		s.f.Close()
+	if l.mu.failed != nil {
+		return l.mu.failed
+	}
+	defer l.failOnIOErrorLocked(&err)
+	for len(l.mu.segs) > 0 {
+		s := l.mu.segs[len(l.mu.segs)-1]
 		if err := l.s.fs.Remove(s.path); err != nil {
 			return err
 		}
+		s.f.Close()
+		l.mu.segs = l.mu.segs[:len(l.mu.segs)-1]
 	}
-	l.mu.segs = nil
 	b := l.s.db.NewBatch()
 	defer b.Close()
 	for _, k := range []byte{'o', 't', 'e', 'h'} {
@@ -831,12 +845,16 @@ func (l *Log) TruncateFully(offset int64) error {
 
 // DeleteBefore advances the log start offset to offset (never past the log
 // end) and deletes segments entirely below it.
-func (l *Log) DeleteBefore(offset int64) error {
+func (l *Log) DeleteBefore(offset int64) (err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.mu.closed {
 		return ErrClosed
 	}
+	if l.mu.failed != nil {
+		return l.mu.failed
+	}
+	defer l.failOnIOErrorLocked(&err)
 	if offset <= l.mu.start {
 		return nil
 	}
@@ -851,10 +869,10 @@ func (l *Log) DeleteBefore(offset int64) error {
 		if err := b.DeleteRange(l.key('o', uint64(s.base)), l.key('o', uint64(l.mu.segs[1].base)), nil); err != nil {
 			return err
 		}
-		s.f.Close()
 		if err := l.s.fs.Remove(s.path); err != nil {
 			return err
 		}
+		s.f.Close()
 		l.mu.segs = l.mu.segs[1:]
 	}
 	if err := b.Commit(pebble.NoSync); err != nil {
@@ -865,12 +883,16 @@ func (l *Log) DeleteBefore(offset int64) error {
 }
 
 // Sync syncs the active segment and the index.
-func (l *Log) Sync() error {
+func (l *Log) Sync() (err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.mu.closed {
 		return ErrClosed
 	}
+	if l.mu.failed != nil {
+		return l.mu.failed
+	}
+	defer l.failOnIOErrorLocked(&err)
 	return l.syncLocked()
 }
 
@@ -887,12 +909,16 @@ func (l *Log) syncLocked() error {
 
 // AssignEpoch records that epoch starts at startOffset. An epoch not
 // greater than the latest known is ignored.
-func (l *Log) AssignEpoch(epoch int32, startOffset int64) error {
+func (l *Log) AssignEpoch(epoch int32, startOffset int64) (err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.mu.closed {
 		return ErrClosed
 	}
+	if l.mu.failed != nil {
+		return l.mu.failed
+	}
+	defer l.failOnIOErrorLocked(&err)
 	return l.assignEpochLocked(epoch, startOffset)
 }
 
@@ -997,4 +1023,23 @@ func (l *Log) HighWatermarkCheckpoint() int64 {
 		closer.Close()
 	}
 	return max(min(hw, l.mu.leo), l.mu.start)
+}
+
+// failOnIOErrorLocked makes an I/O error of a write sticky: after a failed
+// write the segments, the index and what the Log remembers of them may
+// disagree, so, as Kafka takes a log offline after an IOException, every
+// later write returns the same error (reads go on). Errors about the
+// caller's input (offsets, corrupt batches) and ErrClosed are not I/O
+// errors.
+func (l *Log) failOnIOErrorLocked(err *error) {
+	if *err == nil || l.mu.failed != nil {
+		return
+	}
+	for _, e := range []error{ErrOffsetMismatch, ErrCorrupt, ErrClosed, ErrOffsetOutOfRange} {
+		if errors.Is(*err, e) {
+			return
+		}
+	}
+	l.mu.failed = fmt.Errorf("%w: %s: %w", ErrFailed, l.name, *err)
+	*err = l.mu.failed
 }
