@@ -274,4 +274,8 @@ func TestFailDiskFollowerLeavesISR(t *testing.T) {
 	if _, err := c.FailDisk(9); !errors.Is(err, ErrUnknownBroker) {
 		t.Fatalf("FailDisk(9): %v", err)
 	}
+	c.Close()
+	if _, err := c.FailDisk(1); !errors.Is(err, ErrClosed) {
+		t.Fatalf("FailDisk after Close: %v", err)
+	}
 }
