@@ -279,3 +279,57 @@ func TestFailDiskFollowerLeavesISR(t *testing.T) {
 		t.Fatalf("FailDisk after Close: %v", err)
 	}
 }
+
+// A follower that loses power and restarts before its session expires
+// must not come back in the ISR: its log lost the acknowledged records it
+// had not synced, and losing the other replicas would then elect it and
+// lose them. As Kafka's controller does on a re-registration
+// (handleBrokerShutdown), it leaves every ISR and rejoins once caught up.
+func TestPowerCutQuickRestartLeavesISR(t *testing.T) {
+	c := Start(t, Brokers(3), BrokerConfig("min.insync.replicas", "2"),
+		BrokerConfig("broker.session.timeout.ms", "30000"), BrokerConfig("broker.heartbeat.interval.ms", "50"),
+		BrokerConfig("replica.lag.time.max.ms", "30000"), BrokerConfig("auto.leader.rebalance.enable", "false"))
+	createTopic(t, c, "quick", 1, 3)
+	var want []string
+	for i := range 5 {
+		v := fmt.Sprintf("acked-%d", i)
+		if _, err := produceTo(t, c, "quick", -1, v); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, v)
+	}
+	st := partState(t, c, "quick", 0)
+	var f, g int32 // followers
+	for _, r := range st.Replicas {
+		if r != st.Leader {
+			if f == 0 {
+				f = r
+			} else {
+				g = r
+			}
+		}
+	}
+	if err := c.PowerCut(f); err != nil {
+		t.Fatal(err)
+	}
+	// It comes back at once (its session has not expired), unable to
+	// fetch.
+	heal := c.Partition([]int32{f}, []int32{st.Leader, g})
+	if err := c.RestartBroker(f); err != nil {
+		t.Fatal(err)
+	}
+	if leo, _ := checkReplicaLog(t, c, f, "quick"); leo != 0 {
+		t.Fatalf("the power cut kept %d unsynced records", leo)
+	}
+	waitFor(t, c, "the restarted follower out of the ISR", func(c *Cluster) bool {
+		st, _ := c.PartitionState("quick", 0)
+		return !slices.Contains(st.ISR, f)
+	})
+	heal()
+	waitFor(t, c, "everyone back in sync", inSync("quick", 3))
+	for _, id := range st.Replicas {
+		if _, vals := checkReplicaLog(t, c, id, "quick"); !slices.Equal(vals, want) {
+			t.Fatalf("broker %d's log %v, want %v", id, vals, want)
+		}
+	}
+}
