@@ -57,12 +57,14 @@ func memTryProduce(c *Cluster, id int32, topic, v string) error {
 }
 
 // Lossy links chosen at random (seeded) between brokers, the controller
-// and clients, under an acks=all producer, with Kafka's default timeouts,
-// in a synctest bubble: whatever the losses, once healed every replica
-// holds the same log and every acknowledged record is in it. Replay a
-// failure with KCLUSTER_SEED=<seed>.
-func TestChaosLossyLinksKeepAckedRecords(t *testing.T) {
+// and clients, and power cuts of one broker at a time, under an acks=all
+// producer, with Kafka's default timeouts, in a synctest bubble: whatever
+// happens, once healed every replica holds the same log and every
+// acknowledged record is in it. Replay a failure with
+// KCLUSTER_SEED=<seed>.
+func TestChaosLossyLinksAndPowerCutsKeepAckedRecords(t *testing.T) {
 	seed := chaosSeed(t)
+	t.Logf("seed %d", seed) // shown with -v even if the run hangs
 	wall := time.Now()
 	synctest.Test(t, func(t *testing.T) {
 		c, err := New(InMemoryNetwork(), Seed(seed), Brokers(3),
@@ -96,7 +98,16 @@ func TestChaosLossyLinksKeepAckedRecords(t *testing.T) {
 					c.Drop(a, b, 0.1+0.4*rng.Float64())
 				}
 			}
+			cut := int32(0)
 			for i := range 10 {
+				if i == 5 && rng.IntN(2) == 0 {
+					// A power cut of one broker (a minority):
+					// it comes back with only what it had synced.
+					cut = int32(1 + rng.IntN(3))
+					if err := c.PowerCut(cut); err != nil {
+						fail("%v", err)
+					}
+				}
 				v := fmt.Sprintf("r%d-%d", round, i)
 				st, _ := c.PartitionState("chaos", 0)
 				if st.Leader < 0 {
@@ -107,6 +118,11 @@ func TestChaosLossyLinksKeepAckedRecords(t *testing.T) {
 				}
 			}
 			c.Heal()
+			if cut != 0 {
+				if err := c.RestartBroker(cut); err != nil {
+					fail("restart after power cut: %v", err)
+				}
+			}
 		}
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 		defer cancel()
@@ -128,7 +144,7 @@ func TestChaosLossyLinksKeepAckedRecords(t *testing.T) {
 				fail("acknowledged record %s lost; log %v", v, first)
 			}
 		}
-		t.Logf("seed %d: %d of 40 records acknowledged through lossy links in %v of bubble time, all kept; log of %d",
+		t.Logf("seed %d: %d of 40 records acknowledged through lossy links and power cuts in %v of bubble time, all kept; log of %d",
 			seed, len(acked), time.Since(start).Round(time.Millisecond), len(first))
 	})
 	t.Logf("in %v of wall time", time.Since(wall))

@@ -322,10 +322,27 @@ func (n *controllerNode) handleAlterPartition(req *kmsg.AlterPartitionRequest) (
 // controllerClient is a broker's connection to the controller node, dialed
 // through the network package and redialed after any failure.
 type controllerClient struct {
-	b  *broker
-	mu sync.Mutex
-	cl *wire.Client
+	b *broker
+	// sem (one slot) serializes the requests. Unlike a mutex, a caller
+	// waiting for it gives up at its context's end (an AlterPartition
+	// does not outwait a stalled heartbeat), and it blocks durably in a
+	// testing/synctest bubble, so the bubble's clock can run meanwhile.
+	once sync.Once
+	sem  chan struct{}
+	cl   *wire.Client
 }
+
+func (cc *controllerClient) lock(ctx context.Context) error {
+	cc.once.Do(func() { cc.sem = make(chan struct{}, 1) })
+	select {
+	case cc.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (cc *controllerClient) unlock() { <-cc.sem }
 
 var errNoController = errors.New("kcluster: controller unreachable")
 
@@ -336,8 +353,10 @@ func (cc *controllerClient) request(ctx context.Context, req kmsg.Request) (kmsg
 // requestBuilt builds the request with the client's lock held, so it
 // reflects the broker's state at the moment it is sent.
 func (cc *controllerClient) requestBuilt(ctx context.Context, build func() kmsg.Request) (kmsg.Response, error) {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
+	if err := cc.lock(ctx); err != nil {
+		return nil, fmt.Errorf("%w: %v", errNoController, err)
+	}
+	defer cc.unlock()
 	req := build()
 	node := cc.b.c.ctrlNode
 	if cc.cl == nil {
@@ -357,8 +376,8 @@ func (cc *controllerClient) requestBuilt(ctx context.Context, build func() kmsg.
 }
 
 func (cc *controllerClient) close() {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
+	cc.lock(context.Background())
+	defer cc.unlock()
 	if cc.cl != nil {
 		cc.cl.Close()
 		cc.cl = nil

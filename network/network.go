@@ -288,26 +288,32 @@ type conn struct {
 	from, to int32
 	once     sync.Once
 	done     chan struct{} // closed by Close: ends a stall
-	// wmu keeps writes in order while one stalls (TCP's head-of-line
-	// blocking); lastRead is when the previous Read returned (reads come
-	// from one goroutine); rdl and wdl are the deadlines in Unix ns, 0
-	// for none (loss.go).
-	wmu      sync.Mutex
+	// wsem (one slot) keeps writes in order while one stalls (TCP's
+	// head-of-line blocking); a channel, not a mutex, so that a writer
+	// waiting behind a stall blocks durably in a testing/synctest bubble.
+	// lastRead is when the previous Read returned (reads come from one
+	// goroutine); rdl and wdl are the deadlines in Unix ns, 0 for none
+	// (loss.go).
+	wsem     chan struct{}
 	lastRead time.Time
 	wrote    atomic.Bool // a write since the last read
 	rdl, wdl atomic.Int64
 }
 
 func newConn(inner net.Conn, n *Network, from, to int32) *conn {
-	return &conn{Conn: inner, n: n, from: from, to: to, done: make(chan struct{})}
+	return &conn{Conn: inner, n: n, from: from, to: to, done: make(chan struct{}), wsem: make(chan struct{}, 1)}
 }
 
 // Write first suffers the link's faults, if any (loss.go): both ends of a
 // slowed link delay what they send, so a request and its response each
 // take the delay once more.
 func (c *conn) Write(p []byte) (int, error) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
+	select {
+	case c.wsem <- struct{}{}:
+	case <-c.done:
+		return 0, net.ErrClosed
+	}
+	defer func() { <-c.wsem }()
 	if err := c.suffer(false); err != nil {
 		return 0, err
 	}
