@@ -95,6 +95,7 @@ func (c *Cluster) takeBroker(id int32) (*broker, error) {
 // truncate any diverged suffix (by leader epoch) and catch up, and leaders
 // add them back to the ISR.
 func (c *Cluster) RestartBroker(id int32) error {
+	c.waitHalted(id)
 	b, err := c.brokerByID(id)
 	if err != nil {
 		return err

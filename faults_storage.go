@@ -55,8 +55,9 @@ type disks struct {
 	mu sync.Mutex
 	m  map[int32]*disk
 	// halts tracks brokers halting after a log dir failure; Close waits
-	// for them.
-	halts sync.WaitGroup
+	// for them, and RestartBroker for the one it restarts (halting).
+	halts   sync.WaitGroup
+	halting map[int32]chan struct{} // closed when that broker is down
 }
 
 // disk is one broker's storage device: the file system its store is
@@ -142,8 +143,23 @@ func (b *broker) logDirFailed(err error) {
 	}
 	c.disks.halts.Add(1) // before Close can wait: Close sets closed under c.mu first
 	c.mu.Unlock()
+	done := make(chan struct{})
+	c.disks.mu.Lock()
+	if c.disks.halting == nil {
+		c.disks.halting = make(map[int32]chan struct{})
+	}
+	c.disks.halting[b.id] = done
+	c.disks.mu.Unlock()
 	go func() {
 		defer c.disks.halts.Done()
+		defer func() {
+			c.disks.mu.Lock()
+			if c.disks.halting[b.id] == done {
+				delete(c.disks.halting, b.id)
+			}
+			c.disks.mu.Unlock()
+			close(done)
+		}()
 		c.mu.Lock()
 		if c.mu.closed || c.mu.brokers[b.id-1] != b {
 			c.mu.Unlock()
@@ -153,6 +169,17 @@ func (b *broker) logDirFailed(err error) {
 		c.mu.Unlock()
 		c.crash(b)
 	}()
+}
+
+// waitHalted waits until broker id, if it is halting after a log dir
+// failure, is down: its storage closed, its port free.
+func (c *Cluster) waitHalted(id int32) {
+	c.disks.mu.Lock()
+	done := c.disks.halting[id]
+	c.disks.mu.Unlock()
+	if done != nil {
+		<-done
+	}
 }
 
 // FailDisk makes broker id's disk fail: from now on every write to its log

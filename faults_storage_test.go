@@ -333,3 +333,32 @@ func TestPowerCutQuickRestartLeavesISR(t *testing.T) {
 		}
 	}
 }
+
+// FailDisk works on disk too: the broker halts at its next write and
+// restarts, with its data, once the disk is repaired.
+func TestFailDiskOnDisk(t *testing.T) {
+	c := Start(t, Brokers(1), Dir(t.TempDir()))
+	createTopic(t, c, "disk", 1, 1)
+	if _, err := produceTo(t, c, "disk", 1, "kept"); err != nil {
+		t.Fatal(err)
+	}
+	repair, err := c.FailDisk(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tryProduce(t, c, 1, "disk", 1, "lost"); err == nil {
+		t.Fatal("produce on a failed disk succeeded")
+	}
+	waitFor(t, c, "the broker to halt", func(c *Cluster) bool { return !c.Brokers()[0].Running })
+	repair()
+	if err := c.RestartBroker(1); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, "the partition back", LeaderElected("disk", 0))
+	if off, err := produceTo(t, c, "disk", 1, "after"); err != nil || off != 1 {
+		t.Fatalf("produce after repair: offset %d, %v; want 1", off, err)
+	}
+	if _, vals := checkReplicaLog(t, c, 1, "disk"); !slices.Equal(vals, []string{"kept", "after"}) {
+		t.Fatalf("log %v", vals)
+	}
+}
