@@ -15,7 +15,8 @@ import (
 // no answer, nothing is checkpointed or synced. The controller learns of it
 // only by missed heartbeats (broker.session.timeout.ms), then fences it and
 // elects new leaders from the ISR. Data already written to its storage
-// stays, as the OS page cache would keep it after a process crash.
+// stays, as the OS page cache would keep it after a process crash; see
+// PowerCut for a crash that loses what was not synced.
 func (c *Cluster) KillBroker(id int32) error {
 	b, err := c.takeBroker(id)
 	if err != nil {
