@@ -36,19 +36,27 @@ func pair(t *testing.T, n *Network) (client, server net.Conn) {
 }
 
 // stallPattern writes n times across a lossy link and reports which
-// writes stalled for a retransmission.
+// writes stalled for a retransmission, and checks that a stall lasts the
+// retransmission timeout.
 func stallPattern(t *testing.T, seed uint64, n int) []bool {
 	nw := New()
 	defer nw.Close()
+	stalls := 0
+	nw.onStall = func() { stalls++ } // writes come from this goroutine only
 	c, _ := pair(t, nw)
 	nw.SetLoss(1, 2, 0.25, seed)
 	var out []bool
 	for range n {
+		before := stalls
 		start := time.Now()
 		if _, err := c.Write([]byte("x")); err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, time.Since(start) >= rtoMin)
+		stalled := stalls > before
+		if d := time.Since(start); stalled && d < rtoMin {
+			t.Fatalf("a stalled write took %v, less than the %v retransmission timeout", d, rtoMin)
+		}
+		out = append(out, stalled)
 	}
 	return out
 }
