@@ -144,7 +144,9 @@ func main() {
 }
 
 // produceTo sends one acks=all batch straight to broker id and says how it
-// went and how long it took.
+// went and how long it took. franz-go sends it on its produce connection to
+// that broker, so in phase 2 it first waits behind the producer's own
+// stalled request: a broker answers a connection's requests in order.
 func produceTo(ctx context.Context, cl *kgo.Client, id int32, value string) string {
 	req := kmsg.NewPtrProduceRequest()
 	req.Acks, req.TimeoutMillis = -1, 1000
