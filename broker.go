@@ -40,6 +40,8 @@ type broker struct {
 	// stopping is set by a controlled shutdown: heartbeats stop, so the
 	// broker is not unfenced again on its way out.
 	stopping atomic.Bool
+	// offline is set when its log dir failed (faults_storage.go).
+	offline atomic.Bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -102,7 +104,10 @@ func newBroker(c *Cluster, id int32, addr string) (*broker, error) {
 	if c.cfg.dir != "" {
 		dir = c.cfg.fs.PathJoin(c.cfg.dir, dir)
 	}
-	st, err := segment.OpenStore(segment.StoreOptions{FS: c.cfg.fs, Dir: dir, Logger: b.log})
+	d, fs := c.diskFor(id, dir)
+	onFail := b.logDirFailed
+	d.onFail.Store(&onFail)
+	st, err := segment.OpenStore(segment.StoreOptions{FS: fs, Dir: dir, Logger: b.log})
 	if err != nil {
 		cancel()
 		return nil, err

@@ -55,6 +55,7 @@ type Cluster struct {
 		ch chan struct{}
 	}
 	icpt  intercepts // request hooks (Intercept)
+	disks disks      // every broker's storage device (faults_storage.go)
 	evlog eventLog   // Events
 	heals struct {   // every heal of a Cut, Isolate or Partition, for Heal
 		sync.Mutex
@@ -68,8 +69,8 @@ var (
 	// ErrUnknownBroker is returned by the broker levers for an id that is
 	// not 1..n.
 	ErrUnknownBroker = errors.New("kcluster: unknown broker id")
-	// ErrBrokerDown is returned by KillBroker and StopBroker for a broker
-	// that is not running.
+	// ErrBrokerDown is returned by KillBroker, StopBroker and PowerCut for
+	// a broker that is not running.
 	ErrBrokerDown = errors.New("kcluster: broker is not running")
 	// ErrBrokerUp is returned by RestartBroker for a broker that is running.
 	ErrBrokerUp = errors.New("kcluster: broker is running")
@@ -91,7 +92,7 @@ func New(opts ...Option) (*Cluster, error) {
 	var idb [16]byte
 	rand.Read(idb[:])
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Cluster{cfg: cfg, net: network.New(), ctx: ctx, stop: cancel,
+	c := &Cluster{cfg: cfg, net: newNetwork(&cfg), ctx: ctx, stop: cancel,
 		newClusterID: base64.RawURLEncoding.EncodeToString(idb[:])}
 	c.evlog.applied, c.evlog.controller = -1, -1
 	c.mu.brokers = make([]*broker, cfg.brokers)
@@ -315,6 +316,7 @@ func (c *Cluster) Close() {
 			}()
 		}
 		wg.Wait()
+		c.disks.halts.Wait()
 		for _, n := range ctrls {
 			if n != nil {
 				n.kill()

@@ -316,11 +316,28 @@ func (n *controllerNode) handleAlterPartition(req *kmsg.AlterPartitionRequest) (
 // (Kafka's controller.quorum.bootstrap.servers) and moves on to the next
 // after a failed connection or a NOT_CONTROLLER answer.
 type controllerClient struct {
-	b      *broker
-	mu     sync.Mutex
+	b *broker
+	// sem (one slot) serializes the requests. Unlike a mutex, a caller
+	// waiting for it gives up at its context's end (an AlterPartition
+	// does not outwait a stalled heartbeat), and it blocks durably in a
+	// testing/synctest bubble, so the bubble's clock can run meanwhile.
+	once   sync.Once
+	sem    chan struct{}
 	cl     *wire.Client
 	target int // index into the cluster's controller addresses
 }
+
+func (cc *controllerClient) lock(ctx context.Context) error {
+	cc.once.Do(func() { cc.sem = make(chan struct{}, 1) })
+	select {
+	case cc.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (cc *controllerClient) unlock() { <-cc.sem }
 
 var errNoController = errors.New("kcluster: controller unreachable")
 
@@ -332,8 +349,10 @@ func (cc *controllerClient) request(ctx context.Context, req kmsg.Request) (kmsg
 // reflects the broker's state at the moment it is sent. It tries each
 // controller at most once.
 func (cc *controllerClient) requestBuilt(ctx context.Context, build func() kmsg.Request) (kmsg.Response, error) {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
+	if err := cc.lock(ctx); err != nil {
+		return nil, fmt.Errorf("%w: %v", errNoController, err)
+	}
+	defer cc.unlock()
 	addrs := cc.b.c.ctrlAddrs()
 	var last error
 	for range addrs {
@@ -429,8 +448,8 @@ func notController(resp kmsg.Response) bool {
 }
 
 func (cc *controllerClient) close() {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
+	cc.lock(context.Background())
+	defer cc.unlock()
 	if cc.cl != nil {
 		cc.cl.Close()
 		cc.cl = nil

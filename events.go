@@ -47,7 +47,7 @@ type Event struct {
 func (e Event) String() string {
 	ts := e.Time.Format("15:04:05.000")
 	switch e.Kind {
-	case BrokerUp, BrokerDown, BrokerFenced, BrokerUnfenced:
+	case BrokerUp, BrokerDown, BrokerFenced, BrokerUnfenced, LogDirFailed:
 		return fmt.Sprintf("%s %s %d", ts, e.Kind, e.Broker)
 	case LeaderChanged:
 		return fmt.Sprintf("%s %s/%d leader %d epoch %d", ts, e.Topic, e.Partition, e.Leader, e.LeaderEpoch)

@@ -16,21 +16,27 @@ import (
 // no answer, nothing is checkpointed or synced. The controller learns of it
 // only by missed heartbeats (broker.session.timeout.ms), then fences it and
 // elects new leaders from the ISR. Data already written to its storage
-// stays, as the OS page cache would keep it after a process crash.
+// stays, as the OS page cache would keep it after a process crash; see
+// PowerCut for a crash that loses what was not synced.
 func (c *Cluster) KillBroker(id int32) error {
 	b, err := c.takeBroker(id)
 	if err != nil {
 		return err
 	}
+	c.crash(b)
+	return nil
+}
+
+// crash stops a broker already taken out of the cluster's table abruptly.
+func (c *Cluster) crash(b *broker) {
 	// Client connections first: a request in flight must get no answer,
 	// not an error caused by the broker's own links going down.
 	b.dropConns()
-	c.net.CloseNode(id)
+	c.net.CloseNode(b.id)
 	b.close(false)
-	c.record(Event{Kind: BrokerDown, Broker: id})
-	c.stopCombinedController(id)
+	c.record(Event{Kind: BrokerDown, Broker: b.id})
+	c.stopCombinedController(b.id)
 	c.notifyEvent()
-	return nil
 }
 
 // stopCombinedController kills the controller that shares broker id's
@@ -104,6 +110,7 @@ func (c *Cluster) takeBroker(id int32) (*broker, error) {
 // truncate any diverged suffix (by leader epoch) and catch up, and leaders
 // add them back to the ISR.
 func (c *Cluster) RestartBroker(id int32) error {
+	c.waitHalted(id)
 	b, err := c.brokerByID(id)
 	if err != nil {
 		return err
@@ -229,8 +236,10 @@ func (c *Cluster) nodeIDs() []int32 {
 
 // SlowLink adds d of latency to the link between a and b (broker ids,
 // Controller(), or Client for every client connection of the other): each
-// write on either end waits d first, so a request/response exchange takes
-// about 2d longer. The returned undo removes it; Heal removes it too.
+// write on either end waits d first (with Client, the broker's reads of
+// what clients send wait d too), so a request/response exchange takes
+// about 2d longer. Zero or less removes it. The returned undo removes it;
+// Heal removes it too. Drop adds loss.
 func (c *Cluster) SlowLink(a, b int32, d time.Duration) (undo func()) {
 	c.net.SetDelay(a, b, d)
 	return c.trackHeal(func() { c.net.SetDelay(a, b, 0) })

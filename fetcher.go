@@ -297,6 +297,9 @@ func (r *replica) truncateDiverged(epoch int32, end int64) {
 	if to < leo {
 		if err := r.truncateToLocked(to); err != nil {
 			r.b.log.Error("truncating diverged log", "topic", r.topic, "partition", r.part, "to", to, "err", err)
+			if errors.Is(err, segment.ErrFailed) {
+				r.b.logDirFailed(err)
+			}
 			return
 		}
 		r.b.log.Info("truncated diverged log", "topic", r.topic, "partition", r.part, "from", leo, "to", r.log.LogEndOffset(), "leader_epoch", epoch)
@@ -475,6 +478,9 @@ func (r *replica) appendAsFollower(records []byte, leaderHW, leaderStart int64) 
 				rest = rest[h.TotalSize():]
 			}
 			if err := r.log.Append(records[:valid]); err != nil {
+				if errors.Is(err, segment.ErrFailed) {
+					r.b.logDirFailed(err)
+				}
 				return err
 			}
 			for _, h := range hdrs {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -31,6 +32,15 @@ type config struct {
 	clusterID   string
 	bcfg        map[string]string // broker configs as given
 	broker      brokerConfig      // parsed
+
+	// memPerBroker gives every broker a crashable memory FS of its own
+	// (the default storage; see PowerCut); fs then serves only paths.
+	memPerBroker bool
+	// seed seeds the faults' randomness (Drop); seedSet when given.
+	seed    uint64
+	seedSet bool
+	// memNet puts the brokers on an in-memory network (memnet.go).
+	memNet bool
 }
 
 // brokerConfig holds the parsed broker configs the brokers use, with
@@ -57,6 +67,7 @@ type brokerConfig struct {
 	hwCheckpoint        time.Duration // replica.high.watermark.checkpoint.interval.ms
 	electionTimeout     time.Duration // controller.quorum.election.timeout.ms
 	group               groupConfig   // group.* and offsets.* (group_coordinator.go)
+	flushMessages       int64         // log.flush.interval.messages
 }
 
 func defaultConfig() config {
@@ -125,6 +136,9 @@ var brokerConfigDefs = map[string]struct {
 		}
 		return nil
 	}},
+	// Records appended to a log between syncs (fsync); Kafka's default
+	// never syncs on append. See PowerCut.
+	"log.flush.interval.messages": {"9223372036854775807", func(b *brokerConfig, v string) error { return parseInt64(&b.flushMessages, v, 1) }},
 }
 
 func parseInt32(dst *int32, v string, min int64) error {
@@ -188,10 +202,14 @@ func (c *config) validate() error {
 			c.fs = vfs.Default
 		} else {
 			c.fs = vfs.NewMem()
+			c.memPerBroker = true
 		}
 	}
 	if c.advertised == "" {
 		c.advertised = c.host
+	}
+	if !c.seedSet {
+		c.seed = rand.Uint64()
 	}
 	for k, d := range brokerConfigDefs {
 		v, ok := c.bcfg[k]
@@ -284,3 +302,10 @@ func Logger(l *slog.Logger) Option { return optionFunc(func(c *config) { c.logge
 // ClusterID sets the cluster id reported by Metadata and DescribeCluster
 // (default: random).
 func ClusterID(id string) Option { return optionFunc(func(c *config) { c.clusterID = id }) }
+
+// Seed seeds the randomness of the fault levers (Drop's losses), so a
+// chaos run can be replayed. The default is random; the levers that use it
+// log it.
+func Seed(seed uint64) Option {
+	return optionFunc(func(c *config) { c.seed, c.seedSet = seed, true })
+}

@@ -2,6 +2,7 @@ package kcluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -71,7 +72,13 @@ func openReplica(b *broker, t *metadata.Topic, part int32) (*replica, error) {
 			segBytes = n
 		}
 	}
-	l, err := b.store.OpenLog(r.logName(), segment.LogOptions{SegmentBytes: segBytes, IndexIntervalBytes: b.cfg.indexIntervalBytes})
+	flush := b.cfg.flushMessages
+	if v, ok := t.Configs["flush.messages"]; ok {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
+			flush = n
+		}
+	}
+	l, err := b.store.OpenLog(r.logName(), segment.LogOptions{SegmentBytes: segBytes, IndexIntervalBytes: b.cfg.indexIntervalBytes, FlushMessages: flush})
 	if err != nil {
 		return nil, err
 	}
@@ -219,6 +226,9 @@ func (r *replica) appendAsLeader(records []byte, acks int16) (base, end int64, e
 	if r.mu.closed || r.mu.leader != r.b.id {
 		return 0, 0, kerr.NotLeaderForPartition
 	}
+	if r.b.offline.Load() {
+		return 0, 0, kerr.KafkaStorageError
+	}
 	if acks == -1 && len(r.mu.isr) < r.minISRLocked() {
 		return 0, 0, kerr.NotEnoughReplicas
 	}
@@ -290,6 +300,9 @@ func (r *replica) appendAsLeader(records []byte, acks int16) (base, end int64, e
 	}
 	if err := r.log.Append(records); err != nil {
 		r.b.log.Error("append failed", "topic", r.topic, "partition", r.part, "err", err)
+		if errors.Is(err, segment.ErrFailed) {
+			r.b.logDirFailed(err)
+		}
 		return 0, 0, kerr.KafkaStorageError
 	}
 	for id, e := range tentative {
@@ -342,6 +355,10 @@ func (r *replica) read(follower int32, offset int64, maxBytes int, currentEpoch 
 	if r.mu.closed {
 		r.mu.Unlock()
 		return fetchResult{}, kerr.NotLeaderForPartition
+	}
+	if r.b.offline.Load() {
+		r.mu.Unlock()
+		return fetchResult{}, kerr.KafkaStorageError
 	}
 	if currentEpoch >= 0 {
 		if currentEpoch < r.mu.epoch {

@@ -198,13 +198,20 @@ func (c *Controller) RegisterBroker(ctx context.Context, r RegisterBroker) (int6
 		return 0, err
 	}
 	defer c.mu.Unlock()
+	recs := []Record{&r}
 	if old := c.mu.state.Brokers[r.ID]; old != nil {
 		r.Epoch = old.Epoch + 1
+		// A broker registering again restarted: whatever its last
+		// stop, its log may have lost what it had not synced (a power
+		// cut), so it leaves every ISR and must catch up to rejoin, as
+		// Kafka's controller does on a re-registration
+		// (handleBrokerShutdown).
+		recs = append(recs, c.removeBrokerLocked(r.ID)...)
 	}
 	// A (re)registered broker starts fenced; its first heartbeat, sent
 	// once it has caught up with the metadata log, unfences it.
 	r.Fenced = true
-	if err := c.proposeLocked(ctx, &r); err != nil {
+	if err := c.proposeLocked(ctx, recs...); err != nil {
 		return 0, err
 	}
 	c.mu.lastBeat[r.ID] = c.cfg.Now()

@@ -139,6 +139,14 @@ func (c *Controller) FenceBrokerAt(ctx context.Context, id int32, epoch int64) e
 
 func (c *Controller) fenceLocked(ctx context.Context, id int32) error {
 	recs := []Record{&FenceBroker{ID: id, Fenced: true}}
+	return c.proposeLocked(ctx, append(recs, c.removeBrokerLocked(id)...)...)
+}
+
+// removeBrokerLocked returns the changes that take broker id out of every
+// ISR (never leaving one empty) and move its leaderships to other live ISR
+// members.
+func (c *Controller) removeBrokerLocked(id int32) []Record {
+	var recs []Record
 	st := c.mu.state
 	for _, name := range st.TopicNames() {
 		t := st.Topics[name]
@@ -161,7 +169,7 @@ func (c *Controller) fenceLocked(ctx context.Context, id int32) error {
 			recs = append(recs, ch)
 		}
 	}
-	return c.proposeLocked(ctx, recs...)
+	return recs
 }
 
 // chooseLeaderLocked picks the first live ISR member in replica order, or,

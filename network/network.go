@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -51,7 +52,14 @@ type Network struct {
 		dialedFrom map[string]int32
 		// delays holds the added latency per link (SetDelay).
 		delays map[link]time.Duration
+		// losses holds the loss of each lossy link (SetLoss, loss.go).
+		losses map[link]*loss
 	}
+	// onStall, if set (by tests, before any connection), is called when
+	// a write or read starts a retransmission stall.
+	onStall func()
+	// mem is set on an in-memory network (mem.go).
+	mem *memState
 }
 
 // New returns an empty network.
@@ -62,6 +70,7 @@ func New() *Network {
 	n.mu.cuts = make(map[link]int)
 	n.mu.dialedFrom = make(map[string]int32)
 	n.mu.delays = make(map[link]time.Duration)
+	n.mu.losses = make(map[link]*loss)
 	return n
 }
 
@@ -73,8 +82,14 @@ func (n *Network) Listen(node int32, addr string) (net.Listener, error) {
 	if closed {
 		return nil, ErrClosed
 	}
-	var lc net.ListenConfig
-	inner, err := lc.Listen(context.Background(), "tcp", addr)
+	var inner net.Listener
+	var err error
+	if n.mem != nil {
+		inner, err = n.memListen(addr)
+	} else {
+		var lc net.ListenConfig
+		inner, err = lc.Listen(context.Background(), "tcp", addr)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -106,12 +121,18 @@ func (n *Network) Dial(ctx context.Context, from, to int32, addr string) (net.Co
 		return nil, ErrCut
 	}
 	n.mu.Unlock()
+	if n.mem != nil {
+		return n.memDial(ctx, addr, func(inner net.Conn) (net.Conn, bool) {
+			c := newConn(inner, n, from, to)
+			return c, n.track(c)
+		})
+	}
 	var d net.Dialer
 	inner, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	c := &conn{Conn: inner, n: n, from: from, to: to}
+	c := newConn(inner, n, from, to)
 	if !n.track(c) {
 		inner.Close()
 		return nil, ErrCut
@@ -242,7 +263,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		if !ok {
 			from = Client
 		}
-		c := &conn{Conn: inner, n: n, from: from, to: l.node}
+		c := newConn(inner, n, from, l.node)
 		if n.mu.closed || n.mu.cuts[mkLink(from, l.node)] > 0 {
 			n.mu.Unlock()
 			inner.Close()
@@ -266,23 +287,44 @@ type conn struct {
 	n        *Network
 	from, to int32
 	once     sync.Once
+	done     chan struct{} // closed by Close: ends a stall
+	// wsem (one slot) keeps writes in order while one stalls (TCP's
+	// head-of-line blocking); a channel, not a mutex, so that a writer
+	// waiting behind a stall blocks durably in a testing/synctest bubble.
+	// lastRead is when the previous Read returned (reads come from one
+	// goroutine); rdl and wdl are the deadlines in Unix ns, 0 for none
+	// (loss.go).
+	wsem     chan struct{}
+	lastRead time.Time
+	wrote    atomic.Bool // a write since the last read
+	rdl, wdl atomic.Int64
 }
 
-// Write adds the link's delay, if any, before each write: both ends of a
+func newConn(inner net.Conn, n *Network, from, to int32) *conn {
+	return &conn{Conn: inner, n: n, from: from, to: to, done: make(chan struct{}), wsem: make(chan struct{}, 1)}
+}
+
+// Write first suffers the link's faults, if any (loss.go): both ends of a
 // slowed link delay what they send, so a request and its response each
 // take the delay once more.
 func (c *conn) Write(p []byte) (int, error) {
-	c.n.mu.Lock()
-	d := c.n.mu.delays[mkLink(c.from, c.to)]
-	c.n.mu.Unlock()
-	if d > 0 {
-		time.Sleep(d)
+	select {
+	case c.wsem <- struct{}{}:
+	case <-c.done:
+		return 0, net.ErrClosed
 	}
+	defer func() { <-c.wsem }()
+	if err := c.suffer(false); err != nil {
+		return 0, err
+	}
+	c.wrote.Store(true)
 	return c.Conn.Write(p)
 }
 
 // SetDelay adds d of latency to every write on the link between a and b
-// (either may be Client); zero removes it.
+// (either may be Client: then the broker's reads of what clients send are
+// delayed too, as the client's end is not in this network); zero removes
+// it.
 func (n *Network) SetDelay(a, b int32, d time.Duration) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -296,6 +338,7 @@ func (n *Network) SetDelay(a, b int32, d time.Duration) {
 func (c *conn) Close() error {
 	var err error
 	c.once.Do(func() {
+		close(c.done)
 		c.n.untrack(c)
 		err = c.Conn.Close()
 	})

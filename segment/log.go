@@ -22,6 +22,12 @@ type LogOptions struct {
 	// IndexIntervalBytes is the number of bytes between sparse offset
 	// index entries (Kafka's index.interval.bytes). Zero means 4096.
 	IndexIntervalBytes int64
+	// FlushMessages syncs the log (active segment and index) once this
+	// many records were appended since it was last synced, before Append
+	// returns (Kafka's flush.messages). Zero never syncs on append, as
+	// Kafka's default; segments are still synced when they roll, and by
+	// Sync.
+	FlushMessages int64
 }
 
 // EpochEntry is one leader-epoch cache entry: epoch started at StartOffset.
@@ -67,8 +73,12 @@ type Log struct {
 		sinceIndex  int64
 		maxTS       int64
 		maxTSOffset int64
+		unflushed   int64 // records appended since the last sync
 		epochs      []EpochEntry
 		tail        []batchPos // recent batches of the active segment, ascending
+		// failed is the first I/O error of a write: the log refuses
+		// every later write with it (see failOnIOErrorLocked).
+		failed error
 	}
 }
 
@@ -171,6 +181,20 @@ func (l *Log) open() error {
 		}
 		l.mu.segs = append(l.mu.segs, &segFile{base: b, size: st.Size(), f: f, path: p})
 	}
+	// The epoch cache first: recovery truncates it to the recovered log
+	// end and extends it from the batches it scans.
+	it, err := l.s.db.NewIter(&pebble.IterOptions{LowerBound: l.prefix('e'), UpperBound: l.prefix('e' + 1)})
+	if err != nil {
+		return err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		e := int32(binary.BigEndian.Uint64(k[len(k)-8:]))
+		l.mu.epochs = append(l.mu.epochs, EpochEntry{Epoch: e, StartOffset: int64(binary.BigEndian.Uint64(it.Value()))})
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
 	if len(l.mu.segs) == 0 {
 		// No data: index entries left by a crash inside TruncateFully
 		// or RemoveLog would point into the segment about to be made.
@@ -213,19 +237,6 @@ func (l *Log) open() error {
 	}
 	if l.mu.start < l.mu.segs[0].base {
 		l.mu.start = l.mu.segs[0].base
-	}
-	// Epoch cache.
-	it, err := l.s.db.NewIter(&pebble.IterOptions{LowerBound: l.prefix('e'), UpperBound: l.prefix('e' + 1)})
-	if err != nil {
-		return err
-	}
-	for ok := it.First(); ok; ok = it.Next() {
-		k := it.Key()
-		e := int32(binary.BigEndian.Uint64(k[len(k)-8:]))
-		l.mu.epochs = append(l.mu.epochs, EpochEntry{Epoch: e, StartOffset: int64(binary.BigEndian.Uint64(it.Value()))})
-	}
-	if err := it.Close(); err != nil {
-		return err
 	}
 	// Max timestamp: the last time index entry.
 	it, err = l.s.db.NewIter(&pebble.IterOptions{LowerBound: l.prefix('t'), UpperBound: l.prefix('t' + 1)})
@@ -284,6 +295,7 @@ func (l *Log) recoverLocked() error {
 	}
 	// Scan forward, validating whole batches.
 	var buf []byte
+	var scanned []EpochEntry // leader epochs of the scanned batches, as Kafka's recovery rebuilds its cache
 	sinceIndex := int64(0)
 	for pos < active.size {
 		if _, err := active.f.ReadAt(hdr, pos); err != nil {
@@ -309,6 +321,9 @@ func (l *Log) recoverLocked() error {
 		}
 		sinceIndex += int64(h.TotalSize())
 		l.putTime(b, h)
+		if n := len(scanned); h.PartitionLeaderEpoch >= 0 && (n == 0 || h.PartitionLeaderEpoch > scanned[n-1].Epoch) {
+			scanned = append(scanned, EpochEntry{h.PartitionLeaderEpoch, h.BaseOffset})
+		}
 		pos += int64(h.TotalSize())
 		off = h.LastOffset() + 1
 	}
@@ -328,7 +343,18 @@ func (l *Log) recoverLocked() error {
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return err
 	}
-	return l.truncateEpochsLocked(off)
+	// Epochs past the valid end go (their data is lost); epochs of
+	// batches that survived but whose cache entries did not (a power
+	// cut after the data was synced, before the index was) come back.
+	if err := l.truncateEpochsLocked(off); err != nil {
+		return err
+	}
+	for _, e := range scanned {
+		if err := l.assignEpochLocked(e.Epoch, e.StartOffset); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (l *Log) putIndex(b *pebble.Batch, off, seg, pos int64) {
@@ -401,18 +427,16 @@ func (l *Log) cutFileLocked(s *segFile, size int64) error {
 		nf.Close()
 		return err
 	}
-	s.f.Close()
+	// The old file stays open (and in use) until the new one has
+	// replaced it: a failed rename leaves the segment as it was.
 	if err := fs.Rename(tmp, s.path); err != nil {
 		nf.Close()
 		return err
 	}
-	if err := syncDir(fs, l.dir); err != nil {
-		nf.Close()
-		return err
-	}
 	// The new file stays open, positioned at its end for appends.
+	s.f.Close()
 	s.f, s.size = nf, size
-	return nil
+	return syncDir(fs, l.dir)
 }
 
 // rollLocked starts a new active segment at base.
@@ -449,7 +473,7 @@ func (l *Log) rollLocked(base int64) error {
 // Append appends one or more complete batches, whose offsets are already
 // assigned and start at LogEndOffset, stored byte for byte as given.
 // Append does not modify or keep batches.
-func (l *Log) Append(batches []byte) error {
+func (l *Log) Append(batches []byte) (err error) {
 	// Check framing and offsets before taking the lock.
 	type item struct {
 		h   BatchHeader
@@ -475,6 +499,10 @@ func (l *Log) Append(batches []byte) error {
 	if l.mu.closed {
 		return ErrClosed
 	}
+	if l.mu.failed != nil {
+		return l.mu.failed
+	}
+	defer l.failOnIOErrorLocked(&err)
 	next := l.mu.leo
 	for _, it := range items {
 		if it.h.BaseOffset != next {
@@ -543,7 +571,13 @@ func (l *Log) Append(batches []byte) error {
 		i = j
 	}
 	if !b.Empty() {
-		return b.Commit(pebble.NoSync)
+		if err := b.Commit(pebble.NoSync); err != nil {
+			return err
+		}
+	}
+	l.mu.unflushed += next - items[0].h.BaseOffset
+	if f := l.opts.FlushMessages; f > 0 && l.mu.unflushed >= f {
+		return l.syncLocked()
 	}
 	return nil
 }
@@ -729,12 +763,16 @@ func (l *Log) OffsetForTimestamp(ts int64) ([]byte, bool, error) {
 
 // Truncate removes every batch at or after offset, which must be a batch
 // boundary or the log end. Used by followers whose log diverged.
-func (l *Log) Truncate(offset int64) error {
+func (l *Log) Truncate(offset int64) (err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.mu.closed {
 		return ErrClosed
 	}
+	if l.mu.failed != nil {
+		return l.mu.failed
+	}
+	defer l.failOnIOErrorLocked(&err)
 	if offset >= l.mu.leo {
 		if offset == l.mu.leo {
 			return nil
@@ -764,10 +802,10 @@ func (l *Log) Truncate(offset int64) error {
 	// Drop later segments entirely.
 	for len(l.mu.segs) > 0 && l.mu.segs[len(l.mu.segs)-1] != s {
 		last := l.mu.segs[len(l.mu.segs)-1]
-		last.f.Close()
 		if err := l.s.fs.Remove(last.path); err != nil {
 			return err
 		}
+		last.f.Close()
 		l.mu.segs = l.mu.segs[:len(l.mu.segs)-1]
 	}
 	if err := l.cutFileLocked(s, pos); err != nil {
@@ -793,19 +831,24 @@ func (l *Log) Truncate(offset int64) error {
 }
 
 // TruncateFully drops all data; the log restarts empty at offset.
-func (l *Log) TruncateFully(offset int64) error {
+func (l *Log) TruncateFully(offset int64) (err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.mu.closed {
 		return ErrClosed
 	}
-	for _, s := range l.mu.segs {
-		s.f.Close()
+	if l.mu.failed != nil {
+		return l.mu.failed
+	}
+	defer l.failOnIOErrorLocked(&err)
+	for len(l.mu.segs) > 0 {
+		s := l.mu.segs[len(l.mu.segs)-1]
 		if err := l.s.fs.Remove(s.path); err != nil {
 			return err
 		}
+		s.f.Close()
+		l.mu.segs = l.mu.segs[:len(l.mu.segs)-1]
 	}
-	l.mu.segs = nil
 	b := l.s.db.NewBatch()
 	defer b.Close()
 	for _, k := range []byte{'o', 't', 'e', 'h'} {
@@ -826,12 +869,16 @@ func (l *Log) TruncateFully(offset int64) error {
 
 // DeleteBefore advances the log start offset to offset (never past the log
 // end) and deletes segments entirely below it.
-func (l *Log) DeleteBefore(offset int64) error {
+func (l *Log) DeleteBefore(offset int64) (err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.mu.closed {
 		return ErrClosed
 	}
+	if l.mu.failed != nil {
+		return l.mu.failed
+	}
+	defer l.failOnIOErrorLocked(&err)
 	if offset <= l.mu.start {
 		return nil
 	}
@@ -846,10 +893,10 @@ func (l *Log) DeleteBefore(offset int64) error {
 		if err := b.DeleteRange(l.key('o', uint64(s.base)), l.key('o', uint64(l.mu.segs[1].base)), nil); err != nil {
 			return err
 		}
-		s.f.Close()
 		if err := l.s.fs.Remove(s.path); err != nil {
 			return err
 		}
+		s.f.Close()
 		l.mu.segs = l.mu.segs[1:]
 	}
 	if err := b.Commit(pebble.NoSync); err != nil {
@@ -860,26 +907,46 @@ func (l *Log) DeleteBefore(offset int64) error {
 }
 
 // Sync syncs the active segment and the index.
-func (l *Log) Sync() error {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if l.mu.closed {
-		return ErrClosed
-	}
-	if err := l.mu.segs[len(l.mu.segs)-1].f.Sync(); err != nil {
-		return err
-	}
-	return l.s.db.LogData(nil, pebble.Sync)
-}
-
-// AssignEpoch records that epoch starts at startOffset. An epoch not
-// greater than the latest known is ignored.
-func (l *Log) AssignEpoch(epoch int32, startOffset int64) error {
+func (l *Log) Sync() (err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.mu.closed {
 		return ErrClosed
 	}
+	if l.mu.failed != nil {
+		return l.mu.failed
+	}
+	defer l.failOnIOErrorLocked(&err)
+	return l.syncLocked()
+}
+
+func (l *Log) syncLocked() error {
+	if err := l.mu.segs[len(l.mu.segs)-1].f.Sync(); err != nil {
+		return fmt.Errorf("segment: syncing %s: %w", l.mu.segs[len(l.mu.segs)-1].path, err)
+	}
+	if err := l.s.db.LogData(nil, pebble.Sync); err != nil {
+		return err
+	}
+	l.mu.unflushed = 0
+	return nil
+}
+
+// AssignEpoch records that epoch starts at startOffset. An epoch not
+// greater than the latest known is ignored.
+func (l *Log) AssignEpoch(epoch int32, startOffset int64) (err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.closed {
+		return ErrClosed
+	}
+	if l.mu.failed != nil {
+		return l.mu.failed
+	}
+	defer l.failOnIOErrorLocked(&err)
+	return l.assignEpochLocked(epoch, startOffset)
+}
+
+func (l *Log) assignEpochLocked(epoch int32, startOffset int64) error {
 	if n := len(l.mu.epochs); n > 0 && epoch <= l.mu.epochs[n-1].Epoch {
 		return nil
 	}
@@ -980,4 +1047,23 @@ func (l *Log) HighWatermarkCheckpoint() int64 {
 		closer.Close()
 	}
 	return max(min(hw, l.mu.leo), l.mu.start)
+}
+
+// failOnIOErrorLocked makes an I/O error of a write sticky: after a failed
+// write the segments, the index and what the Log remembers of them may
+// disagree, so, as Kafka takes a log offline after an IOException, every
+// later write returns the same error (reads go on). Errors about the
+// caller's input (offsets, corrupt batches) and ErrClosed are not I/O
+// errors.
+func (l *Log) failOnIOErrorLocked(err *error) {
+	if *err == nil || l.mu.failed != nil {
+		return
+	}
+	for _, e := range []error{ErrOffsetMismatch, ErrCorrupt, ErrClosed, ErrOffsetOutOfRange} {
+		if errors.Is(*err, e) {
+			return
+		}
+	}
+	l.mu.failed = fmt.Errorf("%w: %s: %w", ErrFailed, l.name, *err)
+	*err = l.mu.failed
 }

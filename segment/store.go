@@ -44,6 +44,10 @@ var (
 	ErrCorrupt = errors.New("segment: corrupt record batch")
 	// ErrClosed is returned by Log and Store methods after Close.
 	ErrClosed = errors.New("segment: closed")
+	// ErrFailed wraps the I/O error of a failed write, returned by that
+	// write and every later write to the same Log: the log is offline,
+	// as Kafka takes a log dir offline after an IOException.
+	ErrFailed = errors.New("segment: log failed")
 )
 
 // StoreOptions configures OpenStore.
