@@ -362,23 +362,39 @@ func (c *Cluster) activeController() *controllerNode {
 }
 
 // viewState runs fn on the freshest metadata state at hand: the active
-// controller's, else any running controller's, else any running broker's.
+// controller's; with none, that of the running node (controller or broker)
+// that has applied the most records.
 func (c *Cluster) viewState(fn func(*metadata.State)) {
 	if n := c.activeController(); n != nil {
 		n.ctrl.State(fn)
 		return
 	}
-	if ns := c.controllers(); len(ns) > 0 {
-		ns[0].ctrl.State(fn)
+	var best func(func(*metadata.State))
+	bestOff := int64(-2)
+	for _, n := range c.controllers() {
+		var off int64
+		n.ctrl.State(func(s *metadata.State) { off = s.Offset })
+		if off > bestOff {
+			best, bestOff = n.ctrl.State, off
+		}
+	}
+	for _, b := range c.running() {
+		b.mu.RLock()
+		off := b.mu.state.Offset
+		b.mu.RUnlock()
+		if off > bestOff {
+			best, bestOff = func(fn func(*metadata.State)) {
+				b.mu.RLock()
+				defer b.mu.RUnlock()
+				fn(b.mu.state)
+			}, off
+		}
+	}
+	if best == nil {
+		fn(metadata.NewState())
 		return
 	}
-	if bs := c.running(); len(bs) > 0 {
-		bs[0].mu.RLock()
-		defer bs[0].mu.RUnlock()
-		fn(bs[0].mu.state)
-		return
-	}
-	fn(metadata.NewState())
+	best(fn)
 }
 
 // metadataEnd returns the offset of the last committed metadata record
