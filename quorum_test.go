@@ -47,7 +47,18 @@ func TestQuorumStartsAndAgrees(t *testing.T) {
 	if offs := c.MetadataOffsets(); len(offs) != 6 {
 		t.Fatalf("metadata offsets of %d nodes, want 6: %v", len(offs), offs)
 	}
-	// Every controller, standbys included, holds the replayed state.
+	// Every controller, standbys included, holds the replayed state (its
+	// applier runs just behind its copy of the log).
+	waitFor(t, c, "every controller to apply the whole log", func(c *Cluster) bool {
+		for _, n := range c.controllers() {
+			var off int64
+			n.ctrl.State(func(s *metadata.State) { off = s.Offset })
+			if off != c.metadataEnd() {
+				return false
+			}
+		}
+		return true
+	})
 	for _, n := range c.controllers() {
 		var parts int
 		n.ctrl.State(func(s *metadata.State) {
@@ -147,8 +158,10 @@ func TestQuorumMinorityCannotCommit(t *testing.T) {
 		t.Fatalf("CreateTopic on the cut-off controller: %v, want NOT_CONTROLLER", err)
 	}
 	cutOff()
-	waitFor(t, c, "the healed controller to catch up", func(c *Cluster) bool {
-		return c.MetadataOffsets()[old] == c.metadataEnd()
+	waitFor(t, c, "the healed controller to catch up and apply", func(c *Cluster) bool {
+		var off int64
+		n.ctrl.State(func(s *metadata.State) { off = s.Offset })
+		return c.MetadataOffsets()[old] == c.metadataEnd() && off == c.metadataEnd()
 	})
 	var has bool
 	n.ctrl.State(func(s *metadata.State) { has = s.Topics["majority"] != nil })
