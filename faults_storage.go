@@ -19,14 +19,14 @@ package kcluster
 // up from the leader like any follower. Power-cutting every replica of a
 // partition at once loses acknowledged records, as it would in Kafka.
 //
-// In memory (the default storage) every broker has its own pebble
-// crashable MemFS, so a power cut of one broker is a crash clone of its
-// file system. On disk (Dir) or with a file system of the caller's (FS) the
-// page cache cannot be dropped, and PowerCut returns
-// ErrPowerCutUnsupported. The crashable MemFS keeps a copy of what was
-// synced beside what was written, so a rolled segment takes its size twice
-// in memory. FailDisk works on every storage: it wraps the broker's file
-// system in pebble's errorfs.
+// In memory (the default storage) every broker has its own crashable
+// file system (internal/memfs: segment files in chunks, everything else in
+// a pebble crashable MemFS), so a power cut of one broker is a crash clone
+// of its file system: synced names and index data, and each segment file's
+// bytes as of its last sync. On disk (Dir) or with a file system of the
+// caller's (FS) the page cache cannot be dropped, and PowerCut returns
+// ErrPowerCutUnsupported. FailDisk works on every storage: it wraps the
+// broker's file system in pebble's errorfs.
 
 import (
 	"errors"
@@ -39,6 +39,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+
+	"github.com/kcluster/kcluster/internal/memfs"
 )
 
 // LogDirFailed is the event of a broker finding its log dir failed (a
@@ -64,10 +66,10 @@ type disks struct {
 // opened on, with the fault switches the levers act on. Its fields other
 // than the atomics are guarded by disks.mu.
 type disk struct {
-	dir   string     // the broker's data directory
-	index string     // the pebble index directory inside it
-	mem   *vfs.MemFS // this broker's own crashable memory FS, or nil
-	fs    vfs.FS     // errorfs over mem or the shared FS
+	dir   string    // the broker's data directory
+	index string    // the pebble index directory inside it
+	mem   *memfs.FS // this broker's own crashable memory FS, or nil
+	fs    vfs.FS    // errorfs over mem or the shared FS
 	// failing makes writes outside the index fail (FailDisk).
 	failing atomic.Bool
 	// onFail is the running broker's log dir failure handler.
@@ -87,7 +89,7 @@ func (c *Cluster) diskFor(id int32, dir string) (*disk, vfs.FS) {
 		d = &disk{dir: dir, index: c.cfg.fs.PathJoin(dir, "index")}
 		var base vfs.FS = c.cfg.fs
 		if c.cfg.memPerBroker {
-			d.mem = vfs.NewCrashableMem()
+			d.mem = memfs.New()
 			base = d.mem
 		}
 		d.fs = errorfs.Wrap(base, d)
@@ -272,7 +274,7 @@ func (c *Cluster) PowerCut(ids ...int32) error {
 		c.net.CloseNode(b.id)
 	}
 	c.disks.mu.Lock()
-	clones := make([]*vfs.MemFS, len(bs))
+	clones := make([]*memfs.FS, len(bs))
 	for i, b := range bs {
 		clones[i] = c.disks.m[b.id].mem.CrashClone(vfs.CrashCloneCfg{})
 	}
