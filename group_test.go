@@ -339,9 +339,11 @@ func TestGroupCoordinatorReplay(t *testing.T) {
 	if err := c.KillBroker(id); err != nil {
 		t.Fatal(err)
 	}
+	// Every broker must know the new leader too: FindCoordinator below
+	// asks one of them.
 	waitCond(t, c, "the group on a new coordinator", func(c *Cluster) bool {
 		st, err := c.Group("g")
-		return err == nil && st.Coordinator != id
+		return err == nil && st.Coordinator != id && c.metadataSettled()
 	})
 	st, _ := c.Group("g")
 	if st.State != "Stable" || st.Generation != j.Generation || len(st.Members) != 1 || st.Members[0].ID != j.MemberID || st.Offsets["t"][0] != 99 {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -171,10 +172,17 @@ func benchLogger() kcluster.Option {
 }
 
 // segBytes sets log.segment.bytes from KCLUSTER_BENCH_SEGMENT_BYTES, to
-// measure segment size effects on the in-memory file system.
+// measure segment size effects, and any broker configs from
+// KCLUSTER_BENCH_CONFIG ("key=value,key=value").
 func segBytes() []kcluster.Option {
+	var opts []kcluster.Option
 	if v := os.Getenv("KCLUSTER_BENCH_SEGMENT_BYTES"); v != "" {
-		return []kcluster.Option{kcluster.BrokerConfig("log.segment.bytes", v)}
+		opts = append(opts, kcluster.BrokerConfig("log.segment.bytes", v))
 	}
-	return nil
+	for _, kv := range strings.Split(os.Getenv("KCLUSTER_BENCH_CONFIG"), ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			opts = append(opts, kcluster.BrokerConfig(k, v))
+		}
+	}
+	return opts
 }

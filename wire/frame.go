@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -144,6 +145,7 @@ func skipTags(b []byte) ([]byte, error) {
 // use header v0 (KIP-511), so that clients that do not yet know the broker's
 // versions can read them; other flexible responses use header v1.
 func AppendResponse(dst []byte, h RequestHeader, resp kmsg.Response) []byte {
+	dst = slices.Grow(dst, 16+sizeHint(resp))
 	start := len(dst)
 	dst = append(dst, 0, 0, 0, 0)
 	dst = binary.BigEndian.AppendUint32(dst, uint32(h.CorrelationID))
@@ -153,6 +155,24 @@ func AppendResponse(dst []byte, h RequestHeader, resp kmsg.Response) []byte {
 	dst = resp.AppendTo(dst)
 	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start-4))
 	return dst
+}
+
+// sizeHint estimates a response's encoded size from its bulk fields, so a
+// large Fetch response is allocated once instead of grown by doubling
+// copies of every record batch in it. Other responses are small: 0.
+func sizeHint(resp kmsg.Response) int {
+	r, ok := resp.(*kmsg.FetchResponse)
+	if !ok {
+		return 0
+	}
+	n := 64
+	for _, t := range r.Topics {
+		n += 32 + len(t.Topic)
+		for _, p := range t.Partitions {
+			n += 64 + len(p.RecordBatches) + 32*len(p.AbortedTransactions)
+		}
+	}
+	return n
 }
 
 // AppendRequest appends a whole request frame for req with the given
