@@ -302,8 +302,8 @@ func (cp *coordPartition) topicIDs() map[string][16]byte {
 }
 
 // subscribedSizes is the partition count of every topic a member
-// subscribes to that exists (by name, or by regex matched against
-// non-internal topics).
+// subscribes to that exists (by name, or by regex; as Kafka's broker-side
+// resolution, a regex can match internal topics too).
 func (cp *coordPartition) subscribedSizes(g *group) map[string]int {
 	out := map[string]int{}
 	b := cp.gc.b
@@ -328,7 +328,7 @@ func memberTopics(m *cgMember, st *metadata.State) []string {
 	if m.regex != nil {
 		if re, err := compileRE2(*m.regex); err == nil {
 			for _, name := range st.TopicNames() {
-				if !isInternalTopic(name) && re.MatchString(name) && !slices.Contains(out, name) {
+				if re.MatchString(name) && !slices.Contains(out, name) {
 					out = append(out, name)
 				}
 			}
