@@ -8,8 +8,9 @@
 // to the first record acknowledged with acks=all; produce throughput of 1
 // KiB incompressible records without compression (RF=1 acks=1 and RF=3
 // acks=all, in memory and on disk); consume throughput; peak RSS of a
-// process that produced 200 MB (measured in a child process per system, so
-// the two do not share a heap); the time to create a topic of 10,000
+// cluster after 200 MB were produced to it (the cluster runs in a child
+// process, the client here, so neither the other system nor the client's
+// buffers count); the time to create a topic of 10,000
 // partitions; and, for kcluster only, the time from killing a partition
 // leader to the first record acknowledged by the new one.
 package main
@@ -17,7 +18,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -70,7 +70,7 @@ var systems = []system{
 func main() {
 	runs := flag.Int("runs", 5, "runs per measurement (medians are reported)")
 	records := flag.Int("records", 40000, "1 KiB records per throughput run")
-	child := flag.String("child", "", "internal: measure peak RSS of one system (name:rf)")
+	child := flag.String("child", "", "internal: run one system's cluster for the RSS measurement")
 	only := flag.String("only", "", "comma-separated measurements to run (default all): start,produce,consume,rss,partitions,failover")
 	flag.Parse()
 	if *child != "" {
@@ -334,30 +334,63 @@ func consumeMBs(s system, n int) (float64, error) {
 	return float64(n) * 1024 / 1e6 / time.Since(start).Seconds(), nil
 }
 
-// rssOf runs a child process that produces 200 MB to one system and
-// reports its peak RSS in MiB.
+// rssOf starts one system's cluster in a child process, produces 200 MB
+// to it from this process, and returns the child's peak RSS in MiB: the
+// cluster's memory alone, not the client's buffers.
 func rssOf(name string, rf int16) (float64, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return 0, err
 	}
-	out, err := exec.Command(exe, "-child", fmt.Sprintf("%s:%d", name, rf)).Output()
+	cmd := exec.Command(exe, "-child", name)
+	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return 0, fmt.Errorf("%v: %s", err, ee.Stderr)
-		}
 		return 0, err
 	}
-	return strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, err
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	defer cmd.Wait()
+	defer stdin.Close()
+	lines := bufio.NewScanner(stdout)
+	if !lines.Scan() {
+		return 0, fmt.Errorf("child %s printed no addresses: %s", name, stderr.String())
+	}
+	addrs := strings.Split(lines.Text(), ",")
+	ctx := context.Background()
+	acks := kgo.LeaderAck()
+	if rf > 1 {
+		acks = kgo.AllISRAcks()
+	}
+	cl, err := producer(addrs, acks)
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	if err := createTopic(ctx, cl, "r", 6, rf); err != nil {
+		return 0, err
+	}
+	if err := produceAll(ctx, cl, "r", 200*1000*1000/1024); err != nil {
+		return 0, err
+	}
+	if _, err := fmt.Fprintln(stdin, "report"); err != nil {
+		return 0, err
+	}
+	if !lines.Scan() {
+		return 0, fmt.Errorf("child %s reported nothing: %s", name, stderr.String())
+	}
+	return strconv.ParseFloat(strings.TrimSpace(lines.Text()), 64)
 }
 
-func rssChild(spec string) error {
-	name, rfs, _ := strings.Cut(spec, ":")
-	rf, err := strconv.Atoi(rfs)
-	if err != nil {
-		return err
-	}
+// rssChild runs one system's cluster, prints its addresses, and on a line
+// from stdin prints its peak RSS in MiB.
+func rssChild(name string) error {
 	var s *system
 	for i := range systems {
 		if systems[i].name == name {
@@ -367,26 +400,15 @@ func rssChild(spec string) error {
 	if s == nil {
 		return fmt.Errorf("unknown system %q", name)
 	}
-	ctx := context.Background()
 	addrs, stop, err := s.start("")
 	if err != nil {
 		return err
 	}
 	defer stop()
-	acks := kgo.LeaderAck()
-	if rf > 1 {
-		acks = kgo.AllISRAcks()
-	}
-	cl, err := producer(addrs, acks)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	if err := createTopic(ctx, cl, "r", 6, int16(rf)); err != nil {
-		return err
-	}
-	if err := produceAll(ctx, cl, "r", 200*1000*1000/1024); err != nil {
-		return err
+	fmt.Println(strings.Join(addrs, ","))
+	in := bufio.NewScanner(os.Stdin)
+	if !in.Scan() {
+		return nil
 	}
 	kib, err := procStatus("VmHWM")
 	if err != nil {

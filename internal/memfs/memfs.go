@@ -27,6 +27,7 @@ import (
 	"math/bits"
 	"os"
 	"path"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -73,11 +74,36 @@ func clean(name string) string { return path.Clean(name) }
 // guards it. synced is the size at the last sync: what a crash keeps.
 type data struct {
 	mu       sync.RWMutex
-	chunks   [][]byte
+	store    *chunks
 	capacity int64 // the chunks' total length
 	size     int64
 	synced   int64
 	mtime    time.Time
+}
+
+// chunks holds a file's chunks and which of them are mapped outside the
+// heap. It is its own object so that a cleanup attached to the data can
+// unmap them once nothing references the file any more (an open handle of
+// a removed file keeps it alive, as on Unix); bytes are only ever copied in
+// and out of chunks under the data's lock, so no slice of one escapes.
+type chunks struct {
+	b      [][]byte
+	mapped []bool
+}
+
+func (c *chunks) free() {
+	for i, b := range c.b {
+		if c.mapped[i] {
+			freeChunk(b)
+		}
+	}
+	c.b, c.mapped = nil, nil
+}
+
+func newData() *data {
+	d := &data{store: new(chunks), mtime: time.Now()}
+	runtime.AddCleanup(d, (*chunks).free, d.store)
+	return d
 }
 
 // Chunk i holds firstChunk<<i bytes for i < doublings, then maxChunk each:
@@ -113,13 +139,14 @@ func (d *data) writeAt(p []byte, off int64) {
 	defer d.mu.Unlock()
 	end := off + int64(len(p))
 	for d.capacity < end {
-		c := make([]byte, chunkSize(len(d.chunks)))
-		d.chunks = append(d.chunks, c)
+		c, mapped := allocChunk(chunkSize(len(d.store.b)))
+		d.store.b = append(d.store.b, c)
+		d.store.mapped = append(d.store.mapped, mapped)
 		d.capacity += int64(len(c))
 	}
 	for len(p) > 0 {
 		ci, co := locate(off)
-		c := copy(d.chunks[ci][co:], p)
+		c := copy(d.store.b[ci][co:], p)
 		p, off = p[c:], off+int64(c)
 	}
 	if end > d.size {
@@ -142,7 +169,7 @@ func (d *data) readAtLocked(p []byte, off int64) (int, error) {
 	want := min(int64(len(p)), d.size-off)
 	for int64(n) < want {
 		ci, co := locate(off)
-		c := copy(p[n:want], d.chunks[ci][co:])
+		c := copy(p[n:want], d.store.b[ci][co:])
 		n += c
 		off += int64(c)
 	}
@@ -157,7 +184,8 @@ func (d *data) readAtLocked(p []byte, off int64) (int, error) {
 func (d *data) reset() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.chunks, d.capacity, d.size, d.synced = nil, 0, 0, 0
+	d.store.free()
+	d.capacity, d.size, d.synced = 0, 0, 0
 	d.mtime = time.Now()
 }
 
@@ -171,7 +199,8 @@ func (d *data) sync() {
 func (d *data) crashClone() *data {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	n := &data{mtime: d.mtime}
+	n := newData()
+	n.mtime = d.mtime
 	if d.synced > 0 {
 		buf := make([]byte, d.synced)
 		d.readAtLocked(buf, 0)
@@ -194,7 +223,7 @@ func (fs *FS) Create(name string, cat vfs.DiskWriteCategory) (vfs.File, error) {
 	fs.mu.Lock()
 	d := fs.mu.files[clean(name)]
 	if d == nil {
-		d = &data{mtime: time.Now()}
+		d = newData()
 		fs.mu.files[clean(name)] = d
 	} else {
 		d.reset()
