@@ -9,12 +9,14 @@
 // almost nothing): a write copies its bytes once, a read copies them out,
 // and nothing is ever moved.
 //
-// Names stay in the MemFS: a segment file has an empty placeholder there, so
-// listing, renaming and removing it, and the durability of its directory
-// entry across a crash, are the MemFS's own. CrashClone keeps what a power
-// cut would: the MemFS's crash clone (synced names, synced index data) and,
-// for every segment file whose name survived, the bytes it had when it was
-// last synced.
+// Names stay in the MemFS: a segment file has a placeholder there holding
+// the id of its contents, so listing, renaming and removing it, and which
+// name refers to which contents after a crash, are the MemFS's own.
+// CrashClone keeps what a power cut would: the MemFS's crash clone (synced
+// names, synced index data) and, for every segment name that survived in
+// it, the contents its id refers to as they were at their last sync.
+// Contents no name refers to go when the directory that named them is
+// synced.
 //
 // Segment files are recognized by name: twenty digits and ".log", or that
 // and ".cut" (segment.segName and the temporary file of a cut). Any other
@@ -22,6 +24,7 @@
 package memfs
 
 import (
+	"encoding/binary"
 	"errors"
 	"io"
 	"math/bits"
@@ -36,11 +39,20 @@ import (
 )
 
 // FS is the chunked in-memory file system. All state sits in mu.
+// Every change to a segment file (write, sync, create, rename, remove)
+// holds cloneMu for reading, and CrashClone holds it for writing, so a
+// clone sees every file as of one instant, as the MemFS does its own.
 type FS struct {
-	mem *vfs.MemFS
-	mu  struct {
+	mem     *vfs.MemFS
+	cloneMu sync.RWMutex
+	mu      struct {
 		sync.Mutex
-		files map[string]*data // by clean path: segment files' contents
+		next  uint64
+		files map[uint64]*data // segment files' contents, by id
+		// pending holds, by directory, the ids a name in it referred to
+		// before a remove or a replacing rename or create, until the
+		// directory is synced.
+		pending map[string][]uint64
 	}
 }
 
@@ -49,7 +61,8 @@ func New() *FS { return wrap(vfs.NewCrashableMem()) }
 
 func wrap(mem *vfs.MemFS) *FS {
 	fs := &FS{mem: mem}
-	fs.mu.files = make(map[string]*data)
+	fs.mu.files = make(map[uint64]*data)
+	fs.mu.pending = make(map[string][]uint64)
 	return fs
 }
 
@@ -179,16 +192,6 @@ func (d *data) readAtLocked(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// reset empties the file (Create on an existing name; segment files only
-// ever shrink by a rename over them).
-func (d *data) reset() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.store.free()
-	d.capacity, d.size, d.synced = 0, 0, 0
-	d.mtime = time.Now()
-}
-
 func (d *data) sync() {
 	d.mu.Lock()
 	d.synced = d.size
@@ -210,26 +213,79 @@ func (d *data) crashClone() *data {
 	return n
 }
 
-// Create implements vfs.FS.
+// Create implements vfs.FS. The placeholder holds the new contents' id,
+// synced at once: whether the name (and so the id) survives a crash is the
+// MemFS's business, decided by directory syncs, as for any file.
 func (fs *FS) Create(name string, cat vfs.DiskWriteCategory) (vfs.File, error) {
 	if !isSegment(name) {
 		return fs.mem.Create(name, cat)
 	}
-	ph, err := fs.mem.Create(name, cat) // the name, in its directory
+	fs.cloneMu.RLock()
+	defer fs.cloneMu.RUnlock()
+	old, hadOld := fs.idOf(name)
+	ph, err := fs.mem.Create(name, cat)
 	if err != nil {
 		return nil, err
 	}
-	ph.Close()
 	fs.mu.Lock()
-	d := fs.mu.files[clean(name)]
-	if d == nil {
-		d = newData()
-		fs.mu.files[clean(name)] = d
-	} else {
-		d.reset()
-	}
+	fs.mu.next++
+	id := fs.mu.next
+	d := newData()
+	fs.mu.files[id] = d
 	fs.mu.Unlock()
-	return &file{name: name, d: d}, nil
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], id)
+	_, err = ph.Write(b[:])
+	if err == nil {
+		err = ph.Sync()
+	}
+	ph.Close()
+	if err != nil {
+		return nil, err
+	}
+	if hadOld {
+		fs.unlinked(name, old)
+	}
+	return &file{fs: fs, name: name, d: d}, nil
+}
+
+// idOf reads the id in a segment file's placeholder.
+func (fs *FS) idOf(name string) (uint64, bool) {
+	f, err := fs.mem.Open(name)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	var b [8]byte
+	if _, err := f.ReadAt(b[:], 0); err != nil {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(b[:]), true
+}
+
+// dataOf returns the contents a segment file's name refers to.
+func (fs *FS) dataOf(name string) (*data, error) {
+	id, ok := fs.idOf(name)
+	if !ok {
+		return nil, &os.PathError{Op: "open", Path: name, Err: os.ErrNotExist}
+	}
+	fs.mu.Lock()
+	d := fs.mu.files[id]
+	fs.mu.Unlock()
+	if d == nil {
+		return nil, &os.PathError{Op: "open", Path: name, Err: os.ErrNotExist}
+	}
+	return d, nil
+}
+
+// unlinked notes that name no longer refers to id in the live tree. The
+// contents stay until the name's directory is synced (a crash before that
+// brings the old name back), and then go unless another name refers to id.
+func (fs *FS) unlinked(name string, id uint64) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	dir := path.Dir(clean(name))
+	fs.mu.pending[dir] = append(fs.mu.pending[dir], id)
 }
 
 // Open implements vfs.FS.
@@ -241,16 +297,11 @@ func (fs *FS) Open(name string, opts ...vfs.OpenOption) (vfs.File, error) {
 }
 
 func (fs *FS) openSegment(name string) (vfs.File, error) {
-	if _, err := fs.mem.Stat(name); err != nil {
+	d, err := fs.dataOf(name)
+	if err != nil {
 		return nil, err
 	}
-	fs.mu.Lock()
-	d := fs.mu.files[clean(name)]
-	fs.mu.Unlock()
-	if d == nil {
-		return nil, &os.PathError{Op: "open", Path: name, Err: os.ErrNotExist}
-	}
-	return &file{name: name, d: d}, nil
+	return &file{fs: fs, name: name, d: d}, nil
 }
 
 // OpenReadWrite implements vfs.FS.
@@ -264,8 +315,93 @@ func (fs *FS) OpenReadWrite(name string, cat vfs.DiskWriteCategory, opts ...vfs.
 	return fs.openSegment(name)
 }
 
-// OpenDir implements vfs.FS.
-func (fs *FS) OpenDir(name string) (vfs.File, error) { return fs.mem.OpenDir(name) }
+// OpenDir implements vfs.FS. Syncing a directory makes its entries durable,
+// so contents no name in it refers to any more can go.
+func (fs *FS) OpenDir(name string) (vfs.File, error) {
+	f, err := fs.mem.OpenDir(name)
+	if err != nil {
+		return nil, err
+	}
+	return &dir{File: f, fs: fs, name: clean(name)}, nil
+}
+
+type dir struct {
+	vfs.File
+	fs   *FS
+	name string
+}
+
+func (d *dir) Sync() error {
+	d.fs.cloneMu.RLock()
+	defer d.fs.cloneMu.RUnlock()
+	if err := d.File.Sync(); err != nil {
+		return err
+	}
+	d.fs.collect(d.name)
+	return nil
+}
+
+// collect drops the contents unlinked from dir that no live name refers to.
+func (fs *FS) collect(dir string) {
+	fs.mu.Lock()
+	ids := fs.mu.pending[dir]
+	delete(fs.mu.pending, dir)
+	fs.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	live := fs.liveIDs()
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	for _, id := range ids {
+		if !live[id] {
+			delete(fs.mu.files, id)
+		}
+	}
+}
+
+// liveIDs returns the ids the live tree's segment names refer to.
+func (fs *FS) liveIDs() map[uint64]bool {
+	live := map[uint64]bool{}
+	fs.walk(fs.mem, "", func(p string) {
+		if id, ok := idIn(fs.mem, p); ok {
+			live[id] = true
+		}
+	})
+	return live
+}
+
+// walk calls fn for every segment file's path under dir in mem.
+func (fs *FS) walk(mem *vfs.MemFS, dir string, fn func(string)) {
+	names, err := mem.List(dir)
+	if err != nil {
+		return
+	}
+	for _, n := range names {
+		p := mem.PathJoin(dir, n)
+		fi, err := mem.Stat(p)
+		switch {
+		case err != nil:
+		case fi.IsDir():
+			fs.walk(mem, p, fn)
+		case isSegment(p):
+			fn(p)
+		}
+	}
+}
+
+func idIn(mem *vfs.MemFS, name string) (uint64, bool) {
+	f, err := mem.Open(name)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	var b [8]byte
+	if _, err := f.ReadAt(b[:], 0); err != nil {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(b[:]), true
+}
 
 // Link implements vfs.FS; segment files are never linked.
 func (fs *FS) Link(oldname, newname string) error {
@@ -277,30 +413,39 @@ func (fs *FS) Link(oldname, newname string) error {
 
 // Remove implements vfs.FS. Open handles keep the contents, as on Unix.
 func (fs *FS) Remove(name string) error {
+	if !isSegment(name) {
+		return fs.mem.Remove(name)
+	}
+	fs.cloneMu.RLock()
+	defer fs.cloneMu.RUnlock()
+	id, ok := fs.idOf(name)
 	if err := fs.mem.Remove(name); err != nil {
 		return err
 	}
-	if isSegment(name) {
-		fs.mu.Lock()
-		delete(fs.mu.files, clean(name))
-		fs.mu.Unlock()
+	if ok {
+		fs.unlinked(name, id)
 	}
 	return nil
 }
 
 // RemoveAll implements vfs.FS.
 func (fs *FS) RemoveAll(name string) error {
+	fs.cloneMu.RLock()
+	defer fs.cloneMu.RUnlock()
+	var gone []string
+	fs.walk(fs.mem, name, func(p string) { gone = append(gone, p) })
+	ids := map[string]uint64{}
+	for _, p := range gone {
+		if id, ok := fs.idOf(p); ok {
+			ids[p] = id
+		}
+	}
 	if err := fs.mem.RemoveAll(name); err != nil {
 		return err
 	}
-	prefix := clean(name) + "/"
-	fs.mu.Lock()
-	for p := range fs.mu.files {
-		if p == clean(name) || strings.HasPrefix(p, prefix) {
-			delete(fs.mu.files, p)
-		}
+	for p, id := range ids {
+		fs.unlinked(p, id)
 	}
-	fs.mu.Unlock()
 	return nil
 }
 
@@ -309,14 +454,17 @@ func (fs *FS) Rename(oldname, newname string) error {
 	if isSegment(oldname) != isSegment(newname) {
 		return errors.New("memfs: a segment file can only be renamed to a segment file's name")
 	}
+	if !isSegment(oldname) {
+		return fs.mem.Rename(oldname, newname)
+	}
+	fs.cloneMu.RLock()
+	defer fs.cloneMu.RUnlock()
+	replaced, had := fs.idOf(newname)
 	if err := fs.mem.Rename(oldname, newname); err != nil {
 		return err
 	}
-	if isSegment(oldname) {
-		fs.mu.Lock()
-		fs.mu.files[clean(newname)] = fs.mu.files[clean(oldname)]
-		delete(fs.mu.files, clean(oldname))
-		fs.mu.Unlock()
+	if had {
+		fs.unlinked(newname, replaced)
 	}
 	return nil
 }
@@ -344,11 +492,9 @@ func (fs *FS) Stat(name string) (vfs.FileInfo, error) {
 	if err != nil || !isSegment(name) {
 		return fi, err
 	}
-	fs.mu.Lock()
-	d := fs.mu.files[clean(name)]
-	fs.mu.Unlock()
-	if d == nil {
-		return nil, &os.PathError{Op: "stat", Path: name, Err: os.ErrNotExist}
+	d, err := fs.dataOf(name)
+	if err != nil {
+		return nil, err
 	}
 	return d.info(path.Base(name)), nil
 }
@@ -369,24 +515,32 @@ func (fs *FS) GetDiskUsage(p string) (vfs.DiskUsage, error) { return fs.mem.GetD
 func (fs *FS) Unwrap() vfs.FS { return nil }
 
 // CrashClone returns the file system a power cut would leave now: the
-// MemFS's crash clone, and for every segment file whose name survived it,
-// the contents it had at its last sync. cfg is the MemFS's (its
-// UnsyncedDataPercent applies to names and index data, not to segment
-// files, which keep exactly their synced bytes).
+// MemFS's crash clone, and for every segment file name that survived in
+// it, the contents its placeholder's id refers to as of their last sync.
+// cfg is the MemFS's (its UnsyncedDataPercent applies to names and index
+// data, not to segment contents, which keep exactly their synced bytes).
 func (fs *FS) CrashClone(cfg vfs.CrashCloneCfg) *FS {
+	fs.cloneMu.Lock()
+	defer fs.cloneMu.Unlock()
+	n := wrap(fs.mem.CrashClone(cfg))
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	n := wrap(fs.mem.CrashClone(cfg))
-	for p, d := range fs.mu.files {
-		if _, err := n.mem.Stat(p); err == nil {
-			n.mu.files[p] = d.crashClone()
+	n.mu.next = fs.mu.next
+	fs.walk(n.mem, "", func(p string) {
+		id, ok := idIn(n.mem, p)
+		if !ok || n.mu.files[id] != nil {
+			return
 		}
-	}
+		if d := fs.mu.files[id]; d != nil {
+			n.mu.files[id] = d.crashClone()
+		}
+	})
 	return n
 }
 
 // file is an open segment file.
 type file struct {
+	fs         *FS
 	name       string
 	d          *data
 	rpos, wpos int64
@@ -403,12 +557,16 @@ func (f *file) Read(p []byte) (int, error) {
 func (f *file) ReadAt(p []byte, off int64) (int, error) { return f.d.readAt(p, off) }
 
 func (f *file) Write(p []byte) (int, error) {
+	f.fs.cloneMu.RLock()
+	defer f.fs.cloneMu.RUnlock()
 	f.d.writeAt(p, f.wpos)
 	f.wpos += int64(len(p))
 	return len(p), nil
 }
 
 func (f *file) WriteAt(p []byte, off int64) (int, error) {
+	f.fs.cloneMu.RLock()
+	defer f.fs.cloneMu.RUnlock()
 	f.d.writeAt(p, off)
 	return len(p), nil
 }
@@ -417,11 +575,17 @@ func (f *file) Preallocate(offset, length int64) error { return nil }
 
 func (f *file) Stat() (vfs.FileInfo, error) { return f.d.info(path.Base(f.name)), nil }
 
-func (f *file) Sync() error { f.d.sync(); return nil }
+func (f *file) Sync() error { f.sync(); return nil }
 
-func (f *file) SyncTo(length int64) (bool, error) { f.d.sync(); return true, nil }
+func (f *file) SyncTo(length int64) (bool, error) { f.sync(); return true, nil }
 
-func (f *file) SyncData() error { f.d.sync(); return nil }
+func (f *file) SyncData() error { f.sync(); return nil }
+
+func (f *file) sync() {
+	f.fs.cloneMu.RLock()
+	defer f.fs.cloneMu.RUnlock()
+	f.d.sync()
+}
 
 func (f *file) Prefetch(offset, length int64) error { return nil }
 
