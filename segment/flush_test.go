@@ -51,6 +51,10 @@ func TestRecoveryRebuildsEpochCache(t *testing.T) {
 	// The segment is synced, not the index: epochs 3 and 5 are only in
 	// the batches. Then epoch 7 is recorded and synced, past data that
 	// is not.
+	// (The log's own sync paths make its new directory durable first.)
+	if err := s.syncStoreDir(); err != nil {
+		t.Fatal(err)
+	}
 	if err := l.mu.segs[0].f.Sync(); err != nil {
 		t.Fatal(err)
 	}

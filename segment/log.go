@@ -141,9 +141,7 @@ func (l *Log) open() error {
 	if err := fs.MkdirAll(l.dir, 0o755); err != nil {
 		return err
 	}
-	if err := syncDir(fs, l.s.dir); err != nil {
-		return err
-	}
+	l.s.dirDirty.Store(true) // after MkdirAll: see syncStoreDir
 	names, err := fs.List(l.dir)
 	if err != nil {
 		return err
@@ -423,6 +421,10 @@ func (l *Log) cutFileLocked(s *segFile, size int64) error {
 		nf.Close()
 		return err
 	}
+	if err := l.s.syncStoreDir(); err != nil {
+		nf.Close()
+		return err
+	}
 	if err := nf.Sync(); err != nil {
 		nf.Close()
 		return err
@@ -449,6 +451,10 @@ func (l *Log) rollLocked(base int64) error {
 	if n := len(l.mu.segs); n > 0 {
 		// The previous active segment is complete: sync it, as Kafka
 		// flushes a segment when it rolls.
+		if err := l.s.syncStoreDir(); err != nil {
+			f.Close()
+			return err
+		}
 		if err := l.mu.segs[n-1].f.Sync(); err != nil {
 			f.Close()
 			return err
@@ -921,6 +927,9 @@ func (l *Log) Sync() (err error) {
 }
 
 func (l *Log) syncLocked() error {
+	if err := l.s.syncStoreDir(); err != nil {
+		return err
+	}
 	if err := l.mu.segs[len(l.mu.segs)-1].f.Sync(); err != nil {
 		return fmt.Errorf("segment: syncing %s: %w", l.mu.segs[len(l.mu.segs)-1].path, err)
 	}

@@ -23,6 +23,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -65,6 +66,10 @@ type Store struct {
 	log *slog.Logger
 	// wbufs pools the copies Append writes from.
 	wbufs sync.Pool
+	// dirDirty is set when a log directory was created since the store
+	// directory was last synced; dirMu serializes those syncs.
+	dirDirty atomic.Bool
+	dirMu    sync.Mutex
 
 	mu struct {
 		sync.Mutex
@@ -172,6 +177,31 @@ func (s *Store) forget(l *Log) {
 }
 
 // syncDir makes a directory's entries durable (new files, renames).
+// syncStoreDir makes the store directory's entries durable if a log
+// directory was made since its last sync. Opening a log does not sync it:
+// one sync per new log made opening n logs O(n²) on the crashable memory
+// FS, which copies a directory's entries on every sync (10,000 partitions:
+// 21 s). A log syncs it before it first makes data durable, which is all
+// the new directory's durability matters for: a crash before that loses
+// only unsynced data, which a crash may.
+func (s *Store) syncStoreDir() error {
+	if !s.dirDirty.Load() {
+		return nil
+	}
+	s.dirMu.Lock()
+	defer s.dirMu.Unlock()
+	// Cleared before the sync: a directory made meanwhile sets it again
+	// (after its MkdirAll), so the next sync covers it.
+	if !s.dirDirty.Swap(false) {
+		return nil
+	}
+	if err := syncDir(s.fs, s.dir); err != nil {
+		s.dirDirty.Store(true)
+		return err
+	}
+	return nil
+}
+
 func syncDir(fs vfs.FS, dir string) error {
 	d, err := fs.OpenDir(dir)
 	if err != nil {
