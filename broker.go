@@ -192,7 +192,8 @@ func (b *broker) heartbeat(ctx context.Context) (*kmsg.BrokerHeartbeatResponse, 
 }
 
 func (b *broker) start() {
-	b.wg.Add(5)
+	b.wg.Add(6)
+	go func() { defer b.wg.Done(); b.cleanerLoop() }()
 	go func() { defer b.wg.Done(); b.groups.run() }()
 	go func() { defer b.wg.Done(); b.acceptLoop() }()
 	go func() { defer b.wg.Done(); b.applyLoop() }()
@@ -418,22 +419,26 @@ func (b *broker) reconcileLocked() {
 	}
 	for _, name := range st.TopicNames() {
 		t := st.Topics[name]
+		var lc *logConfig
 		for _, p := range t.Partitions {
 			if !slices.Contains(p.Replicas, b.id) {
 				continue
+			}
+			if lc == nil {
+				lc = b.logConfigLocked(t)
 			}
 			k := tpKey{t.ID, p.Partition}
 			r := b.mu.replicas[k]
 			if r == nil {
 				var err error
-				r, err = openReplica(b, t, p.Partition)
+				r, err = openReplica(b, t, p.Partition, lc)
 				if err != nil {
 					b.log.Error("opening replica", "topic", t.Name, "partition", p.Partition, "err", err)
 					continue
 				}
 				b.mu.replicas[k] = r
 			}
-			r.update(p)
+			r.update(p, lc)
 		}
 	}
 }

@@ -432,6 +432,18 @@ func notController(resp kmsg.Response) bool {
 				return true
 			}
 		}
+	case *kmsg.AlterConfigsResponse:
+		for _, r := range r.Resources {
+			if r.ErrorCode == nc {
+				return true
+			}
+		}
+	case *kmsg.IncrementalAlterConfigsResponse:
+		for _, r := range r.Resources {
+			if r.ErrorCode == nc {
+				return true
+			}
+		}
 	case *kmsg.DescribeQuorumResponse:
 		if r.ErrorCode == nc {
 			return true

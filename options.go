@@ -66,6 +66,8 @@ type brokerConfig struct {
 	imbalanceCheck      time.Duration // leader.imbalance.check.interval.seconds
 	hwCheckpoint        time.Duration // replica.high.watermark.checkpoint.interval.ms
 	electionTimeout     time.Duration // controller.quorum.election.timeout.ms
+	retentionCheck      time.Duration // log.retention.check.interval.ms
+	cleanerEnable       bool          // log.cleaner.enable
 	group               groupConfig   // group.* and offsets.* (group_coordinator.go)
 	flushMessages       int64         // log.flush.interval.messages
 }
@@ -123,6 +125,18 @@ var brokerConfigDefs = map[string]struct {
 		b.imbalanceCheck = time.Duration(n) * time.Second
 		return err
 	}},
+	// Test-friendly: Kafka's default is 300000. Retention and the log
+	// cleaner both run at this interval; Cluster.CleanLogs runs them now.
+	"log.retention.check.interval.ms": {"1000", func(b *brokerConfig, v string) error {
+		if err := parseMillis(&b.retentionCheck, v); err != nil {
+			return err
+		}
+		if b.retentionCheck <= 0 {
+			return fmt.Errorf("must be at least 1")
+		}
+		return nil
+	}},
+	"log.cleaner.enable": {"true", func(b *brokerConfig, v string) error { return parseBool(&b.cleanerEnable, v) }},
 	// Test-friendly: Kafka's default is 5000.
 	"replica.high.watermark.checkpoint.interval.ms": {"500", func(b *brokerConfig, v string) error { return parseMillis(&b.hwCheckpoint, v) }},
 	// Kafka 1000. Raft ticks every tenth of it; a follower that hears no
@@ -220,8 +234,19 @@ func (c *config) validate() error {
 			return fmt.Errorf("kcluster: broker config %s=%q: %v", k, v, err)
 		}
 	}
-	for k := range c.bcfg {
-		if _, ok := brokerConfigDefs[k]; !ok {
+	for k, v := range c.bcfg {
+		if _, ok := brokerConfigDefs[k]; ok {
+			continue
+		}
+		if d, _ := topicConfigSynonym(k); d != nil {
+			// A broker default of a topic config (log.retention.ms,
+			// log.cleanup.policy, ...): configs.go resolves it.
+			if err := validateBrokerDynamic(k, &v); err != nil {
+				return fmt.Errorf("kcluster: broker config %s=%q: %v", k, v, err)
+			}
+			continue
+		}
+		{
 			c.logger.Warn("broker config is not known to kcluster and is ignored", "config", k)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -41,6 +42,13 @@ type segFile struct {
 	size int64
 	f    vfs.File
 	path string
+	// created is when this process opened or created the file (Kafka
+	// rolls by segment.ms from the segment's creation).
+	created time.Time
+	// maxTS is the largest timestamp of the first tsScanned bytes
+	// (retention.go).
+	maxTS     int64
+	tsScanned int64
 }
 
 // batchPos remembers where a recent batch of the active segment is, so
@@ -179,7 +187,7 @@ func (l *Log) open() error {
 			f.Close()
 			return err
 		}
-		l.mu.segs = append(l.mu.segs, &segFile{base: b, size: st.Size(), f: f, path: p})
+		l.mu.segs = append(l.mu.segs, &segFile{base: b, size: st.Size(), f: f, path: p, created: time.Now()})
 	}
 	// The epoch cache first: recovery truncates it to the recovered log
 	// end and extends it from the batches it scans.
@@ -464,7 +472,7 @@ func (l *Log) rollLocked(base int64) error {
 		f.Close()
 		return err
 	}
-	l.mu.segs = append(l.mu.segs, &segFile{base: base, f: f, path: p})
+	l.mu.segs = append(l.mu.segs, &segFile{base: base, f: f, path: p, created: time.Now()})
 	l.mu.sinceIndex = 0
 	l.mu.tail = l.mu.tail[:0]
 	return nil
