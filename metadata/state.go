@@ -35,6 +35,11 @@ type Partition struct {
 	Leader         int32 // -1 when none
 	LeaderEpoch    int32
 	PartitionEpoch int32
+	// AddingReplicas and RemovingReplicas are the replicas a reassignment
+	// (KIP-455) adds and removes; both are in Replicas until it
+	// completes. Empty when none is in progress.
+	AddingReplicas   []int32
+	RemovingReplicas []int32
 }
 
 // State is the state machine the metadata log is applied to. It is not safe
@@ -118,6 +123,12 @@ func (s *State) Apply(offset int64, r Record) error {
 		}
 		if r.Replicas != nil {
 			p.Replicas = slices.Clone(r.Replicas)
+		}
+		if r.AddingReplicas != nil {
+			p.AddingReplicas = slices.Clone(r.AddingReplicas)
+		}
+		if r.RemovingReplicas != nil {
+			p.RemovingReplicas = slices.Clone(r.RemovingReplicas)
 		}
 		p.PartitionEpoch++
 	case *RemoveTopic:
