@@ -115,6 +115,7 @@ func (r *replica) update(p *metadata.Partition, lc *logConfig) {
 	}
 	if !newEpoch {
 		if r.mu.leader == r.b.id {
+			r.syncFollowersLocked()
 			r.maybeAdvanceHWLocked()
 		}
 		return
@@ -410,4 +411,20 @@ func (r *replica) read(follower int32, offset int64, maxBytes int, currentEpoch 
 		res.records = data
 	}
 	return res, nil
+}
+
+// syncFollowersLocked makes the leader's follower table match the
+// replicas after a reassignment added or removed some: a new follower is
+// unknown until it fetches.
+func (r *replica) syncFollowersLocked() {
+	for id := range r.mu.followers {
+		if !slices.Contains(r.mu.replicas, id) {
+			delete(r.mu.followers, id)
+		}
+	}
+	for _, id := range r.mu.replicas {
+		if id != r.b.id && r.mu.followers[id] == nil {
+			r.mu.followers[id] = &followerState{leo: -1, lastCaughtUp: time.Now()}
+		}
+	}
 }

@@ -280,5 +280,8 @@ func (c *Controller) AlterPartition(ctx context.Context, id TopicID, part, leade
 			return kerr.IneligibleReplica
 		}
 	}
+	if done := c.completeReassignmentLocked(p, isr); done != nil {
+		return c.proposeLocked(ctx, done)
+	}
 	return c.proposeLocked(ctx, &PartitionChange{TopicID: id, Partition: part, ISR: slices.Clone(isr)})
 }
