@@ -86,8 +86,12 @@ type Log struct {
 		tail        []batchPos // recent batches of the active segment, ascending
 		// failed is the first I/O error of a write: the log refuses
 		// every later write with it (see failOnIOErrorLocked).
-		failed error
+		failed    error
+		cleanedTo int64 // the log cleaner has cleaned below this (compact.go)
+		horizon   int64 // the earliest tombstone delete horizon ahead, 0: none
 	}
+	// cleaner serializes Compact runs.
+	cleaner sync.Mutex
 }
 
 func (l *Log) key(kind byte, v uint64) []byte {
@@ -621,20 +625,28 @@ func (l *Log) findLocked(offset int64) (*segFile, int64, error) {
 		return nil, 0, err
 	}
 	hdr := make([]byte, BatchHeaderSize)
-	for pos < s.size {
-		if _, err := s.f.ReadAt(hdr, pos); err != nil {
-			return nil, 0, err
+	for {
+		for pos < s.size {
+			if _, err := s.f.ReadAt(hdr, pos); err != nil {
+				return nil, 0, err
+			}
+			h, err := ParseBatchHeader(hdr)
+			if err != nil {
+				return nil, 0, err
+			}
+			if h.LastOffset() >= offset {
+				return s, pos, nil
+			}
+			pos += int64(h.TotalSize())
 		}
-		h, err := ParseBatchHeader(hdr)
-		if err != nil {
-			return nil, 0, err
-		}
-		if h.LastOffset() >= offset {
+		// Past the segment's last batch: compaction left a gap at its
+		// end; the offset's successor is in a later segment.
+		if i+1 >= len(segs) {
 			return s, pos, nil
 		}
-		pos += int64(h.TotalSize())
+		i++
+		s, pos = segs[i], 0
 	}
-	return s, pos, nil
 }
 
 // Read returns whole batches starting with the one containing offset, only

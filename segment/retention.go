@@ -98,12 +98,16 @@ type RetentionPolicy struct {
 // then deletes the oldest segments that break the policy and advances the
 // log start offset to the first remaining segment. It returns the new log
 // start offset and the bytes deleted.
-func (l *Log) ApplyRetention(p RetentionPolicy) (int64, int64, error) {
+func (l *Log) ApplyRetention(p RetentionPolicy) (start, freed int64, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.mu.closed {
 		return 0, 0, ErrClosed
 	}
+	if l.mu.failed != nil {
+		return l.mu.start, 0, l.mu.failed
+	}
+	defer l.failOnIOErrorLocked(&err)
 	now := p.Now
 	if now.IsZero() {
 		now = time.Now()
@@ -124,7 +128,6 @@ func (l *Log) ApplyRetention(p RetentionPolicy) (int64, int64, error) {
 	// Segments that may go: every one but the active, each entirely
 	// below the high watermark (the next segment's base bounds it).
 	n := 0
-	var freed int64
 	for n < len(l.mu.segs)-1 {
 		s, next := l.mu.segs[n], l.mu.segs[n+1]
 		if next.base > p.HighWatermark {
@@ -150,7 +153,7 @@ func (l *Log) ApplyRetention(p RetentionPolicy) (int64, int64, error) {
 	}
 	to := l.mu.segs[n].base
 	l.mu.Unlock()
-	err := l.DeleteBefore(to)
+	err = l.DeleteBefore(to)
 	l.mu.Lock()
 	return l.mu.start, freed, err
 }
