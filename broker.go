@@ -72,6 +72,8 @@ type broker struct {
 
 	// groups is the group coordinator (group_coordinator.go).
 	groups *groupCoordinator
+
+	quotas quotaManager // client quotas (quotas.go)
 }
 
 type tpKey struct {
@@ -474,6 +476,7 @@ func (b *broker) acceptLoop() {
 			b.mu.Lock()
 			delete(b.mu.conns, conn)
 			b.mu.Unlock()
+			b.forgetConn(conn)
 		}()
 	}
 }
@@ -570,7 +573,12 @@ func (b *broker) handle(conn net.Conn, hdr wire.RequestHeader, body []byte, log 
 	if resp, err, ok := b.c.intercept(b.ctx, b.id, kreq); ok {
 		return resp, err
 	}
-	return h.fn(b, &request{hdr: hdr, kreq: kreq, conn: conn})
+	b.waitUnmuted(conn)
+	resp, err = h.fn(b, &request{hdr: hdr, kreq: kreq, conn: conn})
+	if err == nil {
+		b.applyQuotas(conn, hdr.ClientID, kreq, resp)
+	}
+	return resp, err
 }
 
 // notifyData wakes everything waiting for data or high-watermark changes on

@@ -472,6 +472,12 @@ func notController(resp kmsg.Response) bool {
 				}
 			}
 		}
+	case *kmsg.AlterClientQuotasResponse:
+		for _, e := range r.Entries {
+			if e.ErrorCode == nc {
+				return true
+			}
+		}
 	case *kmsg.DescribeQuorumResponse:
 		if r.ErrorCode == nc {
 			return true

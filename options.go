@@ -68,6 +68,8 @@ type brokerConfig struct {
 	electionTimeout     time.Duration // controller.quorum.election.timeout.ms
 	retentionCheck      time.Duration // log.retention.check.interval.ms
 	cleanerEnable       bool          // log.cleaner.enable
+	quotaWindow         time.Duration // quota.window.size.seconds
+	quotaWindowNum      int           // quota.window.num
 	group               groupConfig   // group.* and offsets.* (group_coordinator.go)
 	flushMessages       int64         // log.flush.interval.messages
 }
@@ -137,6 +139,18 @@ var brokerConfigDefs = map[string]struct {
 		return nil
 	}},
 	"log.cleaner.enable": {"true", func(b *brokerConfig, v string) error { return parseBool(&b.cleanerEnable, v) }},
+	"quota.window.num": {"11", func(b *brokerConfig, v string) error {
+		var n int32
+		err := parseInt32(&n, v, 2)
+		b.quotaWindowNum = int(n)
+		return err
+	}},
+	"quota.window.size.seconds": {"1", func(b *brokerConfig, v string) error {
+		var n int64
+		err := parseInt64(&n, v, 1)
+		b.quotaWindow = time.Duration(n) * time.Second
+		return err
+	}},
 	// Test-friendly: Kafka's default is 5000.
 	"replica.high.watermark.checkpoint.interval.ms": {"500", func(b *brokerConfig, v string) error { return parseMillis(&b.hwCheckpoint, v) }},
 	// Kafka 1000. Raft ticks every tenth of it; a follower that hears no

@@ -53,6 +53,7 @@ type State struct {
 	TopicsByID     map[TopicID]*Topic
 	BrokerConfigs  map[string]map[string]string // "" is the cluster default
 	NextProducerID int64
+	ClientQuotas   map[string]*Quota // by QuotaKey (quotas.go)
 }
 
 // NewState returns the empty state.
@@ -161,6 +162,8 @@ func (s *State) Apply(offset int64, r Record) error {
 		} else {
 			m[r.Key] = *r.Value
 		}
+	case *ClientQuota:
+		s.applyClientQuota(r)
 	case *ProducerIDs:
 		s.NextProducerID = r.First + r.Size
 	default:
