@@ -45,3 +45,31 @@ func (c *Cluster) TopicConfigs(topic string) (map[string]TopicConfig, error) {
 	}
 	return out, nil
 }
+
+// Reassignments returns the state of every partition whose replicas are
+// being moved (KIP-455), in topic and partition order: AddingReplicas and
+// RemovingReplicas say what moves, LogEndOffsets how far each adding
+// replica has copied the leader's log (HighWatermark).
+func (c *Cluster) Reassignments() []PartitionState {
+	type tp struct {
+		topic string
+		part  int32
+	}
+	var moving []tp
+	c.viewState(func(s *metadata.State) {
+		for _, name := range s.TopicNames() {
+			for _, p := range s.Topics[name].Partitions {
+				if len(p.AddingReplicas) > 0 || len(p.RemovingReplicas) > 0 {
+					moving = append(moving, tp{name, p.Partition})
+				}
+			}
+		}
+	})
+	var out []PartitionState
+	for _, m := range moving {
+		if st, err := c.PartitionState(m.topic, m.part); err == nil {
+			out = append(out, st)
+		}
+	}
+	return out
+}

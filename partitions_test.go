@@ -199,6 +199,9 @@ func TestReassignMovesLeaderAndLists(t *testing.T) {
 	if st := partState(t, c, "mv", 0); st.Leader != 1 || !slices.Equal(st.AddingReplicas, []int32{3}) {
 		t.Fatalf("during the move: leader %d adding %v", st.Leader, st.AddingReplicas)
 	}
+	if rs := c.Reassignments(); len(rs) != 1 || rs[0].Topic != "mv" || !slices.Equal(rs[0].RemovingReplicas, []int32{1}) || rs[0].LogEndOffsets[3] != 0 {
+		t.Fatalf("Reassignments gauge: %+v", rs)
+	}
 	heal()
 	waitFor(t, c, "the move to [3 2]", reassigned("mv", 0, []int32{3, 2}))
 	st := partState(t, c, "mv", 0)
@@ -207,6 +210,18 @@ func TestReassignMovesLeaderAndLists(t *testing.T) {
 	}
 	if _, ok := st.LogEndOffsets[1]; ok {
 		t.Fatalf("broker 1 still holds a replica: %v", st.LogEndOffsets)
+	}
+	var moves []string
+	for _, e := range c.Events() {
+		if e.Kind == ReplicasChanged && e.Topic == "mv" {
+			moves = append(moves, fmt.Sprint(e.Replicas))
+		}
+	}
+	if len(moves) != 2 || moves[0] != "[3 2 1]" || moves[1] != "[3 2]" {
+		t.Fatalf("replicas changed events: %v", moves)
+	}
+	if len(c.Reassignments()) != 0 {
+		t.Fatalf("Reassignments after the move: %+v", c.Reassignments())
 	}
 	// Cancel: a move to 4 that cannot finish, then revert.
 	heal = c.Cut(3, 4)
