@@ -483,6 +483,17 @@ func (r *replica) appendAsFollower(records []byte, leaderHW, leaderStart int64) 
 				}
 				rest = rest[h.TotalSize():]
 			}
+			// An empty log that starts inside the first batch (it
+			// reset to a leader's log start that DeleteRecords put
+			// mid-batch) restarts at the batch's base, as Kafka's
+			// follower does on UnexpectedAppendOffsetException; the
+			// leader's log start is taken again below.
+			if leo := r.log.LogEndOffset(); len(hdrs) > 0 && hdrs[0].BaseOffset < leo && hdrs[0].LastOffset() >= leo && r.log.LogStartOffset() == leo {
+				if err := r.log.TruncateFully(hdrs[0].BaseOffset); err != nil {
+					return err
+				}
+				r.mu.hw = hdrs[0].BaseOffset
+			}
 			if err := r.log.Append(records[:valid]); err != nil {
 				if errors.Is(err, segment.ErrFailed) {
 					r.b.logDirFailed(err)
