@@ -118,6 +118,10 @@ func (n *controllerNode) handleElectLeaders(req *kmsg.ElectLeadersRequest) (*kms
 	resp := req.ResponseKind().(*kmsg.ElectLeadersResponse)
 	ctx, cancel := context.WithTimeout(n.ctx, requestTimeout(req.TimeoutMillis))
 	defer cancel()
+	if !n.ctrl.Active() {
+		resp.ErrorCode = kerr.NotController.Code
+		return resp, nil
+	}
 	unclean := req.Version >= 1 && req.ElectionType == 1
 	if req.Version >= 1 && req.ElectionType != 0 && req.ElectionType != 1 {
 		resp.ErrorCode = kerr.InvalidRequest.Code

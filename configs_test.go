@@ -240,3 +240,31 @@ func TestDynamicTopicConfigsChangeProduce(t *testing.T) {
 		t.Fatalf("a record without a key on a compacted topic: %v, want INVALID_RECORD", err)
 	}
 }
+
+// With a Raft quorum of controllers, config changes are committed by the
+// active controller and survive its death: the next one has them and
+// accepts more.
+func TestConfigsSurviveControllerFailover(t *testing.T) {
+	c := Start(t, Brokers(3), Controllers(3))
+	createTopic(t, c, "qcfg", 1, 3)
+	if err := alterTopic(t, c, "qcfg", set("retention.ms", "1000")); err != nil {
+		t.Fatal(err)
+	}
+	old := c.Controller()
+	if err := c.KillController(old); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, "a new active controller", func(c *Cluster) bool { n := c.Controller(); return n >= 0 && n != old })
+	if err := alterTopic(t, c, "qcfg", set("retention.bytes", "1000")); err != nil {
+		t.Fatal(err)
+	}
+	cfgs, err := c.TopicConfigs("qcfg")
+	if err != nil || cfgs["retention.ms"].Value != "1000" || cfgs["retention.bytes"].Value != "1000" {
+		t.Fatalf("after the failover: %v %v %v", cfgs["retention.ms"], cfgs["retention.bytes"], err)
+	}
+	for _, addr := range c.Addrs() {
+		if v := describeTopic(t, addr, "qcfg", false)["retention.ms"].Value; *v != "1000" {
+			t.Fatalf("broker %s: retention.ms=%s", addr, *v)
+		}
+	}
+}
