@@ -203,7 +203,10 @@ func TestCompactionLagAndPolicy(t *testing.T) {
 	if err := c.CleanLogs(); err != nil {
 		t.Fatal(err)
 	}
-	if st := partState(t, c, "lag", 0); st.LogStartOffset != 100 {
-		t.Fatalf("compact,delete with retention.bytes=1: log start %d, want 100 (the segment of the last record stays: deleting it would go below retention.bytes)", st.LogStartOffset)
+	// Every segment before the one holding the last records goes (which
+	// one that is depends on whether segment.ms rolled the active segment
+	// before "last" arrived: offsets 98-99 share a segment).
+	if st := partState(t, c, "lag", 0); st.LogStartOffset < 98 || st.LogSizes[1] > 300 {
+		t.Fatalf("compact,delete with retention.bytes=1: log start %d, %d bytes; want only the last segment", st.LogStartOffset, st.LogSizes[1])
 	}
 }
