@@ -212,3 +212,64 @@ func TestCompactionLagAndPolicy(t *testing.T) {
 		t.Fatalf("compact,delete with retention.bytes=1: log start %d, %d bytes; want only the last segment", st.LogStartOffset, st.LogSizes[1])
 	}
 }
+
+// The background cleaner waits for min.cleanable.dirty.ratio of the log to
+// be dirty, unless the dirty part is older than max.compaction.lag.ms.
+func TestDirtyRatioAndMaxCompactionLag(t *testing.T) {
+	c := Start(t, Brokers(1), BrokerConfig("log.retention.check.interval.ms", "3600000"))
+	if rt := createTopicWith(t, c, "dirty", 1, 1, map[string]string{
+		"cleanup.policy": "compact", "segment.bytes": "2048", "segment.ms": "1", "min.cleanable.dirty.ratio": "0.5",
+	}); rt.ErrorCode != 0 {
+		t.Fatal(kerr.ErrorForCode(rt.ErrorCode))
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...), kgo.DefaultProduceTopic("dirty"), kgo.ProducerBatchCompression(kgo.NoCompression()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	produceKeys := func(from, to int, ts time.Time) {
+		t.Helper()
+		for i := from; i < to; i++ {
+			if err := cl.ProduceSync(ctx, &kgo.Record{Key: []byte(fmt.Sprintf("k%03d", i)), Value: []byte("v"), Timestamp: ts}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	b, _ := c.brokerByID(1)
+	clean := func() int64 {
+		t.Helper()
+		if err := b.cleanLogs(false); err != nil {
+			t.Fatal(err)
+		}
+		return partState(t, c, "dirty", 0).LogSizes[1]
+	}
+	produceKeys(0, 100, time.Now()) // 100 distinct keys: all dirty, nothing to remove
+	clean()
+	full := clean()
+	produceKeys(0, 10, time.Now()) // 10 updates: about a tenth of the log is dirty
+	size := clean()
+	if size <= full {
+		t.Fatalf("%d bytes after a clean at dirty ratio ~0.1 with min.cleanable.dirty.ratio=0.5, %d before the updates: it cleaned", size, full)
+	}
+	if err := alterTopic(t, c, "dirty", set("min.cleanable.dirty.ratio", "0.05")); err != nil {
+		t.Fatal(err)
+	}
+	if got := clean(); got > full {
+		t.Fatalf("%d bytes after a clean with min.cleanable.dirty.ratio=0.05, want at most %d", got, full)
+	}
+	full = clean()
+	if err := alterTopic(t, c, "dirty", set("min.cleanable.dirty.ratio", "0.99")); err != nil {
+		t.Fatal(err)
+	}
+	produceKeys(20, 30, time.Now().Add(-time.Hour)) // written an hour ago
+	if size := clean(); size <= full {
+		t.Fatalf("cleaned below min.cleanable.dirty.ratio=0.99: %d bytes, %d before", size, full)
+	}
+	if err := alterTopic(t, c, "dirty", set("max.compaction.lag.ms", "60000")); err != nil {
+		t.Fatal(err)
+	}
+	if got := clean(); got > full {
+		t.Fatalf("%d bytes after a clean past max.compaction.lag.ms, want at most %d", got, full)
+	}
+}

@@ -236,8 +236,15 @@ func (c *Cluster) String() string {
 			for _, id := range ids {
 				leos = append(leos, fmt.Sprintf("%d:%d", id, st.LogEndOffsets[id]))
 			}
-			fmt.Fprintf(&sb, "  %s/%d leader %d epoch %d replicas %v isr %v hw %d leo [%s]\n",
+			fmt.Fprintf(&sb, "  %s/%d leader %d epoch %d replicas %v isr %v hw %d leo [%s]",
 				name, p, st.Leader, st.LeaderEpoch, st.Replicas, st.ISR, st.HighWatermark, strings.Join(leos, " "))
+			if st.LogStartOffset > 0 {
+				fmt.Fprintf(&sb, " start %d", st.LogStartOffset)
+			}
+			if len(st.AddingReplicas) > 0 || len(st.RemovingReplicas) > 0 {
+				fmt.Fprintf(&sb, " adding %v removing %v", st.AddingReplicas, st.RemovingReplicas)
+			}
+			sb.WriteString("\n")
 		}
 	}
 	return sb.String()

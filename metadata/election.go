@@ -199,6 +199,11 @@ func (c *Controller) uncleanLocked(t *Topic) bool {
 		b, err := strconv.ParseBool(v)
 		return err == nil && b
 	}
+	// The cluster-wide dynamic broker default, then the static one.
+	if v, ok := c.mu.state.BrokerConfigs[""]["unclean.leader.election.enable"]; ok {
+		b, err := strconv.ParseBool(v)
+		return err == nil && b
+	}
 	return c.cfg.UncleanElection
 }
 
