@@ -367,3 +367,33 @@ func TestElectLeaders(t *testing.T) {
 		t.Fatalf("unclean election with a leader: %v", kerr.ErrorForCode(code))
 	}
 }
+
+// unclean.leader.election.enable=true on a topic: when the only ISR
+// member is gone, a returning replica outside the ISR leads by itself
+// (TestElectLeaders shows the same partition staying offline without it).
+func TestUncleanElectionByTopicConfig(t *testing.T) {
+	c := Start(t, Brokers(3), BrokerConfig("replica.lag.time.max.ms", "300"), BrokerConfig("replica.fetch.wait.max.ms", "100"))
+	if rt := createTopicWith(t, c, "unclean", 1, 2, map[string]string{"unclean.leader.election.enable": "true"}); rt.ErrorCode != 0 {
+		t.Fatal(kerr.ErrorForCode(rt.ErrorCode))
+	}
+	st := partState(t, c, "unclean", 0)
+	leader, follower := st.Leader, st.Replicas[1]
+	if follower == leader {
+		follower = st.Replicas[0]
+	}
+	if err := c.KillBroker(follower); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, "ISR of the leader alone", ISRSize("unclean", 0, 1))
+	if err := c.KillBroker(leader); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, "the partition offline", func(c *Cluster) bool { s, _ := c.PartitionState("unclean", 0); return s.Leader == -1 })
+	if err := c.RestartBroker(follower); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, "the out-of-sync replica leading", LeaderElected("unclean", 0))
+	if st := partState(t, c, "unclean", 0); st.Leader != follower || !slices.Equal(st.ISR, []int32{follower}) {
+		t.Fatalf("leader %d ISR %v, want %d alone", st.Leader, st.ISR, follower)
+	}
+}
