@@ -82,7 +82,8 @@ func (l *Log) segMaxTimestampLocked(s *segFile) (int64, error) {
 // means no limit on that axis.
 type RetentionPolicy struct {
 	Ms, Bytes int64
-	// SegmentMs rolls the active segment once it is older (segment.ms);
+	// SegmentMs rolls the active segment once its first batch's
+	// timestamp (or, without one, its creation) is older (segment.ms);
 	// zero or negative never rolls by time.
 	SegmentMs int64
 	// Delete is cleanup.policy containing delete: without it nothing is
@@ -113,9 +114,20 @@ func (l *Log) ApplyRetention(p RetentionPolicy) (start, freed int64, err error) 
 		now = time.Now()
 	}
 	act := l.mu.segs[len(l.mu.segs)-1]
-	if p.SegmentMs > 0 && act.size > 0 && now.Sub(act.created) >= time.Duration(p.SegmentMs)*time.Millisecond {
-		if err := l.rollLocked(l.mu.leo); err != nil {
-			return l.mu.start, 0, err
+	if p.SegmentMs > 0 && act.size > 0 {
+		// Kafka's rolling-based timestamp: the first batch's max
+		// timestamp, or the segment's creation when it has none.
+		since := act.created
+		hdr := make([]byte, BatchHeaderSize)
+		if _, err := act.f.ReadAt(hdr, 0); err == nil {
+			if h, err := ParseBatchHeader(hdr); err == nil && h.MaxTimestamp >= 0 {
+				since = time.UnixMilli(h.MaxTimestamp)
+			}
+		}
+		if now.Sub(since) >= time.Duration(p.SegmentMs)*time.Millisecond {
+			if err := l.rollLocked(l.mu.leo); err != nil {
+				return l.mu.start, 0, err
+			}
 		}
 	}
 	if !p.Delete || (p.Ms < 0 && p.Bytes < 0) {
