@@ -14,6 +14,7 @@ package kcluster
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -24,9 +25,11 @@ import (
 // anonymous is the principal of unauthenticated connections.
 const anonymous = "ANONYMOUS"
 
-// quotaManager is one broker's quota state, guarded by mu.
+// quotaManager is one broker's quota state, guarded by mu; anyMuted
+// lets requests skip the lock while no connection is muted.
 type quotaManager struct {
-	mu struct {
+	anyMuted atomic.Bool
+	mu       struct {
 		sync.Mutex
 		sensors map[string]*rateSensor
 		muted   map[net.Conn]time.Time
@@ -106,11 +109,15 @@ func (b *broker) waitUnmuted(conn net.Conn) {
 		return
 	}
 	q := &b.quotas
+	if !q.anyMuted.Load() {
+		return
+	}
 	q.mu.Lock()
 	until, ok := q.mu.muted[conn]
 	if ok {
 		delete(q.mu.muted, conn)
 	}
+	q.anyMuted.Store(len(q.mu.muted) > 0)
 	q.mu.Unlock()
 	if d := time.Until(until); ok && d > 0 {
 		t := time.NewTimer(d)
@@ -190,6 +197,7 @@ func (b *broker) applyQuotas(conn net.Conn, client *string, req kmsg.Request, re
 		}
 		if conn != nil {
 			q.mu.muted[conn] = now.Add(throttle)
+			q.anyMuted.Store(true)
 		}
 	}
 	q.mu.Unlock()
@@ -212,7 +220,11 @@ func (b *broker) applyQuotas(conn net.Conn, client *string, req kmsg.Request, re
 
 // forgetConn drops a closed connection's mute.
 func (b *broker) forgetConn(conn net.Conn) {
+	if !b.quotas.anyMuted.Load() {
+		return
+	}
 	b.quotas.mu.Lock()
 	delete(b.quotas.mu.muted, conn)
+	b.quotas.anyMuted.Store(len(b.quotas.mu.muted) > 0)
 	b.quotas.mu.Unlock()
 }
