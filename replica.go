@@ -59,6 +59,7 @@ type followerState struct {
 	lastCaughtUp      time.Time
 	lastFetch         time.Time
 	lastFetchLeaderLE int64
+	logStart          int64 // as its fetches report it; -1 unknown
 }
 
 func (r *replica) logName() string {
@@ -130,7 +131,7 @@ func (r *replica) update(p *metadata.Partition, lc *logConfig) {
 		for _, id := range p.Replicas {
 			if id != r.b.id {
 				// Unknown until the follower fetches (Kafka's -1).
-				r.mu.followers[id] = &followerState{leo: -1, lastCaughtUp: now}
+				r.mu.followers[id] = &followerState{leo: -1, logStart: -1, lastCaughtUp: now}
 			}
 		}
 		r.b.fetchers.remove(r)
@@ -424,7 +425,7 @@ func (r *replica) syncFollowersLocked() {
 	}
 	for _, id := range r.mu.replicas {
 		if id != r.b.id && r.mu.followers[id] == nil {
-			r.mu.followers[id] = &followerState{leo: -1, lastCaughtUp: time.Now()}
+			r.mu.followers[id] = &followerState{leo: -1, logStart: -1, lastCaughtUp: time.Now()}
 		}
 	}
 }

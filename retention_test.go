@@ -135,8 +135,8 @@ func TestRetentionMsAndSegmentMs(t *testing.T) {
 }
 
 // DeleteRecords moves the log start offset on the leader and, through
-// their fetches, on the followers; past the high watermark it is
-// OFFSET_OUT_OF_RANGE.
+// their fetches, on the followers, and answers once they have; past the
+// high watermark it is OFFSET_OUT_OF_RANGE.
 func TestDeleteRecords(t *testing.T) {
 	c := Start(t, Brokers(3))
 	createTopic(t, c, "dr", 1, 3)
@@ -160,7 +160,10 @@ func TestDeleteRecords(t *testing.T) {
 	if p := del(7); p.ErrorCode != 0 || p.LowWatermark != 7 {
 		t.Fatalf("DeleteRecords to 7: %v, low watermark %d", kerr.ErrorForCode(p.ErrorCode), p.LowWatermark)
 	}
-	waitFor(t, c, "log start 7 on every replica", logStartEverywhere("dr", 7, 3))
+	// The answer waited for the followers: their logs start at 7 already.
+	if !logStartEverywhere("dr", 7, 3)(c) {
+		t.Fatalf("DeleteRecords answered before every replica's log start moved: %v", partState(t, c, "dr", 0).LogStartOffsets)
+	}
 	f := fetchNoWait(t, addrOf(c, st.Leader), "dr", 0, 7)
 	if offs, _ := decodeValues(t, f.RecordBatches); f.ErrorCode != 0 || len(offs) == 0 || offs[0] != 7 {
 		t.Fatalf("fetch at 7: %v %v", kerr.ErrorForCode(f.ErrorCode), offs)
