@@ -83,6 +83,9 @@ func (b *broker) fetchOnce(req *kmsg.FetchRequest, follower int32, maxBytes int)
 				}
 				var res fetchResult
 				res, err = rep.read(follower, p.FetchOffset, max(limit, 1), p.CurrentLeaderEpoch)
+				if follower >= 0 && err == nil {
+					rep.noteFollowerStart(follower, p.LogStartOffset) // DeleteRecords' low watermark
+				}
 				rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = res.hw, res.lso, res.logStart
 				if err == nil && len(res.records) > 0 {
 					if !firstData && len(res.records) > limit {

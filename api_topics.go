@@ -158,6 +158,22 @@ func (n *controllerNode) handleCreateTopics(req *kmsg.CreateTopicsRequest) (*kms
 				}
 			}
 		}
+		if err := validateTopicConfigs(spec.Configs); err != nil {
+			rt.ErrorCode, rt.ErrorMessage = configError(err)
+			resp.Topics = append(resp.Topics, rt)
+			continue
+		}
+		for _, c := range t.Configs {
+			if c.Value == nil {
+				// Kafka refuses null values at creation.
+				rt.ErrorCode, rt.ErrorMessage = configError(validateTopicConfig(c.Name, nil))
+				break
+			}
+		}
+		if rt.ErrorCode != 0 {
+			resp.Topics = append(resp.Topics, rt)
+			continue
+		}
 		id, err := n.ctrl.CreateTopic(ctx, spec, req.ValidateOnly)
 		rt.ErrorCode = errCode(err)
 		if err == nil {
@@ -168,13 +184,19 @@ func (n *controllerNode) handleCreateTopics(req *kmsg.CreateTopicsRequest) (*kms
 			} else {
 				rt.NumPartitions, rt.ReplicationFactor = spec.Partitions, spec.ReplicationFactor
 			}
-			for k, v := range spec.Configs {
-				c := kmsg.NewCreateTopicsResponseTopicConfig()
-				c.Name = k
-				c.Value = &v
-				c.Source = 1 // DYNAMIC_TOPIC_CONFIG
-				rt.Configs = append(rt.Configs, c)
-			}
+			// KIP-525: every config of the new topic, with its source.
+			n.ctrl.State(func(st *metadata.State) {
+				for i := range topicConfigDefs {
+					e := n.c.cfg.resolveTopicConfig(&topicConfigDefs[i], spec.Configs, st, -1)
+					c := kmsg.NewCreateTopicsResponseTopicConfig()
+					c.Name = e.name
+					v := e.value
+					c.Value = &v
+					c.Source = e.source
+					c.IsSensitive = false
+					rt.Configs = append(rt.Configs, c)
+				}
+			})
 		}
 		resp.Topics = append(resp.Topics, rt)
 	}

@@ -72,6 +72,8 @@ type broker struct {
 
 	// groups is the group coordinator (group_coordinator.go).
 	groups *groupCoordinator
+
+	quotas quotaManager // client quotas (quotas.go)
 }
 
 type tpKey struct {
@@ -192,7 +194,8 @@ func (b *broker) heartbeat(ctx context.Context) (*kmsg.BrokerHeartbeatResponse, 
 }
 
 func (b *broker) start() {
-	b.wg.Add(5)
+	b.wg.Add(6)
+	go func() { defer b.wg.Done(); b.cleanerLoop() }()
 	go func() { defer b.wg.Done(); b.groups.run() }()
 	go func() { defer b.wg.Done(); b.acceptLoop() }()
 	go func() { defer b.wg.Done(); b.applyLoop() }()
@@ -418,22 +421,26 @@ func (b *broker) reconcileLocked() {
 	}
 	for _, name := range st.TopicNames() {
 		t := st.Topics[name]
+		var lc *logConfig
 		for _, p := range t.Partitions {
 			if !slices.Contains(p.Replicas, b.id) {
 				continue
+			}
+			if lc == nil {
+				lc = b.logConfigLocked(t)
 			}
 			k := tpKey{t.ID, p.Partition}
 			r := b.mu.replicas[k]
 			if r == nil {
 				var err error
-				r, err = openReplica(b, t, p.Partition)
+				r, err = openReplica(b, t, p.Partition, lc)
 				if err != nil {
 					b.log.Error("opening replica", "topic", t.Name, "partition", p.Partition, "err", err)
 					continue
 				}
 				b.mu.replicas[k] = r
 			}
-			r.update(p)
+			r.update(p, lc)
 		}
 	}
 }
@@ -469,6 +476,7 @@ func (b *broker) acceptLoop() {
 			b.mu.Lock()
 			delete(b.mu.conns, conn)
 			b.mu.Unlock()
+			b.forgetConn(conn)
 		}()
 	}
 }
@@ -565,7 +573,12 @@ func (b *broker) handle(conn net.Conn, hdr wire.RequestHeader, body []byte, log 
 	if resp, err, ok := b.c.intercept(b.ctx, b.id, kreq); ok {
 		return resp, err
 	}
-	return h.fn(b, &request{hdr: hdr, kreq: kreq, conn: conn})
+	b.waitUnmuted(conn)
+	resp, err = h.fn(b, &request{hdr: hdr, kreq: kreq, conn: conn})
+	if err == nil {
+		b.applyQuotas(conn, hdr.ClientID, kreq, resp)
+	}
+	return resp, err
 }
 
 // notifyData wakes everything waiting for data or high-watermark changes on

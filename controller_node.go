@@ -432,6 +432,52 @@ func notController(resp kmsg.Response) bool {
 				return true
 			}
 		}
+	case *kmsg.AlterConfigsResponse:
+		for _, r := range r.Resources {
+			if r.ErrorCode == nc {
+				return true
+			}
+		}
+	case *kmsg.IncrementalAlterConfigsResponse:
+		for _, r := range r.Resources {
+			if r.ErrorCode == nc {
+				return true
+			}
+		}
+	case *kmsg.CreatePartitionsResponse:
+		for _, t := range r.Topics {
+			if t.ErrorCode == nc {
+				return true
+			}
+		}
+	case *kmsg.ElectLeadersResponse:
+		if r.ErrorCode == nc {
+			return true
+		}
+		for _, t := range r.Topics {
+			for _, p := range t.Partitions {
+				if p.ErrorCode == nc {
+					return true
+				}
+			}
+		}
+	case *kmsg.AlterPartitionAssignmentsResponse:
+		if r.ErrorCode == nc {
+			return true
+		}
+		for _, t := range r.Topics {
+			for _, p := range t.Partitions {
+				if p.ErrorCode == nc {
+					return true
+				}
+			}
+		}
+	case *kmsg.AlterClientQuotasResponse:
+		for _, e := range r.Entries {
+			if e.ErrorCode == nc {
+				return true
+			}
+		}
 	case *kmsg.DescribeQuorumResponse:
 		if r.ErrorCode == nc {
 			return true

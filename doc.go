@@ -32,6 +32,11 @@
 //     leaders' epochs, data).
 //  6. To experiment with controller failover, use Controllers(3) and the
 //     controller levers (KillController, RestartController, Controller).
+//  7. To test retention or compaction without waiting for
+//     log.retention.check.interval.ms, set the topic configs (retention.ms,
+//     cleanup.policy=compact, segment.ms, ...) with your admin client and
+//     call CleanLogs; TopicConfigs, PartitionState (log start offsets and
+//     sizes) and Reassignments show the result.
 //
 // The command cmd/kcluster runs the same cluster as a process for clients in
 // other languages.

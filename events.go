@@ -3,6 +3,7 @@ package kcluster
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -22,6 +23,13 @@ const (
 	ISRChanged     EventKind = "ISR changed"     // a partition's committed ISR changed
 	TopicCreated   EventKind = "topic created"
 	TopicDeleted   EventKind = "topic deleted"
+	// ReplicasChanged: a partition's replicas changed (a reassignment
+	// started, completed or was cancelled, or partitions were added).
+	ReplicasChanged EventKind = "replicas changed"
+	// ConfigChanged: a topic config (Topic) or a broker config (Broker,
+	// -1 for the cluster default) was set or deleted; Config is
+	// "key=value" or "key" when deleted.
+	ConfigChanged EventKind = "config changed"
 	// ControllerChanged: the active controller changed (Controller -1:
 	// none, while the quorum elects).
 	ControllerChanged EventKind = "controller changed"
@@ -40,6 +48,8 @@ type Event struct {
 	Leader      int32   // LeaderChanged
 	LeaderEpoch int32   // LeaderChanged
 	ISR         []int32 // ISRChanged
+	Replicas    []int32 // ReplicasChanged: the replicas after the change
+	Config      string  // ConfigChanged
 	Controller  int32   // controller events: the node id
 }
 
@@ -55,6 +65,13 @@ func (e Event) String() string {
 		return fmt.Sprintf("%s %s %d", ts, e.Kind, e.Controller)
 	case ISRChanged:
 		return fmt.Sprintf("%s %s/%d ISR %v", ts, e.Topic, e.Partition, e.ISR)
+	case ReplicasChanged:
+		return fmt.Sprintf("%s %s/%d replicas %v", ts, e.Topic, e.Partition, e.Replicas)
+	case ConfigChanged:
+		if e.Topic == "" {
+			return fmt.Sprintf("%s %s broker %d %s", ts, e.Kind, e.Broker, e.Config)
+		}
+		return fmt.Sprintf("%s %s %s %s", ts, e.Kind, e.Topic, e.Config)
 	}
 	return fmt.Sprintf("%s %s %s", ts, e.Kind, e.Topic)
 }
@@ -134,6 +151,23 @@ func (c *Cluster) onMetadata(es []metadata.Entry, st *metadata.State) {
 			if r.ISR != nil {
 				c.record(Event{Kind: ISRChanged, Topic: p.Topic, Partition: p.Partition, ISR: slices.Clone(p.ISR)})
 			}
+			if r.Replicas != nil {
+				c.record(Event{Kind: ReplicasChanged, Topic: p.Topic, Partition: p.Partition, Replicas: slices.Clone(p.Replicas)})
+			}
+		case *metadata.ConfigChange:
+			cfg := r.Key
+			if r.Value != nil {
+				cfg += "=" + *r.Value
+			}
+			ev := Event{Kind: ConfigChanged, Config: cfg}
+			if r.ResourceType == metadata.ResourceTopic {
+				ev.Topic = r.Name
+			} else if id, err := strconv.Atoi(r.Name); err == nil {
+				ev.Broker = int32(id)
+			} else {
+				ev.Broker = -1
+			}
+			c.record(ev)
 		}
 	}
 	c.notifyEvent()

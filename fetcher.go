@@ -406,6 +406,12 @@ func (f *fetcher) fetchOnce(cl *wire.Client, parts []*replica) error {
 			if r == nil {
 				continue
 			}
+			if p.ErrorCode == kerr.OffsetOutOfRange.Code && p.LogStartOffset > r.log.LogEndOffset() {
+				if err := r.resetToLeaderStart(p.LogStartOffset); err != nil {
+					f.b.log.Warn("follower reset to the leader's log start", "topic", r.topic, "partition", r.part, "err", err)
+				}
+				continue
+			}
 			if p.ErrorCode != 0 {
 				// Leadership moved or epochs disagree: wait for the
 				// metadata to move this replica.
@@ -477,6 +483,17 @@ func (r *replica) appendAsFollower(records []byte, leaderHW, leaderStart int64) 
 				}
 				rest = rest[h.TotalSize():]
 			}
+			// An empty log that starts inside the first batch (it
+			// reset to a leader's log start that DeleteRecords put
+			// mid-batch) restarts at the batch's base, as Kafka's
+			// follower does on UnexpectedAppendOffsetException; the
+			// leader's log start is taken again below.
+			if leo := r.log.LogEndOffset(); len(hdrs) > 0 && hdrs[0].BaseOffset < leo && hdrs[0].LastOffset() >= leo && r.log.LogStartOffset() == leo {
+				if err := r.log.TruncateFully(hdrs[0].BaseOffset); err != nil {
+					return err
+				}
+				r.mu.hw = hdrs[0].BaseOffset
+			}
 			if err := r.log.Append(records[:valid]); err != nil {
 				if errors.Is(err, segment.ErrFailed) {
 					r.b.logDirFailed(err)
@@ -497,6 +514,32 @@ func (r *replica) appendAsFollower(records []byte, leaderHW, leaderStart int64) 
 	if hw > r.mu.hw {
 		r.mu.hw = hw
 	}
+	// The leader's log start moved (retention, DeleteRecords): follow
+	// it, up to what this replica knows is committed (Kafka's
+	// maybeIncrementLogStartOffset on the follower).
+	if start := min(leaderStart, r.mu.hw); start > r.log.LogStartOffset() {
+		if err := r.log.DeleteBefore(start); err != nil {
+			return err
+		}
+	}
 	r.b.notifyData()
 	return nil
+}
+
+// resetToLeaderStart handles OFFSET_OUT_OF_RANGE on a follower whose log
+// ends below the leader's log start (it was away while the leader deleted
+// segments, or it is a new replica of a partition whose start moved): it
+// drops its log and starts again at the leader's log start, as Kafka's
+// fetcher does.
+func (r *replica) resetToLeaderStart(leaderStart int64) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mu.closed || r.mu.leader == r.b.id || leaderStart <= r.log.LogEndOffset() {
+		return nil
+	}
+	if err := r.log.TruncateFully(leaderStart); err != nil {
+		return err
+	}
+	r.mu.hw = leaderStart
+	return r.rebuildProducersLocked()
 }

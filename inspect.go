@@ -31,6 +31,15 @@ type PartitionState struct {
 	// HighWatermarks has each running replica's own high watermark (a
 	// follower's trails the leader's).
 	HighWatermarks map[int32]int64
+	// LogStartOffsets and LogSizes (bytes in all segments) of every
+	// replica on a running broker, by broker id.
+	LogStartOffsets map[int32]int64
+	LogSizes        map[int32]int64
+	// AddingReplicas and RemovingReplicas are set while a reassignment
+	// (KIP-455) is in progress: Replicas is then the union of the old
+	// and the target replicas.
+	AddingReplicas   []int32
+	RemovingReplicas []int32
 }
 
 // ErrUnknownPartition is returned by PartitionState for a topic or
@@ -40,7 +49,7 @@ var ErrUnknownPartition = errors.New("kcluster: unknown topic or partition")
 // PartitionState returns the state of topic/partition.
 func (c *Cluster) PartitionState(topic string, partition int32) (PartitionState, error) {
 	st := PartitionState{Topic: topic, Partition: partition, Leader: -1, HighWatermark: -1, LogStartOffset: -1, LastStableOffset: -1,
-		LogEndOffsets: map[int32]int64{}, HighWatermarks: map[int32]int64{}}
+		LogEndOffsets: map[int32]int64{}, HighWatermarks: map[int32]int64{}, LogStartOffsets: map[int32]int64{}, LogSizes: map[int32]int64{}}
 	var found bool
 	var tid [16]byte
 	c.viewState(func(s *metadata.State) {
@@ -53,6 +62,7 @@ func (c *Cluster) PartitionState(topic string, partition int32) (PartitionState,
 		tid = t.ID
 		st.Leader, st.LeaderEpoch = p.Leader, p.LeaderEpoch
 		st.Replicas, st.ISR = slices.Clone(p.Replicas), slices.Clone(p.ISR)
+		st.AddingReplicas, st.RemovingReplicas = slices.Clone(p.AddingReplicas), slices.Clone(p.RemovingReplicas)
 	})
 	if !found {
 		return st, fmt.Errorf("%w: %s/%d", ErrUnknownPartition, topic, partition)
@@ -70,6 +80,8 @@ func (c *Cluster) PartitionState(topic string, partition int32) (PartitionState,
 		}
 		st.LogEndOffsets[b.id] = r.log.LogEndOffset()
 		st.HighWatermarks[b.id] = hw
+		st.LogStartOffsets[b.id] = r.log.LogStartOffset()
+		st.LogSizes[b.id] = r.log.Size()
 		if leader && b.id == st.Leader {
 			st.HighWatermark, st.LastStableOffset = hw, hw
 			st.LogStartOffset = r.log.LogStartOffset()
@@ -224,8 +236,15 @@ func (c *Cluster) String() string {
 			for _, id := range ids {
 				leos = append(leos, fmt.Sprintf("%d:%d", id, st.LogEndOffsets[id]))
 			}
-			fmt.Fprintf(&sb, "  %s/%d leader %d epoch %d replicas %v isr %v hw %d leo [%s]\n",
+			fmt.Fprintf(&sb, "  %s/%d leader %d epoch %d replicas %v isr %v hw %d leo [%s]",
 				name, p, st.Leader, st.LeaderEpoch, st.Replicas, st.ISR, st.HighWatermark, strings.Join(leos, " "))
+			if st.LogStartOffset > 0 {
+				fmt.Fprintf(&sb, " start %d", st.LogStartOffset)
+			}
+			if len(st.AddingReplicas) > 0 || len(st.RemovingReplicas) > 0 {
+				fmt.Fprintf(&sb, " adding %v removing %v", st.AddingReplicas, st.RemovingReplicas)
+			}
+			sb.WriteString("\n")
 		}
 	}
 	return sb.String()

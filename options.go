@@ -66,6 +66,10 @@ type brokerConfig struct {
 	imbalanceCheck      time.Duration // leader.imbalance.check.interval.seconds
 	hwCheckpoint        time.Duration // replica.high.watermark.checkpoint.interval.ms
 	electionTimeout     time.Duration // controller.quorum.election.timeout.ms
+	retentionCheck      time.Duration // log.retention.check.interval.ms
+	cleanerEnable       bool          // log.cleaner.enable
+	quotaWindow         time.Duration // quota.window.size.seconds
+	quotaWindowNum      int           // quota.window.num
 	group               groupConfig   // group.* and offsets.* (group_coordinator.go)
 	flushMessages       int64         // log.flush.interval.messages
 }
@@ -121,6 +125,30 @@ var brokerConfigDefs = map[string]struct {
 		var n int64
 		err := parseInt64(&n, v, 1)
 		b.imbalanceCheck = time.Duration(n) * time.Second
+		return err
+	}},
+	// Test-friendly: Kafka's default is 300000. Retention and the log
+	// cleaner both run at this interval; Cluster.CleanLogs runs them now.
+	"log.retention.check.interval.ms": {"1000", func(b *brokerConfig, v string) error {
+		if err := parseMillis(&b.retentionCheck, v); err != nil {
+			return err
+		}
+		if b.retentionCheck <= 0 {
+			return fmt.Errorf("must be at least 1")
+		}
+		return nil
+	}},
+	"log.cleaner.enable": {"true", func(b *brokerConfig, v string) error { return parseBool(&b.cleanerEnable, v) }},
+	"quota.window.num": {"11", func(b *brokerConfig, v string) error {
+		var n int32
+		err := parseInt32(&n, v, 2)
+		b.quotaWindowNum = int(n)
+		return err
+	}},
+	"quota.window.size.seconds": {"1", func(b *brokerConfig, v string) error {
+		var n int64
+		err := parseInt64(&n, v, 1)
+		b.quotaWindow = time.Duration(n) * time.Second
 		return err
 	}},
 	// Test-friendly: Kafka's default is 5000.
@@ -220,8 +248,19 @@ func (c *config) validate() error {
 			return fmt.Errorf("kcluster: broker config %s=%q: %v", k, v, err)
 		}
 	}
-	for k := range c.bcfg {
-		if _, ok := brokerConfigDefs[k]; !ok {
+	for k, v := range c.bcfg {
+		if _, ok := brokerConfigDefs[k]; ok {
+			continue
+		}
+		if d, _ := topicConfigSynonym(k); d != nil {
+			// A broker default of a topic config (log.retention.ms,
+			// log.cleanup.policy, ...): configs.go resolves it.
+			if err := validateBrokerDynamic(k, &v); err != nil {
+				return fmt.Errorf("kcluster: broker config %s=%q: %v", k, v, err)
+			}
+			continue
+		}
+		{
 			c.logger.Warn("broker config is not known to kcluster and is ignored", "config", k)
 		}
 	}

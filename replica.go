@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -37,7 +38,7 @@ type replica struct {
 		partitionEpoch int32
 		replicas       []int32
 		isr            []int32
-		configs        map[string]string
+		lc             *logConfig // the topic's effective configs
 		hw             int64
 		checkpointed   int64                    // hw last checkpointed
 		followers      map[int32]*followerState // leader side
@@ -58,27 +59,17 @@ type followerState struct {
 	lastCaughtUp      time.Time
 	lastFetch         time.Time
 	lastFetchLeaderLE int64
+	logStart          int64 // as its fetches report it; -1 unknown
 }
 
 func (r *replica) logName() string {
 	return r.topic + "-" + strconv.Itoa(int(r.part)) + "." + r.id.String()[:8]
 }
 
-func openReplica(b *broker, t *metadata.Topic, part int32) (*replica, error) {
+func openReplica(b *broker, t *metadata.Topic, part int32, lc *logConfig) (*replica, error) {
 	r := &replica{b: b, topic: t.Name, id: t.ID, part: part}
-	segBytes := b.cfg.segmentBytes
-	if v, ok := t.Configs["segment.bytes"]; ok {
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-			segBytes = n
-		}
-	}
-	flush := b.cfg.flushMessages
-	if v, ok := t.Configs["flush.messages"]; ok {
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
-			flush = n
-		}
-	}
-	l, err := b.store.OpenLog(r.logName(), segment.LogOptions{SegmentBytes: segBytes, IndexIntervalBytes: b.cfg.indexIntervalBytes, FlushMessages: flush})
+	r.mu.lc = lc
+	l, err := b.store.OpenLog(r.logName(), segment.LogOptions{SegmentBytes: lc.segmentBytes, IndexIntervalBytes: lc.indexIntervalBytes, FlushMessages: lc.flushMessages})
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +100,7 @@ func (r *replica) close() {
 // update applies the partition's metadata to the replica: a new leader or
 // epoch makes it leader (recording the epoch's start offset, KIP-101) or a
 // follower of the new leader. Called with the broker's mu held.
-func (r *replica) update(p *metadata.Partition) {
+func (r *replica) update(p *metadata.Partition, lc *logConfig) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mu.closed {
@@ -119,11 +110,13 @@ func (r *replica) update(p *metadata.Partition) {
 	r.mu.replicas = slices.Clone(p.Replicas)
 	r.mu.isr = slices.Clone(p.ISR)
 	r.mu.partitionEpoch = p.PartitionEpoch
-	if t := r.b.mu.state.TopicsByID[p.TopicID]; t != nil {
-		r.mu.configs = t.Configs
+	if r.mu.lc == nil || !maps.Equal(r.mu.lc.values, lc.values) {
+		r.mu.lc = lc
+		r.log.SetOptions(segment.LogOptions{SegmentBytes: lc.segmentBytes, IndexIntervalBytes: lc.indexIntervalBytes, FlushMessages: lc.flushMessages})
 	}
 	if !newEpoch {
 		if r.mu.leader == r.b.id {
+			r.syncFollowersLocked()
 			r.maybeAdvanceHWLocked()
 		}
 		return
@@ -138,7 +131,7 @@ func (r *replica) update(p *metadata.Partition) {
 		for _, id := range p.Replicas {
 			if id != r.b.id {
 				// Unknown until the follower fetches (Kafka's -1).
-				r.mu.followers[id] = &followerState{leo: -1, lastCaughtUp: now}
+				r.mu.followers[id] = &followerState{leo: -1, logStart: -1, lastCaughtUp: now}
 			}
 		}
 		r.b.fetchers.remove(r)
@@ -200,21 +193,11 @@ func (r *replica) maybeAdvanceHWLocked() {
 
 // minISR is the topic's min.insync.replicas, or the broker's.
 func (r *replica) minISRLocked() int {
-	if v, ok := r.mu.configs["min.insync.replicas"]; ok {
-		if n, err := strconv.Atoi(v); err == nil {
-			return n
-		}
-	}
-	return r.b.cfg.minISR
+	return r.mu.lc.minISR
 }
 
 func (r *replica) maxMessageBytesLocked() int {
-	if v, ok := r.mu.configs["max.message.bytes"]; ok {
-		if n, err := strconv.Atoi(v); err == nil {
-			return n
-		}
-	}
-	return int(r.b.cfg.messageMaxBytes)
+	return r.mu.lc.maxMessageBytes
 }
 
 // appendAsLeader validates the batches of a produce request, assigns their
@@ -249,6 +232,9 @@ func (r *replica) appendAsLeader(records []byte, acks int16) (base, end int64, e
 		if h.TotalSize() > maxBytes {
 			return 0, 0, kerr.MessageTooLarge
 		}
+		if err := r.checkBatchLocked(rest[:h.TotalSize()], h); err != nil {
+			return 0, 0, err
+		}
 		hdrs = append(hdrs, h)
 		rest = rest[h.TotalSize():]
 	}
@@ -269,6 +255,7 @@ func (r *replica) appendAsLeader(records []byte, acks int16) (base, end int64, e
 	}
 	base = r.log.LogEndOffset()
 	next := base
+	appendTime := time.Now().UnixMilli()
 	tentative := producerState{}
 	for i, rest := 0, records; len(rest) > 0; i++ {
 		h := hdrs[i]
@@ -286,6 +273,10 @@ func (r *replica) appendAsLeader(records []byte, acks int16) (base, end int64, e
 		}
 		segment.SetBaseOffset(rest, next)
 		segment.SetPartitionLeaderEpoch(rest, r.mu.epoch)
+		if r.mu.lc.logAppendTime && h.Attributes&0x20 == 0 {
+			segment.SetLogAppendTime(rest, appendTime)
+			hdrs[i].MaxTimestamp = appendTime
+		}
 		hdrs[i].BaseOffset = next
 		if h.ProducerID >= 0 {
 			if _, ok := tentative[h.ProducerID]; !ok && r.mu.producers[h.ProducerID] != nil {
@@ -421,4 +412,20 @@ func (r *replica) read(follower int32, offset int64, maxBytes int, currentEpoch 
 		res.records = data
 	}
 	return res, nil
+}
+
+// syncFollowersLocked makes the leader's follower table match the
+// replicas after a reassignment added or removed some: a new follower is
+// unknown until it fetches.
+func (r *replica) syncFollowersLocked() {
+	for id := range r.mu.followers {
+		if !slices.Contains(r.mu.replicas, id) {
+			delete(r.mu.followers, id)
+		}
+	}
+	for _, id := range r.mu.replicas {
+		if id != r.b.id && r.mu.followers[id] == nil {
+			r.mu.followers[id] = &followerState{leo: -1, logStart: -1, lastCaughtUp: time.Now()}
+		}
+	}
 }

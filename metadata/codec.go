@@ -48,6 +48,8 @@ func DecodeRecord(b []byte) (Record, error) {
 		r = new(RemoveTopic)
 	case "ConfigChange":
 		r = new(ConfigChange)
+	case "ClientQuota":
+		r = new(ClientQuota)
 	case "ProducerIDs":
 		r = new(ProducerIDs)
 	default:

@@ -199,6 +199,11 @@ func (c *Controller) uncleanLocked(t *Topic) bool {
 		b, err := strconv.ParseBool(v)
 		return err == nil && b
 	}
+	// The cluster-wide dynamic broker default, then the static one.
+	if v, ok := c.mu.state.BrokerConfigs[""]["unclean.leader.election.enable"]; ok {
+		b, err := strconv.ParseBool(v)
+		return err == nil && b
+	}
 	return c.cfg.UncleanElection
 }
 
@@ -279,6 +284,9 @@ func (c *Controller) AlterPartition(ctx context.Context, id TopicID, part, leade
 		if !slices.Contains(p.Replicas, r) || b == nil || b.Fenced {
 			return kerr.IneligibleReplica
 		}
+	}
+	if done := c.completeReassignmentLocked(p, isr); done != nil {
+		return c.proposeLocked(ctx, done)
 	}
 	return c.proposeLocked(ctx, &PartitionChange{TopicID: id, Partition: part, ISR: slices.Clone(isr)})
 }

@@ -78,6 +78,10 @@ type PartitionChange struct {
 	Leader    *int32
 	ISR       []int32
 	Replicas  []int32
+	// AddingReplicas and RemovingReplicas replace the partition's
+	// (KIP-455); nil leaves them, an empty non-nil slice clears them.
+	AddingReplicas   []int32
+	RemovingReplicas []int32
 }
 
 // RemoveTopic deletes a topic and all its partitions.

@@ -35,6 +35,11 @@ type Partition struct {
 	Leader         int32 // -1 when none
 	LeaderEpoch    int32
 	PartitionEpoch int32
+	// AddingReplicas and RemovingReplicas are the replicas a reassignment
+	// (KIP-455) adds and removes; both are in Replicas until it
+	// completes. Empty when none is in progress.
+	AddingReplicas   []int32
+	RemovingReplicas []int32
 }
 
 // State is the state machine the metadata log is applied to. It is not safe
@@ -48,6 +53,7 @@ type State struct {
 	TopicsByID     map[TopicID]*Topic
 	BrokerConfigs  map[string]map[string]string // "" is the cluster default
 	NextProducerID int64
+	ClientQuotas   map[string]*Quota // by QuotaKey (quotas.go)
 }
 
 // NewState returns the empty state.
@@ -119,6 +125,12 @@ func (s *State) Apply(offset int64, r Record) error {
 		if r.Replicas != nil {
 			p.Replicas = slices.Clone(r.Replicas)
 		}
+		if r.AddingReplicas != nil {
+			p.AddingReplicas = slices.Clone(r.AddingReplicas)
+		}
+		if r.RemovingReplicas != nil {
+			p.RemovingReplicas = slices.Clone(r.RemovingReplicas)
+		}
 		p.PartitionEpoch++
 	case *RemoveTopic:
 		t := s.TopicsByID[r.ID]
@@ -150,6 +162,8 @@ func (s *State) Apply(offset int64, r Record) error {
 		} else {
 			m[r.Key] = *r.Value
 		}
+	case *ClientQuota:
+		s.applyClientQuota(r)
 	case *ProducerIDs:
 		s.NextProducerID = r.First + r.Size
 	default:

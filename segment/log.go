@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -41,6 +42,13 @@ type segFile struct {
 	size int64
 	f    vfs.File
 	path string
+	// created is when this process opened or created the file (Kafka
+	// rolls by segment.ms from the segment's creation).
+	created time.Time
+	// maxTS is the largest timestamp of the first tsScanned bytes
+	// (retention.go).
+	maxTS     int64
+	tsScanned int64
 }
 
 // batchPos remembers where a recent batch of the active segment is, so
@@ -78,8 +86,12 @@ type Log struct {
 		tail        []batchPos // recent batches of the active segment, ascending
 		// failed is the first I/O error of a write: the log refuses
 		// every later write with it (see failOnIOErrorLocked).
-		failed error
+		failed    error
+		cleanedTo int64 // the log cleaner has cleaned below this (compact.go)
+		horizon   int64 // the earliest tombstone delete horizon ahead, 0: none
 	}
+	// cleaner serializes Compact runs.
+	cleaner sync.Mutex
 }
 
 func (l *Log) key(kind byte, v uint64) []byte {
@@ -177,7 +189,7 @@ func (l *Log) open() error {
 			f.Close()
 			return err
 		}
-		l.mu.segs = append(l.mu.segs, &segFile{base: b, size: st.Size(), f: f, path: p})
+		l.mu.segs = append(l.mu.segs, &segFile{base: b, size: st.Size(), f: f, path: p, created: time.Now()})
 	}
 	// The epoch cache first: recovery truncates it to the recovered log
 	// end and extends it from the batches it scans.
@@ -470,7 +482,7 @@ func (l *Log) rollLocked(base int64) error {
 		f.Close()
 		return err
 	}
-	l.mu.segs = append(l.mu.segs, &segFile{base: base, f: f, path: p})
+	l.mu.segs = append(l.mu.segs, &segFile{base: base, f: f, path: p, created: time.Now()})
 	l.mu.sinceIndex = 0
 	l.mu.tail = l.mu.tail[:0]
 	return nil
@@ -619,20 +631,28 @@ func (l *Log) findLocked(offset int64) (*segFile, int64, error) {
 		return nil, 0, err
 	}
 	hdr := make([]byte, BatchHeaderSize)
-	for pos < s.size {
-		if _, err := s.f.ReadAt(hdr, pos); err != nil {
-			return nil, 0, err
+	for {
+		for pos < s.size {
+			if _, err := s.f.ReadAt(hdr, pos); err != nil {
+				return nil, 0, err
+			}
+			h, err := ParseBatchHeader(hdr)
+			if err != nil {
+				return nil, 0, err
+			}
+			if h.LastOffset() >= offset {
+				return s, pos, nil
+			}
+			pos += int64(h.TotalSize())
 		}
-		h, err := ParseBatchHeader(hdr)
-		if err != nil {
-			return nil, 0, err
-		}
-		if h.LastOffset() >= offset {
+		// Past the segment's last batch: compaction left a gap at its
+		// end; the offset's successor is in a later segment.
+		if i+1 >= len(segs) {
 			return s, pos, nil
 		}
-		pos += int64(h.TotalSize())
+		i++
+		s, pos = segs[i], 0
 	}
-	return s, pos, nil
 }
 
 // Read returns whole batches starting with the one containing offset, only

@@ -19,8 +19,8 @@
 // synced.
 //
 // Segment files are recognized by name: twenty digits and ".log", or that
-// and ".cut" (segment.segName and the temporary file of a cut). Any other
-// file goes to the MemFS unchanged.
+// and ".cut" or ".cleaned" (segment.segName and the temporary files of a
+// cut and of the log cleaner). Any other file goes to the MemFS unchanged.
 package memfs
 
 import (
@@ -66,10 +66,11 @@ func wrap(mem *vfs.MemFS) *FS {
 	return fs
 }
 
-// isSegment reports whether name is a segment file's (or its cut's).
+// isSegment reports whether name is a segment file's (or its cut's, or
+// its cleaned copy's).
 func isSegment(name string) bool {
 	base := path.Base(name)
-	base = strings.TrimSuffix(base, ".cut")
+	base = strings.TrimSuffix(strings.TrimSuffix(base, ".cut"), ".cleaned")
 	if len(base) != 24 || !strings.HasSuffix(base, ".log") {
 		return false
 	}

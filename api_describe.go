@@ -1,0 +1,144 @@
+package kcluster
+
+// DescribeLogDirs v0-v5 (KIP-113; KIP-827 total and usable bytes from v4,
+// answered -1: the FS is not asked; KIP-1066 cordoning from v5: never)
+// and DescribeTopicPartitions v0 (KIP-966, with its response partition
+// limit and cursor; eligible leader replicas are not kept, so those lists
+// are empty). A broker describes its one log directory: the size of every
+// replica it holds.
+
+import (
+	"slices"
+	"sort"
+	"strconv"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func init() {
+	reg(0, 5, (*broker).handleDescribeLogDirs)
+	reg(0, 0, (*broker).handleDescribeTopicPartitions)
+}
+
+// logDirName is the directory a broker reports (its storage root).
+func (b *broker) logDirName() string {
+	if b.c.cfg.dir != "" {
+		return b.c.cfg.fs.PathJoin(b.c.cfg.dir, "broker-"+itoa(b.id))
+	}
+	return "/kcluster/broker-" + itoa(b.id)
+}
+
+func itoa(n int32) string { return strconv.Itoa(int(n)) }
+
+func (b *broker) handleDescribeLogDirs(req *kmsg.DescribeLogDirsRequest, r *request) (*kmsg.DescribeLogDirsResponse, error) {
+	resp := req.ResponseKind().(*kmsg.DescribeLogDirsResponse)
+	dir := kmsg.NewDescribeLogDirsResponseDir()
+	dir.Dir = b.logDirName()
+	dir.TotalBytes, dir.UsableBytes = -1, -1
+	type rep struct {
+		topic string
+		part  int32
+		size  int64
+	}
+	var reps []rep
+	for _, rp := range b.replicasSnapshot() {
+		if req.Topics != nil {
+			i := slices.IndexFunc(req.Topics, func(t kmsg.DescribeLogDirsRequestTopic) bool { return t.Topic == rp.topic })
+			if i < 0 || !slices.Contains(req.Topics[i].Partitions, rp.part) {
+				continue
+			}
+		}
+		reps = append(reps, rep{rp.topic, rp.part, rp.log.Size()})
+	}
+	sort.Slice(reps, func(i, j int) bool {
+		if reps[i].topic != reps[j].topic {
+			return reps[i].topic < reps[j].topic
+		}
+		return reps[i].part < reps[j].part
+	})
+	for _, x := range reps {
+		if n := len(dir.Topics); n == 0 || dir.Topics[n-1].Topic != x.topic {
+			t := kmsg.NewDescribeLogDirsResponseDirTopic()
+			t.Topic = x.topic
+			dir.Topics = append(dir.Topics, t)
+		}
+		p := kmsg.NewDescribeLogDirsResponseDirTopicPartition()
+		p.Partition, p.Size = x.part, x.size
+		t := &dir.Topics[len(dir.Topics)-1]
+		t.Partitions = append(t.Partitions, p)
+	}
+	resp.Dirs = append(resp.Dirs, dir)
+	return resp, nil
+}
+
+func (b *broker) handleDescribeTopicPartitions(req *kmsg.DescribeTopicPartitionsRequest, r *request) (*kmsg.DescribeTopicPartitionsResponse, error) {
+	resp := req.ResponseKind().(*kmsg.DescribeTopicPartitionsResponse)
+	limit := int(req.ResponsePartitionLimit)
+	if limit <= 0 || limit > 2000 {
+		limit = 2000
+	}
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	st := b.mu.state
+	var names []string
+	if len(req.Topics) == 0 {
+		names = st.TopicNames()
+	} else {
+		for _, t := range req.Topics {
+			names = append(names, t.Topic)
+		}
+		slices.Sort(names)
+		names = slices.Compact(names)
+	}
+	n := 0
+	for _, name := range names {
+		startPart := int32(0)
+		if req.Cursor != nil {
+			if name < req.Cursor.Topic {
+				continue
+			}
+			if name == req.Cursor.Topic {
+				startPart = req.Cursor.Partition
+			}
+		}
+		rt := kmsg.NewDescribeTopicPartitionsResponseTopic()
+		nm := name
+		rt.Topic = &nm
+		rt.AuthorizedOperations = -2147483648
+		t := st.Topics[name]
+		if t == nil {
+			rt.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			resp.Topics = append(resp.Topics, rt)
+			continue
+		}
+		rt.TopicID = t.ID
+		rt.IsInternal = isInternalTopic(name)
+		for _, p := range t.Partitions[min(int(startPart), len(t.Partitions)):] {
+			if n == limit {
+				resp.NextCursor = &kmsg.DescribeTopicPartitionsResponseNextCursor{Topic: name, Partition: p.Partition}
+				break
+			}
+			rp := kmsg.NewDescribeTopicPartitionsResponseTopicPartition()
+			rp.Partition, rp.LeaderID, rp.LeaderEpoch = p.Partition, p.Leader, p.LeaderEpoch
+			rp.Replicas, rp.ISR = slices.Clone(p.Replicas), slices.Clone(p.ISR)
+			rp.EligibleLeaderReplicas, rp.LastKnownELR = []int32{}, []int32{}
+			rp.OfflineReplicas = []int32{}
+			for _, id := range p.Replicas {
+				if br := st.Brokers[id]; br == nil || br.Fenced {
+					rp.OfflineReplicas = append(rp.OfflineReplicas, id)
+				}
+			}
+			if p.Leader < 0 {
+				rp.ErrorCode = kerr.LeaderNotAvailable.Code
+			}
+			rt.Partitions = append(rt.Partitions, rp)
+			n++
+		}
+		resp.Topics = append(resp.Topics, rt)
+		if resp.NextCursor != nil {
+			break
+		}
+	}
+	return resp, nil
+}

@@ -1,0 +1,100 @@
+package kcluster
+
+// Retention and compaction on every replica (Kafka's LogManager
+// cleanupLogs and LogCleaner): each broker, every
+// log.retention.check.interval.ms, rolls active segments older than
+// segment.ms, deletes segments past retention.ms and retention.bytes
+// (cleanup.policy=delete) below the high watermark, and cleans logs with
+// cleanup.policy=compact whose dirty ratio reached
+// min.cleanable.dirty.ratio (or whose dirty part is older than
+// max.compaction.lag.ms). Followers also follow the leader's log start
+// from fetch responses (fetcher.go). Cluster.CleanLogs runs all of it now.
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/kcluster/kcluster/segment"
+)
+
+func (b *broker) cleanerLoop() {
+	t := time.NewTicker(b.cfg.retentionCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := b.cleanLogs(false); err != nil && b.ctx.Err() == nil {
+			b.log.Warn("cleaning logs", "err", err)
+		}
+	}
+}
+
+func (b *broker) replicasSnapshot() []*replica {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	reps := make([]*replica, 0, len(b.mu.replicas))
+	for _, r := range b.mu.replicas {
+		reps = append(reps, r)
+	}
+	return reps
+}
+
+// cleanLogs runs retention on every replica of the broker, then the
+// cleaner on compacted ones; force cleans whatever the dirty ratio.
+func (b *broker) cleanLogs(force bool) error {
+	var errs []error
+	for _, r := range b.replicasSnapshot() {
+		if err := r.applyRetention(time.Now()); err != nil && !errors.Is(err, segment.ErrClosed) {
+			errs = append(errs, fmt.Errorf("%s/%d: retention: %w", r.topic, r.part, err))
+		}
+		if b.cfg.cleanerEnable || force {
+			if err := r.compact(time.Now(), force); err != nil && !errors.Is(err, segment.ErrClosed) {
+				errs = append(errs, fmt.Errorf("%s/%d: compaction: %w", r.topic, r.part, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// applyRetention enforces the topic's retention on this replica.
+func (r *replica) applyRetention(now time.Time) error {
+	r.mu.Lock()
+	if r.mu.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	lc, hw := r.mu.lc, r.mu.hw
+	r.mu.Unlock()
+	before := r.log.LogStartOffset()
+	start, freed, err := r.log.ApplyRetention(segment.RetentionPolicy{
+		Ms: lc.retentionMs, Bytes: lc.retentionBytes, SegmentMs: lc.segmentMs,
+		Delete: lc.cleanupDelete, HighWatermark: hw, Now: now,
+	})
+	if err != nil {
+		return err
+	}
+	if start != before {
+		r.b.log.Debug("retention deleted segments", "topic", r.topic, "partition", r.part, "log_start", start, "bytes", freed)
+		r.b.notifyData()
+	}
+	return nil
+}
+
+// CleanLogs runs log retention and the log cleaner on every replica of
+// every running broker now, instead of at the next
+// log.retention.check.interval.ms: active segments older than segment.ms
+// roll, segments past retention.ms or retention.bytes go (below the high
+// watermark), and compacted topics are cleaned whatever their dirty ratio
+// (min.compaction.lag.ms and the active segment still hold records back).
+// Followers learn a leader's new log start from their next fetch.
+func (c *Cluster) CleanLogs() error {
+	var errs []error
+	for _, b := range c.running() {
+		errs = append(errs, b.cleanLogs(true))
+	}
+	return errors.Join(errs...)
+}
