@@ -76,6 +76,9 @@ func (b *broker) handleProduce(req *kmsg.ProduceRequest, r *request) (*kmsg.Prod
 				err = kerr.InvalidTopicException
 			}
 			if err == nil {
+				err = b.verifyTxnProduce(req.TransactionID, rep, p.Records)
+			}
+			if err == nil {
 				var base, end int64
 				base, end, err = rep.appendAsLeader(p.Records, req.Acks)
 				if err == nil {

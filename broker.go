@@ -70,6 +70,8 @@ type broker struct {
 
 	// groups is the group coordinator (group_coordinator.go).
 	groups *groupCoordinator
+	// txns is the transaction coordinator (txn_coordinator.go).
+	txns *txnCoordinator
 }
 
 type tpKey struct {
@@ -97,6 +99,7 @@ func newBroker(c *Cluster, id int32, addr string) (*broker, error) {
 	b.mc.b = b
 	b.ac.b = b
 	b.groups = newGroupCoordinator(b)
+	b.txns = newTxnCoordinator(b)
 
 	dir := "broker-" + strconv.Itoa(int(id))
 	if c.cfg.dir != "" {
@@ -187,8 +190,9 @@ func (b *broker) heartbeat(ctx context.Context) (*kmsg.BrokerHeartbeatResponse, 
 }
 
 func (b *broker) start() {
-	b.wg.Add(5)
+	b.wg.Add(6)
 	go func() { defer b.wg.Done(); b.groups.run() }()
+	go func() { defer b.wg.Done(); b.txns.run() }()
 	go func() { defer b.wg.Done(); b.acceptLoop() }()
 	go func() { defer b.wg.Done(); b.applyLoop() }()
 	go func() { defer b.wg.Done(); b.heartbeatLoop() }()

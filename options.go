@@ -57,6 +57,7 @@ type brokerConfig struct {
 	hwCheckpoint        time.Duration // replica.high.watermark.checkpoint.interval.ms
 	electionTimeout     time.Duration // controller.quorum.election.timeout.ms
 	group               groupConfig   // group.* and offsets.* (group_coordinator.go)
+	txn                 txnConfig     // transaction.* (txn_coordinator.go)
 }
 
 func defaultConfig() config {

@@ -98,6 +98,8 @@ func (ps producerState) update(h segment.BatchHeader) {
 // producer state.
 func (r *replica) rebuildProducersLocked() error {
 	ps := producerState{}
+	r.mu.txns.reset()
+	var aborted []segment.AbortedTxn
 	off, end := r.log.LogStartOffset(), r.log.LogEndOffset()
 	for off < end {
 		data, err := r.log.Read(off, 1<<20, end)
@@ -113,10 +115,18 @@ func (r *replica) rebuildProducersLocked() error {
 				return err
 			}
 			ps.update(h)
+			if h.TotalSize() <= len(data) {
+				if a, ok := r.trackTxnLocked(h, data[:h.TotalSize()]); ok {
+					aborted = append(aborted, a)
+				}
+			}
 			off = h.LastOffset() + 1
 			data = data[h.TotalSize():]
 		}
 	}
 	r.mu.producers = ps
-	return nil
+	// The batches are the source of truth for the aborted-transaction
+	// index: an entry lost in a crash, or one past a truncation, is
+	// repaired here.
+	return r.log.ResetAbortedTxns(aborted)
 }
