@@ -35,6 +35,13 @@ func txnClient(t *testing.T, c *kcluster.Cluster, id, topic string, opts ...kgo.
 // has read n records (or the context ends) and returns their values.
 func readAll(ctx context.Context, t *testing.T, c *kcluster.Cluster, topic string, committed bool, n int) []string {
 	t.Helper()
+	return readUntil(ctx, t, c, topic, committed, func(vs []string) bool { return len(vs) >= n })
+}
+
+// readUntil consumes topic from the start with the isolation level until
+// done holds for the values read so far.
+func readUntil(ctx context.Context, t *testing.T, c *kcluster.Cluster, topic string, committed bool, done func([]string) bool) []string {
+	t.Helper()
 	iso := kgo.ReadUncommitted()
 	if committed {
 		iso = kgo.ReadCommitted()
@@ -46,10 +53,10 @@ func readAll(ctx context.Context, t *testing.T, c *kcluster.Cluster, topic strin
 	}
 	defer cl.Close()
 	var out []string
-	for len(out) < n {
+	for !done(out) {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			t.Fatalf("reading %s (committed=%v): have %d of %d records: %v", topic, committed, len(out), n, out)
+			t.Fatalf("reading %s (committed=%v): have %d records: %v", topic, committed, len(out), out)
 		}
 		fs.EachRecord(func(r *kgo.Record) { out = append(out, string(r.Value)) })
 	}
