@@ -119,6 +119,17 @@ func TestTxnAbortedInvisibleToReadCommitted(t *testing.T) {
 	if got := readAll(ctx, t, c, "vis", false, 5); !slices.Equal(got, []string{"c1", "c2", "a1", "a2", "c3"}) {
 		t.Fatalf("read_uncommitted: %v", got)
 	}
+	// A new leader rebuilt the open transactions and the aborted index
+	// from its own replica of the log: read_committed still hides the
+	// aborted records.
+	st, _ = c.PartitionState("vis", 0)
+	killAndRestart(ctx, t, c, st.Leader, "vis leader", func(c *kcluster.Cluster) bool {
+		s, err := c.PartitionState("vis", 0)
+		return err == nil && s.Leader >= 0 && s.Leader != st.Leader && s.LastStableOffset == 8
+	})
+	if got := readAll(ctx, t, c, "vis", true, 3); !slices.Equal(got, []string{"c1", "c2", "c3"}) {
+		t.Fatalf("read_committed from the new leader: %v", got)
+	}
 	// ListOffsets with read_committed answers the LSO.
 	adm := kadm.NewClient(cl)
 	ends, err := adm.ListCommittedOffsets(ctx, "vis")

@@ -1,0 +1,228 @@
+package kcluster
+
+import (
+	"encoding/binary"
+	"hash/crc32"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kcluster/kcluster/segment"
+	"github.com/kcluster/kcluster/wire"
+)
+
+// txnBatch is makeProducerBatch with the transactional attribute.
+func txnBatch(pid int64, epoch int16, seq int32, vals ...string) []byte {
+	b := makeProducerBatch(pid, epoch, seq, 1, vals...)
+	binary.BigEndian.PutUint16(b[21:], binary.BigEndian.Uint16(b[21:])|attrTransactional)
+	binary.BigEndian.PutUint32(b[17:], crc32.Checksum(b[21:], crc32.MakeTable(crc32.Castagnoli)))
+	return b
+}
+
+func txnProduce(t *testing.T, c *Cluster, txnID, topic string, part int32, batch []byte) int16 {
+	t.Helper()
+	st := partState(t, c, topic, part)
+	req := kmsg.NewPtrProduceRequest()
+	req.TransactionID = kmsg.StringPtr(txnID)
+	req.Acks, req.TimeoutMillis = -1, 10000
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Partition, rp.Records = part, batch
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	return do[*kmsg.ProduceResponse](t, dial(t, addrOf(c, st.Leader)), req, 11).Topics[0].Partitions[0].ErrorCode
+}
+
+func findTxnCoordinator(t *testing.T, c *Cluster, id string) (*wire.Client, int32) {
+	t.Helper()
+	req := kmsg.NewPtrFindCoordinatorRequest()
+	req.CoordinatorType = 1
+	req.CoordinatorKeys = []string{id}
+	resp := do[*kmsg.FindCoordinatorResponse](t, dial(t, c.Addrs()[0]), req, -1)
+	co := resp.Coordinators[0]
+	if err := kerr.ErrorForCode(co.ErrorCode); err != nil {
+		t.Fatalf("FindCoordinator(transaction %s): %v", id, err)
+	}
+	return dial(t, addrOf(c, co.NodeID)), co.NodeID
+}
+
+func addPartition(t *testing.T, cl *wire.Client, id string, pid int64, epoch int16, topic string, p int32) int16 {
+	t.Helper()
+	req := kmsg.NewPtrAddPartitionsToTxnRequest()
+	req.TransactionalID, req.ProducerID, req.ProducerEpoch = id, pid, epoch
+	rt := kmsg.NewAddPartitionsToTxnRequestTopic()
+	rt.Topic, rt.Partitions = topic, []int32{p}
+	req.Topics = append(req.Topics, rt)
+	return do[*kmsg.AddPartitionsToTxnResponse](t, cl, req, 3).Topics[0].Partitions[0].ErrorCode
+}
+
+func endTxn(t *testing.T, cl *wire.Client, id string, pid int64, epoch int16, commit bool) int16 {
+	t.Helper()
+	req := kmsg.NewPtrEndTxnRequest()
+	req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Commit = id, pid, epoch, commit
+	return do[*kmsg.EndTxnResponse](t, cl, req, 3).ErrorCode
+}
+
+func wantCode(t *testing.T, what string, got int16, want error) {
+	t.Helper()
+	if g := kerr.ErrorForCode(got); g != want {
+		t.Fatalf("%s: %v, want %v", what, g, want)
+	}
+}
+
+// The coordinator's errors are Kafka's, partition leaders verify a
+// transaction before its first write (KIP-890), an abort lists the
+// transaction in read_committed fetches, and __transaction_state holds
+// Kafka's TxnMetadataKey/TxnMetadataValue records.
+func TestTxnCoordinatorProtocol(t *testing.T) {
+	c := Start(t, Brokers(3))
+	createTopic(t, c, "raw", 2, 3)
+	co, coID := findTxnCoordinator(t, c, "raw-id")
+	init := func(timeout int32) *kmsg.InitProducerIDResponse {
+		req := kmsg.NewPtrInitProducerIDRequest()
+		req.TransactionalID, req.TransactionTimeoutMillis = kmsg.StringPtr("raw-id"), timeout
+		return do[*kmsg.InitProducerIDResponse](t, co, req, 4)
+	}
+	wantCode(t, "InitProducerId with timeout 0", init(0).ErrorCode, kerr.InvalidTransactionTimeout)
+	ir := init(60000)
+	wantCode(t, "InitProducerId", ir.ErrorCode, nil)
+	pid, epoch := ir.ProducerID, ir.ProducerEpoch
+	if epoch != 0 {
+		t.Fatalf("first epoch %d", epoch)
+	}
+	// KIP-890: the leader asks the coordinator, which has no ongoing
+	// transaction with this partition.
+	wantCode(t, "produce before AddPartitionsToTxn", txnProduce(t, c, "raw-id", "raw", 1, txnBatch(pid, epoch, 0, "x")), kerr.InvalidTxnState)
+
+	wantCode(t, "AddPartitionsToTxn, wrong epoch", addPartition(t, co, "raw-id", pid, epoch+1, "raw", 0), kerr.ProducerFenced)
+	wantCode(t, "AddPartitionsToTxn, wrong producer id", addPartition(t, co, "raw-id", pid+1, epoch, "raw", 0), kerr.InvalidProducerIDMapping)
+	wantCode(t, "AddPartitionsToTxn, unknown topic", addPartition(t, co, "raw-id", pid, epoch, "nope", 0), kerr.UnknownTopicOrPartition)
+	wantCode(t, "AddPartitionsToTxn", addPartition(t, co, "raw-id", pid, epoch, "raw", 0), nil)
+	wantCode(t, "produce in the transaction", txnProduce(t, c, "raw-id", "raw", 0, txnBatch(pid, epoch, 0, "a", "b")), nil)
+	if st := partState(t, c, "raw", 0); st.LastStableOffset != 0 || st.HighWatermark != 2 {
+		t.Fatalf("open transaction: LSO %d HW %d, want 0 and 2", st.LastStableOffset, st.HighWatermark)
+	}
+	wantCode(t, "EndTxn, wrong epoch", endTxn(t, co, "raw-id", pid, epoch+1, false), kerr.ProducerFenced)
+	wantCode(t, "EndTxn abort", endTxn(t, co, "raw-id", pid, epoch, false), nil)
+	waitFor(t, c, "the abort to complete", func(c *Cluster) bool {
+		ts, err := c.Transaction("raw-id")
+		return err == nil && ts.State == "CompleteAbort"
+	})
+	wantCode(t, "EndTxn abort, retried", endTxn(t, co, "raw-id", pid, epoch, false), nil)
+	wantCode(t, "EndTxn commit after the abort", endTxn(t, co, "raw-id", pid, epoch, true), kerr.InvalidTxnState)
+
+	// read_committed: the records and the marker, with the aborted
+	// transaction listed; the LSO is past the marker.
+	st := partState(t, c, "raw", 0)
+	req := kmsg.NewPtrFetchRequest()
+	req.MaxWaitMillis, req.MinBytes, req.MaxBytes, req.SessionEpoch, req.IsolationLevel = 100, 1, 1<<20, -1, 1
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = "raw"
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.PartitionMaxBytes = 1 << 20
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	fp := do[*kmsg.FetchResponse](t, dial(t, addrOf(c, st.Leader)), req, 11).Topics[0].Partitions[0]
+	if fp.LastStableOffset != 3 || fp.HighWatermark != 3 || len(fp.AbortedTransactions) != 1 ||
+		fp.AbortedTransactions[0].ProducerID != pid || fp.AbortedTransactions[0].FirstOffset != 0 {
+		t.Fatalf("read_committed fetch: LSO %d HW %d aborted %+v", fp.LastStableOffset, fp.HighWatermark, fp.AbortedTransactions)
+	}
+
+	// A new InitProducerId bumps the epoch; the old epoch is fenced at
+	// the partition leader (KIP-890 verification).
+	ir = init(60000)
+	wantCode(t, "second InitProducerId", ir.ErrorCode, nil)
+	if ir.ProducerID != pid || ir.ProducerEpoch != epoch+1 {
+		t.Fatalf("second InitProducerId: %d/%d, want %d/%d", ir.ProducerID, ir.ProducerEpoch, pid, epoch+1)
+	}
+	wantCode(t, "zombie produce", txnProduce(t, c, "raw-id", "raw", 1, txnBatch(pid, epoch, 1, "z")), kerr.InvalidProducerEpoch)
+
+	// __transaction_state has Kafka's records.
+	tsp := groupPartition("raw-id", c.cfg.broker.txn.partitions)
+	var states []kmsg.TransactionState
+	for _, b := range c.running() {
+		if b.id != coID {
+			continue
+		}
+		var rep *replica
+		b.mu.RLock()
+		id := b.mu.state.Topics[txnTopic].ID
+		b.mu.RUnlock()
+		rep = b.replica(id, tsp)
+		data, err := rep.log.Read(0, 1<<20, rep.log.LogEndOffset())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.dec.forEachKV(data, func(key, value []byte) {
+			var k kmsg.TxnMetadataKey
+			var v kmsg.TxnMetadataValue
+			if err := k.ReadFrom(key); err != nil || k.TransactionalID != "raw-id" {
+				t.Fatalf("key %x: %v", key, err)
+			}
+			if err := v.ReadFrom(value); err != nil {
+				t.Fatalf("value %x: %v", value, err)
+			}
+			states = append(states, v.State)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []kmsg.TransactionState{kmsg.TransactionStateEmpty, kmsg.TransactionStateOngoing, kmsg.TransactionStatePrepareAbort,
+		kmsg.TransactionStateCompleteAbort, kmsg.TransactionStateEmpty}
+	if len(states) != len(want) {
+		t.Fatalf("__transaction_state states %v, want %v", states, want)
+	}
+	for i := range want {
+		if states[i] != want[i] {
+			t.Fatalf("__transaction_state states %v, want %v", states, want)
+		}
+	}
+}
+
+// The aborted-transaction index is kept in the pebble index, truncated
+// with the log and replaced wholesale from a scan.
+func TestTxnAbortedIndex(t *testing.T) {
+	st, err := segment.OpenStore(segment.StoreOptions{FS: vfs.NewMem(), Dir: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	l, err := st.OpenLog("t-0", segment.LogOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := int64(0); i < 10; i++ {
+		b := makeBatch(1, "v")
+		segment.SetBaseOffset(b, i)
+		if err := l.Append(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, a := range []segment.AbortedTxn{{ProducerID: 1, FirstOffset: 0, LastOffset: 3}, {ProducerID: 2, FirstOffset: 2, LastOffset: 6}, {ProducerID: 3, FirstOffset: 7, LastOffset: 8}} {
+		if err := l.AddAbortedTxn(a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, _ := l.AbortedTxns(4, 7)
+	if len(got) != 1 || got[0].ProducerID != 2 {
+		t.Fatalf("AbortedTxns(4, 7): %+v", got)
+	}
+	if got, _ := l.AbortedTxns(0, -1); len(got) != 3 {
+		t.Fatalf("AbortedTxns(0, -1): %+v", got)
+	}
+	if err := l.Truncate(6); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := l.AbortedTxns(0, -1); len(got) != 1 || got[0].ProducerID != 1 {
+		t.Fatalf("after truncating to 6: %+v", got)
+	}
+	if err := l.ResetAbortedTxns([]segment.AbortedTxn{{ProducerID: 9, FirstOffset: 1, LastOffset: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := l.AbortedTxns(0, -1); len(got) != 1 || got[0].ProducerID != 9 {
+		t.Fatalf("after reset: %+v", got)
+	}
+}
