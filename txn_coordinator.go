@@ -565,10 +565,20 @@ func (tc *txnCoordinator) sendMarkers(tp *txnPartition, snap *txnMeta) {
 			byLeader[l] = append(byLeader[l], p)
 		}
 		tc.b.mu.RUnlock()
+		// One WriteTxnMarkers per leader, all in flight at once.
+		var wg sync.WaitGroup
+		var failedMu sync.Mutex
 		for leader, ps := range byLeader {
-			failed := tc.writeMarkers(leader, snap, commit, tp.epoch, ps)
-			keep = append(keep, failed...)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				failed := tc.writeMarkers(leader, snap, commit, tp.epoch, ps)
+				failedMu.Lock()
+				keep = append(keep, failed...)
+				failedMu.Unlock()
+			}()
 		}
+		wg.Wait()
 		pending = keep
 		if len(pending) == 0 {
 			break
