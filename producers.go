@@ -94,13 +94,13 @@ func (ps producerState) update(h segment.BatchHeader) {
 	e.batches = append(e.batches, producerBatch{h.BaseSequence, lastSeqOf(h), h.BaseOffset, h.LastOffset()})
 }
 
-// rebuildProducersLocked replays the log's batch headers into a fresh
-// producer state.
+// rebuildProducersLocked loads the latest producer snapshot
+// (producers_snapshot.go) and replays the batch headers after it.
 func (r *replica) rebuildProducersLocked() error {
-	ps := producerState{}
-	r.mu.txns.reset()
+	off, end := r.loadProducerSnapshotLocked(), r.log.LogEndOffset()
+	from := off
+	ps := r.mu.producers
 	var aborted []segment.AbortedTxn
-	off, end := r.log.LogStartOffset(), r.log.LogEndOffset()
 	for off < end {
 		data, err := r.log.Read(off, 1<<20, end)
 		if err != nil {
@@ -128,5 +128,5 @@ func (r *replica) rebuildProducersLocked() error {
 	// The batches are the source of truth for the aborted-transaction
 	// index: an entry lost in a crash, or one past a truncation, is
 	// repaired here.
-	return r.log.ResetAbortedTxns(aborted)
+	return r.log.ResetAbortedTxns(from, aborted)
 }

@@ -46,6 +46,7 @@ type replica struct {
 		needTruncate bool
 		producers    producerState
 		txns         txnTracker // open transactions (txn_replica.go)
+		snapshotAt   int64      // log end at the last producer snapshot
 	}
 }
 
@@ -159,6 +160,7 @@ func (r *replica) checkpoint(sync bool) {
 		}
 		r.mu.checkpointed = r.mu.hw
 	}
+	r.snapshotProducersLocked()
 	if sync {
 		if err := r.log.Sync(); err != nil {
 			r.b.log.Warn("syncing log", "topic", r.topic, "partition", r.part, "err", err)

@@ -219,10 +219,121 @@ func TestTxnAbortedIndex(t *testing.T) {
 	if got, _ := l.AbortedTxns(0, -1); len(got) != 1 || got[0].ProducerID != 1 {
 		t.Fatalf("after truncating to 6: %+v", got)
 	}
-	if err := l.ResetAbortedTxns([]segment.AbortedTxn{{ProducerID: 9, FirstOffset: 1, LastOffset: 2}}); err != nil {
+	if err := l.ResetAbortedTxns(0, []segment.AbortedTxn{{ProducerID: 9, FirstOffset: 1, LastOffset: 2}}); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := l.AbortedTxns(0, -1); len(got) != 1 || got[0].ProducerID != 9 {
 		t.Fatalf("after reset: %+v", got)
+	}
+}
+
+// A controlled shutdown snapshots each replica's producer state into its
+// log's index; the restarted broker loads it (scanning only what follows)
+// and still answers a retried batch with its original offset.
+func TestProducerSnapshotAcrossRestart(t *testing.T) {
+	c := Start(t, Brokers(1))
+	createTopic(t, c, "snap", 1, 1)
+	pid, _ := initProducerID(t, c.Addrs()[0])
+	if rp := produce(t, nil, c, c.Addrs()[0], "snap", 0, -1, makeProducerBatch(pid, 0, 0, 1, "a", "b")); rp.ErrorCode != 0 {
+		t.Fatal(kerr.ErrorForCode(rp.ErrorCode))
+	}
+	if rp := produce(t, nil, c, c.Addrs()[0], "snap", 0, -1, makeProducerBatch(pid, 0, 2, 1, "c")); rp.ErrorCode != 0 {
+		t.Fatal(kerr.ErrorForCode(rp.ErrorCode))
+	}
+	if err := c.StopBroker(1); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RestartBroker(1); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, "a leader", LeaderElected("snap", 0))
+	b := c.running()[0]
+	b.mu.RLock()
+	id := b.mu.state.Topics["snap"].ID
+	b.mu.RUnlock()
+	rep := b.replica(id, 0)
+	off, data, err := rep.log.ProducerSnapshot()
+	if err != nil || off != 3 {
+		t.Fatalf("producer snapshot at %d (%v), want 3", off, err)
+	}
+	ps, _, err := decodeProducerSnapshot(data)
+	if err != nil || ps[pid] == nil || len(ps[pid].batches) != 2 {
+		t.Fatalf("snapshot %+v: %v", ps, err)
+	}
+	var rp *kmsg.ProduceResponseTopicPartition
+	for {
+		rp = produce(t, nil, c, c.Addrs()[0], "snap", 0, -1, makeProducerBatch(pid, 0, 0, 1, "a", "b"))
+		if kerr.ErrorForCode(rp.ErrorCode) != kerr.NotLeaderForPartition {
+			break
+		}
+	}
+	if rp.ErrorCode != 0 || rp.BaseOffset != 0 {
+		t.Fatalf("retry after restart: %v at %d, want the original offset 0", kerr.ErrorForCode(rp.ErrorCode), rp.BaseOffset)
+	}
+	if rp := produce(t, nil, c, c.Addrs()[0], "snap", 0, -1, makeProducerBatch(pid, 0, 7, 1, "gap")); kerr.ErrorForCode(rp.ErrorCode) != kerr.OutOfOrderSequenceNumber {
+		t.Fatalf("gap after restart: %v", kerr.ErrorForCode(rp.ErrorCode))
+	}
+}
+
+func TestProducerSnapshotEncoding(t *testing.T) {
+	r := &replica{}
+	r.mu.producers = producerState{7: {epoch: 3, batches: []producerBatch{{0, 4, 10, 14}, {5, 5, 20, 20}}}, 9: {epoch: 0}}
+	r.mu.txns.reset()
+	r.mu.txns.ongoing[9] = 30
+	r.mu.txns.completed = []completedTxn{{7, 10, 25}}
+	ps, tr, err := decodeProducerSnapshot(r.encodeProducerSnapshotLocked())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := ps[7]; e == nil || e.epoch != 3 || len(e.batches) != 2 || e.batches[1] != (producerBatch{5, 5, 20, 20}) || ps[9] == nil {
+		t.Fatalf("producers %+v", ps)
+	}
+	if tr.ongoing[9] != 30 || len(tr.completed) != 1 || tr.completed[0] != (completedTxn{7, 10, 25}) {
+		t.Fatalf("transactions %+v", tr)
+	}
+	for _, bad := range [][]byte{nil, {9}, {1, 0, 0, 0, 200}} {
+		if _, _, err := decodeProducerSnapshot(bad); err == nil {
+			t.Fatalf("decoded %x", bad)
+		}
+	}
+}
+
+// Snapshots are kept only at or below the log end: a truncation drops the
+// later ones, and a newer snapshot replaces the older.
+func TestProducerSnapshotTruncation(t *testing.T) {
+	st, err := segment.OpenStore(segment.StoreOptions{FS: vfs.NewMem(), Dir: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	l, err := st.OpenLog("t-0", segment.LogOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := int64(0); i < 10; i++ {
+		b := makeBatch(1, "v")
+		segment.SetBaseOffset(b, i)
+		if err := l.Append(b); err != nil {
+			t.Fatal(err)
+		}
+		if i == 4 || i == 8 {
+			if err := l.SaveProducerSnapshot(i+1, []byte{byte(i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if off, data, _ := l.ProducerSnapshot(); off != 9 || len(data) != 1 || data[0] != 8 {
+		t.Fatalf("latest snapshot at %d %x, want 9", off, data)
+	}
+	if err := l.SaveProducerSnapshot(11, nil); err == nil {
+		t.Fatal("snapshot past the log end accepted")
+	}
+	if err := l.Truncate(7); err != nil {
+		t.Fatal(err)
+	}
+	// The snapshot at 5 was replaced by the one at 9, which the
+	// truncation dropped.
+	if off, _, _ := l.ProducerSnapshot(); off != -1 {
+		t.Fatalf("snapshot at %d after truncating to 7", off)
 	}
 }

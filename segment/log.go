@@ -784,6 +784,9 @@ func (l *Log) Truncate(offset int64) error {
 	if err := l.deleteAbortedFrom(b, offset); err != nil {
 		return err
 	}
+	if err := l.deleteSnapshotsAfter(b, offset); err != nil {
+		return err
+	}
 	// Synced: once appends reuse the cut positions, a stale entry that
 	// survived a crash would point into the new batches.
 	if err := b.Commit(pebble.Sync); err != nil {
@@ -811,7 +814,7 @@ func (l *Log) TruncateFully(offset int64) error {
 	l.mu.segs = nil
 	b := l.s.db.NewBatch()
 	defer b.Close()
-	for _, k := range []byte{'o', 't', 'e', 'h', kindAborted} {
+	for _, k := range []byte{'o', 't', 'e', 'h', kindAborted, kindProducerSnap} {
 		if err := b.DeleteRange(l.prefix(k), l.prefix(k+1), nil); err != nil {
 			return err
 		}

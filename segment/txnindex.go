@@ -38,17 +38,29 @@ func abortedValue(t AbortedTxn) []byte {
 	return binary.BigEndian.AppendUint64(v, uint64(t.FirstOffset))
 }
 
-// ResetAbortedTxns replaces the whole index with ts (after a scan of the
-// log's batches, which are the source of truth).
-func (l *Log) ResetAbortedTxns(ts []AbortedTxn) error {
+// ResetAbortedTxns replaces the entries whose marker is at or after from
+// with ts (after a scan of the log's batches from there: the batches are
+// the source of truth).
+func (l *Log) ResetAbortedTxns(from int64, ts []AbortedTxn) error {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.mu.closed {
 		return ErrClosed
 	}
-	cur, err := l.abortedLocked(0, -1)
+	cur, err := l.abortedLocked(from, -1)
 	if err != nil {
 		return err
+	}
+	// Entries past the log end were left by a crash that cut the log
+	// (recovery does not go through Truncate): later appends would
+	// otherwise revive them.
+	stale := l.key(kindAborted, uint64(l.mu.leo))
+	if found, err := l.hasKeys(stale, l.prefix(kindAborted+1)); err != nil {
+		return err
+	} else if found {
+		if err := l.s.db.DeleteRange(stale, l.prefix(kindAborted+1), pebble.NoSync); err != nil {
+			return err
+		}
 	}
 	if len(cur) == len(ts) {
 		same := true
@@ -65,7 +77,7 @@ func (l *Log) ResetAbortedTxns(ts []AbortedTxn) error {
 	b := l.s.db.NewBatch()
 	defer b.Close()
 	if len(cur) > 0 {
-		if err := b.DeleteRange(l.prefix(kindAborted), l.prefix(kindAborted+1), nil); err != nil {
+		if err := b.DeleteRange(l.key(kindAborted, uint64(max(from, 0))), l.prefix(kindAborted+1), nil); err != nil {
 			return err
 		}
 	}
