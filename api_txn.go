@@ -384,7 +384,7 @@ func (b *broker) handleWriteTxnMarkers(req *kmsg.WriteTxnMarkersRequest, r *requ
 			continue
 		}
 		if w.rep.topic == offsetsTopic {
-			b.groups.completeTxn(w.rep.part, w.pid, w.done)
+			b.groups.completeTxn(w.rep.part, w.pid, w.done, w.end-1)
 		}
 	}
 	return resp, nil

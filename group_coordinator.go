@@ -142,6 +142,9 @@ type coordPartition struct {
 		// txnOffsets are transactional offset commits awaiting their
 		// transaction's marker, by producer id (txn_offsets.go).
 		txnOffsets map[int64][]txnOffset
+		// lateMarkers are markers written while the partition loads,
+		// applied once it has (txn_offsets.go).
+		lateMarkers []txnMarker
 	}
 }
 
@@ -311,6 +314,7 @@ func (cp *coordPartition) load() error {
 	cp.mu.groups = groups
 	cp.mu.txnOffsets = txns.open()
 	cp.mu.loaded = true
+	cp.applyLateMarkersLocked(end)
 	return nil
 }
 

@@ -42,8 +42,8 @@ func (cp *coordPartition) pendingTxnOffsetLocked(group, topic string, p int32) b
 }
 
 // completeTxn applies (commit) or drops the pending offsets of producer
-// pid on partition p, after the marker was written there.
-func (gc *groupCoordinator) completeTxn(p int32, pid int64, commit bool) {
+// pid on partition p, after its marker was written there at offset.
+func (gc *groupCoordinator) completeTxn(p int32, pid int64, commit bool, offset int64) {
 	gc.mu.Lock()
 	cp := gc.mu.parts[p]
 	gc.mu.Unlock()
@@ -52,9 +52,37 @@ func (gc *groupCoordinator) completeTxn(p int32, pid int64, commit bool) {
 	}
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
-	if cp.mu.gone || !cp.mu.loaded {
+	if cp.mu.gone {
 		return
 	}
+	if !cp.mu.loaded {
+		// The load may have read the log only up to before this
+		// marker: then it is applied after the load.
+		cp.mu.lateMarkers = append(cp.mu.lateMarkers, txnMarker{pid, commit, offset})
+		return
+	}
+	cp.completeTxnLocked(pid, commit)
+}
+
+// txnMarker is a transaction marker written to a coordinated partition.
+type txnMarker struct {
+	pid    int64
+	commit bool
+	offset int64
+}
+
+// applyLateMarkersLocked applies the markers the load, which read the log
+// up to end, did not see.
+func (cp *coordPartition) applyLateMarkersLocked(end int64) {
+	for _, m := range cp.mu.lateMarkers {
+		if m.offset >= end {
+			cp.completeTxnLocked(m.pid, m.commit)
+		}
+	}
+	cp.mu.lateMarkers = nil
+}
+
+func (cp *coordPartition) completeTxnLocked(pid int64, commit bool) {
 	pend := cp.mu.txnOffsets[pid]
 	delete(cp.mu.txnOffsets, pid)
 	if !commit {
@@ -63,7 +91,7 @@ func (gc *groupCoordinator) completeTxn(p int32, pid int64, commit bool) {
 	for _, o := range pend {
 		cp.getOrCreateLocked(o.group).setOffset(o.tp.topic, o.tp.partition, o.o)
 	}
-	gc.b.c.notifyEvent()
+	cp.gc.b.c.notifyEvent()
 }
 
 func (b *broker) handleTxnOffsetCommit(req *kmsg.TxnOffsetCommitRequest, r *request) (*kmsg.TxnOffsetCommitResponse, error) {

@@ -74,3 +74,69 @@ func BenchmarkTxnSmall(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkTxnCoordinatorFailover measures KillBroker(transaction
+// coordinator) to the first transaction begun after the kill and
+// committed, with one franz-go transactional producer committing
+// one-record transactions back to back (RF=3). Run with -benchtime 1x
+// -count n: each iteration is a new cluster.
+func BenchmarkTxnCoordinatorFailover(b *testing.B) {
+	ctx := context.Background()
+	for i := 0; i < b.N; i++ {
+		c, err := kcluster.New(kcluster.Brokers(3), benchLogger())
+		if err != nil {
+			b.Fatal(err)
+		}
+		cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...), kgo.TransactionalID("failover"),
+			kgo.DefaultProduceTopic("t"), kgo.ProducerLinger(0), kgo.MetadataMinAge(10*time.Millisecond),
+			kgo.RetryBackoffFn(func(int) time.Duration { return 10 * time.Millisecond }))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 3, nil, "t"); err != nil {
+			b.Fatal(err)
+		}
+		acks := &groupAcks{ch: make(chan struct{})}
+		pctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for pctx.Err() == nil {
+				began := time.Now()
+				if err := cl.BeginTransaction(); err != nil {
+					return
+				}
+				err := cl.ProduceSync(pctx, &kgo.Record{Value: []byte("v")}).FirstErr()
+				commit := kgo.TransactionEndTry(err == nil)
+				if err := cl.EndTransaction(pctx, commit); err == nil && commit {
+					acks.ack(began)
+				} else if err != nil && pctx.Err() == nil {
+					// Retriable failures end in an abort; try again.
+					continue
+				}
+			}
+		}()
+		wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		if _, err := acks.after(wctx, time.Now()); err != nil {
+			b.Fatalf("no transaction committed: %v", err)
+		}
+		st, err := c.Transaction("failover")
+		if err != nil {
+			b.Fatal(err)
+		}
+		killed := time.Now()
+		if err := c.KillBroker(st.Coordinator); err != nil {
+			b.Fatal(err)
+		}
+		ack, err := acks.after(wctx, killed)
+		if err != nil {
+			b.Fatalf("no transaction committed after the kill: %v", err)
+		}
+		b.ReportMetric(float64(ack.Sub(killed).Microseconds())/1000, "ms/commit")
+		cancel()
+		stop()
+		<-done
+		cl.Close()
+		c.Close()
+	}
+}
