@@ -212,6 +212,22 @@ func TestTxnExactlyOnceUnderKills(t *testing.T) {
 	if len(got) != total {
 		t.Errorf("read_committed output has %d records, want %d", len(got), total)
 	}
+	// The group's offsets, committed with the transactions, cover the
+	// whole input.
+	if err := c.WaitFor(ctx, func(c *kcluster.Cluster) bool {
+		g, err := c.Group(group)
+		if err != nil {
+			return false
+		}
+		var sum int64
+		for _, o := range g.Offsets["eos-in"] {
+			sum += o
+		}
+		return sum == total
+	}); err != nil {
+		g, _ := c.Group(group)
+		t.Fatalf("group offsets %v, want %d in all", g.Offsets, total)
+	}
 	mu.Lock()
 	t.Logf("%d transactions committed; %d records in read_committed output", commits, len(got))
 	mu.Unlock()
