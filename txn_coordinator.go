@@ -407,12 +407,15 @@ func (tc *txnCoordinator) notifyLoad() {
 	tc.mu.Unlock()
 }
 
+// mayLead reports whether this broker's metadata makes it the leader of
+// id's partition (the coordinator has not caught up yet), or does not have
+// __transaction_state yet (just created through another broker).
 func (tc *txnCoordinator) mayLead(id string) bool {
 	tc.b.mu.RLock()
 	defer tc.b.mu.RUnlock()
 	t := tc.b.mu.state.Topics[txnTopic]
 	if t == nil || len(t.Partitions) == 0 {
-		return false
+		return true
 	}
 	return t.Partitions[groupPartition(id, int32(len(t.Partitions)))].Leader == tc.b.id
 }

@@ -41,12 +41,32 @@ func findTxnCoordinator(t *testing.T, c *Cluster, id string) (*wire.Client, int3
 	req := kmsg.NewPtrFindCoordinatorRequest()
 	req.CoordinatorType = 1
 	req.CoordinatorKeys = []string{id}
-	resp := do[*kmsg.FindCoordinatorResponse](t, dial(t, c.Addrs()[0]), req, -1)
+	resp := do[*kmsg.FindCoordinatorResponse](t, dial(t, anyAddr(c)), req, -1)
 	co := resp.Coordinators[0]
 	if err := kerr.ErrorForCode(co.ErrorCode); err != nil {
 		t.Fatalf("FindCoordinator(transaction %s): %v", id, err)
 	}
 	return dial(t, addrOf(c, co.NodeID)), co.NodeID
+}
+
+// anyAddr is the address of a running broker.
+func anyAddr(c *Cluster) string { return addrOf(c, c.running()[0].id) }
+
+// groupCoordinator finds group's coordinator through a running broker.
+func groupCoordinatorConn(t *testing.T, c *Cluster, group string) *wire.Client {
+	t.Helper()
+	for {
+		req := kmsg.NewPtrFindCoordinatorRequest()
+		req.CoordinatorKeys = []string{group}
+		co := do[*kmsg.FindCoordinatorResponse](t, dial(t, anyAddr(c)), req, -1).Coordinators[0]
+		if kerr.ErrorForCode(co.ErrorCode) == kerr.CoordinatorNotAvailable {
+			continue
+		}
+		if err := kerr.ErrorForCode(co.ErrorCode); err != nil {
+			t.Fatalf("FindCoordinator(%s): %v", group, err)
+		}
+		return dial(t, addrOf(c, co.NodeID))
+	}
 }
 
 func addPartition(t *testing.T, cl *wire.Client, id string, pid int64, epoch int16, topic string, p int32) int16 {
@@ -335,5 +355,93 @@ func TestProducerSnapshotTruncation(t *testing.T) {
 	// truncation dropped.
 	if off, _, _ := l.ProducerSnapshot(); off != -1 {
 		t.Fatalf("snapshot at %d after truncating to 7", off)
+	}
+}
+
+// offsetFetchStable fetches group's offset of topic/0 with RequireStable,
+// retrying while the coordinator moves or loads.
+func offsetFetchStable(t *testing.T, c *Cluster, group, topic string, stable bool) (int64, int16) {
+	t.Helper()
+	for {
+		cl := groupCoordinatorConn(t, c, group)
+		req := kmsg.NewPtrOffsetFetchRequest()
+		req.Group, req.RequireStable = group, stable
+		rt := kmsg.NewOffsetFetchRequestTopic()
+		rt.Topic, rt.Partitions = topic, []int32{0}
+		req.Topics = append(req.Topics, rt)
+		resp := do[*kmsg.OffsetFetchResponse](t, cl, req, 7)
+		switch kerr.ErrorForCode(resp.ErrorCode) {
+		case kerr.NotCoordinator, kerr.CoordinatorLoadInProgress, kerr.CoordinatorNotAvailable:
+			continue
+		case nil:
+		default:
+			t.Fatalf("OffsetFetch: %v", kerr.ErrorForCode(resp.ErrorCode))
+		}
+		p := resp.Topics[0].Partitions[0]
+		return p.Offset, p.ErrorCode
+	}
+}
+
+// Transactional offsets stay pending (UNSTABLE_OFFSET_COMMIT for
+// RequireStable fetches, KIP-447) until the commit marker; a new group
+// coordinator rebuilds them from __consumer_offsets, and the marker the
+// transaction coordinator then writes makes them the group's offsets.
+func TestTxnOffsetCommitPendingAcrossGroupCoordinatorFailover(t *testing.T) {
+	c := Start(t, Brokers(3))
+	createTopic(t, c, "in", 1, 3)
+	co, _ := findTxnCoordinator(t, c, "tx-off")
+	req := kmsg.NewPtrInitProducerIDRequest()
+	req.TransactionalID, req.TransactionTimeoutMillis = kmsg.StringPtr("tx-off"), 60000
+	ir := do[*kmsg.InitProducerIDResponse](t, co, req, 4)
+	wantCode(t, "InitProducerId", ir.ErrorCode, nil)
+	pid, epoch := ir.ProducerID, ir.ProducerEpoch
+
+	ao := kmsg.NewPtrAddOffsetsToTxnRequest()
+	ao.TransactionalID, ao.ProducerID, ao.ProducerEpoch, ao.Group = "tx-off", pid, epoch, "g-off"
+	wantCode(t, "AddOffsetsToTxn", do[*kmsg.AddOffsetsToTxnResponse](t, co, ao, 3).ErrorCode, nil)
+
+	gco, gid := coordinator(t, c, "g-off")
+	tc := kmsg.NewPtrTxnOffsetCommitRequest()
+	tc.TransactionalID, tc.Group, tc.ProducerID, tc.ProducerEpoch, tc.Generation = "tx-off", "g-off", pid, epoch, -1
+	rt := kmsg.NewTxnOffsetCommitRequestTopic()
+	rt.Topic = "in"
+	rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+	rp.Partition, rp.Offset, rp.LeaderEpoch = 0, 42, -1
+	rt.Partitions = append(rt.Partitions, rp)
+	tc.Topics = append(tc.Topics, rt)
+	wantCode(t, "TxnOffsetCommit", do[*kmsg.TxnOffsetCommitResponse](t, gco, tc, 3).Topics[0].Partitions[0].ErrorCode, nil)
+
+	if _, code := offsetFetchStable(t, c, "g-off", "in", true); kerr.ErrorForCode(code) != kerr.UnstableOffsetCommit {
+		t.Fatalf("stable fetch of a pending offset: %v", kerr.ErrorForCode(code))
+	}
+	if off, code := offsetFetchStable(t, c, "g-off", "in", false); code != 0 || off != -1 {
+		t.Fatalf("fetch of a pending offset: %d %v, want -1", off, kerr.ErrorForCode(code))
+	}
+
+	if err := c.KillBroker(gid); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, "a new group coordinator", func(c *Cluster) bool {
+		st, err := c.PartitionState(offsetsTopic, groupPartition("g-off", 10))
+		return err == nil && st.Leader >= 0 && st.Leader != gid
+	})
+	if _, code := offsetFetchStable(t, c, "g-off", "in", true); kerr.ErrorForCode(code) != kerr.UnstableOffsetCommit {
+		t.Fatalf("stable fetch on the new coordinator: %v", kerr.ErrorForCode(code))
+	}
+	for {
+		co, _ = findTxnCoordinator(t, c, "tx-off")
+		code := endTxn(t, co, "tx-off", pid, epoch, true)
+		if e := kerr.ErrorForCode(code); e == kerr.NotCoordinator || e == kerr.CoordinatorLoadInProgress || e == kerr.ConcurrentTransactions {
+			continue
+		}
+		wantCode(t, "EndTxn commit", code, nil)
+		break
+	}
+	waitFor(t, c, "the offset committed", func(c *Cluster) bool {
+		g, err := c.Group("g-off")
+		return err == nil && g.Offsets["in"][0] == 42
+	})
+	if off, code := offsetFetchStable(t, c, "g-off", "in", true); code != 0 || off != 42 {
+		t.Fatalf("stable fetch after the commit: %d %v, want 42", off, kerr.ErrorForCode(code))
 	}
 }
