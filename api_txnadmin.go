@@ -53,7 +53,7 @@ func (r *replica) describeProducers() ([]kmsg.DescribeProducersResponseTopicPart
 	for pid, e := range r.mu.producers {
 		ap := kmsg.NewDescribeProducersResponseTopicPartitionActiveProducer()
 		ap.ProducerID, ap.ProducerEpoch = pid, int32(e.epoch)
-		ap.LastSequence, ap.LastTimestamp, ap.CoordinatorEpoch, ap.CurrentTxnStartOffset = -1, -1, -1, -1
+		ap.LastSequence, ap.LastTimestamp, ap.CoordinatorEpoch, ap.CurrentTxnStartOffset = -1, -1, e.coordEpoch, -1
 		if n := len(e.batches); n > 0 {
 			ap.LastSequence = e.batches[n-1].lastSeq
 		}

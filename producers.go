@@ -27,6 +27,10 @@ type producerBatch struct {
 type producerEntry struct {
 	epoch   int16
 	batches []producerBatch // oldest first, at most producerBatchesKept
+	// coordEpoch is the transaction coordinator epoch of the producer's
+	// last marker (-1 before any); markers from an older coordinator
+	// are refused (txn_replica.go).
+	coordEpoch int32
 }
 
 // producerState is guarded by the owning replica's mu.
@@ -82,7 +86,11 @@ func (ps producerState) update(h segment.BatchHeader) {
 	}
 	e := ps[h.ProducerID]
 	if e == nil || h.ProducerEpoch > e.epoch {
-		e = &producerEntry{epoch: h.ProducerEpoch}
+		coordEpoch := int32(-1)
+		if e != nil {
+			coordEpoch = e.coordEpoch
+		}
+		e = &producerEntry{epoch: h.ProducerEpoch, coordEpoch: coordEpoch}
 		ps[h.ProducerID] = e
 	}
 	if h.BaseSequence < 0 {

@@ -27,6 +27,7 @@ func (r *replica) encodeProducerSnapshotLocked() []byte {
 	for pid, e := range r.mu.producers {
 		b = binary.BigEndian.AppendUint64(b, uint64(pid))
 		b = binary.BigEndian.AppendUint16(b, uint16(e.epoch))
+		b = binary.BigEndian.AppendUint32(b, uint32(e.coordEpoch))
 		b = append(b, byte(len(e.batches)))
 		for _, pb := range e.batches {
 			b = binary.BigEndian.AppendUint32(b, uint32(pb.firstSeq))
@@ -77,17 +78,17 @@ func decodeProducerSnapshot(b []byte) (producerState, txnTracker, error) {
 		return int64(v), true
 	}
 	n, ok := u32()
-	if !ok || int(n) > len(b)/11 {
+	if !ok || int(n) > len(b)/15 {
 		return bad()
 	}
 	for i := uint32(0); i < n; i++ {
 		pid, ok := u64()
-		if !ok || len(b) < 3 {
+		if !ok || len(b) < 7 {
 			return bad()
 		}
-		e := &producerEntry{epoch: int16(binary.BigEndian.Uint16(b))}
-		nb := int(b[2])
-		b = b[3:]
+		e := &producerEntry{epoch: int16(binary.BigEndian.Uint16(b)), coordEpoch: int32(binary.BigEndian.Uint32(b[2:]))}
+		nb := int(b[6])
+		b = b[7:]
 		if nb > producerBatchesKept || len(b) < nb*24 {
 			return bad()
 		}

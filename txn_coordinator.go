@@ -659,9 +659,10 @@ func (tc *txnCoordinator) writeMarkers(leader int32, m *txnMeta, commit bool, co
 		for _, t := range rm.Topics {
 			for _, p := range t.Partitions {
 				switch p.ErrorCode {
-				case 0, kerr.UnknownTopicOrPartition.Code, kerr.InvalidProducerEpoch.Code:
+				case 0, kerr.UnknownTopicOrPartition.Code, kerr.InvalidProducerEpoch.Code, kerr.TransactionCoordinatorFenced.Code:
 					// Written; or the partition is gone; or a newer
-					// epoch has already ended this transaction there.
+					// producer epoch or coordinator has already ended
+					// this transaction there.
 					done[topicPartition{t.Topic, p.Partition}] = true
 				default:
 					tc.b.log.Debug("WriteTxnMarkers partition", "topic", t.Topic, "partition", p.Partition, "err", kerr.ErrorForCode(p.ErrorCode))

@@ -50,18 +50,29 @@ func (t *txnTracker) reset() {
 // controlType returns the type of a control batch's record (0 abort, 1
 // commit), or false when the batch is not a readable control batch.
 func controlType(batch []byte) (kmsg.ControlRecordKeyType, bool) {
+	typ, _, ok := readMarker(batch)
+	return typ, ok
+}
+
+// readMarker returns a control batch's type and, for a transaction marker,
+// its coordinator epoch (-1 if unreadable).
+func readMarker(batch []byte) (kmsg.ControlRecordKeyType, int32, bool) {
 	if len(batch) <= segment.BatchHeaderSize || int16(binary.BigEndian.Uint16(batch[21:]))&7 != 0 {
-		return 0, false
+		return 0, -1, false
 	}
 	var rec kmsg.Record
 	if err := rec.ReadFrom(batch[segment.BatchHeaderSize:]); err != nil {
-		return 0, false
+		return 0, -1, false
 	}
 	var k kmsg.ControlRecordKey
 	if err := k.ReadFrom(rec.Key); err != nil {
-		return 0, false
+		return 0, -1, false
 	}
-	return k.Type, true
+	var v kmsg.EndTxnMarker
+	if err := v.ReadFrom(rec.Value); err != nil {
+		return k.Type, -1, true
+	}
+	return k.Type, v.CoordinatorEpoch, true
 }
 
 // trackTxnLocked applies one appended batch (offsets assigned) to the
@@ -81,13 +92,17 @@ func (r *replica) trackTxnLocked(h segment.BatchHeader, batch []byte) (segment.A
 		}
 		return segment.AbortedTxn{}, false
 	}
+	typ, coordEpoch, ok := readMarker(batch)
+	if e := r.mu.producers[h.ProducerID]; e != nil && ok && coordEpoch > e.coordEpoch {
+		e.coordEpoch = coordEpoch
+	}
 	first, open := t.ongoing[h.ProducerID]
 	delete(t.ongoing, h.ProducerID)
 	if !open {
 		return segment.AbortedTxn{}, false
 	}
 	t.completed = append(t.completed, completedTxn{h.ProducerID, first, h.BaseOffset})
-	if typ, ok := controlType(batch); ok && typ == kmsg.ControlRecordKeyTypeAbort {
+	if ok && typ == kmsg.ControlRecordKeyTypeAbort {
 		return segment.AbortedTxn{ProducerID: h.ProducerID, FirstOffset: first, LastOffset: h.BaseOffset}, true
 	}
 	return segment.AbortedTxn{}, false
@@ -173,15 +188,22 @@ func encodeProducerBatch(recs []kmsg.Record, ts int64, pid int64, epoch int16, s
 // appendMarker appends a transaction marker for producer pid as the
 // partition's leader and returns the log end after it. A marker from an
 // older producer epoch than the partition knows is refused
-// (INVALID_PRODUCER_EPOCH), as Kafka's ProducerAppendInfo does.
+// (INVALID_PRODUCER_EPOCH), and one from an older coordinator epoch than
+// the producer's last marker (TRANSACTION_COORDINATOR_FENCED: a deposed
+// coordinator), as Kafka's ProducerAppendInfo does.
 func (r *replica) appendMarker(pid int64, epoch int16, commit bool, coordEpoch int32) (int64, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mu.closed || r.mu.leader != r.b.id {
 		return 0, kerr.NotLeaderForPartition
 	}
-	if e := r.mu.producers[pid]; e != nil && epoch < e.epoch {
-		return 0, kerr.InvalidProducerEpoch
+	if e := r.mu.producers[pid]; e != nil {
+		if epoch < e.epoch {
+			return 0, kerr.InvalidProducerEpoch
+		}
+		if coordEpoch < e.coordEpoch {
+			return 0, kerr.TransactionCoordinatorFenced
+		}
 	}
 	batch := encodeControlBatch(pid, epoch, commit, coordEpoch, time.Now().UnixMilli())
 	base := r.log.LogEndOffset()

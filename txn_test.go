@@ -160,6 +160,21 @@ func TestTxnCoordinatorProtocol(t *testing.T) {
 	}
 	wantCode(t, "zombie produce", txnProduce(t, c, "raw-id", "raw", 1, txnBatch(pid, epoch, 1, "z")), kerr.InvalidProducerEpoch)
 
+	// Markers from an older coordinator epoch, or an older producer
+	// epoch, than the partition has seen are refused.
+	marker := func(pepoch int16, cepoch int32) int16 {
+		req := kmsg.NewPtrWriteTxnMarkersRequest()
+		m := kmsg.NewWriteTxnMarkersRequestMarker()
+		m.ProducerID, m.ProducerEpoch, m.CoordinatorEpoch = pid, pepoch, cepoch
+		mt := kmsg.NewWriteTxnMarkersRequestMarkerTopic()
+		mt.Topic, mt.Partitions = "raw", []int32{0}
+		m.Topics = append(m.Topics, mt)
+		req.Markers = append(req.Markers, m)
+		return do[*kmsg.WriteTxnMarkersResponse](t, dial(t, addrOf(c, st.Leader)), req, 1).Markers[0].Topics[0].Partitions[0].ErrorCode
+	}
+	wantCode(t, "marker from an older coordinator", marker(epoch+1, -1), kerr.TransactionCoordinatorFenced)
+	wantCode(t, "marker from an older producer epoch", marker(epoch-1, 100), kerr.InvalidProducerEpoch)
+
 	// __transaction_state has Kafka's records.
 	tsp := groupPartition("raw-id", c.cfg.broker.txn.partitions)
 	var states []kmsg.TransactionState
@@ -297,7 +312,7 @@ func TestProducerSnapshotAcrossRestart(t *testing.T) {
 
 func TestProducerSnapshotEncoding(t *testing.T) {
 	r := &replica{}
-	r.mu.producers = producerState{7: {epoch: 3, batches: []producerBatch{{0, 4, 10, 14}, {5, 5, 20, 20}}}, 9: {epoch: 0}}
+	r.mu.producers = producerState{7: {epoch: 3, coordEpoch: 4, batches: []producerBatch{{0, 4, 10, 14}, {5, 5, 20, 20}}}, 9: {epoch: 0, coordEpoch: -1}}
 	r.mu.txns.reset()
 	r.mu.txns.ongoing[9] = 30
 	r.mu.txns.completed = []completedTxn{{7, 10, 25}}
@@ -305,7 +320,7 @@ func TestProducerSnapshotEncoding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := ps[7]; e == nil || e.epoch != 3 || len(e.batches) != 2 || e.batches[1] != (producerBatch{5, 5, 20, 20}) || ps[9] == nil {
+	if e := ps[7]; e == nil || e.epoch != 3 || e.coordEpoch != 4 || len(e.batches) != 2 || e.batches[1] != (producerBatch{5, 5, 20, 20}) || ps[9] == nil {
 		t.Fatalf("producers %+v", ps)
 	}
 	if tr.ongoing[9] != 30 || len(tr.completed) != 1 || tr.completed[0] != (completedTxn{7, 10, 25}) {
