@@ -86,18 +86,17 @@ func (b *broker) initTransactional(req *kmsg.InitProducerIDRequest) (int64, int1
 			if m.sending {
 				return kerr.ConcurrentTransactions
 			}
+			retry := false
 			if req.ProducerID >= 0 {
 				// KIP-360: the producer says which id and epoch it
-				// had; a retry of a bump that succeeded gets the
-				// same answer again.
-				if req.ProducerID != m.pid && req.ProducerID != m.lastPid {
-					return kerr.ProducerFenced
-				}
-				if m.state == kmsg.TransactionStateEmpty && req.ProducerEpoch == m.lastEpoch && req.ProducerID == m.lastPid {
-					pid, epoch = m.pid, m.epoch
-					return nil
-				}
-				if req.ProducerID != m.pid || req.ProducerEpoch != m.epoch {
+				// had; a retry of a bump that succeeded (its
+				// response lost) gets the current epoch again
+				// (Kafka's prepareIncrementProducerEpoch).
+				switch {
+				case req.ProducerID == m.pid && req.ProducerEpoch == m.epoch:
+				case (req.ProducerID == m.lastPid || req.ProducerID == m.pid) && m.lastEpoch >= 0 && req.ProducerEpoch == m.lastEpoch:
+					retry = true
+				default:
 					return kerr.ProducerFenced
 				}
 			}
@@ -114,10 +113,17 @@ func (b *broker) initTransactional(req *kmsg.InitProducerIDRequest) (int64, int1
 				return kerr.ConcurrentTransactions
 			}
 			nm := m.clone()
-			nm.lastPid, nm.lastEpoch = m.pid, m.epoch
-			if epochExhausted(m.epoch) {
+			switch {
+			case retry:
+				if m.state == kmsg.TransactionStateEmpty {
+					pid, epoch = m.pid, m.epoch
+					return nil
+				}
+			case epochExhausted(m.epoch):
+				nm.lastPid, nm.lastEpoch = m.pid, m.epoch
 				nm.pid, nm.epoch = fresh, 0
-			} else {
+			default:
+				nm.lastPid, nm.lastEpoch = m.pid, m.epoch
 				nm.epoch++
 			}
 			nm.timeout = req.TransactionTimeoutMillis

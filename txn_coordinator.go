@@ -310,11 +310,14 @@ func (tp *txnPartition) load() error {
 			if v.ReadFrom(value) != nil {
 				return
 			}
+			// As Kafka's TransactionLog: the last producer id is
+			// known (here from the previous record), the last epoch
+			// is not.
 			m := txnMetaFrom(k.TransactionalID, &v)
-			if old := txns[k.TransactionalID]; old != nil && (old.pid != m.pid || old.epoch != m.epoch) {
-				m.lastPid, m.lastEpoch = old.pid, old.epoch
+			if old := txns[k.TransactionalID]; old != nil && old.pid != m.pid {
+				m.lastPid = old.pid
 			} else if old != nil {
-				m.lastPid, m.lastEpoch = old.lastPid, old.lastEpoch
+				m.lastPid = old.lastPid
 			}
 			txns[k.TransactionalID] = m
 		})
@@ -488,7 +491,9 @@ func (tp *txnPartition) prepareEndLocked(m *txnMeta, commit bool, bumpEpoch bool
 		nm.state = kmsg.TransactionStatePrepareCommit
 	}
 	if bumpEpoch && !epochExhausted(nm.epoch) {
-		nm.lastPid, nm.lastEpoch = nm.pid, nm.epoch
+		// Fencing: the old epoch is not remembered as a retry of
+		// this one (Kafka's prepareFenceProducerEpoch).
+		nm.lastPid, nm.lastEpoch = nm.pid, -1
 		nm.epoch++
 	}
 	if err := tp.writeLocked(nm); err != nil {

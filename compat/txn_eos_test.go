@@ -119,7 +119,7 @@ func TestTxnExactlyOnceUnderKills(t *testing.T) {
 					sess.Produce(ctx, &kgo.Record{Value: r.Value, Partition: 0}, nil)
 				}
 				ok, err := sess.End(ctx, kgo.TryCommit)
-				if err != nil {
+				if err != nil || !ok {
 					t.Logf("end transaction: %v (committed=%v)", err, ok)
 				}
 				if ok && err == nil {
@@ -151,7 +151,9 @@ func TestTxnExactlyOnceUnderKills(t *testing.T) {
 			case err := <-loopDone:
 				t.Fatalf("transform loop ended: %v", err)
 			case <-ctx.Done():
-				t.Fatalf("waiting for %d committed inputs, have %d\n%s", n, have, c)
+				ts, err := c.Transaction(txnID)
+				g, _ := c.Group(group)
+				t.Fatalf("waiting for %d committed inputs, have %d; transaction %+v (%v); group %+v\n%s", n, have, ts, err, g, c)
 			}
 		}
 	}
@@ -167,15 +169,14 @@ func TestTxnExactlyOnceUnderKills(t *testing.T) {
 	})
 
 	waitProgress(total / 2)
-	txns, err := adm.DescribeTransactions(ctx, txnID)
-	if err != nil {
-		t.Fatal(err)
+	var coord int32 = -1
+	if err := c.WaitFor(ctx, func(c *kcluster.Cluster) bool {
+		ts, err := c.Transaction(txnID)
+		coord = ts.Coordinator
+		return err == nil
+	}); err != nil {
+		t.Fatalf("transaction %s has no coordinator: %v", txnID, err)
 	}
-	desc, ok := txns[txnID]
-	if !ok || desc.Err != nil {
-		t.Fatalf("describe transaction %s: %+v", txnID, txns)
-	}
-	coord := desc.Coordinator
 	killAndRestart(ctx, t, c, coord, "transaction coordinator", func(c *kcluster.Cluster) bool {
 		ts, err := c.Transaction(txnID)
 		return err == nil && ts.Coordinator >= 0 && ts.Coordinator != coord
