@@ -56,13 +56,16 @@ func TestTxnExactlyOnceUnderKills(t *testing.T) {
 	if _, err := adm.CreateTopic(ctx, 1, 3, nil, "eos-out"); err != nil {
 		t.Fatal(err)
 	}
-	// The input arrives while the copier runs, one record at a time, so
-	// the transactions are small and many span the kills.
+	// The input arrives while the copier runs, a few records at a time,
+	// so the transactions are small and many span the kills.
 	inputDone := make(chan error, 1)
 	go func() {
-		for i := 0; i < total; i++ {
-			r := &kgo.Record{Value: []byte(fmt.Sprintf("in-%05d", i)), Partition: int32(i % 3)}
-			if err := seed.ProduceSync(ctx, r).FirstErr(); err != nil {
+		for i := 0; i < total; i += 6 {
+			var rs []*kgo.Record
+			for j := i; j < min(i+6, total); j++ {
+				rs = append(rs, &kgo.Record{Value: []byte(fmt.Sprintf("in-%05d", j)), Partition: int32(j % 3)})
+			}
+			if err := seed.ProduceSync(ctx, rs...).FirstErr(); err != nil {
 				inputDone <- fmt.Errorf("input %d: %w", i, err)
 				return
 			}
@@ -70,36 +73,45 @@ func TestTxnExactlyOnceUnderKills(t *testing.T) {
 		inputDone <- nil
 	}()
 
-	sess, err := kgo.NewGroupTransactSession(
-		kgo.SeedBrokers(c.Addrs()...),
-		kgo.TransactionalID(txnID),
-		kgo.TransactionTimeout(10*time.Second),
-		kgo.ConsumerGroup(group),
-		kgo.ConsumeTopics("eos-in"),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.DefaultProduceTopic("eos-out"),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.MetadataMinAge(50*time.Millisecond),
-		kgo.FetchMaxWait(100*time.Millisecond),
-		kgo.SessionTimeout(3*time.Second),
-		kgo.HeartbeatInterval(300*time.Millisecond),
-		kgo.RetryBackoffFn(func(int) time.Duration { return 20 * time.Millisecond }),
-	)
+	newSession := func() (*kgo.GroupTransactSession, error) {
+		return kgo.NewGroupTransactSession(
+			kgo.SeedBrokers(c.Addrs()...),
+			kgo.TransactionalID(txnID),
+			kgo.TransactionTimeout(10*time.Second),
+			kgo.ConsumerGroup(group),
+			kgo.ConsumeTopics("eos-in"),
+			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+			kgo.DefaultProduceTopic("eos-out"),
+			kgo.RecordPartitioner(kgo.ManualPartitioner()),
+			kgo.MetadataMinAge(50*time.Millisecond),
+			kgo.FetchMaxWait(100*time.Millisecond),
+			kgo.SessionTimeout(3*time.Second),
+			kgo.HeartbeatInterval(300*time.Millisecond),
+			kgo.RetryBackoffFn(func(int) time.Duration { return 20 * time.Millisecond }),
+		)
+	}
+	sess, err := newSession()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sess.Close()
 
 	var (
 		mu        sync.Mutex
 		committed int // input records whose transaction committed
 		commits   int
+		restarts  int
 	)
 	progress := make(chan int, 1)
 	loopDone := make(chan error, 1)
 	var halt atomic.Bool
+	exited := make(chan struct{})
+	// The loop owns the session; the test waits for it to stop however
+	// it ends.
+	defer func() { halt.Store(true); <-exited }()
 	go func() {
+		defer close(exited)
+		defer func() { sess.Close() }()
 		loopDone <- func() error {
 			for !halt.Load() && ctx.Err() == nil {
 				// Poll briefly so the loop notices halt between
@@ -113,7 +125,19 @@ func TestTxnExactlyOnceUnderKills(t *testing.T) {
 					continue
 				}
 				if err := sess.Begin(); err != nil {
-					return fmt.Errorf("begin: %w", err)
+					// The client gave up on its producer id (franz-go
+					// does so when a request went to a broker its
+					// metadata no longer lists, the one just killed).
+					// An application restarts it: the new session
+					// fences the old producer and resumes from the
+					// committed offsets.
+					t.Logf("begin: %v; restarting the session", err)
+					sess.Close()
+					if sess, err = newSession(); err != nil {
+						return fmt.Errorf("new session: %w", err)
+					}
+					restarts++
+					continue
 				}
 				for _, r := range recs {
 					sess.Produce(ctx, &kgo.Record{Value: r.Value, Partition: 0}, nil)
@@ -230,6 +254,6 @@ func TestTxnExactlyOnceUnderKills(t *testing.T) {
 		t.Fatalf("group offsets %v, want %d in all", g.Offsets, total)
 	}
 	mu.Lock()
-	t.Logf("%d transactions committed; %d records in read_committed output", commits, len(got))
+	t.Logf("%d transactions committed, %d session restarts; %d records in read_committed output", commits, restarts, len(got))
 	mu.Unlock()
 }
