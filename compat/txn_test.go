@@ -3,6 +3,7 @@ package compat
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -195,4 +196,29 @@ func TestTxnZombieFenced(t *testing.T) {
 func fenced(err error) bool {
 	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) ||
 		errors.Is(err, kerr.InvalidProducerIDMapping) || errors.Is(err, kerr.InvalidTxnState)
+}
+
+// One broker: __transaction_state gets replication factor 1 and
+// min.insync.replicas 1, and transactions work.
+func TestTxnSingleBroker(t *testing.T) {
+	ctx := testContext(t)
+	c := kcluster.Start(t, kcluster.Brokers(1))
+	cl := txnClient(t, c, "single", "single")
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, "single"); err != nil {
+		t.Fatal(err)
+	}
+	for _, commit := range []bool{false, true} {
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(fmt.Sprint(commit))}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := readAll(ctx, t, c, "single", true, 1); !slices.Equal(got, []string{"true"}) {
+		t.Fatalf("read_committed: %v", got)
+	}
 }
