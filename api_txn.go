@@ -404,23 +404,26 @@ func (b *broker) handleWriteTxnMarkers(req *kmsg.WriteTxnMarkersRequest, r *requ
 // coordinator will ever end. Coordinator errors are mapped as Kafka's
 // AddPartitionsToTxnManager maps them: retriable ones to
 // NOT_ENOUGH_REPLICAS, PRODUCER_FENCED to INVALID_PRODUCER_EPOCH.
-func (b *broker) verifyTxnProduce(txnID *string, rep *replica, records []byte) error {
+//
+// The guard returned goes with the append: it fails if a marker ended the
+// producer's transaction on this partition after the verification (or,
+// when the transaction was open, after this check), as Kafka's
+// VerificationGuard.
+func (b *broker) verifyTxnProduce(txnID *string, rep *replica, records []byte) (*txnGuard, error) {
 	h, err := segment.ParseBatchHeader(records)
 	if err != nil || h.Attributes&attrTransactional == 0 || h.ProducerID < 0 {
-		return nil
+		return nil, nil
 	}
 	if txnID == nil || *txnID == "" {
-		return kerr.TransactionalIDAuthorizationFailed
+		return nil, kerr.TransactionalIDAuthorizationFailed
 	}
-	rep.mu.Lock()
-	open := rep.hasOpenTxnLocked(h.ProducerID)
-	rep.mu.Unlock()
+	guard, open := rep.beginVerification(h.ProducerID)
 	if open {
-		return nil
+		return guard, nil
 	}
 	coord, err := b.txnCoordinatorFor(*txnID)
 	if err != nil {
-		return kerr.NotEnoughReplicas
+		return nil, kerr.NotEnoughReplicas
 	}
 	req := kmsg.NewPtrAddPartitionsToTxnRequest()
 	req.SetVersion(4)
@@ -434,7 +437,7 @@ func (b *broker) verifyTxnProduce(txnID *string, rep *replica, records []byte) e
 	defer cancel()
 	kresp, err := b.txns.peers.request(ctx, coord, req)
 	if err != nil {
-		return kerr.NotEnoughReplicas
+		return nil, kerr.NotEnoughReplicas
 	}
 	resp := kresp.(*kmsg.AddPartitionsToTxnResponse)
 	code := resp.ErrorCode
@@ -449,12 +452,12 @@ func (b *broker) verifyTxnProduce(txnID *string, rep *replica, records []byte) e
 	}
 	switch err := kerr.ErrorForCode(code); {
 	case err == nil:
-		return nil
+		return guard, nil
 	case errors.Is(err, kerr.ProducerFenced), errors.Is(err, kerr.InvalidProducerEpoch):
-		return kerr.InvalidProducerEpoch
+		return nil, kerr.InvalidProducerEpoch
 	case errors.Is(err, kerr.InvalidTxnState), errors.Is(err, kerr.InvalidProducerIDMapping):
-		return kerr.InvalidTxnState
+		return nil, kerr.InvalidTxnState
 	default:
-		return kerr.NotEnoughReplicas
+		return nil, kerr.NotEnoughReplicas
 	}
 }

@@ -46,6 +46,7 @@ type replica struct {
 		needTruncate bool
 		producers    producerState
 		txns         txnTracker // open transactions (txn_replica.go)
+		guards       map[int64]*txnGuard // verifications in flight (KIP-890)
 		snapshotAt   int64      // log end at the last producer snapshot
 	}
 }
@@ -217,6 +218,12 @@ func (r *replica) maxMessageBytesLocked() int {
 // offsets and leader epoch, and appends them. It returns the base offset
 // and the log-end offset after the append, or a Kafka error.
 func (r *replica) appendAsLeader(records []byte, acks int16) (base, end int64, err error) {
+	return r.appendAsLeaderGuarded(records, acks, nil)
+}
+
+// appendAsLeaderGuarded is appendAsLeader for a produce whose transaction
+// was verified with its coordinator (guard, KIP-890; txn_replica.go).
+func (r *replica) appendAsLeaderGuarded(records []byte, acks int16, guard *txnGuard) (base, end int64, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mu.closed || r.mu.leader != r.b.id {
@@ -244,6 +251,9 @@ func (r *replica) appendAsLeader(records []byte, acks int16) (base, end int64, e
 		}
 		hdrs = append(hdrs, h)
 		rest = rest[h.TotalSize():]
+	}
+	if err := r.checkTxnGuardLocked(hdrs[0], guard); err != nil {
+		return 0, 0, err
 	}
 	// Idempotent producers: a retry of the last appended batch is
 	// answered with its original offset; several batches of one

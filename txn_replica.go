@@ -143,6 +143,50 @@ func (r *replica) hasOpenTxnLocked(pid int64) bool {
 	return ok
 }
 
+// txnGuard is a partition leader's record of a transaction verification
+// (KIP-890 part 1, Kafka's VerificationGuard). A produce's append must
+// present the guard it got: one created for a verification holds only
+// while no marker for the producer was appended since; one for a
+// transaction that was already open (open set) holds while it still is.
+type txnGuard struct {
+	pid  int64
+	open bool
+}
+
+// beginVerification returns the guard for a transactional produce of pid,
+// and whether its transaction is open already (nothing to verify).
+func (r *replica) beginVerification(pid int64) (*txnGuard, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.hasOpenTxnLocked(pid) {
+		return &txnGuard{pid: pid, open: true}, true
+	}
+	g := &txnGuard{pid: pid}
+	if r.mu.guards == nil {
+		r.mu.guards = map[int64]*txnGuard{}
+	}
+	r.mu.guards[pid] = g
+	return g, false
+}
+
+// checkTxnGuardLocked checks a produce's guard against the first batch: a
+// transactional batch that would open a transaction needs the guard of a
+// verification no marker has invalidated since. A nil guard is an internal
+// append (the coordinators'), which needs none.
+func (r *replica) checkTxnGuardLocked(h segment.BatchHeader, g *txnGuard) error {
+	if g == nil || h.Attributes&attrTransactional == 0 || h.Attributes&attrControl != 0 || h.ProducerID != g.pid {
+		return nil
+	}
+	if r.hasOpenTxnLocked(h.ProducerID) {
+		return nil
+	}
+	if g.open || r.mu.guards[h.ProducerID] != g {
+		return kerr.InvalidTxnState
+	}
+	delete(r.mu.guards, h.ProducerID) // the append opens the transaction
+	return nil
+}
+
 // openTxns returns the open transactions (producer id → first offset).
 func (r *replica) openTxns() map[int64]int64 {
 	r.mu.Lock()
@@ -219,6 +263,7 @@ func (r *replica) appendMarker(pid int64, epoch int16, commit bool, coordEpoch i
 	}
 	r.mu.producers.update(h)
 	r.applyTxnLocked(h, batch)
+	delete(r.mu.guards, pid) // a verification from before the marker is void
 	r.maybeAdvanceHWLocked()
 	r.b.notifyData()
 	return base + 1, nil

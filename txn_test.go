@@ -460,3 +460,43 @@ func TestTxnOffsetCommitPendingAcrossGroupCoordinatorFailover(t *testing.T) {
 		t.Fatalf("stable fetch after the commit: %d %v, want 42", off, kerr.ErrorForCode(code))
 	}
 }
+
+// KIP-890's verification guard: a marker appended between a produce's
+// verification and its append voids the verification, so the late write
+// cannot open a transaction its coordinator has already ended.
+func TestTxnVerificationGuard(t *testing.T) {
+	c := Start(t, Brokers(1))
+	createTopic(t, c, "guard", 1, 1)
+	b := c.running()[0]
+	b.mu.RLock()
+	id := b.mu.state.Topics["guard"].ID
+	b.mu.RUnlock()
+	rep := b.replica(id, 0)
+	const pid = 77
+	g, open := rep.beginVerification(pid)
+	if open {
+		t.Fatal("no transaction should be open")
+	}
+	if _, err := rep.appendMarker(pid, 0, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := rep.appendAsLeaderGuarded(txnBatch(pid, 0, 0, "late"), 1, g); err != kerr.InvalidTxnState {
+		t.Fatalf("append after a marker voided the verification: %v, want INVALID_TXN_STATE", err)
+	}
+	g, _ = rep.beginVerification(pid)
+	if _, _, err := rep.appendAsLeaderGuarded(txnBatch(pid, 0, 0, "ok"), 1, g); err != nil {
+		t.Fatalf("append with a live verification: %v", err)
+	}
+	// The transaction is open now: later batches need no verification,
+	// but a guard taken while it was open fails once a marker ends it.
+	g, open = rep.beginVerification(pid)
+	if !open {
+		t.Fatal("transaction not open after its first batch")
+	}
+	if _, err := rep.appendMarker(pid, 0, true, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := rep.appendAsLeaderGuarded(txnBatch(pid, 0, 1, "after-commit"), 1, g); err != kerr.InvalidTxnState {
+		t.Fatalf("append after the commit marker: %v, want INVALID_TXN_STATE", err)
+	}
+}
