@@ -2,8 +2,10 @@ package kcluster
 
 // TxnOffsetCommit v0-v4 (KIP-98; KIP-447 group generation and member from
 // v3): a transactional producer commits a group's offsets as part of its
-// transaction. The offsets are written to the group's __consumer_offsets
-// partition as a transactional batch (the producer's id and epoch) and kept
+// transaction. Once the transaction coordinator confirms the group's
+// partition is in the transaction (KIP-890 part 1, as for a produce), the
+// offsets are written to the group's __consumer_offsets partition as a
+// transactional batch (the producer's id and epoch) and kept
 // pending in the group coordinator; the transaction's commit marker applies
 // them to the committed offsets, its abort marker drops them (Kafka's
 // GroupMetadata.pendingTransactionalOffsetCommits). Meanwhile OffsetFetch
@@ -160,7 +162,14 @@ func (b *broker) handleTxnOffsetCommit(req *kmsg.TxnOffsetCommitRequest, r *requ
 			return nil
 		}
 		batch := encodeProducerBatch(recs, now, req.ProducerID, req.ProducerEpoch, -1, attrTransactional)
-		_, end, err := cp.rep.appendAsLeader(batch, -1)
+		// As a produce (KIP-890 part 1): the transaction coordinator
+		// must have this partition in the producer's transaction
+		// (AddOffsetsToTxn came first).
+		guard, err := b.verifyTxnProduce(&req.TransactionalID, cp.rep, batch)
+		var end int64
+		if err == nil {
+			_, end, err = cp.rep.appendAsLeaderGuarded(batch, -1, guard)
+		}
 		if err == nil {
 			ctx, cancel := context.WithTimeout(b.ctx, cp.gc.cfg.commitTimeout)
 			err = cp.rep.waitHW(ctx, end)
@@ -168,8 +177,11 @@ func (b *broker) handleTxnOffsetCommit(req *kmsg.TxnOffsetCommitRequest, r *requ
 		}
 		if err != nil {
 			code := errCode(coordinatorAppendError(err))
-			if errCode(err) == kerr.InvalidProducerEpoch.Code {
+			switch errCode(err) {
+			case kerr.InvalidProducerEpoch.Code:
 				code = kerr.ProducerFenced.Code
+			case kerr.InvalidTxnState.Code:
+				code = kerr.InvalidTxnState.Code
 			}
 			for _, a := range ats {
 				codes[a.i][a.j] = code

@@ -411,11 +411,10 @@ func TestTxnOffsetCommitPendingAcrossGroupCoordinatorFailover(t *testing.T) {
 	wantCode(t, "InitProducerId", ir.ErrorCode, nil)
 	pid, epoch := ir.ProducerID, ir.ProducerEpoch
 
-	ao := kmsg.NewPtrAddOffsetsToTxnRequest()
-	ao.TransactionalID, ao.ProducerID, ao.ProducerEpoch, ao.Group = "tx-off", pid, epoch, "g-off"
-	wantCode(t, "AddOffsetsToTxn", do[*kmsg.AddOffsetsToTxnResponse](t, co, ao, 3).ErrorCode, nil)
-
 	gco, gid := coordinator(t, c, "g-off")
+	txnCommit := func(tc *kmsg.TxnOffsetCommitRequest) int16 {
+		return do[*kmsg.TxnOffsetCommitResponse](t, gco, tc, 3).Topics[0].Partitions[0].ErrorCode
+	}
 	tc := kmsg.NewPtrTxnOffsetCommitRequest()
 	tc.TransactionalID, tc.Group, tc.ProducerID, tc.ProducerEpoch, tc.Generation = "tx-off", "g-off", pid, epoch, -1
 	rt := kmsg.NewTxnOffsetCommitRequestTopic()
@@ -424,7 +423,13 @@ func TestTxnOffsetCommitPendingAcrossGroupCoordinatorFailover(t *testing.T) {
 	rp.Partition, rp.Offset, rp.LeaderEpoch = 0, 42, -1
 	rt.Partitions = append(rt.Partitions, rp)
 	tc.Topics = append(tc.Topics, rt)
-	wantCode(t, "TxnOffsetCommit", do[*kmsg.TxnOffsetCommitResponse](t, gco, tc, 3).Topics[0].Partitions[0].ErrorCode, nil)
+	// The group coordinator verifies with the transaction coordinator
+	// that the offsets partition is in the transaction (KIP-890).
+	wantCode(t, "TxnOffsetCommit before AddOffsetsToTxn", txnCommit(tc), kerr.InvalidTxnState)
+	ao := kmsg.NewPtrAddOffsetsToTxnRequest()
+	ao.TransactionalID, ao.ProducerID, ao.ProducerEpoch, ao.Group = "tx-off", pid, epoch, "g-off"
+	wantCode(t, "AddOffsetsToTxn", do[*kmsg.AddOffsetsToTxnResponse](t, co, ao, 3).ErrorCode, nil)
+	wantCode(t, "TxnOffsetCommit", txnCommit(tc), nil)
 
 	if _, code := offsetFetchStable(t, c, "g-off", "in", true); kerr.ErrorForCode(code) != kerr.UnstableOffsetCommit {
 		t.Fatalf("stable fetch of a pending offset: %v", kerr.ErrorForCode(code))
