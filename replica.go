@@ -45,9 +45,9 @@ type replica struct {
 		// of its last epoch and truncates a diverged suffix (KIP-101).
 		needTruncate bool
 		producers    producerState
-		txns         txnTracker // open transactions (txn_replica.go)
+		txns         txnTracker          // open transactions (txn_replica.go)
 		guards       map[int64]*txnGuard // verifications in flight (KIP-890)
-		snapshotAt   int64      // log end at the last producer snapshot
+		snapshotAt   int64               // log end at the last producer snapshot
 	}
 }
 
