@@ -55,9 +55,9 @@ type brokerConfig struct {
 	autoRebalance       bool          // auto.leader.rebalance.enable
 	imbalanceCheck      time.Duration // leader.imbalance.check.interval.seconds
 	hwCheckpoint        time.Duration // replica.high.watermark.checkpoint.interval.ms
+	txn                 txnConfig     // transaction.* (txn_coordinator.go)
 	electionTimeout     time.Duration // controller.quorum.election.timeout.ms
 	group               groupConfig   // group.* and offsets.* (group_coordinator.go)
-	txn                 txnConfig     // transaction.* (txn_coordinator.go)
 }
 
 func defaultConfig() config {
