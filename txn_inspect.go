@@ -76,3 +76,23 @@ func (c *Cluster) Transactions() []string {
 	sort.Strings(out)
 	return out
 }
+
+// TransactionSettled holds when transactional id's coordinator is running
+// and has loaded it, and no transaction of it is open or ending: its state
+// is Empty, CompleteCommit or CompleteAbort.
+func TransactionSettled(id string) Condition {
+	return func(c *Cluster) bool {
+		st, err := c.Transaction(id)
+		return err == nil && (st.State == "Empty" || st.State == "CompleteCommit" || st.State == "CompleteAbort")
+	}
+}
+
+// PartitionStable holds when topic/partition's leader is running and no
+// transaction holds its last stable offset back: LSO equals the high
+// watermark.
+func PartitionStable(topic string, partition int32) Condition {
+	return func(c *Cluster) bool {
+		st, err := c.PartitionState(topic, partition)
+		return err == nil && st.HighWatermark >= 0 && st.LastStableOffset == st.HighWatermark
+	}
+}

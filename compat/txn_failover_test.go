@@ -57,12 +57,14 @@ func TestTxnCoordinatorFailoverFinishesPrepareCommit(t *testing.T) {
 	}
 	remove()
 	if err := c.WaitFor(ctx, func(c *kcluster.Cluster) bool {
-		ts, err := c.Transaction("failover")
-		st, perr := c.PartitionState("fo", 0)
-		return err == nil && ts.State == "CompleteCommit" && perr == nil && st.HighWatermark == 2 && st.LastStableOffset == 2
+		return kcluster.TransactionSettled("failover")(c) && kcluster.PartitionStable("fo", 0)(c) &&
+			kcluster.HighWatermarkAtLeast("fo", 0, 2)(c)
 	}); err != nil {
 		ts, _ := c.Transaction("failover")
 		t.Fatalf("the new coordinator did not finish the commit: %+v\n%s", ts, c)
+	}
+	if ts, _ := c.Transaction("failover"); ts.State != "CompleteCommit" {
+		t.Fatalf("transaction ended %s, want CompleteCommit", ts.State)
 	}
 	if got := readAll(ctx, t, c, "fo", true, 1); !slices.Equal(got, []string{"x"}) {
 		t.Fatalf("read_committed: %v", got)
@@ -87,14 +89,16 @@ func TestTxnTimeoutAborts(t *testing.T) {
 	}
 	before, _ := c.Transaction("slow")
 	if err := c.WaitFor(ctx, func(c *kcluster.Cluster) bool {
-		ts, err := c.Transaction("slow")
-		st, perr := c.PartitionState("slow", 0)
-		return err == nil && ts.State == "CompleteAbort" && perr == nil && st.LastStableOffset == 2 && st.HighWatermark == 2
+		return kcluster.TransactionSettled("slow")(c) && kcluster.PartitionStable("slow", 0)(c) &&
+			kcluster.HighWatermarkAtLeast("slow", 0, 2)(c)
 	}); err != nil {
 		ts, _ := c.Transaction("slow")
 		t.Fatalf("the timed-out transaction was not aborted: %+v\n%s", ts, c)
 	}
 	after, _ := c.Transaction("slow")
+	if after.State != "CompleteAbort" {
+		t.Fatalf("timed-out transaction ended %s", after.State)
+	}
 	if after.ProducerEpoch <= before.ProducerEpoch {
 		t.Fatalf("epoch %d after the timeout abort, was %d: not fenced", after.ProducerEpoch, before.ProducerEpoch)
 	}
