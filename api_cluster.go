@@ -2,9 +2,9 @@ package kcluster
 
 // FindCoordinator v0-v6 (KIP-699 batched keys from v4) and DescribeCluster
 // v0-v1. A group's coordinator is the leader of its __consumer_offsets
-// partition (created on the first FindCoordinator, group_coordinator.go);
-// the transaction coordinator arrives with its own issue, until then
-// FindCoordinator answers COORDINATOR_NOT_AVAILABLE for transactional ids.
+// partition (created on the first FindCoordinator, group_coordinator.go); a
+// transactional id's is the leader of its __transaction_state partition
+// (txn_coordinator.go).
 
 import (
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -28,7 +28,10 @@ func (b *broker) coordinatorFor(keyType int8, key string) (int32, error) {
 		}
 		return b.groupCoordinatorFor(key)
 	}
-	return -1, kerr.CoordinatorNotAvailable
+	if key == "" {
+		return -1, kerr.InvalidRequest
+	}
+	return b.txnCoordinatorFor(key)
 }
 
 func (b *broker) handleFindCoordinator(req *kmsg.FindCoordinatorRequest, r *request) (*kmsg.FindCoordinatorResponse, error) {

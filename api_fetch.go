@@ -6,7 +6,8 @@ package kcluster
 // v13, KIP-903 replica state from v15). Followers fetch with a replica id;
 // they read up to the log end and report their log-end offset through the
 // fetch offset. Consumers read below the high watermark (read_uncommitted)
-// or the last stable offset (read_committed).
+// or the last stable offset (read_committed, KIP-98: with the aborted
+// transactions of the returned range, from the aborted-transaction index).
 
 import (
 	"context"
@@ -82,7 +83,7 @@ func (b *broker) fetchOnce(req *kmsg.FetchRequest, follower int32, maxBytes int)
 					limit = min(limit, maxBytes-total)
 				}
 				var res fetchResult
-				res, err = rep.read(follower, p.FetchOffset, max(limit, 1), p.CurrentLeaderEpoch)
+				res, err = rep.read(follower, p.FetchOffset, max(limit, 1), p.CurrentLeaderEpoch, req.IsolationLevel == 1)
 				if follower >= 0 && err == nil {
 					rep.noteFollowerStart(follower, p.LogStartOffset) // DeleteRecords' low watermark
 				}
@@ -94,6 +95,11 @@ func (b *broker) fetchOnce(req *kmsg.FetchRequest, follower int32, maxBytes int)
 						firstData = false
 						rp.RecordBatches = res.records
 						total += len(res.records)
+						for _, a := range res.aborted {
+							at := kmsg.NewFetchResponseTopicPartitionAbortedTransaction()
+							at.ProducerID, at.FirstOffset = a.ProducerID, a.FirstOffset
+							rp.AbortedTransactions = append(rp.AbortedTransactions, at)
+						}
 					}
 				}
 			}

@@ -1,11 +1,13 @@
 package kcluster
 
-// InitProducerId v0-v5 for idempotent producers (KIP-98; KIP-360 epoch
-// bumps, v3+): a request without a transactional id gets a fresh producer
-// id at epoch 0, from a block of ids the controller reserves for this broker
-// (AllocateProducerIds). Transactional ids need the transaction
-// coordinator, which FindCoordinator does not offer yet, so they are
-// answered COORDINATOR_NOT_AVAILABLE.
+// InitProducerId v0-v5 (KIP-98; KIP-360 epoch bumps, v3+): a request
+// without a transactional id gets a fresh producer id at epoch 0, from a
+// block of ids the controller reserves for this broker
+// (AllocateProducerIds). A transactional id is served by its transaction
+// coordinator (api_txn.go): a new id gets a fresh producer id, a known one
+// its epoch bumped, which fences the previous producer (an ongoing
+// transaction of it is aborted first, answered CONCURRENT_TRANSACTIONS
+// meanwhile).
 
 import (
 	"context"
@@ -37,7 +39,14 @@ func (b *broker) handleInitProducerID(req *kmsg.InitProducerIDRequest, r *reques
 	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
 	resp.ProducerID, resp.ProducerEpoch = -1, -1
 	if req.TransactionalID != nil {
-		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
+		id, epoch, err := b.initTransactional(req)
+		if req.Version < 4 && errors.Is(err, kerr.ProducerFenced) {
+			err = kerr.InvalidProducerEpoch
+		}
+		resp.ErrorCode = errCode(err)
+		if err == nil {
+			resp.ProducerID, resp.ProducerEpoch = id, epoch
+		}
 		return resp, nil
 	}
 	id, err := b.nextProducerID()

@@ -51,10 +51,11 @@ func (r *replica) listOffset(rp *kmsg.ListOffsetsResponseTopicPartition, ts int6
 		r.mu.Unlock()
 		return kerr.UnknownLeaderEpoch
 	}
-	epoch, hw := r.mu.epoch, r.mu.hw
+	epoch, limit := r.mu.epoch, r.mu.hw
+	if committed {
+		limit = r.lsoLocked()
+	}
 	r.mu.Unlock()
-	limit := hw // the last stable offset equals it until transactions exist
-	_ = committed
 	switch ts {
 	case -1: // latest
 		rp.Offset, rp.LeaderEpoch = limit, epoch

@@ -183,6 +183,7 @@ func (g *group) validateCommitLocked(req *kmsg.OffsetCommitRequest) error {
 }
 
 type fetchGroup struct {
+	stable   bool // RequireStable (KIP-447)
 	name     string
 	memberID *string
 	epoch    int32
@@ -193,12 +194,12 @@ func (b *broker) handleOffsetFetch(req *kmsg.OffsetFetchRequest, r *request) (*k
 	resp := req.ResponseKind().(*kmsg.OffsetFetchResponse)
 	if req.Version >= 8 {
 		for _, rg := range req.Groups {
-			fg := fetchGroup{name: rg.Group, memberID: rg.MemberID, epoch: rg.MemberEpoch, topics: rg.Topics}
+			fg := fetchGroup{stable: req.RequireStable, name: rg.Group, memberID: rg.MemberID, epoch: rg.MemberEpoch, topics: rg.Topics}
 			resp.Groups = append(resp.Groups, b.fetchOffsets(fg, req.Version))
 		}
 		return resp, nil
 	}
-	fg := fetchGroup{name: req.Group, epoch: -1}
+	fg := fetchGroup{stable: req.RequireStable, name: req.Group, epoch: -1}
 	if req.Topics != nil || req.Version < 2 {
 		fg.topics = []kmsg.OffsetFetchRequestGroupTopic{}
 		for _, t := range req.Topics {
@@ -249,13 +250,19 @@ func (b *broker) fetchOffsets(fg fetchGroup, version int16) kmsg.OffsetFetchResp
 		if g != nil {
 			offsets = g.offsets
 		}
+		unstable := func(topic string, p int32) int16 {
+			if fg.stable && cp.pendingTxnOffsetLocked(fg.name, topic, p) {
+				return kerr.UnstableOffsetCommit.Code
+			}
+			return 0
+		}
 		if fg.topics == nil {
 			for _, t := range sortedKeys(offsets) {
 				rt := kmsg.NewOffsetFetchResponseGroupTopic()
 				rt.Topic = t
 				for _, p := range sortedKeys(offsets[t]) {
 					o := offsets[t][p]
-					rt.Partitions = append(rt.Partitions, partition(p, &o, 0))
+					rt.Partitions = append(rt.Partitions, partition(p, &o, unstable(t, p)))
 				}
 				rg.Topics = append(rg.Topics, rt)
 			}
@@ -269,7 +276,7 @@ func (b *broker) fetchOffsets(fg fetchGroup, version int16) kmsg.OffsetFetchResp
 				if o, ok := offsets[t.Topic][p]; ok {
 					op = &o
 				}
-				rt.Partitions = append(rt.Partitions, partition(p, op, 0))
+				rt.Partitions = append(rt.Partitions, partition(p, op, unstable(t.Topic, p)))
 			}
 			rg.Topics = append(rg.Topics, rt)
 		}

@@ -75,9 +75,13 @@ func (b *broker) handleProduce(req *kmsg.ProduceRequest, r *request) (*kmsg.Prod
 				// Only the coordinators append to internal topics.
 				err = kerr.InvalidTopicException
 			}
+			var guard *txnGuard
+			if err == nil {
+				guard, err = b.verifyTxnProduce(req.TransactionID, rep, p.Records)
+			}
 			if err == nil {
 				var base, end int64
-				base, end, err = rep.appendAsLeader(p.Records, req.Acks)
+				base, end, err = rep.appendAsLeaderGuarded(p.Records, req.Acks, guard)
 				if err == nil {
 					rp.BaseOffset = base
 					rp.LogStartOffset = rep.log.LogStartOffset()

@@ -72,6 +72,8 @@ type broker struct {
 
 	// groups is the group coordinator (group_coordinator.go).
 	groups *groupCoordinator
+	// txns is the transaction coordinator (txn_coordinator.go).
+	txns *txnCoordinator
 
 	quotas quotaManager // client quotas (quotas.go)
 }
@@ -101,6 +103,7 @@ func newBroker(c *Cluster, id int32, addr string) (*broker, error) {
 	b.mc.b = b
 	b.ac.b = b
 	b.groups = newGroupCoordinator(b)
+	b.txns = newTxnCoordinator(b)
 
 	dir := "broker-" + strconv.Itoa(int(id))
 	if c.cfg.dir != "" {
@@ -194,9 +197,10 @@ func (b *broker) heartbeat(ctx context.Context) (*kmsg.BrokerHeartbeatResponse, 
 }
 
 func (b *broker) start() {
-	b.wg.Add(6)
+	b.wg.Add(7)
 	go func() { defer b.wg.Done(); b.cleanerLoop() }()
 	go func() { defer b.wg.Done(); b.groups.run() }()
+	go func() { defer b.wg.Done(); b.txns.run() }()
 	go func() { defer b.wg.Done(); b.acceptLoop() }()
 	go func() { defer b.wg.Done(); b.applyLoop() }()
 	go func() { defer b.wg.Done(); b.heartbeatLoop() }()

@@ -14,7 +14,10 @@
 // with Dir. Consumer groups (classic and KIP-848) are coordinated by the
 // leader of the group's __consumer_offsets partition, where their metadata
 // and committed offsets are stored, so they fail over with leadership;
-// Group and GroupStable observe them.
+// Group and GroupStable observe them. Transactions are coordinated the same
+// way on __transaction_state (Transaction observes one); idempotent and
+// transactional producers, markers, the last stable offset and
+// read_committed fetches behave as Kafka's.
 //
 // # Usage
 //

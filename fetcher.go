@@ -471,12 +471,14 @@ func (r *replica) appendAsFollower(records []byte, leaderHW, leaderStart int64) 
 				latest = es[len(es)-1].Epoch
 			}
 			var hdrs []segment.BatchHeader
+			var batches [][]byte
 			for rest := records[:valid]; len(rest) > 0; {
 				h, err := segment.ParseBatchHeader(rest)
 				if err != nil {
 					break
 				}
 				hdrs = append(hdrs, h)
+				batches = append(batches, rest[:h.TotalSize()])
 				if h.PartitionLeaderEpoch > latest {
 					latest = h.PartitionLeaderEpoch
 					starts = append(starts, start{h.PartitionLeaderEpoch, h.BaseOffset})
@@ -500,8 +502,9 @@ func (r *replica) appendAsFollower(records []byte, leaderHW, leaderStart int64) 
 				}
 				return err
 			}
-			for _, h := range hdrs {
+			for i, h := range hdrs {
 				r.mu.producers.update(h)
+				r.applyTxnLocked(h, batches[i])
 			}
 			for _, s := range starts {
 				if err := r.log.AssignEpoch(s.epoch, s.off); err != nil {

@@ -409,6 +409,7 @@ func (g *group) joinLocked(cp *coordPartition, req *kmsg.JoinGroupRequest, clien
 		}
 		ch := g.updateMemberLocked(m, req, session, rebalance, now)
 		g.prepareRebalanceLocked(cp, now)
+		g.maybeCompleteJoinLocked(cp, now) // it may be the only member
 		return nil, ch
 	case stateStable:
 		if m.id != g.leader && m.sameProtocols(req.Protocols) {
@@ -417,6 +418,7 @@ func (g *group) joinLocked(cp *coordPartition, req *kmsg.JoinGroupRequest, clien
 		}
 		ch := g.updateMemberLocked(m, req, session, rebalance, now)
 		g.prepareRebalanceLocked(cp, now)
+		g.maybeCompleteJoinLocked(cp, now) // it may be the only member
 		return nil, ch
 	}
 	return joinError(kerr.UnknownMemberID.Code, req.MemberID), nil

@@ -139,6 +139,12 @@ type coordPartition struct {
 		loaded bool
 		gone   bool // leadership lost: every request answers NOT_COORDINATOR
 		groups map[string]*group
+		// txnOffsets are transactional offset commits awaiting their
+		// transaction's marker, by producer id (txn_offsets.go).
+		txnOffsets map[int64][]txnOffset
+		// lateMarkers are markers written while the partition loads,
+		// applied once it has (txn_offsets.go).
+		lateMarkers []txnMarker
 	}
 }
 
@@ -270,6 +276,7 @@ func (cp *coordPartition) unload() {
 		g.failWaitersLocked(kerr.NotCoordinator.Code)
 	}
 	cp.mu.groups = nil
+	cp.mu.txnOffsets = nil
 }
 
 // load replays the partition's log, from its start to its end (as leader,
@@ -279,6 +286,7 @@ func (cp *coordPartition) load() error {
 	end := log.LogEndOffset()
 	groups := map[string]*group{}
 	now := time.Now()
+	var txns txnReplay
 	for off := log.LogStartOffset(); off < end; {
 		data, err := log.Read(off, 1<<20, end)
 		if err != nil {
@@ -287,7 +295,7 @@ func (cp *coordPartition) load() error {
 		if len(data) == 0 {
 			break
 		}
-		next, err := cp.gc.b.c.dec.forEachKV(data, func(key, value []byte) {
+		next, err := txns.replayBatches(&cp.gc.b.c.dec, data, func(key, value []byte) {
 			replayRecord(groups, key, value, now, cp.gc.cfg)
 		})
 		if err != nil {
@@ -304,7 +312,9 @@ func (cp *coordPartition) load() error {
 		return nil
 	}
 	cp.mu.groups = groups
+	cp.mu.txnOffsets = txns.open()
 	cp.mu.loaded = true
+	cp.applyLateMarkersLocked(end)
 	return nil
 }
 

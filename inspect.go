@@ -73,7 +73,7 @@ func (c *Cluster) PartitionState(topic string, partition int32) (PartitionState,
 			continue
 		}
 		r.mu.Lock()
-		closed, hw, leader := r.mu.closed, r.mu.hw, r.mu.leader == b.id
+		closed, hw, lso, leader := r.mu.closed, r.mu.hw, r.lsoLocked(), r.mu.leader == b.id
 		r.mu.Unlock()
 		if closed {
 			continue
@@ -83,7 +83,7 @@ func (c *Cluster) PartitionState(topic string, partition int32) (PartitionState,
 		st.LogStartOffsets[b.id] = r.log.LogStartOffset()
 		st.LogSizes[b.id] = r.log.Size()
 		if leader && b.id == st.Leader {
-			st.HighWatermark, st.LastStableOffset = hw, hw
+			st.HighWatermark, st.LastStableOffset = hw, lso
 			st.LogStartOffset = r.log.LogStartOffset()
 		}
 	}

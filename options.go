@@ -65,6 +65,7 @@ type brokerConfig struct {
 	autoRebalance       bool          // auto.leader.rebalance.enable
 	imbalanceCheck      time.Duration // leader.imbalance.check.interval.seconds
 	hwCheckpoint        time.Duration // replica.high.watermark.checkpoint.interval.ms
+	txn                 txnConfig     // transaction.* (txn_coordinator.go)
 	electionTimeout     time.Duration // controller.quorum.election.timeout.ms
 	retentionCheck      time.Duration // log.retention.check.interval.ms
 	cleanerEnable       bool          // log.cleaner.enable

@@ -27,6 +27,10 @@ type producerBatch struct {
 type producerEntry struct {
 	epoch   int16
 	batches []producerBatch // oldest first, at most producerBatchesKept
+	// coordEpoch is the transaction coordinator epoch of the producer's
+	// last marker (-1 before any); markers from an older coordinator
+	// are refused (txn_replica.go).
+	coordEpoch int32
 }
 
 // producerState is guarded by the owning replica's mu.
@@ -82,7 +86,11 @@ func (ps producerState) update(h segment.BatchHeader) {
 	}
 	e := ps[h.ProducerID]
 	if e == nil || h.ProducerEpoch > e.epoch {
-		e = &producerEntry{epoch: h.ProducerEpoch}
+		coordEpoch := int32(-1)
+		if e != nil {
+			coordEpoch = e.coordEpoch
+		}
+		e = &producerEntry{epoch: h.ProducerEpoch, coordEpoch: coordEpoch}
 		ps[h.ProducerID] = e
 	}
 	if h.BaseSequence < 0 {
@@ -94,11 +102,13 @@ func (ps producerState) update(h segment.BatchHeader) {
 	e.batches = append(e.batches, producerBatch{h.BaseSequence, lastSeqOf(h), h.BaseOffset, h.LastOffset()})
 }
 
-// rebuildProducersLocked replays the log's batch headers into a fresh
-// producer state.
+// rebuildProducersLocked loads the latest producer snapshot
+// (producers_snapshot.go) and replays the batch headers after it.
 func (r *replica) rebuildProducersLocked() error {
-	ps := producerState{}
-	off, end := r.log.LogStartOffset(), r.log.LogEndOffset()
+	off, end := r.loadProducerSnapshotLocked(), r.log.LogEndOffset()
+	from := off
+	ps := r.mu.producers
+	var aborted []segment.AbortedTxn
 	for off < end {
 		data, err := r.log.Read(off, 1<<20, end)
 		if err != nil {
@@ -113,10 +123,18 @@ func (r *replica) rebuildProducersLocked() error {
 				return err
 			}
 			ps.update(h)
+			if h.TotalSize() <= len(data) {
+				if a, ok := r.trackTxnLocked(h, data[:h.TotalSize()]); ok {
+					aborted = append(aborted, a)
+				}
+			}
 			off = h.LastOffset() + 1
 			data = data[h.TotalSize():]
 		}
 	}
 	r.mu.producers = ps
-	return nil
+	// The batches are the source of truth for the aborted-transaction
+	// index: an entry lost in a crash, or one past a truncation, is
+	// repaired here.
+	return r.log.ResetAbortedTxns(from, aborted)
 }

@@ -47,6 +47,9 @@ type replica struct {
 		// of its last epoch and truncates a diverged suffix (KIP-101).
 		needTruncate bool
 		producers    producerState
+		txns         txnTracker          // open transactions (txn_replica.go)
+		guards       map[int64]*txnGuard // verifications in flight (KIP-890)
+		snapshotAt   int64               // log end at the last producer snapshot
 	}
 }
 
@@ -158,6 +161,7 @@ func (r *replica) checkpoint(sync bool) {
 		}
 		r.mu.checkpointed = r.mu.hw
 	}
+	r.snapshotProducersLocked()
 	if sync {
 		if err := r.log.Sync(); err != nil {
 			r.b.log.Warn("syncing log", "topic", r.topic, "partition", r.part, "err", err)
@@ -204,6 +208,12 @@ func (r *replica) maxMessageBytesLocked() int {
 // offsets and leader epoch, and appends them. It returns the base offset
 // and the log-end offset after the append, or a Kafka error.
 func (r *replica) appendAsLeader(records []byte, acks int16) (base, end int64, err error) {
+	return r.appendAsLeaderGuarded(records, acks, nil)
+}
+
+// appendAsLeaderGuarded is appendAsLeader for a produce whose transaction
+// was verified with its coordinator (guard, KIP-890; txn_replica.go).
+func (r *replica) appendAsLeaderGuarded(records []byte, acks int16, guard *txnGuard) (base, end int64, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mu.closed || r.mu.leader != r.b.id {
@@ -237,6 +247,9 @@ func (r *replica) appendAsLeader(records []byte, acks int16) (base, end int64, e
 		}
 		hdrs = append(hdrs, h)
 		rest = rest[h.TotalSize():]
+	}
+	if err := r.checkTxnGuardLocked(hdrs[0], guard); err != nil {
+		return 0, 0, err
 	}
 	// Idempotent producers: a retry of the last appended batch is
 	// answered with its original offset; several batches of one
@@ -299,6 +312,10 @@ func (r *replica) appendAsLeader(records []byte, acks int16) (base, end int64, e
 	for id, e := range tentative {
 		r.mu.producers[id] = e
 	}
+	for i, rest := 0, records; i < len(hdrs); i++ {
+		r.applyTxnLocked(hdrs[i], rest[:hdrs[i].TotalSize()])
+		rest = rest[hdrs[i].TotalSize():]
+	}
 	r.maybeAdvanceHWLocked()
 	r.b.notifyData()
 	return base, next, nil
@@ -336,12 +353,15 @@ func (r *replica) waitHW(ctx context.Context, end int64) error {
 type fetchResult struct {
 	hw, lso, logStart, leo int64
 	records                []byte
+	aborted                []segment.AbortedTxn // read_committed: aborted transactions in range
 }
 
 // read serves a fetch from a consumer (replica < 0: data only below the high
-// watermark) or, on the leader, from follower replica (data up to the
-// log-end offset; its fetch offset is its log-end offset).
-func (r *replica) read(follower int32, offset int64, maxBytes int, currentEpoch int32) (fetchResult, error) {
+// watermark, or with committed (read_committed) below the last stable
+// offset, with the aborted transactions of that range) or, on the leader,
+// from follower replica (data up to the log-end offset; its fetch offset
+// is its log-end offset).
+func (r *replica) read(follower int32, offset int64, maxBytes int, currentEpoch int32, committed bool) (fetchResult, error) {
 	r.mu.Lock()
 	if r.mu.closed {
 		r.mu.Unlock()
@@ -368,9 +388,9 @@ func (r *replica) read(follower int32, offset int64, maxBytes int, currentEpoch 
 	leo := r.log.LogEndOffset()
 	start := r.log.LogStartOffset()
 	if offset < start || offset > leo {
-		hw := r.mu.hw
+		hw, lso := r.mu.hw, r.lsoLocked()
 		r.mu.Unlock()
-		return fetchResult{hw: hw, lso: hw, logStart: start, leo: leo}, kerr.OffsetOutOfRange
+		return fetchResult{hw: hw, lso: lso, logStart: start, leo: leo}, kerr.OffsetOutOfRange
 	}
 	if follower >= 0 {
 		if f := r.mu.followers[follower]; f != nil {
@@ -394,13 +414,16 @@ func (r *replica) read(follower int32, offset int64, maxBytes int, currentEpoch 
 			}
 		}
 	}
-	hw := r.mu.hw
+	hw, lso := r.mu.hw, r.lsoLocked()
 	r.mu.Unlock()
 	limit := hw
-	if follower >= 0 {
+	switch {
+	case follower >= 0:
 		limit = leo
+	case committed:
+		limit = lso
 	}
-	res := fetchResult{hw: hw, lso: hw, logStart: start, leo: leo}
+	res := fetchResult{hw: hw, lso: lso, logStart: start, leo: leo}
 	if offset < limit {
 		data, err := r.log.Read(offset, maxBytes, limit)
 		if err != nil {
@@ -410,6 +433,11 @@ func (r *replica) read(follower int32, offset int64, maxBytes int, currentEpoch 
 			return res, fmt.Errorf("%w: %v", kerr.KafkaStorageError, err)
 		}
 		res.records = data
+		if committed && follower < 0 && len(data) > 0 {
+			if res.aborted, err = r.log.AbortedTxns(offset, limit); err != nil {
+				return res, fmt.Errorf("%w: %v", kerr.KafkaStorageError, err)
+			}
+		}
 	}
 	return res, nil
 }

@@ -845,6 +845,12 @@ func (l *Log) Truncate(offset int64) (err error) {
 	if err := l.deleteTimeFromLocked(b, offset); err != nil {
 		return err
 	}
+	if err := l.deleteAbortedFrom(b, offset); err != nil {
+		return err
+	}
+	if err := l.deleteSnapshotsAfter(b, offset); err != nil {
+		return err
+	}
 	// Synced: once appends reuse the cut positions, a stale entry that
 	// survived a crash would point into the new batches.
 	if err := b.Commit(pebble.Sync); err != nil {
@@ -877,7 +883,7 @@ func (l *Log) TruncateFully(offset int64) (err error) {
 	}
 	b := l.s.db.NewBatch()
 	defer b.Close()
-	for _, k := range []byte{'o', 't', 'e', 'h'} {
+	for _, k := range []byte{'o', 't', 'e', 'h', kindAborted, kindProducerSnap} {
 		if err := b.DeleteRange(l.prefix(k), l.prefix(k+1), nil); err != nil {
 			return err
 		}

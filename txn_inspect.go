@@ -1,0 +1,98 @@
+package kcluster
+
+import (
+	"errors"
+	"sort"
+	"time"
+)
+
+// TransactionState is a snapshot of one transactional id as its
+// transaction coordinator holds it.
+type TransactionState struct {
+	TransactionalID string
+	// State is Kafka's name: Empty, Ongoing, PrepareCommit,
+	// PrepareAbort, CompleteCommit, CompleteAbort, PrepareEpochFence.
+	State         string
+	ProducerID    int64
+	ProducerEpoch int16
+	Timeout       time.Duration
+	// Coordinator is the broker coordinating the id: the leader of its
+	// __transaction_state partition.
+	Coordinator int32
+	// Partitions are the partitions of the transaction, by topic (empty
+	// outside Ongoing and the Prepare states).
+	Partitions map[string][]int32
+}
+
+// ErrUnknownTransaction is returned by Transaction for a transactional id
+// no running coordinator has loaded (never used, or its coordinator is
+// down or still loading).
+var ErrUnknownTransaction = errors.New("kcluster: unknown transactional id")
+
+// Transaction returns the state of a transactional id, from its
+// coordinator.
+func (c *Cluster) Transaction(id string) (TransactionState, error) {
+	for _, b := range c.running() {
+		tp, err := b.txns.partitionForOnce(id)
+		if err != nil {
+			continue
+		}
+		tp.mu.Lock()
+		m := tp.mu.txns[id]
+		var st TransactionState
+		if m != nil {
+			st = txnStateOf(m, b.id)
+		}
+		tp.mu.Unlock()
+		if m != nil {
+			return st, nil
+		}
+	}
+	return TransactionState{TransactionalID: id, Coordinator: -1}, ErrUnknownTransaction
+}
+
+func txnStateOf(m *txnMeta, coord int32) TransactionState {
+	st := TransactionState{TransactionalID: m.id, State: m.state.String(), ProducerID: m.pid, ProducerEpoch: m.epoch,
+		Timeout: time.Duration(m.timeout) * time.Millisecond, Coordinator: coord, Partitions: map[string][]int32{}}
+	for _, tp := range m.sortedParts() {
+		st.Partitions[tp.topic] = append(st.Partitions[tp.topic], tp.partition)
+	}
+	return st
+}
+
+// Transactions returns the transactional ids every running coordinator
+// has, sorted.
+func (c *Cluster) Transactions() []string {
+	var out []string
+	for _, b := range c.running() {
+		for _, tp := range b.txns.loaded() {
+			tp.mu.Lock()
+			for id := range tp.mu.txns {
+				out = append(out, id)
+			}
+			tp.mu.Unlock()
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TransactionSettled holds when transactional id's coordinator is running
+// and has loaded it, and no transaction of it is open or ending: its state
+// is Empty, CompleteCommit or CompleteAbort.
+func TransactionSettled(id string) Condition {
+	return func(c *Cluster) bool {
+		st, err := c.Transaction(id)
+		return err == nil && (st.State == "Empty" || st.State == "CompleteCommit" || st.State == "CompleteAbort")
+	}
+}
+
+// PartitionStable holds when topic/partition's leader is running and no
+// transaction holds its last stable offset back: LSO equals the high
+// watermark.
+func PartitionStable(topic string, partition int32) Condition {
+	return func(c *Cluster) bool {
+		st, err := c.PartitionState(topic, partition)
+		return err == nil && st.HighWatermark >= 0 && st.LastStableOffset == st.HighWatermark
+	}
+}
