@@ -52,7 +52,8 @@ type txnConfig struct {
 	minISR        int32         // transaction.state.log.min.isr
 	maxTimeout    time.Duration // transaction.max.timeout.ms
 	abortInterval time.Duration // transaction.abort.timed.out.transaction.cleanup.interval.ms
-	writeTimeout  time.Duration // (offsets.commit.timeout.ms for state writes and markers)
+	expiration    time.Duration // transactional.id.expiration.ms
+	removeEvery   time.Duration // transaction.remove.expired.transaction.cleanup.interval.ms
 }
 
 var txnConfigDefs = map[string]configDef{
@@ -70,6 +71,9 @@ var txnConfigDefs = map[string]configDef{
 	"transaction.max.timeout.ms":    {"900000", func(b *brokerConfig, v string) error { return parseMillis(&b.txn.maxTimeout, v) }},
 	// Test-friendly: Kafka's default is 10000.
 	"transaction.abort.timed.out.transaction.cleanup.interval.ms": {"200", func(b *brokerConfig, v string) error { return parseMillis(&b.txn.abortInterval, v) }},
+	"transactional.id.expiration.ms":                              {"604800000", func(b *brokerConfig, v string) error { return parseMillis(&b.txn.expiration, v) }},
+	// Test-friendly: Kafka's default is 3600000.
+	"transaction.remove.expired.transaction.cleanup.interval.ms": {"1000", func(b *brokerConfig, v string) error { return parseMillis(&b.txn.removeEvery, v) }},
 }
 
 func init() {
@@ -191,6 +195,8 @@ func (tc *txnCoordinator) run() {
 	}()
 	t := time.NewTicker(tc.cfg.abortInterval)
 	defer t.Stop()
+	r := time.NewTicker(tc.cfg.removeEvery)
+	defer r.Stop()
 	for {
 		tc.b.mu.RLock()
 		changed := tc.b.mu.changed
@@ -202,7 +208,51 @@ func (tc *txnCoordinator) run() {
 		case <-changed:
 		case <-t.C:
 			tc.abortTimedOut(time.Now())
+		case <-r.C:
+			tc.removeExpired(time.Now())
 		}
+	}
+}
+
+// removeExpired forgets transactional ids idle (no transaction open or
+// ending) for transactional.id.expiration.ms: a tombstone in
+// __transaction_state, then out of memory (Kafka's
+// removeExpiredTransactionalIds). The id's next InitProducerId gets a new
+// producer id.
+func (tc *txnCoordinator) removeExpired(now time.Time) {
+	removed := false
+	for _, tp := range tc.loaded() {
+		tp.mu.Lock()
+		if !tp.mu.gone && tp.mu.loaded {
+			for id, m := range tp.mu.txns {
+				switch m.state {
+				case kmsg.TransactionStateEmpty, kmsg.TransactionStateCompleteCommit, kmsg.TransactionStateCompleteAbort:
+				default:
+					continue
+				}
+				if m.sending || now.UnixMilli()-m.updateTs < tc.cfg.expiration.Milliseconds() {
+					continue
+				}
+				k := kmsg.TxnMetadataKey{Version: 0, TransactionalID: id}
+				batch := encodeBatch([]kmsg.Record{{Key: k.AppendTo(nil)}}, now.UnixMilli())
+				_, end, err := tp.rep.appendAsLeader(batch, -1)
+				if err == nil {
+					ctx, cancel := context.WithTimeout(tc.b.ctx, tc.b.cfg.group.commitTimeout)
+					err = tp.rep.waitHW(ctx, end)
+					cancel()
+				}
+				if err != nil {
+					tc.b.log.Debug("expiring transactional id", "transactional_id", id, "err", err)
+					continue
+				}
+				delete(tp.mu.txns, id)
+				removed = true
+			}
+		}
+		tp.mu.Unlock()
+	}
+	if removed {
+		tc.b.c.notifyEvent()
 	}
 }
 

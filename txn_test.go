@@ -505,3 +505,27 @@ func TestTxnVerificationGuard(t *testing.T) {
 		t.Fatalf("append after the commit marker: %v, want INVALID_TXN_STATE", err)
 	}
 }
+
+// An idle transactional id is forgotten after
+// transactional.id.expiration.ms: a tombstone in __transaction_state, and
+// its next InitProducerId starts over with a new producer id.
+func TestTxnIdExpiration(t *testing.T) {
+	c := Start(t, Brokers(1), BrokerConfig("transactional.id.expiration.ms", "100"),
+		BrokerConfig("transaction.remove.expired.transaction.cleanup.interval.ms", "50"))
+	co, _ := findTxnCoordinator(t, c, "short-lived")
+	init := func() *kmsg.InitProducerIDResponse {
+		req := kmsg.NewPtrInitProducerIDRequest()
+		req.TransactionalID, req.TransactionTimeoutMillis = kmsg.StringPtr("short-lived"), 60000
+		resp := do[*kmsg.InitProducerIDResponse](t, co, req, 4)
+		wantCode(t, "InitProducerId", resp.ErrorCode, nil)
+		return resp
+	}
+	first := init()
+	waitFor(t, c, "the id to expire", func(c *Cluster) bool {
+		_, err := c.Transaction("short-lived")
+		return err == ErrUnknownTransaction
+	})
+	if again := init(); again.ProducerID == first.ProducerID || again.ProducerEpoch != 0 {
+		t.Fatalf("after expiry: producer %d epoch %d, was %d", again.ProducerID, again.ProducerEpoch, first.ProducerID)
+	}
+}
