@@ -37,6 +37,12 @@ func kcatPath(t *testing.T) string {
 // the test build's cache.
 func buildKcluster(t *testing.T) string {
 	t.Helper()
+	return buildKclusterRace(t, raceEnabled)
+}
+
+// buildKclusterRace is buildKcluster with the race detector on or off.
+func buildKclusterRace(t *testing.T, race bool) string {
+	t.Helper()
 	root, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +56,7 @@ func buildKcluster(t *testing.T) string {
 	}
 	bin := filepath.Join(t.TempDir(), "kcluster")
 	args := []string{"build", "-o", bin}
-	if raceEnabled {
+	if race {
 		args = append(args, "-race")
 	}
 	args = append(args, "./cmd/kcluster")

@@ -1,0 +1,100 @@
+package compat
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestFranzGoSuite runs franz-go's own kgo integration tests — a client we
+// did not write, at the version this module pins — against a 3-broker
+// cmd/kcluster with replication factor 3, as franz-go's CI runs them
+// against Kafka. With KGO_SEEDS set, it runs them against that cluster
+// instead (an external Kafka, say), so the same suite can check a real
+// cluster. Every test that runs must pass; the counts are logged.
+func TestFranzGoSuite(t *testing.T) {
+	seeds := os.Getenv("KGO_SEEDS")
+	if seeds == "" {
+		// Built without the race detector even under -race: the suite is
+		// the load here, and it runs in its own process.
+		seeds = strings.Join(startKclusterProcess(t, buildKclusterRace(t, false), "-brokers", "3"), ",")
+	} else {
+		t.Logf("running against the external cluster %s", seeds)
+	}
+	gocmd, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("go command not found: %v", err)
+	}
+	run := func(args ...string) (map[string][]string, string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+		defer cancel()
+		args = append([]string{"test", "-count=1", "-timeout=20m", "-v"}, args...)
+		cmd := exec.CommandContext(ctx, gocmd, append(args, "github.com/twmb/franz-go/pkg/kgo")...)
+		cmd.Env = append(os.Environ(), "KGO_SEEDS="+seeds, "KGO_TEST_RF=3", "KGO_TEST_RECORDS=20000", "KGO_LOG_LEVEL=none")
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		return parseGoTest(out.String()), out.String(), err
+	}
+	start := time.Now()
+	res, out, runErr := run()
+	t.Logf("franz-go kgo suite against %s: %d passed, %d failed, %d skipped in %v",
+		seeds, len(res["PASS"]), len(res["FAIL"]), len(res["SKIP"]), time.Since(start).Round(time.Second))
+	for _, name := range res["SKIP"] {
+		t.Logf("skipped: %s", name)
+	}
+	if len(res["PASS"]) == 0 {
+		t.Fatalf("the suite ran no test (go test: %v)\n%s", runErr, lastLines(out, 200))
+	}
+	if len(res["FAIL"]) == 0 && runErr == nil {
+		return
+	}
+	// A failed test runs once more, on its own, as gotestsum's
+	// --rerun-fails does: one that passes then is reported as flaky (in
+	// the log, never silently); one that fails again fails this test.
+	var top []string
+	for _, name := range res["FAIL"] {
+		if !strings.Contains(name, "/") {
+			top = append(top, regexp.QuoteMeta(name))
+		}
+	}
+	t.Logf("failed: %s (go test: %v); output (last 150 lines):\n%s", strings.Join(res["FAIL"], ", "), runErr, lastLines(out, 150))
+	if len(top) == 0 {
+		t.Fatal("the suite failed without a failed test to rerun")
+	}
+	again, out2, err2 := run("-run", "^("+strings.Join(top, "|")+")$")
+	if len(again["FAIL"]) > 0 || err2 != nil || len(again["PASS"]) == 0 {
+		t.Fatalf("failed again on rerun: %s (go test: %v)\n%s", strings.Join(again["FAIL"], ", "), err2, lastLines(out2, 200))
+	}
+	t.Logf("FLAKY: %s failed in the full run and passed when rerun alone", strings.Join(res["FAIL"], ", "))
+}
+
+var testResult = regexp.MustCompile(`^\s*--- (PASS|FAIL|SKIP): (\S+)`)
+
+// parseGoTest collects `go test -v` results by outcome (subtests included).
+func parseGoTest(out string) map[string][]string {
+	res := map[string][]string{}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if m := testResult.FindStringSubmatch(sc.Text()); m != nil && !slices.Contains(res[m[1]], m[2]) {
+			res[m[1]] = append(res[m[1]], m[2])
+		}
+	}
+	return res
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
