@@ -25,6 +25,12 @@ func TestSaramaTopicAdmin(t *testing.T) {
 		ConfigEntries: map[string]*string{"retention.ms": &retention}}, false); err != nil {
 		t.Fatal(err)
 	}
+	// Sarama sends DescribeConfigs to any broker and does not retry
+	// UNKNOWN_TOPIC_OR_PARTITION; as with Kafka, the other brokers learn
+	// of the topic a moment after the controller answered.
+	if err := c.WaitFor(testContext(t), kcluster.LeaderElected("sops", 0)); err != nil {
+		t.Fatal(err)
+	}
 	entries, err := adm.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: "sops"})
 	if err != nil {
 		t.Fatal(err)
