@@ -55,12 +55,16 @@ type broker struct {
 		changed  chan struct{} // closed and replaced on every metadata apply
 	}
 
-	fetchers fetcherSet       // follower side of replication
-	isrWake  chan struct{}    // a follower outside an ISR caught up
-	cc       controllerClient // registration, heartbeats, AlterPartition
-	mc       controllerClient // the metadata log's long-polled fetches
-	ac       controllerClient // forwarded admin requests (CreateTopics, ...)
-	pids     struct {         // this broker's block of producer ids
+	fetchers fetcherSet    // follower side of replication
+	isrWake  chan struct{} // a follower outside an ISR caught up
+	// Each kind of controller traffic has its own connection, as Kafka's
+	// broker has a channel per purpose, so a heartbeat never waits
+	// behind a burst of ISR changes or a slow admin request.
+	cc   controllerClient // registration, heartbeats
+	pc   controllerClient // AlterPartition
+	mc   controllerClient // the metadata log's long-polled fetches
+	ac   controllerClient // forwarded admin requests (CreateTopics, ...)
+	pids struct {         // this broker's block of producer ids
 		sync.Mutex
 		next, end int64
 	}
@@ -100,6 +104,7 @@ func newBroker(c *Cluster, id int32, addr string) (*broker, error) {
 	b.fetchers.init(b)
 	b.isrWake = make(chan struct{}, 1)
 	b.cc.b = b
+	b.pc.b = b
 	b.mc.b = b
 	b.ac.b = b
 	b.groups = newGroupCoordinator(b)
@@ -278,6 +283,7 @@ func (b *broker) close(graceful bool) {
 	b.waiting.Store("fetchers")
 	b.fetchers.closeAll()
 	b.cc.close()
+	b.pc.close()
 	b.mc.close()
 	b.ac.close()
 	b.waiting.Store("connection and metadata goroutines")

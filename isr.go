@@ -43,21 +43,33 @@ func (b *broker) isrLoop() {
 		if checkpoint {
 			lastCheckpoint = time.Now()
 		}
+		var props []isrProposal
 		for _, r := range reps {
 			if checkpoint {
 				r.checkpoint(false)
 			}
-			r.maybeChangeISR(b.ctx)
+			if p, ok := r.proposeISR(); ok {
+				props = append(props, p)
+			}
 		}
+		b.alterPartitions(b.ctx, props)
 	}
 }
 
-// maybeChangeISR proposes a new ISR if followers fell out or caught up.
-func (r *replica) maybeChangeISR(ctx context.Context) {
+// isrProposal is a leader's proposed ISR for one partition, at the leader
+// and partition epochs it was computed under.
+type isrProposal struct {
+	r                      *replica
+	leaderEpoch, partEpoch int32
+	isr                    []int32
+}
+
+// proposeISR proposes a new ISR if followers fell out or caught up.
+func (r *replica) proposeISR() (isrProposal, bool) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.mu.closed || r.mu.leader != r.b.id {
-		r.mu.Unlock()
-		return
+		return isrProposal{}, false
 	}
 	now := time.Now()
 	lag := r.b.cfg.replicaLagTimeMax
@@ -94,46 +106,59 @@ func (r *replica) maybeChangeISR(ctx context.Context) {
 			changed = true
 		}
 	}
-	leaderEpoch, partEpoch := r.mu.epoch, r.mu.partitionEpoch
-	r.mu.Unlock()
-	if !changed {
-		return
-	}
-	if err := r.b.alterPartition(ctx, r.id, r.part, leaderEpoch, partEpoch, isr); err != nil {
-		r.b.log.Debug("AlterPartition refused", "topic", r.topic, "partition", r.part, "isr", isr, "err", err)
-		return
-	}
-	r.b.log.Info("ISR changed", "topic", r.topic, "partition", r.part, "isr", isr)
+	return isrProposal{r: r, leaderEpoch: r.mu.epoch, partEpoch: r.mu.partitionEpoch, isr: isr}, changed
 }
 
-// alterPartition asks the controller to commit a new ISR (AlterPartition
-// v2, over the network).
-func (b *broker) alterPartition(ctx context.Context, id [16]byte, part, leaderEpoch, partEpoch int32, isr []int32) error {
+// alterPartitions asks the controller to commit the proposed ISRs in one
+// AlterPartition request (v2, over the network), as Kafka's
+// AlterPartitionManager batches them, and logs each outcome.
+func (b *broker) alterPartitions(ctx context.Context, props []isrProposal) {
+	if len(props) == 0 {
+		return
+	}
 	req := kmsg.NewPtrAlterPartitionRequest()
 	req.SetVersion(2)
 	req.BrokerID, req.BrokerEpoch = b.id, b.epoch
-	t := kmsg.NewAlterPartitionRequestTopic()
-	t.TopicID = id
-	p := kmsg.NewAlterPartitionRequestTopicPartition()
-	p.Partition, p.LeaderEpoch, p.PartitionEpoch, p.NewISR = part, leaderEpoch, partEpoch, isr
-	t.Partitions = append(t.Partitions, p)
-	req.Topics = append(req.Topics, t)
+	byTopic := map[[16]byte]int{}
+	for _, pr := range props {
+		i, ok := byTopic[pr.r.id]
+		if !ok {
+			i = len(req.Topics)
+			byTopic[pr.r.id] = i
+			t := kmsg.NewAlterPartitionRequestTopic()
+			t.TopicID = pr.r.id
+			req.Topics = append(req.Topics, t)
+		}
+		p := kmsg.NewAlterPartitionRequestTopicPartition()
+		p.Partition, p.LeaderEpoch, p.PartitionEpoch, p.NewISR = pr.r.part, pr.leaderEpoch, pr.partEpoch, pr.isr
+		req.Topics[i].Partitions = append(req.Topics[i].Partitions, p)
+	}
 	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	kresp, err := b.cc.request(actx, req)
+	kresp, err := b.pc.request(actx, req)
+	if err == nil {
+		err = kerr.ErrorForCode(kresp.(*kmsg.AlterPartitionResponse).ErrorCode)
+	}
 	if err != nil {
-		return err
+		b.log.Debug("AlterPartition failed", "partitions", len(props), "err", err)
+		return
 	}
-	resp := kresp.(*kmsg.AlterPartitionResponse)
-	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
-		return err
+	type key struct {
+		id   [16]byte
+		part int32
 	}
-	for _, t := range resp.Topics {
+	errs := map[key]int16{}
+	for _, t := range kresp.(*kmsg.AlterPartitionResponse).Topics {
 		for _, p := range t.Partitions {
-			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
-				return err
-			}
+			errs[key{t.TopidID, p.Partition}] = p.ErrorCode
 		}
 	}
-	return nil
+	for _, pr := range props {
+		code, ok := errs[key{pr.r.id, pr.r.part}]
+		if !ok || code != 0 {
+			b.log.Debug("AlterPartition refused", "topic", pr.r.topic, "partition", pr.r.part, "isr", pr.isr, "err", kerr.ErrorForCode(code), "answered", ok)
+			continue
+		}
+		b.log.Info("ISR changed", "topic", pr.r.topic, "partition", pr.r.part, "isr", pr.isr)
+	}
 }
