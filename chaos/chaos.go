@@ -23,7 +23,9 @@
 // replica of every partition ends at the same log end offset; no replica's
 // high watermark went backwards while that broker kept running; a consumer
 // group's committed offsets never went backwards; the group consumed every
-// acknowledged record.
+// acknowledged record. With Config.Transactions, read_committed returns
+// every committed transaction exactly once, no record of an aborted one,
+// and all or none of one whose commit was not answered.
 package chaos
 
 import (
@@ -31,7 +33,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -95,12 +96,21 @@ type Config struct {
 	// FaultDuration is how long each fault lasts while the workload runs
 	// (default 300 ms).
 	FaultDuration time.Duration
+	// Calm is the time without a fault after each one is healed and the
+	// topics are fully replicated again (default FaultDuration), so the
+	// workload makes progress between faults.
+	Calm time.Duration
 	// Recovery bounds the wait, after each fault is undone, for every
 	// partition to be fully replicated again, and the final drain
 	// (default 60 s). Not recovering in time is a violation.
 	Recovery time.Duration
 	// Logf, if set, gets the timeline as it happens.
 	Logf func(format string, args ...any)
+	// Transactions adds a transactional producer (franz-go) writing
+	// transactions of 1-10 records to Topic+"-txn" (same partitions,
+	// replication factor 3), aborting about one in three; the check
+	// reads that topic with read_committed.
+	Transactions bool
 	// BeforeCheck, if set, is called after the workload has drained and
 	// before the final check: e.g. to restart every broker and check
 	// what survives it. An error stops Run.
@@ -125,6 +135,9 @@ func (cfg *Config) defaults() {
 	}
 	if cfg.FaultDuration <= 0 {
 		cfg.FaultDuration = 300 * time.Millisecond
+	}
+	if cfg.Calm <= 0 {
+		cfg.Calm = cfg.FaultDuration
 	}
 	if cfg.Recovery <= 0 {
 		cfg.Recovery = 60 * time.Second
@@ -152,6 +165,10 @@ type Report struct {
 	// HighWatermarkSamples counts the high watermark observations the
 	// monotonicity check made; OffsetSamples the committed-offset ones.
 	HighWatermarkSamples, OffsetSamples int
+	// Transactions were begun by the transactional producer (with
+	// Config.Transactions); Committed had their commit acknowledged,
+	// Aborted were aborted; the rest ended with an unknown outcome.
+	Transactions, Committed, Aborted int
 	// Violations are the broken promises; empty when all held.
 	Violations []string
 }
@@ -168,8 +185,11 @@ func (r *Report) Err() error {
 // String summarises the report: seed, counts, violations and timeline.
 func (r *Report) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "chaos seed %d: %d sent, %d acknowledged, %d in the log, %d consumed; %d high watermark and %d committed offset samples; %d violations\n",
-		r.Seed, r.Sent, r.Acked, r.InLog, r.Consumed, r.HighWatermarkSamples, r.OffsetSamples, len(r.Violations))
+	fmt.Fprintf(&b, "chaos seed %d: %d sent, %d acknowledged, %d in the log, %d consumed; ", r.Seed, r.Sent, r.Acked, r.InLog, r.Consumed)
+	if r.Transactions > 0 {
+		fmt.Fprintf(&b, "%d transactions (%d committed, %d aborted, %d unknown); ", r.Transactions, r.Committed, r.Aborted, r.Transactions-r.Committed-r.Aborted)
+	}
+	fmt.Fprintf(&b, "%d high watermark and %d committed offset samples; %d violations\n", r.HighWatermarkSamples, r.OffsetSamples, len(r.Violations))
 	for _, v := range r.Violations {
 		fmt.Fprintf(&b, "  VIOLATION: %s\n", v)
 	}
@@ -197,6 +217,7 @@ type run struct {
 		committed   map[int32]int64
 		acked       map[string]ack // value -> where it was acknowledged
 		consumed    map[string]bool
+		txns        []txn
 	}
 }
 
@@ -265,6 +286,10 @@ func Run(ctx context.Context, c *kcluster.Cluster, cfg Config) (*Report, error) 
 		return report(), err
 	}
 	wg.Add(3)
+	if cfg.Transactions {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.produceTxns(wctx) }()
+	}
 	go func() { defer wg.Done(); r.produce(wctx, prod) }()
 	go func() { defer wg.Done(); r.consume(wctx, cons) }()
 	go func() { defer wg.Done(); r.sample(wctx) }()
@@ -288,6 +313,9 @@ func Run(ctx context.Context, c *kcluster.Cluster, cfg Config) (*Report, error) 
 		}
 	}
 	r.check(ctx)
+	if cfg.Transactions {
+		r.checkTxns(ctx)
+	}
 	rep := report()
 	r.logf("done: %d sent, %d acknowledged, %d violations", rep.Sent, rep.Acked, len(rep.Violations))
 	return report(), nil
@@ -315,34 +343,45 @@ func (r *run) createTopic(ctx context.Context) error {
 	defer cl.Close()
 	req := kmsg.NewPtrCreateTopicsRequest()
 	req.TimeoutMillis = 30000
-	rt := kmsg.NewCreateTopicsRequestTopic()
-	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = r.cfg.Topic, r.cfg.Partitions, 3
 	minISR := "2"
-	rt.Configs = []kmsg.CreateTopicsRequestTopicConfig{{Name: "min.insync.replicas", Value: &minISR}}
-	req.Topics = append(req.Topics, rt)
+	for _, topic := range r.topics() {
+		rt := kmsg.NewCreateTopicsRequestTopic()
+		rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, r.cfg.Partitions, 3
+		rt.Configs = []kmsg.CreateTopicsRequestTopicConfig{{Name: "min.insync.replicas", Value: &minISR}}
+		req.Topics = append(req.Topics, rt)
+	}
 	resp, err := req.RequestWith(ctx, cl)
-	if err == nil {
-		if len(resp.Topics) != 1 {
-			err = fmt.Errorf("%d topics in the CreateTopics response", len(resp.Topics))
-		} else {
-			err = kerr.ErrorForCode(resp.Topics[0].ErrorCode)
-		}
+	if err == nil && len(resp.Topics) != len(req.Topics) {
+		err = fmt.Errorf("%d topics in the CreateTopics response", len(resp.Topics))
+	}
+	for i := 0; err == nil && i < len(resp.Topics); i++ {
+		err = kerr.ErrorForCode(resp.Topics[i].ErrorCode)
 	}
 	if err != nil {
-		return fmt.Errorf("chaos: creating topic %q (%d partitions, RF 3): %w", r.cfg.Topic, r.cfg.Partitions, err)
+		return fmt.Errorf("chaos: creating topics %v (%d partitions, RF 3): %w", r.topics(), r.cfg.Partitions, err)
 	}
-	return r.waitReplicated(ctx, "the topic to be created")
+	return r.waitReplicated(ctx, "the topics to be created")
+}
+
+// topics are the topics the workload writes to.
+func (r *run) topics() []string {
+	if r.cfg.Transactions {
+		return []string{r.cfg.Topic, r.txnTopic()}
+	}
+	return []string{r.cfg.Topic}
 }
 
 // waitReplicated waits, up to cfg.Recovery, for every partition of the
-// topic to be fully replicated; not getting there is a violation.
+// topics to be fully replicated; not getting there is a violation.
 func (r *run) waitReplicated(ctx context.Context, what string) error {
 	wctx, cancel := context.WithTimeout(ctx, r.cfg.Recovery)
 	defer cancel()
 	err := r.c.WaitFor(wctx, func(c *kcluster.Cluster) bool {
-		for p := range r.cfg.Partitions {
-			if !kcluster.FullyReplicated(r.cfg.Topic, p)(c) {
-				return false
+		for _, topic := range r.topics() {
+			for p := range r.cfg.Partitions {
+				if !kcluster.FullyReplicated(topic, p)(c) {
+					return false
+				}
 			}
 		}
 		return true
@@ -436,14 +475,6 @@ func (r *run) sample(ctx context.Context) {
 	})
 }
 
-// restarted marks broker id as a new incarnation for the high watermark
-// check. It is called with the broker down, before it restarts.
-func (r *run) restarted(id int32) {
-	r.mu.Lock()
-	r.mu.incarnation[id]++
-	r.mu.Unlock()
-}
-
 // brokers are the broker ids, 1..n.
 func (r *run) brokers() []int32 {
 	ids := make([]int32, len(r.c.Addrs()))
@@ -451,271 +482,4 @@ func (r *run) brokers() []int32 {
 		ids[i] = int32(i + 1)
 	}
 	return ids
-}
-
-// step injects one fault, lets the workload run for FaultDuration, undoes
-// it and waits for the topic to be fully replicated again.
-func (r *run) step(ctx context.Context, step int) error {
-	f := r.cfg.Faults[r.rng.IntN(len(r.cfg.Faults))]
-	brokers := r.brokers()
-	b := brokers[r.rng.IntN(len(brokers))]
-	var undo func() error
-	switch f {
-	case Kill, Stop, PowerCut:
-		var err error
-		r.mu.Lock() // the sampler must not see the restarted replica under its old incarnation
-		switch f {
-		case Kill:
-			err = r.c.KillBroker(b)
-		case Stop:
-			err = r.c.StopBroker(b)
-		case PowerCut:
-			err = r.c.PowerCut(b)
-			if errors.Is(err, kcluster.ErrPowerCutUnsupported) {
-				f = Kill + " (power cut unsupported on this storage)"
-				err = r.c.KillBroker(b)
-			}
-		}
-		r.mu.incarnation[b]++
-		r.mu.Unlock()
-		if err != nil {
-			return fmt.Errorf("chaos: step %d %s broker %d: %w", step, f, b, err)
-		}
-		r.logf("step %d: %s broker %d", step, f, b)
-		undo = func() error { return r.restart(b) }
-	case KillController:
-		ids := r.c.ControllerIDs()
-		active := r.c.Controller()
-		if len(ids) < 2 || active < 0 {
-			r.logf("step %d: kill-controller needs a quorum (controllers %v, active %d): killing broker %d instead", step, ids, active, b)
-			r.mu.Lock()
-			err := r.c.KillBroker(b)
-			r.mu.incarnation[b]++
-			r.mu.Unlock()
-			if err != nil {
-				return fmt.Errorf("chaos: step %d kill broker %d: %w", step, b, err)
-			}
-			undo = func() error { return r.restart(b) }
-			break
-		}
-		if slices.Contains(brokers, active) { // combined mode: the broker goes too
-			r.mu.Lock()
-			r.mu.incarnation[active]++
-			r.mu.Unlock()
-		}
-		if err := r.c.KillController(active); err != nil {
-			return fmt.Errorf("chaos: step %d kill controller %d: %w", step, active, err)
-		}
-		r.logf("step %d: kill-controller %d", step, active)
-		undo = func() error {
-			r.logf("restart controller %d", active)
-			return r.c.RestartController(active)
-		}
-	case Cut:
-		other := r.other(brokers, b)
-		heal := r.c.Cut(b, other)
-		r.logf("step %d: cut %d-%d", step, b, other)
-		undo = func() error { heal(); return nil }
-	case Isolate:
-		heal := r.c.Isolate(b)
-		r.logf("step %d: isolate %d", step, b)
-		undo = func() error { heal(); return nil }
-	case Partition:
-		nodes := append(slices.Clone(brokers), r.c.ControllerIDs()...)
-		nodes = slices.Compact(slices.Sorted(slices.Values(nodes)))
-		r.rng.Shuffle(len(nodes), func(i, j int) { nodes[i], nodes[j] = nodes[j], nodes[i] })
-		k := 1 + r.rng.IntN((len(nodes)-1)/2) // a minority of one or more
-		minority, majority := slices.Clone(nodes[:k]), slices.Clone(nodes[k:])
-		heal := r.c.Partition(minority, majority)
-		r.logf("step %d: partition %v | %v", step, minority, majority)
-		undo = func() error { heal(); return nil }
-	case SlowLink, LossyLink:
-		a := r.linkEnd(brokers)
-		z := r.linkEnd(brokers)
-		for z == a {
-			z = r.linkEnd(brokers)
-		}
-		var heal func()
-		if f == SlowLink {
-			d := time.Duration(5+r.rng.IntN(46)) * time.Millisecond
-			heal = r.c.SlowLink(a, z, d)
-			r.logf("step %d: slow link %s-%s +%v", step, nodeName(a), nodeName(z), d)
-		} else {
-			p := 0.1 + 0.4*r.rng.Float64()
-			heal = r.c.Drop(a, z, p)
-			r.logf("step %d: lossy link %s-%s %.0f%%", step, nodeName(a), nodeName(z), 100*p)
-		}
-		undo = func() error { heal(); return nil }
-	default:
-		return fmt.Errorf("chaos: unknown fault %q", f)
-	}
-	select {
-	case <-time.After(r.cfg.FaultDuration):
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	if err := undo(); err != nil {
-		return fmt.Errorf("chaos: step %d undoing %s: %w", step, f, err)
-	}
-	r.logf("step %d: healed", step)
-	return r.waitReplicated(ctx, fmt.Sprintf("healing step %d (%s)", step, f))
-}
-
-func (r *run) restart(id int32) error {
-	r.logf("restart broker %d", id)
-	return r.c.RestartBroker(id)
-}
-
-func (r *run) other(ids []int32, not int32) int32 {
-	for {
-		if o := ids[r.rng.IntN(len(ids))]; o != not {
-			return o
-		}
-	}
-}
-
-// linkEnd is a random broker, or the clients one time in four.
-func (r *run) linkEnd(brokers []int32) int32 {
-	if r.rng.IntN(4) == 0 {
-		return kcluster.Client
-	}
-	return brokers[r.rng.IntN(len(brokers))]
-}
-
-func nodeName(id int32) string {
-	if id == kcluster.Client {
-		return "clients"
-	}
-	return fmt.Sprint(id)
-}
-
-// drain waits for every record handed to the producer to be acknowledged
-// or failed, then for the group to have read every acknowledged record.
-func (r *run) drain(ctx context.Context, prod, cons *kgo.Client) {
-	dctx, cancel := context.WithTimeout(ctx, r.cfg.Recovery)
-	defer cancel()
-	if err := prod.Flush(dctx); err != nil {
-		r.violation("the producer did not drain within %v of healing: %v", r.cfg.Recovery, err)
-	}
-	r.logf("producer drained")
-	for {
-		r.mu.Lock()
-		missing := 0
-		for v := range r.mu.acked {
-			if !r.mu.consumed[v] {
-				missing++
-			}
-		}
-		r.mu.Unlock()
-		if missing == 0 {
-			r.logf("group drained")
-			return
-		}
-		fs := cons.PollFetches(dctx)
-		if dctx.Err() != nil {
-			r.violation("the group had not consumed %d acknowledged records %v after healing", missing, r.cfg.Recovery)
-			return
-		}
-		r.record(fs)
-	}
-}
-
-// check reads every partition from the start and checks the acknowledged
-// records against it.
-func (r *run) check(ctx context.Context) {
-	if err := r.waitReplicated(ctx, "the drain"); err != nil {
-		return
-	}
-	cl, err := r.client(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.cfg.Topic: r.allFromStart()}))
-	if err != nil {
-		r.violation("reading the topic back: %v", err)
-		return
-	}
-	defer cl.Close()
-	ends := map[int32]int64{}
-	for p := range r.cfg.Partitions {
-		st, err := r.c.PartitionState(r.cfg.Topic, p)
-		if err != nil {
-			r.violation("%s/%d: %v", r.cfg.Topic, p, err)
-			return
-		}
-		for b, leo := range st.LogEndOffsets {
-			if leo != st.HighWatermark {
-				r.violation("%s/%d: broker %d's log ends at %d, the high watermark is %d", r.cfg.Topic, p, b, leo, st.HighWatermark)
-			}
-		}
-		ends[p] = st.HighWatermark
-	}
-	logs := map[int32]map[int64]string{}
-	seen := map[string]int{}
-	last := map[int32]string{}
-	next := map[int32]int64{} // the offset after the last one read
-	rctx, cancel := context.WithTimeout(ctx, r.cfg.Recovery)
-	defer cancel()
-	for read := 0; ; {
-		done := true
-		for p, end := range ends {
-			if next[p] < end {
-				done = false
-			}
-		}
-		if done {
-			break
-		}
-		fs := cl.PollFetches(rctx)
-		if rctx.Err() != nil {
-			r.violation("reading the topic back did not finish in %v (read %d records)", r.cfg.Recovery, read)
-			break
-		}
-		fs.EachRecord(func(rec *kgo.Record) {
-			read++
-			if logs[rec.Partition] == nil {
-				logs[rec.Partition] = map[int64]string{}
-			}
-			v := string(rec.Value)
-			logs[rec.Partition][rec.Offset] = v
-			seen[v]++
-			if prev := last[rec.Partition]; prev != "" && v <= prev {
-				r.violation("%s/%d: %s at offset %d after %s: out of the order produced", r.cfg.Topic, rec.Partition, v, rec.Offset, prev)
-			}
-			last[rec.Partition] = v
-			next[rec.Partition] = rec.Offset + 1
-		})
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	sent := r.mu.report.Sent
-	for p := range logs {
-		r.mu.report.InLog += len(logs[p])
-	}
-	var bad []string
-	for v, a := range r.mu.acked {
-		switch got, n := logs[a.partition][a.offset], seen[v]; {
-		case n == 0:
-			bad = append(bad, fmt.Sprintf("acknowledged %s at %s/%d offset %d is lost", v, r.cfg.Topic, a.partition, a.offset))
-		case n > 1:
-			bad = append(bad, fmt.Sprintf("acknowledged %s is in the topic %d times", v, n))
-		case got != v:
-			bad = append(bad, fmt.Sprintf("acknowledged %s at %s/%d offset %d, which holds %q", v, r.cfg.Topic, a.partition, a.offset, got))
-		}
-	}
-	for v := range seen {
-		var n int
-		if _, err := fmt.Sscanf(v, "v%d", &n); err != nil || n >= sent {
-			bad = append(bad, fmt.Sprintf("record %q in the topic was never sent", v))
-		}
-	}
-	slices.Sort(bad)
-	if len(bad) > 20 {
-		bad = append(bad[:20], fmt.Sprintf("... and %d more", len(bad)-20))
-	}
-	r.mu.report.Violations = append(r.mu.report.Violations, bad...)
-}
-
-func (r *run) allFromStart() map[int32]kgo.Offset {
-	m := map[int32]kgo.Offset{}
-	for p := range r.cfg.Partitions {
-		m[p] = kgo.NewOffset().AtStart()
-	}
-	return m
 }

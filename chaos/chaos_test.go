@@ -76,6 +76,22 @@ func TestRunQuorum(t *testing.T) {
 	}
 }
 
+// Transactions under broker and coordinator kills, power cuts and cuts:
+// read_committed never shows an aborted transaction and shows every
+// committed one exactly once.
+func TestRunTransactions(t *testing.T) {
+	for i, seed := range seeds(t, 1) {
+		t.Run(strconv.Itoa(i), func(t *testing.T) {
+			c := kcluster.Start(t, kcluster.Brokers(3))
+			rep := runChaos(t, c, chaos.Config{Seed: seed, Steps: 5, Transactions: true, Logf: t.Logf,
+				Faults: []chaos.Fault{chaos.Kill, chaos.PowerCut, chaos.Cut, chaos.Isolate, chaos.Stop}})
+			if rep.Committed == 0 || rep.Aborted == 0 {
+				t.Fatalf("the transactional workload committed %d and aborted %d transactions: %s", rep.Committed, rep.Aborted, rep)
+			}
+		})
+	}
+}
+
 // A harness that checks nothing would pass any cluster: this one must
 // notice a lost acknowledged write. Cutting the power of every replica at
 // once loses what none of them had synced (as in Kafka); the check must
