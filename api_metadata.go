@@ -7,8 +7,10 @@ package kcluster
 // for v0-v3).
 
 import (
+	"context"
 	"errors"
 	"slices"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -23,6 +25,11 @@ func (b *broker) handleMetadata(req *kmsg.MetadataRequest, r *request) (*kmsg.Me
 	allTopics := req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0)
 	autoCreate := b.cfg.autoCreate && (req.Version < 4 || req.AllowAutoTopicCreation)
 
+	if !allTopics && b.unknownTopics(req) {
+		ctx, cancel := context.WithTimeout(b.ctx, 500*time.Millisecond)
+		b.syncMetadata(ctx)
+		cancel()
+	}
 	// Auto-create missing topics first, then describe from the state.
 	if !allTopics && autoCreate {
 		var missing []string
@@ -113,6 +120,22 @@ func (b *broker) handleMetadata(req *kmsg.MetadataRequest, r *request) (*kmsg.Me
 	}
 	resp.AuthorizedOperations = -2147483648
 	return resp, nil
+}
+
+// unknownTopics reports whether req names a topic (by name or id) this
+// broker's metadata does not have.
+func (b *broker) unknownTopics(req *kmsg.MetadataRequest) bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	for _, t := range req.Topics {
+		switch {
+		case t.Topic != nil && *t.Topic != "" && b.mu.state.Topics[*t.Topic] == nil:
+			return true
+		case t.Topic == nil && t.TopicID != ([16]byte{}) && b.mu.state.TopicsByID[t.TopicID] == nil:
+			return true
+		}
+	}
+	return false
 }
 
 // controllerIDLocked is the id reported as the controller: in KRaft mode

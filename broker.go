@@ -395,6 +395,40 @@ func (b *broker) fetchMetadata(next int64) ([]metadata.Entry, error) {
 	return decodeMetadataBatches(rp.RecordBatches)
 }
 
+// syncMetadata is a read-your-writes barrier for a request naming a topic
+// this broker does not know: the topic may have just been created through
+// another broker, its record committed and on its way here. It asks the
+// controller how far the metadata log is committed (a Fetch that does not
+// wait) and waits, within ctx, until this broker has applied that far.
+// Without it, a client that creates a topic through one broker and asks
+// another for it gets UNKNOWN_TOPIC_OR_PARTITION and backs off (franz-go:
+// 250 ms). Errors end the wait: the request is then answered from what
+// the broker knows, as before.
+func (b *broker) syncMetadata(ctx context.Context) {
+	b.mu.RLock()
+	next := b.mu.state.Offset + 1
+	b.mu.RUnlock()
+	req := kmsg.NewPtrFetchRequest()
+	req.SetVersion(12)
+	req.ReplicaID = b.id
+	req.SessionEpoch = -1
+	t := kmsg.NewFetchRequestTopic()
+	t.Topic = metadataTopic
+	p := kmsg.NewFetchRequestTopicPartition()
+	p.FetchOffset = next
+	t.Partitions = append(t.Partitions, p)
+	req.Topics = append(req.Topics, t)
+	kresp, err := b.ac.request(ctx, req)
+	if err != nil {
+		return
+	}
+	resp := kresp.(*kmsg.FetchResponse)
+	if resp.ErrorCode != 0 || len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+		return
+	}
+	b.waitMetadata(ctx, resp.Topics[0].Partitions[0].HighWatermark-1)
+}
+
 // waitMetadata waits until the broker has applied the log through offset.
 func (b *broker) waitMetadata(ctx context.Context, offset int64) error {
 	for {

@@ -502,3 +502,27 @@ func TestAcksZeroErrorClosesConnection(t *testing.T) {
 	send("no-such-topic")
 	expectClosed(t, cl.Conn(), "connection after a failed acks=0 produce")
 }
+
+// A client creates a topic through broker 1 and at once asks broker 2,
+// whose metadata arrives late (a slow link from the controller), about
+// it: broker 2 first catches up with what the controller has committed,
+// so it answers with the topic, not UNKNOWN_TOPIC_OR_PARTITION (after
+// which franz-go backs off for 250 ms).
+func TestMetadataOfATopicJustCreatedThroughAnotherBroker(t *testing.T) {
+	c := Start(t, Brokers(2), BrokerConfig("auto.create.topics.enable", "false"))
+	undo := c.SlowLink(2, c.Controller(), 100*time.Millisecond)
+	defer undo()
+	cl := dial(t, c.Addrs()[0])
+	req := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = "late", 1, 1
+	req.Topics = append(req.Topics, rt)
+	req.TimeoutMillis = 10000
+	if resp := do[*kmsg.CreateTopicsResponse](t, cl, req, -1); resp.Topics[0].ErrorCode != 0 {
+		t.Fatalf("create: %v", kerr.ErrorForCode(resp.Topics[0].ErrorCode))
+	}
+	md := metadataOf(t, nil, c.Addrs()[1], "late")
+	if len(md.Topics) != 1 || md.Topics[0].ErrorCode != 0 || len(md.Topics[0].Partitions) != 1 {
+		t.Fatalf("broker 2's metadata of the topic just created through broker 1: %+v (error %v)", md.Topics, kerr.ErrorForCode(md.Topics[0].ErrorCode))
+	}
+}
