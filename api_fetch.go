@@ -35,9 +35,22 @@ func (b *broker) handleFetch(req *kmsg.FetchRequest, r *request) (*kmsg.FetchRes
 	if maxBytes <= 0 {
 		maxBytes = 1 << 30
 	}
+	synced := false
 	for {
 		ch := b.dataChanged()
 		resp, total, hasErr := b.fetchOnce(req, follower, maxBytes)
+		if hasErr && follower >= 0 && !synced {
+			// A follower may know of a partition or leader epoch
+			// this broker has not applied yet (a topic just created,
+			// a leader just elected): catch up with the controller
+			// and look again, rather than send the follower into its
+			// replica.fetch.backoff.ms.
+			synced = true
+			sctx, cancel := context.WithTimeout(b.ctx, 500*time.Millisecond)
+			b.syncMetadata(sctx)
+			cancel()
+			continue
+		}
 		if total >= int(req.MinBytes) || hasErr || !time.Now().Before(deadline) {
 			return resp, nil
 		}
