@@ -38,7 +38,25 @@ type Controller struct {
 		// active is whether the expiry loop last found this controller
 		// active; on becoming active every session restarts.
 		active bool
+		// lastCheck is when the expiry loop last checked sessions.
+		lastCheck time.Time
 	}
+	// beats are the heartbeats as they arrive, stamped before the
+	// controller's lock is taken, so a heartbeat waiting behind a slow
+	// proposal still counts from its arrival (as Kafka's controller
+	// stamps heartbeats when it receives them, not when its event queue
+	// gets to them).
+	beats struct {
+		sync.Mutex
+		last map[int32]beat
+	}
+}
+
+// beat is one broker's latest heartbeat and the registration epoch it
+// named.
+type beat struct {
+	at    time.Time
+	epoch int64
 }
 
 // ControllerConfig holds the controller's timing and election policy, with
@@ -68,6 +86,7 @@ func NewController(ctx context.Context, log Log, clusterID string, cfg Controlle
 	c := &Controller{log: log, clusterID: clusterID, cfg: cfg}
 	c.mu.state = NewState()
 	c.mu.lastBeat = make(map[int32]time.Time)
+	c.beats.last = make(map[int32]beat)
 	// A sole controller is active from the start; one of a quorum
 	// becomes active when it leads.
 	_, shared := log.(Leader)

@@ -2,6 +2,7 @@ package metadata
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -24,6 +25,9 @@ var ErrStaleBrokerEpoch = kerr.StaleBrokerEpoch
 // broker is unfenced by its heartbeat. It returns whether the broker is
 // fenced after the call.
 func (c *Controller) Heartbeat(ctx context.Context, id int32, epoch int64) (bool, error) {
+	c.beats.Lock()
+	c.beats.last[id] = beat{c.cfg.Now(), epoch}
+	c.beats.Unlock()
 	if err := c.lockActive(ctx); err != nil {
 		return true, err
 	}
@@ -84,18 +88,31 @@ func (c *Controller) expireSessions(ctx context.Context) {
 	}
 	defer c.mu.Unlock()
 	now := c.cfg.Now()
-	if !c.mu.active {
+	stalled := !c.mu.lastCheck.IsZero() && now.Sub(c.mu.lastCheck) > c.cfg.SessionTimeout/2
+	c.mu.lastCheck = now
+	if !c.mu.active || stalled {
 		// A controller that just became active has heard no heartbeat:
 		// every session starts now (as a new KRaft controller does).
+		// So do they after this loop was held up for half a session
+		// (checks are an eighth of a session apart): the controller
+		// was not running, or not getting its lock, and a broker must
+		// not be fenced for the controller's own stall.
 		c.mu.active = true
 		for id := range c.mu.state.Brokers {
 			c.mu.lastBeat[id] = now
 		}
 		return
 	}
+	c.beats.Lock()
+	beats := maps.Clone(c.beats.last)
+	c.beats.Unlock()
 	for _, id := range c.mu.state.BrokerIDs() {
 		b := c.mu.state.Brokers[id]
-		if b.Fenced || now.Sub(c.mu.lastBeat[id]) < c.cfg.SessionTimeout {
+		last := c.mu.lastBeat[id]
+		if hb := beats[id]; hb.epoch == b.Epoch && hb.at.After(last) {
+			last = hb.at
+		}
+		if b.Fenced || now.Sub(last) < c.cfg.SessionTimeout {
 			continue
 		}
 		c.fenceLocked(ctx, id)
