@@ -72,6 +72,12 @@ func (b *broker) fetchOnce(req *kmsg.FetchRequest, follower int32, maxBytes int)
 	total := 0
 	hasErr := false
 	firstData := true
+	// A follower's broker epoch (KIP-903, Fetch v15+): the leader tells
+	// a restarted follower from its previous incarnation by it.
+	followerEpoch := int64(-1)
+	if req.Version >= 15 {
+		followerEpoch = req.ReplicaState.Epoch
+	}
 	for _, t := range req.Topics {
 		rt := kmsg.NewFetchResponseTopic()
 		rt.Topic, rt.TopicID = t.Topic, t.TopicID
@@ -96,7 +102,7 @@ func (b *broker) fetchOnce(req *kmsg.FetchRequest, follower int32, maxBytes int)
 					limit = min(limit, maxBytes-total)
 				}
 				var res fetchResult
-				res, err = rep.read(follower, p.FetchOffset, max(limit, 1), p.CurrentLeaderEpoch, req.IsolationLevel == 1)
+				res, err = rep.read(follower, followerEpoch, p.FetchOffset, max(limit, 1), p.CurrentLeaderEpoch, req.IsolationLevel == 1)
 				if follower >= 0 && err == nil {
 					rep.noteFollowerStart(follower, p.LogStartOffset) // DeleteRecords' low watermark
 				}

@@ -290,13 +290,15 @@ func (n *controllerNode) handleAlterPartition(req *kmsg.AlterPartitionRequest) (
 			rp := kmsg.NewAlterPartitionResponseTopicPartition()
 			rp.Partition = p.Partition
 			isr := p.NewISR
+			var epochs []int64
 			if req.Version >= 3 {
 				isr = nil
 				for _, e := range p.NewEpochISR {
 					isr = append(isr, e.BrokerID)
+					epochs = append(epochs, e.BrokerEpoch)
 				}
 			}
-			err := n.ctrl.AlterPartition(n.ctx, t.TopicID, p.Partition, req.BrokerID, p.LeaderEpoch, p.PartitionEpoch, isr)
+			err := n.ctrl.AlterPartition(n.ctx, t.TopicID, p.Partition, req.BrokerID, p.LeaderEpoch, p.PartitionEpoch, isr, epochs)
 			rp.ErrorCode = errCode(err)
 			n.ctrl.State(func(s *metadata.State) {
 				if cur := s.Partition(t.TopicID, p.Partition); cur != nil {

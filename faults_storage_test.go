@@ -11,6 +11,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kcluster/kcluster/wire"
 )
 
 // createTopicConfigs creates a one-partition topic with topic configs.
@@ -360,5 +362,134 @@ func TestFailDiskOnDisk(t *testing.T) {
 	}
 	if _, vals := checkReplicaLog(t, c, 1, "disk"); !slices.Equal(vals, []string{"kept", "after"}) {
 		t.Fatalf("log %v", vals)
+	}
+}
+
+// The leader loses power and comes back before its session expires, with
+// only what it had synced (nothing). Its re-registration moves leadership
+// to an ISR member that has every acknowledged record; it catches up as a
+// follower and, once the preferred leader is elected again, leads with
+// every acknowledged record: the other replicas must not truncate to the
+// log it came back with.
+func TestPowerCutLeaderQuickRestartKeepsAckedRecords(t *testing.T) {
+	c := Start(t, Brokers(3), BrokerConfig("min.insync.replicas", "2"),
+		BrokerConfig("broker.session.timeout.ms", "30000"), BrokerConfig("broker.heartbeat.interval.ms", "50"),
+		BrokerConfig("replica.lag.time.max.ms", "30000"))
+	createTopic(t, c, "quickleader", 1, 3)
+	var want []string
+	produce := func(n int) {
+		t.Helper()
+		for range n {
+			v := fmt.Sprintf("acked-%d", len(want))
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			err := c.WaitFor(ctx, func(c *Cluster) bool {
+				_, err := tryProduceLeader(c, "quickleader", v)
+				return err == nil
+			})
+			cancel()
+			if err != nil {
+				t.Fatalf("producing %s: %v\n%s", v, err, c)
+			}
+			want = append(want, v)
+		}
+	}
+	produce(5)
+	st := partState(t, c, "quickleader", 0)
+	if err := c.PowerCut(st.Leader); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RestartBroker(st.Leader); err != nil {
+		t.Fatal(err)
+	}
+	produce(5)
+	waitFor(t, c, "the preferred leader back and everyone in sync", func(c *Cluster) bool {
+		s, err := c.PartitionState("quickleader", 0)
+		return err == nil && s.Leader == st.Replicas[0] && inSync("quickleader", 3)(c)
+	})
+	produce(1)
+	waitFor(t, c, "everyone in sync", inSync("quickleader", 3))
+	for _, id := range st.Replicas {
+		if _, vals := checkReplicaLog(t, c, id, "quickleader"); !slices.Equal(vals, want) {
+			t.Fatalf("broker %d's log %v, want %v\n%s", id, vals, want, c)
+		}
+	}
+}
+
+// tryProduceLeader produces one acks=all record to the partition's
+// current leader, as a client that refreshes its metadata would.
+func tryProduceLeader(c *Cluster, topic, v string) (int64, error) {
+	st, err := c.PartitionState(topic, 0)
+	if err != nil || st.Leader < 0 {
+		return 0, kerr.LeaderNotAvailable
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := c.Dial(ctx, "tcp", c.Addrs()[st.Leader-1])
+	if err != nil {
+		return 0, err
+	}
+	cl := wire.NewClient(conn, "test")
+	defer cl.Close()
+	req := kmsg.NewPtrProduceRequest()
+	req.Acks, req.TimeoutMillis = -1, 3000
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Records = makeBatch(time.Now().UnixMilli(), v)
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	req.SetVersion(11)
+	resp, err := cl.Request(ctx, req)
+	if err != nil {
+		return 0, err
+	}
+	p := resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0]
+	return p.BaseOffset, kerr.ErrorForCode(p.ErrorCode)
+}
+
+// A follower loses power and comes back at once, empty, but cannot reach
+// its leader. The leader still holds what the follower's previous life
+// had fetched; it must not put the restarted follower back in the ISR on
+// that knowledge (KIP-903: its fetches name a new broker epoch, and the
+// controller refuses an ISR naming the old one), or a later election of
+// it would truncate acknowledged records away everywhere.
+func TestPowerCutFollowerNotReadmittedOnItsPreviousLife(t *testing.T) {
+	c := Start(t, Brokers(3), BrokerConfig("min.insync.replicas", "2"), BrokerConfig("auto.leader.rebalance.enable", "false"))
+	createTopic(t, c, "lives", 1, 3)
+	for i := range 5 {
+		if _, err := produceTo(t, c, "lives", -1, fmt.Sprintf("acked-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := partState(t, c, "lives", 0)
+	f := st.Replicas[0]
+	if f == st.Leader {
+		f = st.Replicas[1]
+	}
+	if err := c.PowerCut(f); err != nil {
+		t.Fatal(err)
+	}
+	heal := c.Cut(f, st.Leader)
+	if err := c.RestartBroker(f); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, "the restarted follower out of the ISR", func(c *Cluster) bool {
+		s, _ := c.PartitionState("lives", 0)
+		return !slices.Contains(s.ISR, f)
+	})
+	// The leader checks its ISR every half replica.lag.time.max.ms (1 s
+	// here); give it two chances.
+	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
+	defer cancel()
+	if err := c.WaitFor(ctx, func(c *Cluster) bool {
+		s, _ := c.PartitionState("lives", 0)
+		return slices.Contains(s.ISR, f)
+	}); err == nil {
+		t.Fatalf("broker %d, restarted empty and cut from leader %d, is back in the ISR\n%s", f, st.Leader, c)
+	}
+	heal()
+	waitFor(t, c, "everyone in sync", inSync("lives", 3))
+	if leo, _ := checkReplicaLog(t, c, f, "lives"); leo != 5 {
+		t.Fatalf("broker %d caught up to %d, want 5", f, leo)
 	}
 }

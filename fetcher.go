@@ -343,8 +343,8 @@ func (f *fetcher) fetchOnce(cl *wire.Client, parts []*replica) error {
 		return err
 	}
 	req := kmsg.NewPtrFetchRequest()
-	req.SetVersion(13)
-	req.ReplicaID = f.b.id
+	req.SetVersion(15)
+	req.ReplicaState.ID, req.ReplicaState.Epoch = f.b.id, f.b.epoch // KIP-903
 	req.MaxWaitMillis = int32(f.b.cfg.replicaFetchWaitMax / time.Millisecond)
 	req.MinBytes = 1
 	req.MaxBytes = 10 << 20

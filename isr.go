@@ -62,6 +62,10 @@ type isrProposal struct {
 	r                      *replica
 	leaderEpoch, partEpoch int32
 	isr                    []int32
+	// brokerEpochs are the members' broker epochs as their fetches
+	// named them (-1: not known), so the controller can refuse a
+	// member whose state is of a previous incarnation (KIP-903).
+	brokerEpochs []int64
 }
 
 // proposeISR proposes a new ISR if followers fell out or caught up.
@@ -106,18 +110,28 @@ func (r *replica) proposeISR() (isrProposal, bool) {
 			changed = true
 		}
 	}
-	return isrProposal{r: r, leaderEpoch: r.mu.epoch, partEpoch: r.mu.partitionEpoch, isr: isr}, changed
+	epochs := make([]int64, len(isr))
+	for i, id := range isr {
+		epochs[i] = -1
+		if id == r.b.id {
+			epochs[i] = r.b.epoch
+		} else if f := r.mu.followers[id]; f != nil {
+			epochs[i] = f.brokerEpoch
+		}
+	}
+	return isrProposal{r: r, leaderEpoch: r.mu.epoch, partEpoch: r.mu.partitionEpoch, isr: isr, brokerEpochs: epochs}, changed
 }
 
 // alterPartitions asks the controller to commit the proposed ISRs in one
-// AlterPartition request (v2, over the network), as Kafka's
+// AlterPartition request (v3: members with their broker epochs, KIP-903;
+// over the network), as Kafka's
 // AlterPartitionManager batches them, and logs each outcome.
 func (b *broker) alterPartitions(ctx context.Context, props []isrProposal) {
 	if len(props) == 0 {
 		return
 	}
 	req := kmsg.NewPtrAlterPartitionRequest()
-	req.SetVersion(2)
+	req.SetVersion(3)
 	req.BrokerID, req.BrokerEpoch = b.id, b.epoch
 	byTopic := map[[16]byte]int{}
 	for _, pr := range props {
@@ -130,7 +144,10 @@ func (b *broker) alterPartitions(ctx context.Context, props []isrProposal) {
 			req.Topics = append(req.Topics, t)
 		}
 		p := kmsg.NewAlterPartitionRequestTopicPartition()
-		p.Partition, p.LeaderEpoch, p.PartitionEpoch, p.NewISR = pr.r.part, pr.leaderEpoch, pr.partEpoch, pr.isr
+		p.Partition, p.LeaderEpoch, p.PartitionEpoch = pr.r.part, pr.leaderEpoch, pr.partEpoch
+		for i, id := range pr.isr {
+			p.NewEpochISR = append(p.NewEpochISR, kmsg.AlterPartitionRequestTopicPartitionNewEpochISR{BrokerID: id, BrokerEpoch: pr.brokerEpochs[i]})
+		}
 		req.Topics[i].Partitions = append(req.Topics[i].Partitions, p)
 	}
 	actx, cancel := context.WithTimeout(ctx, 5*time.Second)

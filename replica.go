@@ -58,11 +58,22 @@ type replica struct {
 // fetch at or past the leader's log end at the time of the previous fetch
 // means the follower was caught up at that previous fetch.
 type followerState struct {
+	// brokerEpoch is the registration epoch the follower's fetches
+	// name (-1 until one does): a new one is a restarted broker, whose
+	// state starts over (KIP-903).
+	brokerEpoch       int64
 	leo               int64
 	lastCaughtUp      time.Time
 	lastFetch         time.Time
 	lastFetchLeaderLE int64
 	logStart          int64 // as its fetches report it; -1 unknown
+}
+
+// newFollowerState is a follower the leader has not heard from: its log
+// end unknown (Kafka's -1), caught up as of now, so that the lag clock of
+// an ISR member starts with the leader's term.
+func newFollowerState(now time.Time) *followerState {
+	return &followerState{brokerEpoch: -1, leo: -1, logStart: -1, lastCaughtUp: now}
 }
 
 func (r *replica) logName() string {
@@ -134,7 +145,7 @@ func (r *replica) update(p *metadata.Partition, lc *logConfig) {
 		for _, id := range p.Replicas {
 			if id != r.b.id {
 				// Unknown until the follower fetches (Kafka's -1).
-				r.mu.followers[id] = &followerState{leo: -1, logStart: -1, lastCaughtUp: now}
+				r.mu.followers[id] = newFollowerState(now)
 			}
 		}
 		r.b.fetchers.remove(r)
@@ -361,7 +372,7 @@ type fetchResult struct {
 // offset, with the aborted transactions of that range) or, on the leader,
 // from follower replica (data up to the log-end offset; its fetch offset
 // is its log-end offset).
-func (r *replica) read(follower int32, offset int64, maxBytes int, currentEpoch int32, committed bool) (fetchResult, error) {
+func (r *replica) read(follower int32, followerEpoch int64, offset int64, maxBytes int, currentEpoch int32, committed bool) (fetchResult, error) {
 	r.mu.Lock()
 	if r.mu.closed {
 		r.mu.Unlock()
@@ -395,6 +406,16 @@ func (r *replica) read(follower int32, offset int64, maxBytes int, currentEpoch 
 	if follower >= 0 {
 		if f := r.mu.followers[follower]; f != nil {
 			now := time.Now()
+			if followerEpoch >= 0 && f.brokerEpoch >= 0 && followerEpoch != f.brokerEpoch {
+				// The follower restarted: what the leader knew of
+				// its log is of its previous life (a power cut may
+				// have taken the rest), and it is not caught up
+				// until its fetches say so.
+				*f = followerState{brokerEpoch: followerEpoch, leo: -1, logStart: -1}
+			}
+			if followerEpoch >= 0 {
+				f.brokerEpoch = followerEpoch
+			}
 			switch {
 			case offset >= leo:
 				f.lastCaughtUp = now
@@ -453,7 +474,7 @@ func (r *replica) syncFollowersLocked() {
 	}
 	for _, id := range r.mu.replicas {
 		if id != r.b.id && r.mu.followers[id] == nil {
-			r.mu.followers[id] = &followerState{leo: -1, logStart: -1, lastCaughtUp: time.Now()}
+			r.mu.followers[id] = newFollowerState(time.Now())
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,7 +44,13 @@ func runChaos(t *testing.T, c *kcluster.Cluster, cfg chaos.Config) *chaos.Report
 		t.Fatalf("chaos run could not run: %v\n%s", err, rep)
 	}
 	if err := rep.Err(); err != nil {
-		t.Fatalf("replay with KCLUSTER_SEED=%d\n%v\n%s", rep.Seed, err, c)
+		var ev strings.Builder
+		for _, e := range c.Events() {
+			if !strings.HasPrefix(e.Topic, "__") {
+				ev.WriteString(e.String() + "\n")
+			}
+		}
+		t.Fatalf("replay with KCLUSTER_SEED=%d\n%v\n%s\nevents:\n%s", rep.Seed, err, c, ev.String())
 	}
 	if rep.Acked == 0 || rep.HighWatermarkSamples == 0 {
 		t.Fatalf("the workload did nothing: %s", rep)

@@ -275,7 +275,7 @@ func (c *Controller) rebalanceLeaders(ctx context.Context) {
 // AlterPartition applies a leader's ISR change (Kafka's AlterPartition): the
 // request must come from the current leader at the current leader epoch and
 // partition epoch, and the new ISR may only hold live replicas.
-func (c *Controller) AlterPartition(ctx context.Context, id TopicID, part, leader, leaderEpoch, partitionEpoch int32, isr []int32) error {
+func (c *Controller) AlterPartition(ctx context.Context, id TopicID, part, leader, leaderEpoch, partitionEpoch int32, isr []int32, brokerEpochs []int64) error {
 	if err := c.lockActive(ctx); err != nil {
 		return err
 	}
@@ -296,9 +296,15 @@ func (c *Controller) AlterPartition(ctx context.Context, id TopicID, part, leade
 	if !slices.Contains(isr, leader) {
 		return kerr.InvalidRequest
 	}
-	for _, r := range isr {
+	for i, r := range isr {
 		b := c.mu.state.Brokers[r]
 		if !slices.Contains(p.Replicas, r) || b == nil || b.Fenced {
+			return kerr.IneligibleReplica
+		}
+		// KIP-903: the leader's knowledge of a member is of the
+		// member's current registration, or the member restarted
+		// since (and may have lost what the leader thinks it has).
+		if i < len(brokerEpochs) && brokerEpochs[i] >= 0 && brokerEpochs[i] != b.Epoch {
 			return kerr.IneligibleReplica
 		}
 	}

@@ -68,14 +68,14 @@ func TestSessionExpiryElectsFromISR(t *testing.T) {
 	}
 	// AlterPartition from the deposed leader is refused; from the new one
 	// with a stale partition epoch too.
-	if err := c.AlterPartition(ctx, q.TopicID, 0, leader, p.LeaderEpoch, p.PartitionEpoch, p.ISR); !errors.Is(err, kerr.NotLeaderForPartition) {
+	if err := c.AlterPartition(ctx, q.TopicID, 0, leader, p.LeaderEpoch, p.PartitionEpoch, p.ISR, nil); !errors.Is(err, kerr.NotLeaderForPartition) {
 		t.Fatalf("AlterPartition from old leader: %v", err)
 	}
-	if err := c.AlterPartition(ctx, q.TopicID, 0, q.Leader, q.LeaderEpoch, q.PartitionEpoch-1, q.ISR); !errors.Is(err, kerr.InvalidUpdateVersion) {
+	if err := c.AlterPartition(ctx, q.TopicID, 0, q.Leader, q.LeaderEpoch, q.PartitionEpoch-1, q.ISR, nil); !errors.Is(err, kerr.InvalidUpdateVersion) {
 		t.Fatalf("stale partition epoch: %v", err)
 	}
 	// Adding the fenced broker back is refused: it is not eligible.
-	if err := c.AlterPartition(ctx, q.TopicID, 0, q.Leader, q.LeaderEpoch, q.PartitionEpoch, append(slices.Clone(q.ISR), leader)); !errors.Is(err, kerr.IneligibleReplica) {
+	if err := c.AlterPartition(ctx, q.TopicID, 0, q.Leader, q.LeaderEpoch, q.PartitionEpoch, append(slices.Clone(q.ISR), leader), nil); !errors.Is(err, kerr.IneligibleReplica) {
 		t.Fatalf("fenced broker into ISR: %v", err)
 	}
 	// A stale epoch heartbeat does not unfence; the current one does.
@@ -84,6 +84,23 @@ func TestSessionExpiryElectsFromISR(t *testing.T) {
 	}
 	if fenced, err := c.Heartbeat(ctx, leader, epochs[leader-1]); err != nil || fenced {
 		t.Fatalf("heartbeat after expiry: fenced %v %v", fenced, err)
+	}
+	// KIP-903: once unfenced it may rejoin, but only as its current
+	// registration; a member named with an older broker epoch is a
+	// previous life of the broker and is refused.
+	q = part(c, "t")
+	isr := append(slices.Clone(q.ISR), leader)
+	named := make([]int64, len(isr))
+	for i, id := range isr {
+		named[i] = epochs[id-1]
+	}
+	named[len(named)-1] += 3 // not its registration's
+	if err := c.AlterPartition(ctx, q.TopicID, 0, q.Leader, q.LeaderEpoch, q.PartitionEpoch, isr, named); !errors.Is(err, kerr.IneligibleReplica) {
+		t.Fatalf("a member with another broker epoch into the ISR: %v", err)
+	}
+	named[len(named)-1] -= 3
+	if err := c.AlterPartition(ctx, q.TopicID, 0, q.Leader, q.LeaderEpoch, q.PartitionEpoch, isr, named); err != nil {
+		t.Fatalf("the member with its current broker epoch into the ISR: %v", err)
 	}
 }
 
@@ -95,7 +112,7 @@ func TestLastISRMemberAndUncleanElection(t *testing.T) {
 		p := part(c, "t")
 		follower := p.Replicas[1]
 		// The follower falls out of the ISR, then both die.
-		if err := c.AlterPartition(ctx, p.TopicID, 0, p.Leader, p.LeaderEpoch, p.PartitionEpoch, []int32{p.Leader}); err != nil {
+		if err := c.AlterPartition(ctx, p.TopicID, 0, p.Leader, p.LeaderEpoch, p.PartitionEpoch, []int32{p.Leader}, nil); err != nil {
 			t.Fatal(err)
 		}
 		c.FenceBroker(ctx, follower)
