@@ -43,11 +43,12 @@ func (b *broker) handleMetadata(req *kmsg.MetadataRequest, r *request) (*kmsg.Me
 	st := b.mu.state
 	for _, id := range st.BrokerIDs() {
 		br := st.Brokers[id]
-		if br.Fenced {
+		host, port, ok := endpoint(br, r.listener())
+		if br.Fenced || !ok {
 			continue
 		}
 		mb := kmsg.NewMetadataResponseBroker()
-		mb.NodeID, mb.Host, mb.Port, mb.Rack = br.ID, br.Host, br.Port, br.Rack
+		mb.NodeID, mb.Host, mb.Port, mb.Rack = br.ID, host, port, br.Rack
 		resp.Brokers = append(resp.Brokers, mb)
 	}
 	cid := b.c.cfg.clusterID
