@@ -478,6 +478,24 @@ func notController(resp kmsg.Response) bool {
 				return true
 			}
 		}
+	case *kmsg.CreateACLsResponse:
+		for _, e := range r.Results {
+			if e.ErrorCode == nc {
+				return true
+			}
+		}
+	case *kmsg.DeleteACLsResponse:
+		for _, e := range r.Results {
+			if e.ErrorCode == nc {
+				return true
+			}
+		}
+	case *kmsg.AlterUserSCRAMCredentialsResponse:
+		for _, e := range r.Results {
+			if e.ErrorCode == nc {
+				return true
+			}
+		}
 	case *kmsg.DescribeQuorumResponse:
 		if r.ErrorCode == nc {
 			return true
