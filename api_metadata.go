@@ -27,7 +27,9 @@ func (b *broker) handleMetadata(req *kmsg.MetadataRequest, r *request) (*kmsg.Me
 	autoCreate := b.cfg.autoCreate && (req.Version < 4 || req.AllowAutoTopicCreation)
 	authz := b.cfg.security.authorizer
 	a := authCtx{b, r.sess}
-	describable := func(name string) bool { return !authz || a.ok(kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic, name) }
+	describable := func(name string) bool {
+		return !authz || a.ok(kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic, name)
+	}
 	creatable := func(name string) bool {
 		return !authz || a.cluster(kmsg.ACLOperationCreate) || a.ok(kmsg.ACLOperationCreate, kmsg.ACLResourceTypeTopic, name)
 	}

@@ -306,4 +306,3 @@ func init() {
 	authzRules[69] = rule(authorizeConsumerGroupDescribe)
 	authzRules[75] = rule(authorizeDescribeTopicPartitions)
 }
-
