@@ -328,6 +328,11 @@ func TestReplicationUnderAuthorizer(t *testing.T) {
 		aclSpec{kmsg.ACLResourceTypeTopic, "replicated", kmsg.ACLResourcePatternTypeLiteral, "User:alice", kmsg.ACLOperationWrite, kmsg.ACLPermissionTypeAllow},
 		aclSpec{kmsg.ACLResourceTypeCluster, "kafka-cluster", kmsg.ACLResourcePatternTypeLiteral, "User:alice", kmsg.ACLOperationIdempotentWrite, kmsg.ACLPermissionTypeAllow},
 	)
+	// ACLs reach every broker as the metadata log does: wait until the
+	// partition's leader has them too.
+	if err := c.WaitFor(tctx(t), func(c *Cluster) bool { return c.metadataSettled() }); err != nil {
+		t.Fatal(err)
+	}
 	alice := userClient(t, c, "alice", kgo.RequiredAcks(kgo.AllISRAcks()))
 	for i := range 5 {
 		if err := produceOne(t, alice, "replicated"); err != nil {
