@@ -2,6 +2,7 @@ package kcluster
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"net"
 	"slices"
@@ -17,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/kcluster/kcluster/tlstest"
+	"github.com/kcluster/kcluster/wire"
 )
 
 // saslClient returns a kgo client on the cluster's SECURE listener
@@ -250,5 +252,29 @@ func TestSASLReauthentication(t *testing.T) {
 	if r := auth("alice"); r.ErrorCode != 0 {
 		t.Fatalf("re-authenticate: %v", kerr.ErrorForCode(r.ErrorCode))
 	}
+	do[*kmsg.MetadataResponse](t, cl, kmsg.NewPtrMetadataRequest(), 12)
+}
+
+// TestSASLHandshakeV0RawTokens: after SaslHandshake v0 the PLAIN token is
+// a raw size-prefixed frame, and requests follow once it is accepted.
+func TestSASLHandshakeV0RawTokens(t *testing.T) {
+	c := Start(t, Brokers(1), Listener("SECURE", SASLPlaintext), SASLUser("PLAIN", "alice", "alice-secret"))
+	cl := dial(t, c.ListenerAddrs("SECURE")[0])
+	hs := kmsg.NewPtrSASLHandshakeRequest()
+	hs.Mechanism = "PLAIN"
+	if r := do[*kmsg.SASLHandshakeResponse](t, cl, hs, 0); r.ErrorCode != 0 {
+		t.Fatalf("handshake v0: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	conn := cl.Conn()
+	tok := []byte("\x00alice\x00alice-secret")
+	frame := binary.BigEndian.AppendUint32(nil, uint32(len(tok)))
+	if _, err := conn.Write(append(frame, tok...)); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := wire.ReadFrame(conn, nil, 1<<20); err != nil {
+		t.Fatalf("reading the server's token: %v", err)
+	}
+	conn.SetReadDeadline(time.Time{})
 	do[*kmsg.MetadataResponse](t, cl, kmsg.NewPtrMetadataRequest(), 12)
 }
