@@ -49,7 +49,11 @@ func (b *broker) handleFindCoordinator(req *kmsg.FindCoordinatorRequest, r *requ
 		if err == nil {
 			b.mu.RLock()
 			if br := b.mu.state.Brokers[id]; br != nil {
-				c.Host, c.Port = br.Host, br.Port
+				if host, port, ok := endpoint(br, r.listener()); ok {
+					c.Host, c.Port = host, port
+				} else {
+					c.NodeID, c.ErrorCode = -1, kerr.CoordinatorNotAvailable.Code
+				}
 			}
 			b.mu.RUnlock()
 		}
@@ -75,11 +79,12 @@ func (b *broker) handleDescribeCluster(req *kmsg.DescribeClusterRequest, r *requ
 	resp.ControllerID = b.controllerIDLocked()
 	for _, id := range b.mu.state.BrokerIDs() {
 		br := b.mu.state.Brokers[id]
-		if br.Fenced {
+		host, port, ok := endpoint(br, r.listener())
+		if br.Fenced || !ok {
 			continue
 		}
 		rb := kmsg.NewDescribeClusterResponseBroker()
-		rb.NodeID, rb.Host, rb.Port, rb.Rack = br.ID, br.Host, br.Port, br.Rack
+		rb.NodeID, rb.Host, rb.Port, rb.Rack = br.ID, host, port, br.Rack
 		resp.Brokers = append(resp.Brokers, rb)
 	}
 	if !req.IncludeClusterAuthorizedOperations {

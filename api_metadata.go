@@ -4,7 +4,10 @@ package kcluster
 // KIP-430 authorized operations are answered as "not requested").
 // Topics are auto-created (num.partitions, default.replication.factor) when
 // auto.create.topics.enable is true and the request allows it (v4+; always
-// for v0-v3).
+// for v0-v3). Under an authorizer (authz.go) a topic the principal may
+// not DESCRIBE is left out of an every-topic answer and answered
+// TOPIC_AUTHORIZATION_FAILED when named, and auto-creation needs CREATE on
+// the cluster or the topic, as Kafka.
 
 import (
 	"context"
@@ -24,6 +27,15 @@ func (b *broker) handleMetadata(req *kmsg.MetadataRequest, r *request) (*kmsg.Me
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
 	allTopics := req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0)
 	autoCreate := b.cfg.autoCreate && (req.Version < 4 || req.AllowAutoTopicCreation)
+	authz := b.cfg.security.authorizer
+	a := authCtx{b, r.sess}
+	describable := func(name string) bool {
+		return !authz || a.ok(kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic, name)
+	}
+	creatable := func(name string) bool {
+		return !authz || a.cluster(kmsg.ACLOperationCreate) || a.ok(kmsg.ACLOperationCreate, kmsg.ACLResourceTypeTopic, name)
+	}
+	refused := map[string]bool{}
 
 	if !allTopics && b.unknownTopics(req) {
 		ctx, cancel := context.WithTimeout(b.ctx, 500*time.Millisecond)
@@ -40,21 +52,49 @@ func (b *broker) handleMetadata(req *kmsg.MetadataRequest, r *request) (*kmsg.Me
 			}
 		}
 		b.mu.RUnlock()
+		missing = slices.DeleteFunc(missing, func(n string) bool {
+			refused[n] = !describable(n) || !creatable(n)
+			return refused[n]
+		})
 		for _, name := range missing {
 			b.autoCreateTopic(name)
 		}
 	}
 
+	// Decide what the principal may see before taking the lock the
+	// authorizer takes too.
+	if authz {
+		b.mu.RLock()
+		var names []string
+		if allTopics {
+			names = b.mu.state.TopicNames()
+		} else {
+			for _, rt := range req.Topics {
+				if rt.Topic != nil {
+					names = append(names, *rt.Topic)
+				} else if t := b.mu.state.TopicsByID[rt.TopicID]; t != nil {
+					names = append(names, t.Name)
+				}
+			}
+		}
+		b.mu.RUnlock()
+		for _, n := range names {
+			if _, done := refused[n]; !done {
+				refused[n] = !describable(n)
+			}
+		}
+	}
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	st := b.mu.state
 	for _, id := range st.BrokerIDs() {
 		br := st.Brokers[id]
-		if br.Fenced {
+		host, port, ok := endpoint(br, r.listener())
+		if br.Fenced || !ok {
 			continue
 		}
 		mb := kmsg.NewMetadataResponseBroker()
-		mb.NodeID, mb.Host, mb.Port, mb.Rack = br.ID, br.Host, br.Port, br.Rack
+		mb.NodeID, mb.Host, mb.Port, mb.Rack = br.ID, host, port, br.Rack
 		resp.Brokers = append(resp.Brokers, mb)
 	}
 	cid := b.c.cfg.clusterID
@@ -90,6 +130,9 @@ func (b *broker) handleMetadata(req *kmsg.MetadataRequest, r *request) (*kmsg.Me
 	}
 	if allTopics {
 		for _, name := range st.TopicNames() {
+			if r, seen := refused[name]; authz && (r || !seen) {
+				continue // refused, or created since the check
+			}
 			resp.Topics = append(resp.Topics, describe(st.Topics[name]))
 		}
 	} else {
@@ -99,6 +142,19 @@ func (b *broker) handleMetadata(req *kmsg.MetadataRequest, r *request) (*kmsg.Me
 				t = st.Topics[*rt.Topic]
 			} else if rt.TopicID != ([16]byte{}) {
 				t = st.TopicsByID[rt.TopicID]
+			}
+			name := ""
+			if rt.Topic != nil {
+				name = *rt.Topic
+			} else if t != nil {
+				name = t.Name
+			}
+			if r, seen := refused[name]; authz && name != "" && (r || (t != nil && !seen)) {
+				mt := kmsg.NewMetadataResponseTopic()
+				mt.Topic, mt.TopicID = rt.Topic, rt.TopicID
+				mt.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				resp.Topics = append(resp.Topics, mt)
+				continue
 			}
 			if t == nil {
 				mt := kmsg.NewMetadataResponseTopic()

@@ -2,6 +2,8 @@ package kcluster
 
 import (
 	"context"
+	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -32,7 +34,8 @@ type broker struct {
 	c     *Cluster
 	cfg   *brokerConfig
 	log   *slog.Logger
-	ln    net.Listener
+	ln    net.Listener // the default (inter-broker) listener, lns[0]'s
+	lns   []*brokerListener
 	host  string
 	port  int32
 	store *segment.Store
@@ -133,6 +136,20 @@ func newBroker(c *Cluster, id int32, addr string) (*broker, error) {
 	tcp := ln.Addr().(*net.TCPAddr)
 	b.host = c.cfg.advertised
 	b.port = int32(tcp.Port)
+	b.lns = []*brokerListener{{name: DefaultListener, protocol: Plaintext, ln: ln, port: b.port}}
+	for i, spec := range c.cfg.listeners {
+		port := c.listenerPort(i, id)
+		xln, err := c.net.Listen(id, net.JoinHostPort(c.cfg.host, strconv.Itoa(port)))
+		if err != nil {
+			for _, l := range b.lns {
+				l.ln.Close()
+			}
+			st.Close()
+			cancel()
+			return nil, fmt.Errorf("listener %s: %w", spec.name, err)
+		}
+		b.lns = append(b.lns, &brokerListener{name: spec.name, protocol: spec.protocol, ln: xln, port: int32(xln.Addr().(*net.TCPAddr).Port)})
+	}
 	return b, nil
 }
 
@@ -147,9 +164,11 @@ func (b *broker) register(ctx context.Context) error {
 	req.SetVersion(3)
 	req.BrokerID = b.id
 	req.ClusterID = b.c.cfg.clusterID
-	l := kmsg.NewBrokerRegistrationRequestListener()
-	l.Name, l.Host, l.Port, l.SecurityProtocol = "PLAINTEXT", b.host, uint16(b.port), 0
-	req.Listeners = append(req.Listeners, l)
+	for _, bl := range b.lns {
+		l := kmsg.NewBrokerRegistrationRequestListener()
+		l.Name, l.Host, l.Port, l.SecurityProtocol = bl.name, b.host, uint16(bl.port), bl.protocol.code()
+		req.Listeners = append(req.Listeners, l)
+	}
 	req.PreviousBrokerEpoch = -1
 	// While a quorum elects there is no active controller: try again,
 	// as a Kafka broker does, for up to 30 s.
@@ -202,11 +221,13 @@ func (b *broker) heartbeat(ctx context.Context) (*kmsg.BrokerHeartbeatResponse, 
 }
 
 func (b *broker) start() {
-	b.wg.Add(7)
+	b.wg.Add(6 + len(b.lns))
 	go func() { defer b.wg.Done(); b.cleanerLoop() }()
 	go func() { defer b.wg.Done(); b.groups.run() }()
 	go func() { defer b.wg.Done(); b.txns.run() }()
-	go func() { defer b.wg.Done(); b.acceptLoop() }()
+	for _, l := range b.lns {
+		go func() { defer b.wg.Done(); b.acceptLoop(l) }()
+	}
 	go func() { defer b.wg.Done(); b.applyLoop() }()
 	go func() { defer b.wg.Done(); b.heartbeatLoop() }()
 	go func() { defer b.wg.Done(); b.isrLoop() }()
@@ -309,7 +330,9 @@ func (b *broker) close(graceful bool) {
 // shutdown).
 func (b *broker) dropConns() {
 	b.waiting.Store("listener")
-	b.ln.Close()
+	for _, l := range b.lns {
+		l.ln.Close()
+	}
 	b.mu.Lock()
 	for c := range b.mu.conns {
 		c.Close()
@@ -496,9 +519,9 @@ func (b *broker) replica(id metadata.TopicID, p int32) *replica {
 	return b.mu.replicas[tpKey{id, p}]
 }
 
-func (b *broker) acceptLoop() {
+func (b *broker) acceptLoop(l *brokerListener) {
 	for {
-		conn, err := b.ln.Accept()
+		conn, err := l.ln.Accept()
 		if err != nil {
 			if b.ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
 				b.log.Warn("accept", "err", err)
@@ -516,11 +539,11 @@ func (b *broker) acceptLoop() {
 		b.mu.Unlock()
 		go func() {
 			defer b.wg.Done()
-			b.serveConn(conn)
+			served := b.serveConn(conn, l)
 			b.mu.Lock()
 			delete(b.mu.conns, conn)
 			b.mu.Unlock()
-			b.forgetConn(conn)
+			b.forgetConn(served)
 		}()
 	}
 }
@@ -534,19 +557,39 @@ type request struct {
 	hdr  wire.RequestHeader
 	kreq kmsg.Request
 	conn net.Conn
+	sess *session // nil for requests the broker makes itself
 }
 
-func (b *broker) serveConn(conn net.Conn) {
+// serveConn serves one accepted connection of listener l: the TLS
+// handshake on SSL listeners, then Kafka's request loop. It returns the
+// connection it served (the TLS one on SSL listeners).
+func (b *broker) serveConn(conn net.Conn, l *brokerListener) net.Conn {
+	if l.protocol.tls() {
+		tc := tls.Server(conn, b.c.cfg.tls)
+		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			b.log.Debug("TLS handshake", "listener", l.name, "remote", conn.RemoteAddr().String(), "err", err)
+			conn.Close()
+			return conn
+		}
+		conn = tc
+	}
+	sess := b.newSession(conn, l)
 	serveConn(b.ctx, conn, b.cfg.requestMaxBytes, b.log, func(hdr wire.RequestHeader, body []byte, log *slog.Logger) (kmsg.Response, error) {
-		return b.handle(conn, hdr, body, log)
-	})
+		return b.handle(conn, sess, hdr, body, log)
+	}, sess)
+	return conn
 }
 
 // serveConn runs Kafka's request loop on one connection: read a frame,
 // dispatch it, write the response, then read the next, so responses go out
 // in request order. Bad frames and dispatch errors close the connection
-// with a log line.
-func serveConn(ctx context.Context, conn net.Conn, maxFrame int32, log *slog.Logger, dispatch func(wire.RequestHeader, []byte, *slog.Logger) (kmsg.Response, error)) {
+// with a log line. sess, when not nil, is the connection's security state:
+// frames that are raw SASL tokens (after SaslHandshake v0) go to it, and it
+// may ask for the connection to close after a response.
+func serveConn(ctx context.Context, conn net.Conn, maxFrame int32, log *slog.Logger, dispatch func(wire.RequestHeader, []byte, *slog.Logger) (kmsg.Response, error), sess *session) {
 	defer conn.Close()
 	log = log.With("remote", conn.RemoteAddr().String())
 	var rbuf, wbuf []byte
@@ -562,6 +605,18 @@ func serveConn(ctx context.Context, conn net.Conn, maxFrame int32, log *slog.Log
 		}
 		if cap(frame) <= 1<<20 {
 			rbuf = frame // reuse small buffers; drop big ones
+		}
+		if sess != nil && sess.rawTokens {
+			out, err := sess.rawToken(frame)
+			if err != nil {
+				log.Debug("closing connection: SASL authentication failed", "err", err)
+				return
+			}
+			wbuf = binary.BigEndian.AppendUint32(wbuf[:0], uint32(len(out)))
+			if _, err := conn.Write(append(wbuf, out...)); err != nil {
+				return
+			}
+			continue
 		}
 		hdr, body, err := wire.ParseRequestHeader(frame)
 		if err != nil {
@@ -582,6 +637,9 @@ func serveConn(ctx context.Context, conn net.Conn, maxFrame int32, log *slog.Log
 		if _, err := conn.Write(wbuf); err != nil {
 			return
 		}
+		if sess != nil && sess.closeAfter {
+			return
+		}
 		if cap(wbuf) > 1<<20 {
 			wbuf = nil
 		}
@@ -590,7 +648,7 @@ func serveConn(ctx context.Context, conn net.Conn, maxFrame int32, log *slog.Log
 
 // handle decodes and dispatches one request. A panic in a handler is
 // recovered here: it is logged and the connection is closed.
-func (b *broker) handle(conn net.Conn, hdr wire.RequestHeader, body []byte, log *slog.Logger) (resp kmsg.Response, err error) {
+func (b *broker) handle(conn net.Conn, sess *session, hdr wire.RequestHeader, body []byte, log *slog.Logger) (resp kmsg.Response, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			log.Error("handler panic; closing connection", "api", kmsg.NameForKey(hdr.Key), "version", hdr.Version, "panic", p, "stack", string(debug.Stack()))
@@ -610,6 +668,9 @@ func (b *broker) handle(conn net.Conn, hdr wire.RequestHeader, body []byte, log 
 		}
 		return nil, fmt.Errorf("unsupported version %d of %s", hdr.Version, kmsg.NameForKey(hdr.Key))
 	}
+	if err := sess.admit(hdr.Key); err != nil {
+		return nil, err
+	}
 	kreq, err := wire.DecodeRequest(hdr, body)
 	if err != nil {
 		return nil, err
@@ -618,9 +679,14 @@ func (b *broker) handle(conn net.Conn, hdr wire.RequestHeader, body []byte, log 
 		return resp, err
 	}
 	b.waitUnmuted(conn)
-	resp, err = h.fn(b, &request{hdr: hdr, kreq: kreq, conn: conn})
+	r := &request{hdr: hdr, kreq: kreq, conn: conn, sess: sess}
+	if b.cfg.security.authorizer {
+		resp, err = b.authorizeAndHandle(h, r)
+	} else {
+		resp, err = h.fn(b, r)
+	}
 	if err == nil {
-		b.applyQuotas(conn, hdr.ClientID, kreq, resp)
+		b.applyQuotas(conn, sess, hdr.ClientID, kreq, resp)
 	}
 	return resp, err
 }

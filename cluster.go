@@ -27,6 +27,7 @@ type Cluster struct {
 	// ports and hosts are fixed at New: a restarted broker keeps its port,
 	// a restarted controller its ports.
 	ports     []int
+	lnPorts   [][]int // per Listener option, per broker
 	ctrlPorts []int
 	raftPorts []int
 	// newClusterID is the id a new cluster gets when ClusterID is not
@@ -98,6 +99,10 @@ func New(opts ...Option) (*Cluster, error) {
 	c.mu.brokers = make([]*broker, cfg.brokers)
 	c.ports = make([]int, cfg.brokers)
 	copy(c.ports, cfg.ports)
+	c.lnPorts = make([][]int, len(cfg.listeners))
+	for i := range c.lnPorts {
+		c.lnPorts[i] = make([]int, cfg.brokers)
+	}
 	nc := c.numControllers()
 	c.ctrlPorts, c.raftPorts = make([]int, nc), make([]int, nc)
 	c.ctrls.nodes = make([]*controllerNode, nc)
@@ -150,6 +155,10 @@ func New(opts ...Option) (*Cluster, error) {
 		return nil, fmt.Errorf("kcluster: no controller became active: %w", err)
 	}
 	c.noteController()
+	if err := c.bootstrapScram(wctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("kcluster: writing SASLUser's SCRAM credentials: %w", err)
+	}
 	for i := range cfg.brokers {
 		if err := c.startBroker(int32(i+1), false); err != nil {
 			c.Close()
@@ -185,6 +194,11 @@ func (c *Cluster) startBroker(id int32, restart bool) error {
 	}
 	if c.ports[id-1] == 0 {
 		c.ports[id-1] = int(b.port) // first start only: a restart reuses it
+	}
+	for i, l := range b.lns[1:] {
+		if c.lnPorts[i][id-1] == 0 {
+			c.lnPorts[i][id-1] = int(l.port)
+		}
 	}
 	if err := b.register(c.ctx); err != nil {
 		b.close(false)
@@ -245,6 +259,53 @@ func (c *Cluster) Addrs() []string {
 		out[i] = net.JoinHostPort(c.cfg.advertised, strconv.Itoa(p))
 	}
 	return out
+}
+
+// ListenerAddrs returns every broker's address on the listener named
+// name (DefaultListener or one given by Listener), in broker id order, as
+// Addrs does for the default one; nil for a name no listener has.
+func (c *Cluster) ListenerAddrs(name string) []string {
+	if name == DefaultListener {
+		return c.Addrs()
+	}
+	for i, l := range c.cfg.listeners {
+		if l.name != name {
+			continue
+		}
+		out := make([]string, len(c.lnPorts[i]))
+		for j, p := range c.lnPorts[i] {
+			out[j] = net.JoinHostPort(c.cfg.advertised, strconv.Itoa(p))
+		}
+		return out
+	}
+	return nil
+}
+
+// listenerPort is the port of Listener option i on broker id: 0 before
+// its first start.
+func (c *Cluster) listenerPort(i int, id int32) int { return c.lnPorts[i][id-1] }
+
+// bootstrapScram writes SASLUser's SCRAM credentials into the metadata
+// log through the active controller, before any broker starts (Kafka's
+// kafka-storage format --add-scram).
+func (c *Cluster) bootstrapScram(ctx context.Context) error {
+	if len(c.cfg.scramUsers) == 0 {
+		return nil
+	}
+	n := c.activeController()
+	if n == nil {
+		return errNoController
+	}
+	var recs []metadata.Record
+	for _, u := range c.cfg.users {
+		code, _, ok := scramMechCode(u.mech)
+		if !ok {
+			continue
+		}
+		k := c.cfg.scramUsers[scramUserKey{u.user, code}]
+		recs = append(recs, &metadata.ScramCredential{User: u.user, Mechanism: code, Salt: k.salt, StoredKey: k.storedKey, ServerKey: k.serverKey, Iterations: k.iters})
+	}
+	return n.ctrl.AlterScram(ctx, recs)
 }
 
 // isClosed reports whether Close has begun.

@@ -204,7 +204,7 @@ func (n *controllerNode) acceptLoop() {
 		n.mu.Unlock()
 		go func() {
 			defer n.wg.Done()
-			serveConn(n.ctx, conn, wire.DefaultMaxFrame, n.log, n.dispatch)
+			serveConn(n.ctx, conn, wire.DefaultMaxFrame, n.log, n.dispatch, nil)
 			n.mu.Lock()
 			delete(n.mu.conns, conn)
 			n.mu.Unlock()
@@ -476,6 +476,24 @@ func notController(resp kmsg.Response) bool {
 		}
 	case *kmsg.AlterClientQuotasResponse:
 		for _, e := range r.Entries {
+			if e.ErrorCode == nc {
+				return true
+			}
+		}
+	case *kmsg.CreateACLsResponse:
+		for _, e := range r.Results {
+			if e.ErrorCode == nc {
+				return true
+			}
+		}
+	case *kmsg.DeleteACLsResponse:
+		for _, e := range r.Results {
+			if e.ErrorCode == nc {
+				return true
+			}
+		}
+	case *kmsg.AlterUserSCRAMCredentialsResponse:
+		for _, e := range r.Results {
 			if e.ErrorCode == nc {
 				return true
 			}

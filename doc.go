@@ -17,7 +17,11 @@
 // Group and GroupStable observe them. Transactions are coordinated the same
 // way on __transaction_state (Transaction observes one); idempotent and
 // transactional producers, markers, the last stable offset and
-// read_committed fetches behave as Kafka's.
+// read_committed fetches behave as Kafka's. Security is Kafka's too:
+// listeners with its security protocols (Listener), TLS and mutual TLS
+// (TLS, package tlstest), SASL PLAIN and SCRAM (SASLUser and
+// AlterUserScramCredentials), and ACLs in the metadata log enforced by the
+// StandardAuthorizer.
 //
 // # Usage
 //
@@ -40,6 +44,12 @@
 //     cleanup.policy=compact, segment.ms, ...) with your admin client and
 //     call CleanLogs; TopicConfigs, PartitionState (log start offsets and
 //     sizes) and Reassignments show the result.
+//  8. To test security, add a listener (Listener("SECURE", SASLSSL)), give
+//     its addresses (ListenerAddrs("SECURE")) to the client, add users
+//     (SASLUser) and a TLS config (tlstest), and turn the authorizer on with
+//     BrokerConfig("authorizer.class.name", StandardAuthorizer) and
+//     BrokerConfig("super.users", "User:admin"). Brokers keep replicating
+//     over the default PLAINTEXT listener as InternalPrincipal.
 //
 // The command cmd/kcluster runs the same cluster as a process for clients in
 // other languages.

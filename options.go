@@ -1,6 +1,7 @@
 package kcluster
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -41,38 +42,47 @@ type config struct {
 	seedSet bool
 	// memNet puts the brokers on an in-memory network (memnet.go).
 	memNet bool
+	// listeners are the brokers' listeners beyond the default PLAINTEXT
+	// one (Listener); tls serves their SSL and SASL_SSL ones (TLS).
+	listeners []listenerSpec
+	tls       *tls.Config
+	// users are the SASLUser credentials; scramUsers their SCRAM keys,
+	// derived by validate.
+	users      []saslUser
+	scramUsers map[scramUserKey]scramStored
 }
 
 // brokerConfig holds the parsed broker configs the brokers use, with
 // Kafka's names in comments.
 type brokerConfig struct {
-	numPartitions       int32         // num.partitions
-	defaultRF           int16         // default.replication.factor
-	autoCreate          bool          // auto.create.topics.enable
-	minISR              int           // min.insync.replicas
-	messageMaxBytes     int32         // message.max.bytes
-	segmentBytes        int64         // log.segment.bytes
-	indexIntervalBytes  int64         // log.index.interval.bytes
-	requestMaxBytes     int32         // socket.request.max.bytes
-	replicaLagTimeMax   time.Duration // replica.lag.time.max.ms
-	replicaFetchWaitMax time.Duration // replica.fetch.wait.max.ms
-	replicaFetchMax     int32         // replica.fetch.max.bytes
-	replicaFetchBackoff time.Duration // replica.fetch.backoff.ms
-	deleteTopicEnable   bool          // delete.topic.enable
-	sessionTimeout      time.Duration // broker.session.timeout.ms
-	heartbeatInterval   time.Duration // broker.heartbeat.interval.ms
-	uncleanElection     bool          // unclean.leader.election.enable
-	autoRebalance       bool          // auto.leader.rebalance.enable
-	imbalanceCheck      time.Duration // leader.imbalance.check.interval.seconds
-	hwCheckpoint        time.Duration // replica.high.watermark.checkpoint.interval.ms
-	txn                 txnConfig     // transaction.* (txn_coordinator.go)
-	electionTimeout     time.Duration // controller.quorum.election.timeout.ms
-	retentionCheck      time.Duration // log.retention.check.interval.ms
-	cleanerEnable       bool          // log.cleaner.enable
-	quotaWindow         time.Duration // quota.window.size.seconds
-	quotaWindowNum      int           // quota.window.num
-	group               groupConfig   // group.* and offsets.* (group_coordinator.go)
-	flushMessages       int64         // log.flush.interval.messages
+	numPartitions       int32          // num.partitions
+	defaultRF           int16          // default.replication.factor
+	autoCreate          bool           // auto.create.topics.enable
+	minISR              int            // min.insync.replicas
+	messageMaxBytes     int32          // message.max.bytes
+	segmentBytes        int64          // log.segment.bytes
+	indexIntervalBytes  int64          // log.index.interval.bytes
+	requestMaxBytes     int32          // socket.request.max.bytes
+	replicaLagTimeMax   time.Duration  // replica.lag.time.max.ms
+	replicaFetchWaitMax time.Duration  // replica.fetch.wait.max.ms
+	replicaFetchMax     int32          // replica.fetch.max.bytes
+	replicaFetchBackoff time.Duration  // replica.fetch.backoff.ms
+	deleteTopicEnable   bool           // delete.topic.enable
+	sessionTimeout      time.Duration  // broker.session.timeout.ms
+	heartbeatInterval   time.Duration  // broker.heartbeat.interval.ms
+	uncleanElection     bool           // unclean.leader.election.enable
+	autoRebalance       bool           // auto.leader.rebalance.enable
+	imbalanceCheck      time.Duration  // leader.imbalance.check.interval.seconds
+	hwCheckpoint        time.Duration  // replica.high.watermark.checkpoint.interval.ms
+	txn                 txnConfig      // transaction.* (txn_coordinator.go)
+	electionTimeout     time.Duration  // controller.quorum.election.timeout.ms
+	retentionCheck      time.Duration  // log.retention.check.interval.ms
+	cleanerEnable       bool           // log.cleaner.enable
+	quotaWindow         time.Duration  // quota.window.size.seconds
+	quotaWindowNum      int            // quota.window.num
+	group               groupConfig    // group.* and offsets.* (group_coordinator.go)
+	flushMessages       int64          // log.flush.interval.messages
+	security            securityConfig // authorizer, SASL and TLS knobs (security.go)
 }
 
 func defaultConfig() config {
@@ -168,6 +178,19 @@ var brokerConfigDefs = map[string]struct {
 	// Records appended to a log between syncs (fsync); Kafka's default
 	// never syncs on append. See PowerCut.
 	"log.flush.interval.messages": {"9223372036854775807", func(b *brokerConfig, v string) error { return parseInt64(&b.flushMessages, v, 1) }},
+	// Security (security.go). An authorizer is on when
+	// authorizer.class.name names Kafka's StandardAuthorizer (or the older
+	// AclAuthorizer); the default, "", checks nothing.
+	"authorizer.class.name": {"", func(b *brokerConfig, v string) error { return b.security.parseAuthorizer(v) }},
+	"super.users":           {"", func(b *brokerConfig, v string) error { b.security.parseSuperUsers(v); return nil }},
+	"allow.everyone.if.no.acl.found": {"false", func(b *brokerConfig, v string) error {
+		return parseBool(&b.security.allowIfNoACL, v)
+	}},
+	"connections.max.reauth.ms": {"0", func(b *brokerConfig, v string) error { return parseMillis(&b.security.reauth, v) }},
+	// Test-friendly: Kafka's default is GSSAPI, which kcluster does not
+	// serve.
+	"sasl.enabled.mechanisms": {"PLAIN,SCRAM-SHA-256,SCRAM-SHA-512", func(b *brokerConfig, v string) error { return b.security.parseMechanisms(v) }},
+	"ssl.client.auth":         {"none", func(b *brokerConfig, v string) error { return b.security.parseClientAuth(v) }},
 }
 
 func parseInt32(dst *int32, v string, min int64) error {
@@ -273,6 +296,9 @@ func (c *config) validate() error {
 		// would drop it from the ISR as soon as new data arrives.
 		return fmt.Errorf("kcluster: replica.fetch.wait.max.ms (%v) must be below replica.lag.time.max.ms (%v)", c.broker.replicaFetchWaitMax, c.broker.replicaLagTimeMax)
 	}
+	if err := c.validateSecurity(); err != nil {
+		return err
+	}
 	if int(c.broker.defaultRF) > c.brokers {
 		return fmt.Errorf("kcluster: default.replication.factor=%d exceeds the %d brokers", c.broker.defaultRF, c.brokers)
 	}
@@ -348,4 +374,36 @@ func ClusterID(id string) Option { return optionFunc(func(c *config) { c.cluster
 // log it.
 func Seed(seed uint64) Option {
 	return optionFunc(func(c *config) { c.seed, c.seedSet = seed, true })
+}
+
+// Listener gives every broker an additional listener named name (Kafka's
+// listener name, e.g. "SECURE") with the security protocol, on a port of
+// its own (picked at the first start, kept across restarts; see
+// ListenerAddrs). The default listener, PLAINTEXT, is always there: it is
+// the inter-broker listener, used by replication and coordinators, and
+// Addrs reports it. A client is told, in Metadata, FindCoordinator and
+// DescribeCluster, the addresses of the listener it connected through.
+// SSL and SASL_SSL listeners need TLS.
+func Listener(name string, protocol SecurityProtocol) Option {
+	return optionFunc(func(c *config) { c.listeners = append(c.listeners, listenerSpec{name, protocol}) })
+}
+
+// TLS sets the server TLS configuration of every SSL and SASL_SSL listener
+// (default none). Its ClientAuth and ClientCAs decide mutual TLS, unless
+// the broker config ssl.client.auth (none, requested, required) says
+// otherwise. A verified client certificate makes the connection's
+// principal "User:" + the certificate subject's RFC 2253 form (e.g.
+// "User:CN=alice,O=acme"), unless SASL authenticates it. tlstest makes a
+// throwaway CA and certificates for tests.
+func TLS(cfg *tls.Config) Option { return optionFunc(func(c *config) { c.tls = cfg }) }
+
+// SASLUser adds a user that SASL listeners authenticate with mechanism
+// "PLAIN", "SCRAM-SHA-256" or "SCRAM-SHA-512" (the default is no users, so
+// no SASL client can log in). PLAIN users are the brokers' static list, as
+// a Kafka JAAS file's user_<name>=<password>. SCRAM users are written into
+// the metadata log when the cluster starts, as kafka-storage format
+// --add-scram, so DescribeUserScramCredentials lists them and
+// AlterUserScramCredentials can change them.
+func SASLUser(mechanism, user, password string) Option {
+	return optionFunc(func(c *config) { c.users = append(c.users, saslUser{mechanism, user, password}) })
 }

@@ -5,8 +5,9 @@ package kcluster
 // fetch bytes it returns per (user, client id) over quota.window.num
 // windows of quota.window.size.seconds, and when the rate passes the
 // quota that applies (the most specific of /users/<u>/clients/<c>, ...,
-// /clients/<default>, as Kafka orders them; without authentication the
-// user is ANONYMOUS) it answers with throttle_time_ms = (rate - quota) /
+// /clients/<default>, as Kafka orders them; the user is the connection's
+// principal name: the SASL user, a client certificate's subject, or
+// ANONYMOUS) it answers with throttle_time_ms = (rate - quota) /
 // quota * window and mutes the connection for that long: the next request
 // on it is not read until the throttle passes. A throttled consumer fetch
 // is answered without data (its bytes are not counted), as Kafka does.
@@ -132,7 +133,7 @@ func (b *broker) waitUnmuted(conn net.Conn) {
 // applyQuotas measures a produce or consumer fetch against its byte-rate
 // quota, sets throttle_time_ms, mutes conn and, for a throttled fetch,
 // drops the data.
-func (b *broker) applyQuotas(conn net.Conn, client *string, req kmsg.Request, resp kmsg.Response) {
+func (b *broker) applyQuotas(conn net.Conn, sess *session, client *string, req kmsg.Request, resp kmsg.Response) {
 	var key string
 	var n int
 	switch r := req.(type) {
@@ -164,8 +165,9 @@ func (b *broker) applyQuotas(conn net.Conn, client *string, req kmsg.Request, re
 	if client != nil {
 		cid = *client
 	}
+	user := sess.userName()
 	b.mu.RLock()
-	quota, ok := quotaFor(b.mu.state, anonymous, cid, key)
+	quota, ok := quotaFor(b.mu.state, user, cid, key)
 	b.mu.RUnlock()
 	if !ok || resp == nil {
 		return
@@ -178,7 +180,7 @@ func (b *broker) applyQuotas(conn net.Conn, client *string, req kmsg.Request, re
 		q.mu.sensors = make(map[string]*rateSensor)
 		q.mu.muted = make(map[net.Conn]time.Time)
 	}
-	sk := key + "\x00" + anonymous + "\x00" + cid
+	sk := key + "\x00" + user + "\x00" + cid
 	s := q.mu.sensors[sk]
 	if s == nil {
 		s = &rateSensor{}

@@ -52,6 +52,14 @@ func DecodeRecord(b []byte) (Record, error) {
 		r = new(ClientQuota)
 	case "ProducerIDs":
 		r = new(ProducerIDs)
+	case "AccessControlEntry":
+		r = new(AccessControlEntry)
+	case "RemoveAccessControlEntry":
+		r = new(RemoveAccessControlEntry)
+	case "ScramCredential":
+		r = new(ScramCredential)
+	case "RemoveScramCredential":
+		r = new(RemoveScramCredential)
 	default:
 		return nil, fmt.Errorf("metadata: unknown record type %q", env.Type)
 	}

@@ -54,6 +54,8 @@ type State struct {
 	BrokerConfigs  map[string]map[string]string // "" is the cluster default
 	NextProducerID int64
 	ClientQuotas   map[string]*Quota // by QuotaKey (quotas.go)
+	ACLs           map[string]*ACL   // by record id (acls.go)
+	Scram          map[ScramKey]*ScramCredential
 }
 
 // NewState returns the empty state.
@@ -166,6 +168,12 @@ func (s *State) Apply(offset int64, r Record) error {
 		s.applyClientQuota(r)
 	case *ProducerIDs:
 		s.NextProducerID = r.First + r.Size
+	case *AccessControlEntry:
+		s.applyACL(r)
+	case *RemoveAccessControlEntry:
+		delete(s.ACLs, r.ID)
+	case *ScramCredential, *RemoveScramCredential:
+		s.applyScram(r)
 	default:
 		return fmt.Errorf("metadata: unknown record %T", r)
 	}

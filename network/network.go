@@ -344,3 +344,15 @@ func (c *conn) Close() error {
 	})
 	return err
 }
+
+// Peer returns the node that dialed c through this network, Client for a
+// connection from outside the cluster or one not accepted by a Network
+// listener. The peer is recognized by the dialing socket's address, which
+// only a dial through the network registers, so a client cannot claim to
+// be a node.
+func Peer(c net.Conn) int32 {
+	if nc, ok := c.(*conn); ok {
+		return nc.from
+	}
+	return Client
+}

@@ -10,11 +10,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/kcluster/kcluster"
+	"github.com/kcluster/kcluster/tlstest"
 )
 
 type kvFlag []string
@@ -39,8 +41,10 @@ func run(args []string) error {
 	dir := fs.String("dir", "", "store data on disk under this directory (default: in memory)")
 	clusterID := fs.String("cluster-id", "", "cluster id (default: random)")
 	verbose := fs.Bool("v", false, "log at debug level")
-	var cfgs kvFlag
+	var cfgs, users kvFlag
 	fs.Var(&cfgs, "c", "broker config key=value with Kafka's names (repeatable)")
+	fs.Var(&users, "sasl-user", "MECHANISM:user:password (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) served on a SASL_PLAINTEXT listener named SASL (repeatable)")
+	tlsDir := fs.String("tls-dir", "", "add an SSL listener named SSL with a throwaway CA, writing its certificate to DIR/ca.pem")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -81,6 +85,33 @@ func run(args []string) error {
 		}
 		opts = append(opts, kcluster.BrokerConfig(k, v))
 	}
+	for _, u := range users {
+		parts := strings.SplitN(u, ":", 3)
+		if len(parts) != 3 {
+			return fmt.Errorf("-sasl-user %q: want MECHANISM:user:password", u)
+		}
+		opts = append(opts, kcluster.SASLUser(parts[0], parts[1], parts[2]))
+	}
+	var extra []string
+	if len(users) > 0 {
+		opts = append(opts, kcluster.Listener("SASL", kcluster.SASLPlaintext))
+		extra = append(extra, "SASL")
+	}
+	if *tlsDir != "" {
+		ca, err := tlstest.NewCA()
+		if err != nil {
+			return err
+		}
+		srv, err := ca.ServerConfig(*host)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(*tlsDir, "ca.pem"), ca.CertPEM(), 0o644); err != nil {
+			return fmt.Errorf("-tls-dir: %v", err)
+		}
+		opts = append(opts, kcluster.TLS(srv), kcluster.Listener("SSL", kcluster.SSL))
+		extra = append(extra, "SSL")
+	}
 	// Catch signals before printing the addresses: a supervisor may
 	// stop us as soon as it has read them.
 	sig := make(chan os.Signal, 1)
@@ -91,6 +122,9 @@ func run(args []string) error {
 	}
 	defer c.Close()
 	fmt.Println(strings.Join(c.Addrs(), ","))
+	for _, name := range extra {
+		fmt.Fprintf(os.Stderr, "listener %s: %s\n", name, strings.Join(c.ListenerAddrs(name), ","))
+	}
 	<-sig
 	return nil
 }
