@@ -50,6 +50,12 @@ type Network struct {
 		// through the network to the dialing node, so the accepting side
 		// knows its peer.
 		dialedFrom map[string]int32
+		// dialing counts the TCP dials in flight to each node: the
+		// listener may accept a connection before its dialer has
+		// recorded it in dialedFrom, so Accept waits for them
+		// (dialsDone is closed and replaced whenever one ends).
+		dialing   map[int32]int
+		dialsDone chan struct{}
 		// delays holds the added latency per link (SetDelay).
 		delays map[link]time.Duration
 		// losses holds the loss of each lossy link (SetLoss, loss.go).
@@ -69,6 +75,8 @@ func New() *Network {
 	n.mu.conns = make(map[*conn]struct{})
 	n.mu.cuts = make(map[link]int)
 	n.mu.dialedFrom = make(map[string]int32)
+	n.mu.dialing = make(map[int32]int)
+	n.mu.dialsDone = make(chan struct{})
 	n.mu.delays = make(map[link]time.Duration)
 	n.mu.losses = make(map[link]*loss)
 	return n
@@ -120,13 +128,24 @@ func (n *Network) Dial(ctx context.Context, from, to int32, addr string) (net.Co
 		n.mu.Unlock()
 		return nil, ErrCut
 	}
-	n.mu.Unlock()
 	if n.mem != nil {
+		n.mu.Unlock()
 		return n.memDial(ctx, addr, func(inner net.Conn) (net.Conn, bool) {
 			c := newConn(inner, n, from, to)
 			return c, n.track(c)
 		})
 	}
+	n.mu.dialing[to]++
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		if n.mu.dialing[to]--; n.mu.dialing[to] == 0 {
+			delete(n.mu.dialing, to)
+		}
+		close(n.mu.dialsDone)
+		n.mu.dialsDone = make(chan struct{})
+		n.mu.Unlock()
+	}()
 	var d net.Dialer
 	inner, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -259,7 +278,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		n := l.n
 		n.mu.Lock()
-		from, ok := n.mu.dialedFrom[inner.RemoteAddr().String()]
+		from, ok := l.peerLocked(inner.RemoteAddr().String())
 		if !ok {
 			from = Client
 		}
@@ -272,6 +291,35 @@ func (l *listener) Accept() (net.Conn, error) {
 		n.mu.conns[c] = struct{}{}
 		n.mu.Unlock()
 		return c, nil
+	}
+}
+
+// peerLocked finds the node that dialed the connection from remote. The
+// handshake can complete, and Accept return, before the dialer has
+// recorded the connection, so while dials to this node are in flight it
+// waits for them (a bounded wait: a dial ends when its handshake does),
+// releasing n.mu meanwhile.
+func (l *listener) peerLocked(remote string) (int32, bool) {
+	n := l.n
+	deadline := time.NewTimer(time.Second)
+	defer deadline.Stop()
+	for {
+		if from, ok := n.mu.dialedFrom[remote]; ok {
+			return from, true
+		}
+		if n.mu.closed || n.mu.dialing[l.node] == 0 {
+			return 0, false
+		}
+		done := n.mu.dialsDone
+		n.mu.Unlock()
+		select {
+		case <-done:
+			n.mu.Lock()
+		case <-deadline.C:
+			n.mu.Lock()
+			from, ok := n.mu.dialedFrom[remote]
+			return from, ok
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -82,4 +83,56 @@ func errTimeout(err error) error {
 		return err
 	}
 	return io.ErrNoProgress
+}
+
+// The listener's Accept can return before the dialer has recorded its
+// connection; the accepted side must still know its peer is the dialing
+// node, not a client, or a cut would miss it (and an authorizer would
+// take a node for a client).
+func TestAcceptKnowsTheDialingNode(t *testing.T) {
+	n := New()
+	defer n.Close()
+	ln, err := n.Listen(1, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const dials = 200
+	peers := make(chan int32, dials)
+	go func() {
+		for range dials {
+			c, err := ln.Accept()
+			if err != nil {
+				close(peers)
+				return
+			}
+			peers <- c.(*conn).from
+			c.Close()
+		}
+	}()
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	conns := make(chan net.Conn, dials)
+	for range dials {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := n.Dial(ctx, 2, 1, ln.Addr().String())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			conns <- c // open until accepted: a closed one is forgotten
+		}()
+	}
+	wg.Wait()
+	for range dials {
+		if from, ok := <-peers; !ok || from != 2 {
+			t.Fatalf("an accepted connection dialed by node 2 is from %d (ok %v)", from, ok)
+		}
+	}
+	close(conns)
+	for c := range conns {
+		c.Close()
+	}
+	ln.Close()
 }
