@@ -62,6 +62,7 @@ type Cluster struct {
 		m []func()
 	}
 	close sync.Once
+	inv   violations // broken invariants (invariants.go)
 }
 
 // Errors returned by the levers.
@@ -324,4 +325,5 @@ func (c *Cluster) Close() {
 		}
 		c.dec.close()
 	})
+	c.panicOnViolations()
 }

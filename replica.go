@@ -12,6 +12,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
+	"github.com/kcluster/kcluster/internal/invariants"
 	"github.com/kcluster/kcluster/metadata"
 	"github.com/kcluster/kcluster/segment"
 )
@@ -190,7 +191,7 @@ func (r *replica) maybeAdvanceHWLocked() {
 		hw = min(hw, f.leo)
 	}
 	if hw > r.mu.hw {
-		r.mu.hw = hw
+		r.advanceHWLocked(hw)
 		r.b.notifyData()
 	}
 }
@@ -412,6 +413,11 @@ func (r *replica) read(follower int32, offset int64, maxBytes int, currentEpoch 
 				default:
 				}
 			}
+		}
+	}
+	if invariants.Enabled {
+		if msg := checkHW(r.mu.hw, r.log.LogEndOffset()); msg != "" {
+			r.violatedLocked(msg)
 		}
 	}
 	hw, lso := r.mu.hw, r.lsoLocked()
