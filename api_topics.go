@@ -110,13 +110,31 @@ func (n *controllerNode) handleCreateTopics(req *kmsg.CreateTopicsRequest) (*kms
 	ctx, cancel := context.WithTimeout(n.ctx, requestTimeout(req.TimeoutMillis))
 	defer cancel()
 	seen := map[string]int{}
+	total := 0 // partitions asked for, counted as Kafka's controller does
 	for _, t := range req.Topics {
 		seen[t.Topic]++
+		switch {
+		case len(t.ReplicaAssignment) > 0:
+			total += len(t.ReplicaAssignment)
+		case t.NumPartitions == -1:
+			total += int(cfg.numPartitions)
+		case t.NumPartitions > 0:
+			total += int(t.NumPartitions)
+		}
 	}
+	tooMany := total > metadata.MaxPartitionsPerRequest
 	for _, t := range req.Topics {
 		rt := kmsg.NewCreateTopicsResponseTopic()
 		rt.Topic = t.Topic
 		rt.NumPartitions, rt.ReplicationFactor = -1, -1
+		if tooMany {
+			// Kafka refuses the whole request.
+			rt.ErrorCode = kerr.PolicyViolation.Code
+			msg := "Excessively large number of partitions per request."
+			rt.ErrorMessage = &msg
+			resp.Topics = append(resp.Topics, rt)
+			continue
+		}
 		if seen[t.Topic] > 1 {
 			rt.ErrorCode = kerr.InvalidRequest.Code
 			msg := "duplicate topic name in request"

@@ -120,7 +120,7 @@ func newBroker(c *Cluster, id int32, addr string) (*broker, error) {
 	d, fs := c.diskFor(id, dir)
 	onFail := b.logDirFailed
 	d.onFail.Store(&onFail)
-	st, err := segment.OpenStore(segment.StoreOptions{FS: fs, Dir: dir, Logger: b.log})
+	st, err := segment.OpenStore(segment.StoreOptions{FS: fs, Dir: dir, Logger: b.log, Invariant: c.invariantViolated})
 	if err != nil {
 		cancel()
 		return nil, err

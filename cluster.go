@@ -63,6 +63,7 @@ type Cluster struct {
 		m []func()
 	}
 	close sync.Once
+	inv   violations // broken invariants (invariants.go)
 }
 
 // Errors returned by the levers.
@@ -385,4 +386,5 @@ func (c *Cluster) Close() {
 		}
 		c.dec.close()
 	})
+	c.panicOnViolations()
 }

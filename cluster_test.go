@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -123,6 +124,49 @@ func TestCreateTopicsErrors(t *testing.T) {
 	resp = do[*kmsg.CreateTopicsResponse](t, cl, req, -1)
 	if got := kerr.ErrorForCode(resp.Topics[3].ErrorCode); got != kerr.TopicAlreadyExists {
 		t.Errorf("second create: %v, want TOPIC_ALREADY_EXISTS", got)
+	}
+}
+
+// A CreateTopics or CreatePartitions of a few bytes asking for billions of
+// partitions is refused as Kafka's controller refuses more than 10,000 per
+// request (POLICY_VIOLATION), instead of being carried out until the
+// process runs out of memory. FuzzConnection ran into this.
+func TestCreateTopicsRefusesHugePartitionCounts(t *testing.T) {
+	c := Start(t, Brokers(1))
+	cl := dial(t, c.Addrs()[0])
+	create := func(parts ...int32) *kmsg.CreateTopicsResponse {
+		t.Helper()
+		req := kmsg.NewPtrCreateTopicsRequest()
+		req.TimeoutMillis = 10000
+		for i, p := range parts {
+			rt := kmsg.NewCreateTopicsRequestTopic()
+			rt.Topic, rt.NumPartitions, rt.ReplicationFactor = fmt.Sprint("huge-", i, "-", p), p, 1
+			req.Topics = append(req.Topics, rt)
+		}
+		return do[*kmsg.CreateTopicsResponse](t, cl, req, -1)
+	}
+	for _, parts := range [][]int32{{math.MaxInt32}, {6000, 6000}, {10000, 1}} {
+		resp := create(parts...)
+		for _, rt := range resp.Topics {
+			if got := kerr.ErrorForCode(rt.ErrorCode); got != kerr.PolicyViolation {
+				t.Errorf("create %v: %s: %v, want POLICY_VIOLATION", parts, rt.Topic, got)
+			}
+		}
+	}
+	resp := create(2)
+	if err := kerr.ErrorForCode(resp.Topics[0].ErrorCode); err != nil {
+		t.Fatalf("create 2 partitions: %v", err)
+	}
+	for _, count := range []int32{math.MaxInt32, 2 + 10001} {
+		req := kmsg.NewPtrCreatePartitionsRequest()
+		req.TimeoutMillis = 10000
+		rt := kmsg.NewCreatePartitionsRequestTopic()
+		rt.Topic, rt.Count = resp.Topics[0].Topic, count
+		req.Topics = append(req.Topics, rt)
+		cp := do[*kmsg.CreatePartitionsResponse](t, cl, req, -1)
+		if got := kerr.ErrorForCode(cp.Topics[0].ErrorCode); got != kerr.PolicyViolation {
+			t.Errorf("CreatePartitions to %d: %v, want POLICY_VIOLATION", count, got)
+		}
 	}
 }
 

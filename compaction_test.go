@@ -2,7 +2,10 @@ package kcluster
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
+	"math"
 	"testing"
 	"time"
 
@@ -271,5 +274,24 @@ func TestDirtyRatioAndMaxCompactionLag(t *testing.T) {
 	}
 	if got := clean(); got > full {
 		t.Fatalf("%d bytes after a clean past max.compaction.lag.ms, want at most %d", got, full)
+	}
+}
+
+// A batch whose CRC is right (the producer computes it) but whose header
+// claims 2^31-1 records is refused on a compacted topic, where the broker
+// decodes the records to check their keys: the record count is not trusted
+// for allocation. FuzzValidateBatch found BatchRecords allocating from it.
+func TestCompactedTopicRefusesBatchClaimingBillionsOfRecords(t *testing.T) {
+	c := Start(t, Brokers(1))
+	if rt := createTopicWith(t, c, "compacted", 1, 1, map[string]string{"cleanup.policy": "compact"}); rt.ErrorCode != 0 {
+		t.Fatal(kerr.ErrorForCode(rt.ErrorCode))
+	}
+	_, addr := leaderAddr(t, c, "compacted", 0)
+	b := makeBatch(time.Now().UnixMilli(), "v")
+	binary.BigEndian.PutUint32(b[57:], math.MaxInt32) // record count
+	binary.BigEndian.PutUint32(b[17:], crc32.Checksum(b[21:], crc32.MakeTable(crc32.Castagnoli)))
+	rp := produce(t, nil, c, addr, "compacted", 0, 1, b)
+	if got := kerr.ErrorForCode(rp.ErrorCode); got != kerr.CorruptMessage {
+		t.Fatalf("produce: %v, want CORRUPT_MESSAGE", got)
 	}
 }

@@ -314,7 +314,7 @@ func (r *replica) truncateToLocked(off int64) error {
 		if err := r.log.TruncateFully(off); err != nil {
 			return err
 		}
-		r.mu.hw = off
+		r.lowerHWLocked(off)
 		return r.rebuildProducersLocked()
 	}
 	if err := r.log.Truncate(off); err != nil {
@@ -331,7 +331,7 @@ func (r *replica) truncateToLocked(off int64) error {
 		}
 	}
 	if r.mu.hw > r.log.LogEndOffset() {
-		r.mu.hw = r.log.LogEndOffset()
+		r.lowerHWLocked(r.log.LogEndOffset())
 	}
 	return r.rebuildProducersLocked()
 }
@@ -494,7 +494,7 @@ func (r *replica) appendAsFollower(records []byte, leaderHW, leaderStart int64) 
 				if err := r.log.TruncateFully(hdrs[0].BaseOffset); err != nil {
 					return err
 				}
-				r.mu.hw = hdrs[0].BaseOffset
+				r.lowerHWLocked(hdrs[0].BaseOffset)
 			}
 			if err := r.log.Append(records[:valid]); err != nil {
 				if errors.Is(err, segment.ErrFailed) {
@@ -515,7 +515,7 @@ func (r *replica) appendAsFollower(records []byte, leaderHW, leaderStart int64) 
 	}
 	hw := min(leaderHW, r.log.LogEndOffset())
 	if hw > r.mu.hw {
-		r.mu.hw = hw
+		r.advanceHWLocked(hw)
 	}
 	// The leader's log start moved (retention, DeleteRecords): follow
 	// it, up to what this replica knows is committed (Kafka's
@@ -543,6 +543,6 @@ func (r *replica) resetToLeaderStart(leaderStart int64) error {
 	if err := r.log.TruncateFully(leaderStart); err != nil {
 		return err
 	}
-	r.mu.hw = leaderStart
+	r.lowerHWLocked(leaderStart)
 	return r.rebuildProducersLocked()
 }

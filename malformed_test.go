@@ -3,10 +3,12 @@ package kcluster
 import (
 	"encoding/binary"
 	"io"
+	"math"
 	"net"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -94,4 +96,19 @@ func frameOf(body func([]byte) []byte) []byte {
 	b := body([]byte{0, 0, 0, 0})
 	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
 	return b
+}
+
+// A produced batch whose offset range overflows (base offset near 2^63,
+// outside the CRC) is refused as Kafka refuses "an invalid offset range",
+// with CORRUPT_MESSAGE; FuzzValidateBatch's property that an accepted
+// batch's last offset is not below its base found ValidateBatch taking it.
+func TestProduceRefusesOverflowingOffsetRange(t *testing.T) {
+	c := Start(t, Brokers(1))
+	createTopic(t, c, "overflow", 1, 1)
+	b := makeBatch(time.Now().UnixMilli(), "a", "b")
+	binary.BigEndian.PutUint64(b, math.MaxInt64)
+	rp := produce(t, nil, c, c.Addrs()[0], "overflow", 0, 1, b)
+	if got := kerr.ErrorForCode(rp.ErrorCode); got != kerr.CorruptMessage {
+		t.Fatalf("produce: %v, want CORRUPT_MESSAGE", got)
+	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
+	"github.com/kcluster/kcluster/internal/invariants"
 	"github.com/kcluster/kcluster/metadata"
 	"github.com/kcluster/kcluster/segment"
 )
@@ -201,7 +202,7 @@ func (r *replica) maybeAdvanceHWLocked() {
 		hw = min(hw, f.leo)
 	}
 	if hw > r.mu.hw {
-		r.mu.hw = hw
+		r.advanceHWLocked(hw)
 		r.b.notifyData()
 	}
 }
@@ -433,6 +434,11 @@ func (r *replica) read(follower int32, followerEpoch int64, offset int64, maxByt
 				default:
 				}
 			}
+		}
+	}
+	if invariants.Enabled {
+		if msg := checkHW(r.mu.hw, r.log.LogEndOffset()); msg != "" {
+			r.violatedLocked(msg)
 		}
 	}
 	hw, lso := r.mu.hw, r.lsoLocked()

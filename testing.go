@@ -26,11 +26,18 @@ func Start(t TB, opts ...Option) *Cluster {
 		t.Fatalf("kcluster.Start: %v", err)
 		return nil
 	}
+	c.inv.Lock()
+	c.inv.reported = true
+	c.inv.Unlock()
 	t.Cleanup(func() {
 		if f, ok := t.(interface{ Failed() bool }); ok && f.Failed() {
 			t.Logf("cluster state at the end of the failed test:\n%s", c)
 		}
 		c.Close()
+		if v := c.invariantViolations(); len(v) > 0 {
+			t.Helper()
+			t.Fatalf("kcluster: %d invariant violations (invariants build tag):\n%s", len(v), strings.Join(v, "\n"))
+		}
 	})
 	return c
 }

@@ -22,10 +22,19 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 )
 
+// MaxPartitionsPerRequest bounds the partitions one CreateTopics request
+// (over all its topics) or one CreatePartitions call may create: Kafka's
+// controller refuses more than 10,000 per request with POLICY_VIOLATION
+// (ReplicationControlManager.MAX_PARTITIONS_PER_BATCH), and without a bound
+// a request of a few bytes claiming 2^31-1 partitions would take the
+// process's memory.
+const MaxPartitionsPerRequest = 10000
+
 // CreatePartitions raises topic's partition count to count, placing the
 // new partitions' replicas round-robin over unfenced brokers with the
 // topic's replication factor, or as assignment says (one replica list per
-// new partition).
+// new partition). More than MaxPartitionsPerRequest new partitions is
+// kerr.PolicyViolation.
 func (c *Controller) CreatePartitions(ctx context.Context, topic string, count int32, assignment [][]int32, validateOnly bool) error {
 	if err := c.lockActive(ctx); err != nil {
 		return err
@@ -39,6 +48,9 @@ func (c *Controller) CreatePartitions(ctx context.Context, topic string, count i
 	have := int32(len(t.Partitions))
 	if count <= have {
 		return kerr.InvalidPartitions
+	}
+	if count-have > MaxPartitionsPerRequest {
+		return kerr.PolicyViolation
 	}
 	rf := len(t.Partitions[0].Replicas) - len(t.Partitions[0].AddingReplicas)
 	if assignment != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"math"
 )
 
 // BatchHeaderSize is the size of a v2 record batch header (KIP-98).
@@ -66,7 +67,8 @@ func ParseBatchHeader(b []byte) (BatchHeader, error) {
 var ErrBadMagic = errors.New("segment: record batch magic is not 2")
 
 // ValidateBatch checks the whole batch at the start of b: its length fits
-// in b, its magic is 2, its last offset delta is not negative, and its
+// in b, its magic is 2, its last offset delta is not negative, its last
+// offset does not overflow (Kafka's "invalid offset range"), and its
 // CRC-32C (over everything after the CRC field) matches.
 func ValidateBatch(b []byte) (BatchHeader, error) {
 	h, err := ParseBatchHeader(b)
@@ -81,6 +83,9 @@ func ValidateBatch(b []byte) (BatchHeader, error) {
 	}
 	if h.LastOffsetDelta < 0 || h.NumRecords < 0 {
 		return h, fmt.Errorf("%w: negative last offset delta or record count", ErrCorrupt)
+	}
+	if h.BaseOffset > math.MaxInt64-int64(h.LastOffsetDelta) {
+		return h, fmt.Errorf("%w: offset range [%d, +%d] overflows", ErrCorrupt, h.BaseOffset, h.LastOffsetDelta)
 	}
 	if crc := crc32.Checksum(b[21:h.TotalSize()], crcTable); crc != h.CRC {
 		return h, fmt.Errorf("%w: CRC %08x, computed %08x", ErrCorrupt, h.CRC, crc)

@@ -13,6 +13,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/kcluster/kcluster/internal/invariants"
 )
 
 // LogOptions configures OpenLog.
@@ -593,6 +595,15 @@ func (l *Log) Append(batches []byte) (err error) {
 			return err
 		}
 	}
+	if invariants.Enabled {
+		hs := make([]BatchHeader, len(items))
+		for i, it := range items {
+			hs[i] = it.h
+		}
+		if msg := CheckAppended(items[0].h.BaseOffset, l.mu.leo, hs); msg != "" {
+			l.violatedLocked(msg)
+		}
+	}
 	l.mu.unflushed += next - items[0].h.BaseOffset
 	if f := l.opts.FlushMessages; f > 0 && l.mu.unflushed >= f {
 		return l.syncLocked()
@@ -989,6 +1000,11 @@ func (l *Log) assignEpochLocked(epoch int32, startOffset int64) error {
 		return err
 	}
 	l.mu.epochs = append(l.mu.epochs, EpochEntry{epoch, startOffset})
+	if invariants.Enabled {
+		if msg := CheckEpochs(l.mu.epochs, l.mu.leo); msg != "" {
+			l.violatedLocked(msg)
+		}
+	}
 	return nil
 }
 

@@ -33,6 +33,11 @@ type Record struct {
 
 var errBadRecords = errors.New("segment: malformed records in batch")
 
+// minRecordSize is the smallest encoded record: its length, attributes,
+// timestamp delta, offset delta, key length, value length and header count
+// take at least a byte each.
+const minRecordSize = 7
+
 // BatchRecords decodes the records of one whole batch, decompressing them
 // with dec (kgo.DefaultDecompressor() when nil).
 func BatchRecords(batch []byte, dec kgo.Decompressor) (BatchHeader, []Record, error) {
@@ -53,7 +58,10 @@ func BatchRecords(batch []byte, dec kgo.Decompressor) (BatchHeader, []Record, er
 			return h, nil, fmt.Errorf("%w: decompressing: %v", ErrCorrupt, err)
 		}
 	}
-	recs := make([]Record, 0, max(h.NumRecords, 0))
+	// The record count is the batch's word, not a fact: the capacity is
+	// bounded by what the bytes can hold (a batch of 70 bytes claiming
+	// 2^31 records would otherwise ask for 180 GiB).
+	recs := make([]Record, 0, min(max(int(h.NumRecords), 0), len(raw)/minRecordSize))
 	for i := int32(0); i < h.NumRecords; i++ {
 		l, w := binary.Varint(raw)
 		if w <= 0 || l < 0 || int(l) > len(raw)-w {

@@ -56,6 +56,11 @@ type StoreOptions struct {
 	FS     vfs.FS       // required
 	Dir    string       // root directory of this broker's data
 	Logger *slog.Logger // nil discards
+	// Invariant is called with a description of each broken invariant
+	// that the checks compiled in by the invariants build tag find (see
+	// CheckAppended, CheckEpochs). Nil panics instead. Without the tag it
+	// is never called.
+	Invariant func(msg string)
 }
 
 // Store is one broker's storage. Its methods are safe for concurrent use.
@@ -64,6 +69,8 @@ type Store struct {
 	dir string
 	db  *pebble.DB
 	log *slog.Logger
+	// invariant is StoreOptions.Invariant.
+	invariant func(string)
 	// wbufs pools the copies Append writes from.
 	wbufs sync.Pool
 	// dirDirty is set when a log directory was created since the store
@@ -105,7 +112,7 @@ func OpenStore(opts StoreOptions) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("segment: opening index: %w", err)
 	}
-	s := &Store{fs: opts.FS, dir: opts.Dir, db: db, log: lg}
+	s := &Store{fs: opts.FS, dir: opts.Dir, db: db, log: lg, invariant: opts.Invariant}
 	s.wbufs.New = func() any { return new([]byte) }
 	s.mu.logs = make(map[string]*Log)
 	return s, nil
