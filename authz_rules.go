@@ -41,16 +41,10 @@ func authorizeProduce(a authCtx, req *kmsg.ProduceRequest, next func() (kmsg.Res
 		// Kafka answers acks=0 errors by closing the connection.
 		return nil, errCloseConn
 	}
-	var resp *kmsg.ProduceResponse
-	if len(keep) > 0 {
-		req.Topics = keep
-		kresp, err := next()
-		if err != nil {
-			return nil, err
-		}
-		resp = kresp.(*kmsg.ProduceResponse)
-	} else {
-		resp = req.ResponseKind().(*kmsg.ProduceResponse)
+	req.Topics = keep
+	resp, err := runKept[*kmsg.ProduceResponse](req, len(keep) > 0, next)
+	if err != nil {
+		return nil, err
 	}
 	all(errTopicAuthz, denied, resp)
 	return resp, nil
@@ -192,16 +186,10 @@ func authorizeOffsetCommit(a authCtx, req *kmsg.OffsetCommitRequest, next func()
 	if len(denied) == 0 {
 		return next()
 	}
-	var resp *kmsg.OffsetCommitResponse
-	if len(keep) > 0 {
-		req.Topics = keep
-		kresp, err := next()
-		if err != nil {
-			return nil, err
-		}
-		resp = kresp.(*kmsg.OffsetCommitResponse)
-	} else {
-		resp = req.ResponseKind().(*kmsg.OffsetCommitResponse)
+	req.Topics = keep
+	resp, err := runKept[*kmsg.OffsetCommitResponse](req, len(keep) > 0, next)
+	if err != nil {
+		return nil, err
 	}
 	fill(resp, denied, errTopicAuthz)
 	return resp, nil
@@ -274,16 +262,10 @@ func authorizeOffsetFetch(a authCtx, req *kmsg.OffsetFetchRequest, next func() (
 	for _, g := range req.Groups {
 		allTopics[g.Group] = g.Topics == nil
 	}
-	var resp *kmsg.OffsetFetchResponse
-	if len(keep) > 0 {
-		req.Groups = keep
-		kresp, err := next()
-		if err != nil {
-			return nil, err
-		}
-		resp = kresp.(*kmsg.OffsetFetchResponse)
-	} else {
-		resp = req.ResponseKind().(*kmsg.OffsetFetchResponse)
+	req.Groups = keep
+	resp, err := runKept[*kmsg.OffsetFetchResponse](req, len(keep) > 0, next)
+	if err != nil {
+		return nil, err
 	}
 	for i := range resp.Groups {
 		resp.Groups[i].Topics = patch(resp.Groups[i].Topics, allTopics[resp.Groups[i].Group])
@@ -311,16 +293,10 @@ func authorizeFindCoordinator(a authCtx, req *kmsg.FindCoordinatorRequest, next 
 		return next()
 	}
 	keep, denied := split(req.CoordinatorKeys, func(k string) string { return k }, func(k string) bool { return a.ok(kmsg.ACLOperationDescribe, rt, k) })
-	var resp *kmsg.FindCoordinatorResponse
-	if len(keep) > 0 {
-		req.CoordinatorKeys = keep
-		kresp, err := next()
-		if err != nil {
-			return nil, err
-		}
-		resp = kresp.(*kmsg.FindCoordinatorResponse)
-	} else {
-		resp = req.ResponseKind().(*kmsg.FindCoordinatorResponse)
+	req.CoordinatorKeys = keep
+	resp, err := runKept[*kmsg.FindCoordinatorResponse](req, len(keep) > 0, next)
+	if err != nil {
+		return nil, err
 	}
 	for _, k := range denied {
 		c := kmsg.NewFindCoordinatorResponseCoordinator()
@@ -333,16 +309,10 @@ func authorizeFindCoordinator(a authCtx, req *kmsg.FindCoordinatorRequest, next 
 // DescribeGroups: DESCRIBE on each group.
 func authorizeDescribeGroups(a authCtx, req *kmsg.DescribeGroupsRequest, next func() (kmsg.Response, error)) (kmsg.Response, error) {
 	keep, denied := split(req.Groups, func(g string) string { return g }, func(g string) bool { return a.ok(kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeGroup, g) })
-	var resp *kmsg.DescribeGroupsResponse
-	if len(keep) > 0 {
-		req.Groups = keep
-		kresp, err := next()
-		if err != nil {
-			return nil, err
-		}
-		resp = kresp.(*kmsg.DescribeGroupsResponse)
-	} else {
-		resp = req.ResponseKind().(*kmsg.DescribeGroupsResponse)
+	req.Groups = keep
+	resp, err := runKept[*kmsg.DescribeGroupsResponse](req, len(keep) > 0, next)
+	if err != nil {
+		return nil, err
 	}
 	for _, g := range denied {
 		rg := kmsg.NewDescribeGroupsResponseGroup()
@@ -372,16 +342,10 @@ func authorizeCreateTopics(a authCtx, req *kmsg.CreateTopicsRequest, next func()
 		return next()
 	}
 	keep, denied := split(req.Topics, func(t kmsg.CreateTopicsRequestTopic) string { return t.Topic }, a.topic(kmsg.ACLOperationCreate))
-	var resp *kmsg.CreateTopicsResponse
-	if len(keep) > 0 {
-		req.Topics = keep
-		kresp, err := next()
-		if err != nil {
-			return nil, err
-		}
-		resp = kresp.(*kmsg.CreateTopicsResponse)
-	} else {
-		resp = req.ResponseKind().(*kmsg.CreateTopicsResponse)
+	req.Topics = keep
+	resp, err := runKept[*kmsg.CreateTopicsResponse](req, len(keep) > 0, next)
+	if err != nil {
+		return nil, err
 	}
 	for _, t := range denied {
 		rt := kmsg.NewCreateTopicsResponseTopic()
@@ -430,16 +394,10 @@ func authorizeDeleteTopics(a authCtx, req *kmsg.DeleteTopicsRequest, next func()
 // DeleteRecords: DELETE on each topic.
 func authorizeDeleteRecords(a authCtx, req *kmsg.DeleteRecordsRequest, next func() (kmsg.Response, error)) (kmsg.Response, error) {
 	keep, denied := split(req.Topics, func(t kmsg.DeleteRecordsRequestTopic) string { return t.Topic }, a.topic(kmsg.ACLOperationDelete))
-	var resp *kmsg.DeleteRecordsResponse
-	if len(keep) > 0 {
-		req.Topics = keep
-		kresp, err := next()
-		if err != nil {
-			return nil, err
-		}
-		resp = kresp.(*kmsg.DeleteRecordsResponse)
-	} else {
-		resp = req.ResponseKind().(*kmsg.DeleteRecordsResponse)
+	req.Topics = keep
+	resp, err := runKept[*kmsg.DeleteRecordsResponse](req, len(keep) > 0, next)
+	if err != nil {
+		return nil, err
 	}
 	for _, t := range denied {
 		rt := kmsg.NewDeleteRecordsResponseTopic()
@@ -585,16 +543,10 @@ func authorizeTxnOffsetCommit(a authCtx, req *kmsg.TxnOffsetCommitRequest, next 
 	if len(denied) == 0 {
 		return next()
 	}
-	var resp *kmsg.TxnOffsetCommitResponse
-	if len(keep) > 0 {
-		req.Topics = keep
-		kresp, err := next()
-		if err != nil {
-			return nil, err
-		}
-		resp = kresp.(*kmsg.TxnOffsetCommitResponse)
-	} else {
-		resp = req.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
+	req.Topics = keep
+	resp, err := runKept[*kmsg.TxnOffsetCommitResponse](req, len(keep) > 0, next)
+	if err != nil {
+		return nil, err
 	}
 	fill(resp, denied, errTopicAuthz)
 	return resp, nil
@@ -647,16 +599,10 @@ func authorizeDescribeConfigs(a authCtx, req *kmsg.DescribeConfigsRequest, next 
 		return a.ok(kmsg.ACLOperationDescribeConfigs, rt, n)
 	}
 	keep, denied := split(req.Resources, func(r kmsg.DescribeConfigsRequestResource) kmsg.DescribeConfigsRequestResource { return r }, ok)
-	var resp *kmsg.DescribeConfigsResponse
-	if len(keep) > 0 {
-		req.Resources = keep
-		kresp, err := next()
-		if err != nil {
-			return nil, err
-		}
-		resp = kresp.(*kmsg.DescribeConfigsResponse)
-	} else {
-		resp = req.ResponseKind().(*kmsg.DescribeConfigsResponse)
+	req.Resources = keep
+	resp, err := runKept[*kmsg.DescribeConfigsResponse](req, len(keep) > 0, next)
+	if err != nil {
+		return nil, err
 	}
 	for _, r := range denied {
 		_, _, code := configResource(r.ResourceType, r.ResourceName)
@@ -674,16 +620,10 @@ func authorizeAlterConfigs(a authCtx, req *kmsg.AlterConfigsRequest, next func()
 		return a.ok(kmsg.ACLOperationAlterConfigs, rt, n)
 	}
 	keep, denied := split(req.Resources, func(r kmsg.AlterConfigsRequestResource) kmsg.AlterConfigsRequestResource { return r }, ok)
-	var resp *kmsg.AlterConfigsResponse
-	if len(keep) > 0 {
-		req.Resources = keep
-		kresp, err := next()
-		if err != nil {
-			return nil, err
-		}
-		resp = kresp.(*kmsg.AlterConfigsResponse)
-	} else {
-		resp = req.ResponseKind().(*kmsg.AlterConfigsResponse)
+	req.Resources = keep
+	resp, err := runKept[*kmsg.AlterConfigsResponse](req, len(keep) > 0, next)
+	if err != nil {
+		return nil, err
 	}
 	for _, r := range denied {
 		_, _, code := configResource(r.ResourceType, r.ResourceName)
@@ -702,16 +642,10 @@ func authorizeIncrementalAlterConfigs(a authCtx, req *kmsg.IncrementalAlterConfi
 	keep, denied := split(req.Resources, func(r kmsg.IncrementalAlterConfigsRequestResource) kmsg.IncrementalAlterConfigsRequestResource {
 		return r
 	}, ok)
-	var resp *kmsg.IncrementalAlterConfigsResponse
-	if len(keep) > 0 {
-		req.Resources = keep
-		kresp, err := next()
-		if err != nil {
-			return nil, err
-		}
-		resp = kresp.(*kmsg.IncrementalAlterConfigsResponse)
-	} else {
-		resp = req.ResponseKind().(*kmsg.IncrementalAlterConfigsResponse)
+	req.Resources = keep
+	resp, err := runKept[*kmsg.IncrementalAlterConfigsResponse](req, len(keep) > 0, next)
+	if err != nil {
+		return nil, err
 	}
 	for _, r := range denied {
 		_, _, code := configResource(r.ResourceType, r.ResourceName)
@@ -725,16 +659,10 @@ func authorizeIncrementalAlterConfigs(a authCtx, req *kmsg.IncrementalAlterConfi
 // CreatePartitions: ALTER on each topic.
 func authorizeCreatePartitions(a authCtx, req *kmsg.CreatePartitionsRequest, next func() (kmsg.Response, error)) (kmsg.Response, error) {
 	keep, denied := split(req.Topics, func(t kmsg.CreatePartitionsRequestTopic) string { return t.Topic }, a.topic(kmsg.ACLOperationAlter))
-	var resp *kmsg.CreatePartitionsResponse
-	if len(keep) > 0 {
-		req.Topics = keep
-		kresp, err := next()
-		if err != nil {
-			return nil, err
-		}
-		resp = kresp.(*kmsg.CreatePartitionsResponse)
-	} else {
-		resp = req.ResponseKind().(*kmsg.CreatePartitionsResponse)
+	req.Topics = keep
+	resp, err := runKept[*kmsg.CreatePartitionsResponse](req, len(keep) > 0, next)
+	if err != nil {
+		return nil, err
 	}
 	for _, t := range denied {
 		rt := kmsg.NewCreatePartitionsResponseTopic()
@@ -747,16 +675,10 @@ func authorizeCreatePartitions(a authCtx, req *kmsg.CreatePartitionsRequest, nex
 // DeleteGroups: DELETE on each group.
 func authorizeDeleteGroups(a authCtx, req *kmsg.DeleteGroupsRequest, next func() (kmsg.Response, error)) (kmsg.Response, error) {
 	keep, denied := split(req.Groups, func(g string) string { return g }, func(g string) bool { return a.ok(kmsg.ACLOperationDelete, kmsg.ACLResourceTypeGroup, g) })
-	var resp *kmsg.DeleteGroupsResponse
-	if len(keep) > 0 {
-		req.Groups = keep
-		kresp, err := next()
-		if err != nil {
-			return nil, err
-		}
-		resp = kresp.(*kmsg.DeleteGroupsResponse)
-	} else {
-		resp = req.ResponseKind().(*kmsg.DeleteGroupsResponse)
+	req.Groups = keep
+	resp, err := runKept[*kmsg.DeleteGroupsResponse](req, len(keep) > 0, next)
+	if err != nil {
+		return nil, err
 	}
 	for _, g := range denied {
 		rg := kmsg.NewDeleteGroupsResponseGroup()
@@ -777,16 +699,10 @@ func authorizeOffsetDelete(a authCtx, req *kmsg.OffsetDeleteRequest, next func()
 	if len(denied) == 0 {
 		return next()
 	}
-	var resp *kmsg.OffsetDeleteResponse
-	if len(keep) > 0 {
-		req.Topics = keep
-		kresp, err := next()
-		if err != nil {
-			return nil, err
-		}
-		resp = kresp.(*kmsg.OffsetDeleteResponse)
-	} else {
-		resp = req.ResponseKind().(*kmsg.OffsetDeleteResponse)
+	req.Topics = keep
+	resp, err := runKept[*kmsg.OffsetDeleteResponse](req, len(keep) > 0, next)
+	if err != nil {
+		return nil, err
 	}
 	for _, t := range denied {
 		rt := kmsg.NewOffsetDeleteResponseTopic()
@@ -835,16 +751,10 @@ func authorizeAlterUserSCRAM(a authCtx, req *kmsg.AlterUserSCRAMCredentialsReque
 // DescribeProducers: READ on each topic.
 func authorizeDescribeProducers(a authCtx, req *kmsg.DescribeProducersRequest, next func() (kmsg.Response, error)) (kmsg.Response, error) {
 	keep, denied := split(req.Topics, func(t kmsg.DescribeProducersRequestTopic) string { return t.Topic }, a.topic(kmsg.ACLOperationRead))
-	var resp *kmsg.DescribeProducersResponse
-	if len(keep) > 0 {
-		req.Topics = keep
-		kresp, err := next()
-		if err != nil {
-			return nil, err
-		}
-		resp = kresp.(*kmsg.DescribeProducersResponse)
-	} else {
-		resp = req.ResponseKind().(*kmsg.DescribeProducersResponse)
+	req.Topics = keep
+	resp, err := runKept[*kmsg.DescribeProducersResponse](req, len(keep) > 0, next)
+	if err != nil {
+		return nil, err
 	}
 	for _, t := range denied {
 		rt := kmsg.NewDescribeProducersResponseTopic()
@@ -863,16 +773,10 @@ func authorizeDescribeProducers(a authCtx, req *kmsg.DescribeProducersRequest, n
 func authorizeDescribeTransactions(a authCtx, req *kmsg.DescribeTransactionsRequest, next func() (kmsg.Response, error)) (kmsg.Response, error) {
 	ok := func(id string) bool { return a.ok(kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTransactionalId, id) }
 	keep, denied := split(req.TransactionalIDs, func(id string) string { return id }, ok)
-	var resp *kmsg.DescribeTransactionsResponse
-	if len(keep) > 0 {
-		req.TransactionalIDs = keep
-		kresp, err := next()
-		if err != nil {
-			return nil, err
-		}
-		resp = kresp.(*kmsg.DescribeTransactionsResponse)
-	} else {
-		resp = req.ResponseKind().(*kmsg.DescribeTransactionsResponse)
+	req.TransactionalIDs = keep
+	resp, err := runKept[*kmsg.DescribeTransactionsResponse](req, len(keep) > 0, next)
+	if err != nil {
+		return nil, err
 	}
 	for _, id := range denied {
 		s := kmsg.NewDescribeTransactionsResponseTransactionState()
@@ -898,16 +802,10 @@ func authorizeListTransactions(a authCtx, req *kmsg.ListTransactionsRequest, nex
 // ConsumerGroupDescribe: DESCRIBE on each group.
 func authorizeConsumerGroupDescribe(a authCtx, req *kmsg.ConsumerGroupDescribeRequest, next func() (kmsg.Response, error)) (kmsg.Response, error) {
 	keep, denied := split(req.Groups, func(g string) string { return g }, func(g string) bool { return a.ok(kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeGroup, g) })
-	var resp *kmsg.ConsumerGroupDescribeResponse
-	if len(keep) > 0 {
-		req.Groups = keep
-		kresp, err := next()
-		if err != nil {
-			return nil, err
-		}
-		resp = kresp.(*kmsg.ConsumerGroupDescribeResponse)
-	} else {
-		resp = req.ResponseKind().(*kmsg.ConsumerGroupDescribeResponse)
+	req.Groups = keep
+	resp, err := runKept[*kmsg.ConsumerGroupDescribeResponse](req, len(keep) > 0, next)
+	if err != nil {
+		return nil, err
 	}
 	for _, g := range denied {
 		rg := kmsg.NewConsumerGroupDescribeResponseGroup()
@@ -939,4 +837,20 @@ func authorizeDescribeTopicPartitions(a authCtx, req *kmsg.DescribeTopicPartitio
 	}
 	resp.Topics = out
 	return resp, nil
+}
+
+// runKept answers the authorized part of a request a rule split: next
+// handles it when anything is left (the rule has put only the allowed
+// entries back in the request), else the response starts empty; the rule
+// then adds its refused entries.
+func runKept[Resp kmsg.Response](req kmsg.Request, kept bool, next func() (kmsg.Response, error)) (Resp, error) {
+	if !kept {
+		return req.ResponseKind().(Resp), nil
+	}
+	kresp, err := next()
+	if err != nil {
+		var zero Resp
+		return zero, err
+	}
+	return kresp.(Resp), nil
 }

@@ -11,8 +11,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"github.com/kcluster/kcluster/wire"
 )
 
 // createTopicConfigs creates a one-partition topic with topic configs.
@@ -383,8 +381,8 @@ func TestPowerCutLeaderQuickRestartKeepsAckedRecords(t *testing.T) {
 			v := fmt.Sprintf("acked-%d", len(want))
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			err := c.WaitFor(ctx, func(c *Cluster) bool {
-				_, err := tryProduceLeader(c, "quickleader", v)
-				return err == nil
+				st, err := c.PartitionState("quickleader", 0)
+				return err == nil && st.Leader > 0 && memTryProduce(c, st.Leader, "quickleader", v) == nil
 			})
 			cancel()
 			if err != nil {
@@ -413,38 +411,6 @@ func TestPowerCutLeaderQuickRestartKeepsAckedRecords(t *testing.T) {
 			t.Fatalf("broker %d's log %v, want %v\n%s", id, vals, want, c)
 		}
 	}
-}
-
-// tryProduceLeader produces one acks=all record to the partition's
-// current leader, as a client that refreshes its metadata would.
-func tryProduceLeader(c *Cluster, topic, v string) (int64, error) {
-	st, err := c.PartitionState(topic, 0)
-	if err != nil || st.Leader < 0 {
-		return 0, kerr.LeaderNotAvailable
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, err := c.Dial(ctx, "tcp", c.Addrs()[st.Leader-1])
-	if err != nil {
-		return 0, err
-	}
-	cl := wire.NewClient(conn, "test")
-	defer cl.Close()
-	req := kmsg.NewPtrProduceRequest()
-	req.Acks, req.TimeoutMillis = -1, 3000
-	rt := kmsg.NewProduceRequestTopic()
-	rt.Topic = topic
-	rp := kmsg.NewProduceRequestTopicPartition()
-	rp.Records = makeBatch(time.Now().UnixMilli(), v)
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
-	req.SetVersion(11)
-	resp, err := cl.Request(ctx, req)
-	if err != nil {
-		return 0, err
-	}
-	p := resp.(*kmsg.ProduceResponse).Topics[0].Partitions[0]
-	return p.BaseOffset, kerr.ErrorForCode(p.ErrorCode)
 }
 
 // A follower loses power and comes back at once, empty, but cannot reach
