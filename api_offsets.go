@@ -63,7 +63,7 @@ func (b *broker) handleOffsetCommit(req *kmsg.OffsetCommitRequest, r *request) (
 				}
 				g = cp.getOrCreateLocked(req.Group)
 			}
-			if err := g.validateCommitLocked(req); err != nil {
+			if err := g.validateCommitLocked(req, false); err != nil {
 				if g.isDeletable() {
 					delete(cp.mu.groups, g.name)
 				}
@@ -135,7 +135,7 @@ func (b *broker) handleOffsetCommit(req *kmsg.OffsetCommitRequest, r *request) (
 
 // validateCommitLocked checks a commit's member and generation (Kafka's
 // validateOffsetCommit for classic and consumer groups).
-func (g *group) validateCommitLocked(req *kmsg.OffsetCommitRequest) error {
+func (g *group) validateCommitLocked(req *kmsg.OffsetCommitRequest, transactional bool) error {
 	if g.kind == kindConsumer {
 		if req.Generation < 0 && g.isEmptyState() {
 			return nil
@@ -152,7 +152,13 @@ func (g *group) validateCommitLocked(req *kmsg.OffsetCommitRequest) error {
 			// one is accepted: its partitions did not change (a bump
 			// that moved partitions would have kept the old epoch
 			// until they were revoked).
-			if req.Version >= 9 {
+			switch {
+			case transactional:
+				// TxnOffsetCommit has no STALE_MEMBER_EPOCH:
+				// Kafka answers ILLEGAL_GENERATION, on which a
+				// transactional consumer aborts and rejoins.
+				return kerr.IllegalGeneration
+			case req.Version >= 9:
 				return kerr.StaleMemberEpoch
 			}
 			return kerr.UnsupportedVersion

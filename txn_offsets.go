@@ -127,7 +127,7 @@ func (b *broker) handleTxnOffsetCommit(req *kmsg.TxnOffsetCommitRequest, r *requ
 			// metadata, checked as an OffsetCommit's.
 			oc := kmsg.NewPtrOffsetCommitRequest()
 			oc.Version, oc.Generation, oc.MemberID, oc.InstanceID = 8, req.Generation, req.MemberID, req.InstanceID
-			if err := g.validateCommitLocked(oc); err != nil {
+			if err := g.validateCommitLocked(oc, true); err != nil {
 				return err
 			}
 		}
