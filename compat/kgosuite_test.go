@@ -65,7 +65,7 @@ func TestFranzGoSuite(t *testing.T) {
 			top = append(top, regexp.QuoteMeta(name))
 		}
 	}
-	t.Logf("failed: %s (go test: %v); output (last 150 lines):\n%s", strings.Join(res["FAIL"], ", "), runErr, lastLines(out, 150))
+	t.Logf("failed: %s (go test: %v); their output:\n%s\nlast 40 lines:\n%s", strings.Join(res["FAIL"], ", "), runErr, failureOutput(out), lastLines(out, 40))
 	if len(top) == 0 {
 		t.Fatal("the suite failed without a failed test to rerun")
 	}
@@ -89,6 +89,30 @@ func parseGoTest(out string) map[string][]string {
 		}
 	}
 	return res
+}
+
+// failureOutput returns each "--- FAIL" line of `go test -v` output with
+// the lines indented under it (the failed test's own messages), without
+// the suite's topic and group clean-up chatter.
+func failureOutput(out string) string {
+	var b strings.Builder
+	in := false
+	indent := 0
+	for _, line := range strings.Split(out, "\n") {
+		trimmed := strings.TrimLeft(line, " ")
+		depth := len(line) - len(trimmed)
+		switch {
+		case strings.HasPrefix(trimmed, "--- FAIL"):
+			in, indent = true, depth
+		case in && (depth <= indent || strings.HasPrefix(trimmed, "=== ") || strings.HasPrefix(trimmed, "--- ")):
+			in = false
+			continue
+		case !in || strings.Contains(line, "deleting topic") || strings.Contains(line, "deleting group"):
+			continue
+		}
+		b.WriteString(line + "\n")
+	}
+	return b.String()
 }
 
 func lastLines(s string, n int) string {
