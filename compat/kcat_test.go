@@ -70,20 +70,29 @@ func buildKclusterRace(t *testing.T, race bool) string {
 	return bin
 }
 
-// firstLineWriter collects a process's stdout and hands over its first line.
-type firstLineWriter struct {
+// lineWriter collects a process's stdout and hands over its first lines,
+// one by one, as they are written.
+type lineWriter struct {
 	mu    sync.Mutex
 	buf   bytes.Buffer
-	once  sync.Once
 	lines chan string
 }
 
-func (w *firstLineWriter) Write(p []byte) (int, error) {
+func (w *lineWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.buf.Write(p)
-	if line, _, ok := strings.Cut(w.buf.String(), "\n"); ok {
-		w.once.Do(func() { w.lines <- line })
+	for {
+		line, rest, ok := strings.Cut(w.buf.String(), "\n")
+		if !ok {
+			break
+		}
+		select {
+		case w.lines <- line:
+		default: // nobody asked for that many lines
+		}
+		w.buf.Reset()
+		w.buf.WriteString(rest)
 	}
 	return len(p), nil
 }
@@ -93,8 +102,16 @@ func (w *firstLineWriter) Write(p []byte) (int, error) {
 // with SIGTERM and checks that it exits cleanly.
 func startKclusterProcess(t *testing.T, bin string, args ...string) []string {
 	t.Helper()
+	addrs, _ := startKclusterProcessLines(t, bin, args...)
+	return addrs
+}
+
+// startKclusterProcessLines is startKclusterProcess that also hands over
+// the lines cmd/kcluster prints after the first (its extra listeners).
+func startKclusterProcessLines(t *testing.T, bin string, args ...string) ([]string, <-chan string) {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
-	stdout := &firstLineWriter{lines: make(chan string, 1)}
+	stdout := &lineWriter{lines: make(chan string, 16)}
 	stderr := new(syncBuffer)
 	cmd.Stdout = stdout
 	cmd.Stderr = stderr
@@ -129,14 +146,14 @@ func startKclusterProcess(t *testing.T, bin string, args ...string) []string {
 				t.Fatalf("kcluster's first line %q is not comma-separated host:port addresses", line)
 			}
 		}
-		return addrs
+		return addrs, stdout.lines
 	case err := <-exited:
 		exited <- err // for the cleanup
 		t.Fatalf("kcluster exited before printing its addresses: %v", err)
 	case <-time.After(testTimeout):
 		t.Fatalf("kcluster printed no address line within %v", testTimeout)
 	}
-	return nil
+	return nil, nil
 }
 
 // kcatTimeout bounds one kcat run; each takes well under a second against a

@@ -21,10 +21,24 @@ import (
 // cluster. Every test that runs must pass; the counts are logged.
 func TestFranzGoSuite(t *testing.T) {
 	seeds := os.Getenv("KGO_SEEDS")
+	var scram []string
 	if seeds == "" {
 		// Built without the race detector even under -race: the suite is
-		// the load here, and it runs in its own process.
-		seeds = strings.Join(startKclusterProcess(t, buildKclusterRace(t, false), "-brokers", "3"), ",")
+		// the load here, and it runs in its own process. A SCRAM user
+		// on a SASL listener lets the suite's SCRAM tests run too.
+		addrs, lines := startKclusterProcessLines(t, buildKclusterRace(t, false), "-brokers", "3",
+			"-sasl-user", "SCRAM-SHA-256:kgo:kgo-secret")
+		seeds = strings.Join(addrs, ",")
+		select {
+		case line := <-lines:
+			sasl, ok := strings.CutPrefix(line, "listener SASL: ")
+			if !ok {
+				t.Fatalf("kcluster's second line %q does not name the SASL listener", line)
+			}
+			scram = []string{"KGO_TEST_SCRAM_SEEDS=" + sasl, "KGO_TEST_SCRAM=kgo:kgo-secret"}
+		case <-time.After(testTimeout):
+			t.Fatal("kcluster did not print its SASL listener")
+		}
 	} else {
 		t.Logf("running against the external cluster %s", seeds)
 	}
@@ -37,7 +51,7 @@ func TestFranzGoSuite(t *testing.T) {
 		defer cancel()
 		args = append([]string{"test", "-count=1", "-timeout=20m", "-v"}, args...)
 		cmd := exec.CommandContext(ctx, gocmd, append(args, "github.com/twmb/franz-go/pkg/kgo")...)
-		cmd.Env = append(os.Environ(), "KGO_SEEDS="+seeds, "KGO_TEST_RF=3", "KGO_TEST_RECORDS=20000", "KGO_LOG_LEVEL=none")
+		cmd.Env = append(append(os.Environ(), "KGO_SEEDS="+seeds, "KGO_TEST_RF=3", "KGO_TEST_RECORDS=20000", "KGO_LOG_LEVEL=none"), scram...)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		err := cmd.Run()

@@ -123,7 +123,7 @@ func run(args []string) error {
 	defer c.Close()
 	fmt.Println(strings.Join(c.Addrs(), ","))
 	for _, name := range extra {
-		fmt.Fprintf(os.Stderr, "listener %s: %s\n", name, strings.Join(c.ListenerAddrs(name), ","))
+		fmt.Printf("listener %s: %s\n", name, strings.Join(c.ListenerAddrs(name), ","))
 	}
 	<-sig
 	return nil
