@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/kcluster/kcluster/metadata"
 	"github.com/kcluster/kcluster/network"
 )
@@ -160,11 +162,15 @@ func New(opts ...Option) (*Cluster, error) {
 		c.Close()
 		return nil, fmt.Errorf("kcluster: writing SASLUser's SCRAM credentials: %w", err)
 	}
+	// Brokers start side by side: each opens its storage and registers
+	// with the controller on its own.
+	var g errgroup.Group
 	for i := range cfg.brokers {
-		if err := c.startBroker(int32(i+1), false); err != nil {
-			c.Close()
-			return nil, err
-		}
+		g.Go(func() error { return c.startBroker(int32(i+1), false) })
+	}
+	if err := g.Wait(); err != nil {
+		c.Close()
+		return nil, err
 	}
 	// Ready: every broker sees every broker unfenced.
 	for _, b := range c.running() {
