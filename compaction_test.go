@@ -295,3 +295,44 @@ func TestCompactedTopicRefusesBatchClaimingBillionsOfRecords(t *testing.T) {
 		t.Fatalf("produce: %v, want CORRUPT_MESSAGE", got)
 	}
 }
+
+// A follower that was away while its leader compacted fetches across the
+// gaps the cleaner left (whole batches gone, offsets kept) and catches up,
+// as a Kafka follower does; it was stuck at the first gap before.
+func TestFollowerCatchesUpAcrossCompactionGaps(t *testing.T) {
+	c := Start(t, Brokers(2), BrokerConfig("log.cleaner.enable", "false"), BrokerConfig("auto.leader.rebalance.enable", "false"))
+	if rt := createTopicWith(t, c, "gaps", 1, 2, map[string]string{"cleanup.policy": "compact", "segment.bytes": "1024"}); rt.ErrorCode != 0 {
+		t.Fatal(kerr.ErrorForCode(rt.ErrorCode))
+	}
+	st := partState(t, c, "gaps", 0)
+	follower := st.Replicas[0]
+	if follower == st.Leader {
+		follower = st.Replicas[1]
+	}
+	if err := c.StopBroker(follower); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...), kgo.DefaultProduceTopic("gaps"), kgo.RequiredAcks(kgo.LeaderAck()),
+		kgo.DisableIdempotentWrite(), kgo.ProducerLinger(0), kgo.MaxBufferedRecords(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := range 200 { // one batch each, many per key: the cleaner removes whole batches
+		if err := cl.ProduceSync(ctx, &kgo.Record{Key: []byte(fmt.Sprintf("k%d", i%5)), Value: []byte(fmt.Sprint(i))}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.CleanLogs(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RestartBroker(follower); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, "the follower caught up across the gaps", inSync("gaps", 2))
+	if leo := partState(t, c, "gaps", 0).LogEndOffsets[follower]; leo != 200 {
+		t.Fatalf("the follower's log ends at %d, want 200", leo)
+	}
+}

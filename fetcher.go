@@ -496,7 +496,7 @@ func (r *replica) appendAsFollower(records []byte, leaderHW, leaderStart int64) 
 				}
 				r.lowerHWLocked(hdrs[0].BaseOffset)
 			}
-			if err := r.log.Append(records[:valid]); err != nil {
+			if err := r.log.AppendFollower(records[:valid]); err != nil {
 				if errors.Is(err, segment.ErrFailed) {
 					r.b.logDirFailed(err)
 				}

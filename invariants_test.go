@@ -17,9 +17,9 @@ func TestInvariantChecksCatchBadValues(t *testing.T) {
 		{"hw past own log end", checkHWAdvance(10, 21, 20, nil)},
 		{"hw past an ISR member", checkHWAdvance(10, 15, 20, map[int32]int64{2: 20, 3: 14})},
 		{"hw past log end after truncation", checkHW(8, 7)},
-		{"append gap", segment.CheckAppended(10, 15, []segment.BatchHeader{{BaseOffset: 11, LastOffsetDelta: 3}})},
-		{"append overlap", segment.CheckAppended(10, 17, []segment.BatchHeader{{BaseOffset: 10, LastOffsetDelta: 3}, {BaseOffset: 13, LastOffsetDelta: 3}})},
-		{"log end not moved", segment.CheckAppended(10, 10, []segment.BatchHeader{{BaseOffset: 10, LastOffsetDelta: 0}})},
+		{"append gap", segment.CheckAppended(10, 15, []segment.BatchHeader{{BaseOffset: 11, LastOffsetDelta: 3}}, false)},
+		{"append overlap", segment.CheckAppended(10, 17, []segment.BatchHeader{{BaseOffset: 10, LastOffsetDelta: 3}, {BaseOffset: 13, LastOffsetDelta: 3}}, false)},
+		{"log end not moved", segment.CheckAppended(10, 10, []segment.BatchHeader{{BaseOffset: 10, LastOffsetDelta: 0}}, false)},
 		{"epoch not increasing", segment.CheckEpochs([]segment.EpochEntry{{Epoch: 3, StartOffset: 0}, {Epoch: 3, StartOffset: 5}}, 10)},
 		{"epoch start going back", segment.CheckEpochs([]segment.EpochEntry{{Epoch: 3, StartOffset: 6}, {Epoch: 4, StartOffset: 5}}, 10)},
 		{"epoch past log end", segment.CheckEpochs([]segment.EpochEntry{{Epoch: 3, StartOffset: 11}}, 10)},
@@ -31,7 +31,8 @@ func TestInvariantChecksCatchBadValues(t *testing.T) {
 	for _, ok := range []string{
 		checkHWAdvance(10, 15, 20, map[int32]int64{2: 15}),
 		checkHW(7, 7),
-		segment.CheckAppended(10, 17, []segment.BatchHeader{{BaseOffset: 10, LastOffsetDelta: 3}, {BaseOffset: 14, LastOffsetDelta: 2}}),
+		segment.CheckAppended(10, 17, []segment.BatchHeader{{BaseOffset: 10, LastOffsetDelta: 3}, {BaseOffset: 14, LastOffsetDelta: 2}}, false),
+		segment.CheckAppended(10, 30, []segment.BatchHeader{{BaseOffset: 10, LastOffsetDelta: 3}, {BaseOffset: 20, LastOffsetDelta: 9}}, true),
 		segment.CheckEpochs([]segment.EpochEntry{{Epoch: 1, StartOffset: 0}, {Epoch: 4, StartOffset: 0}, {Epoch: 5, StartOffset: 9}}, 9),
 	} {
 		if ok != "" {

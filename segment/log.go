@@ -493,7 +493,15 @@ func (l *Log) rollLocked(base int64) error {
 // Append appends one or more complete batches, whose offsets are already
 // assigned and start at LogEndOffset, stored byte for byte as given.
 // Append does not modify or keep batches.
-func (l *Log) Append(batches []byte) (err error) {
+func (l *Log) Append(batches []byte) error { return l.append(batches, false) }
+
+// AppendFollower is Append for batches copied from a leader's log, whose
+// offsets increase but may skip what the leader's log cleaner removed (a
+// compacted log keeps its offsets, not every batch), as Kafka's follower
+// append allows: each batch starts at or after the end of the one before.
+func (l *Log) AppendFollower(batches []byte) error { return l.append(batches, true) }
+
+func (l *Log) append(batches []byte, gaps bool) (err error) {
 	// Check framing and offsets before taking the lock.
 	type item struct {
 		h   BatchHeader
@@ -525,7 +533,7 @@ func (l *Log) Append(batches []byte) (err error) {
 	defer l.failOnIOErrorLocked(&err)
 	next := l.mu.leo
 	for _, it := range items {
-		if it.h.BaseOffset != next {
+		if it.h.BaseOffset != next && (!gaps || it.h.BaseOffset < next) {
 			return fmt.Errorf("%w: batch at %d, log end %d", ErrOffsetMismatch, it.h.BaseOffset, next)
 		}
 		next = it.h.LastOffset() + 1
@@ -600,7 +608,7 @@ func (l *Log) Append(batches []byte) (err error) {
 		for i, it := range items {
 			hs[i] = it.h
 		}
-		if msg := CheckAppended(items[0].h.BaseOffset, l.mu.leo, hs); msg != "" {
+		if msg := CheckAppended(items[0].h.BaseOffset, l.mu.leo, hs, gaps); msg != "" {
 			l.violatedLocked(msg)
 		}
 	}

@@ -391,3 +391,31 @@ func TestHighWatermarkCheckpoint(t *testing.T) {
 	}
 	s.Close()
 }
+
+// A follower's copy of a compacted log skips the offsets the leader's
+// cleaner removed: AppendFollower takes a batch past the log end, Append
+// does not, neither takes one before it, and reads skip the gap.
+func TestAppendFollowerAcrossCompactionGaps(t *testing.T) {
+	s, l := openTest(t, vfs.NewMem(), LogOptions{SegmentBytes: 1 << 20, IndexIntervalBytes: 1})
+	defer s.Close()
+	fill(t, l, 1) // offsets 0-2
+	if err := l.Append(batch(10, 2, 1, 0)); !errors.Is(err, ErrOffsetMismatch) {
+		t.Fatalf("leader append past the log end: %v", err)
+	}
+	if err := l.AppendFollower(batch(2, 2, 1, 0)); !errors.Is(err, ErrOffsetMismatch) {
+		t.Fatalf("follower append before the log end: %v", err)
+	}
+	if err := l.AppendFollower(append(batch(10, 2, 1, 0), batch(20, 1, 1, 0)...)); err != nil {
+		t.Fatalf("follower append across gaps: %v", err)
+	}
+	if l.LogEndOffset() != 21 {
+		t.Fatalf("log end %d, want 21", l.LogEndOffset())
+	}
+	got, err := l.Read(5, 1, 21)
+	if err != nil || len(got) == 0 {
+		t.Fatalf("read in the gap: %v", err)
+	}
+	if h, _ := ParseBatchHeader(got); h.BaseOffset != 10 {
+		t.Fatalf("a read in the gap starts at %d, want the next batch at 10", h.BaseOffset)
+	}
+}
