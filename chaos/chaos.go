@@ -286,13 +286,24 @@ func Run(ctx context.Context, c *kcluster.Cluster, cfg Config) (*Report, error) 
 		return report(), err
 	}
 	wg.Add(3)
-	if cfg.Transactions {
-		wg.Add(1)
-		go func() { defer wg.Done(); r.produceTxns(wctx) }()
-	}
 	go func() { defer wg.Done(); r.produce(wctx, prod) }()
 	go func() { defer wg.Done(); r.consume(wctx, cons) }()
 	go func() { defer wg.Done(); r.sample(wctx) }()
+	if cfg.Transactions {
+		// The faults start once the transactional producer has ended
+		// its first transaction, as an application runs before an
+		// outage: its setup (the coordinator's partition, a producer
+		// id) is not what the schedule tests.
+		first := make(chan struct{})
+		wg.Add(1)
+		go func() { defer wg.Done(); r.produceTxns(wctx, first) }()
+		select {
+		case <-first:
+		case <-time.After(cfg.Recovery):
+			r.violation("the transactional producer ended no transaction within %v, before any fault", cfg.Recovery)
+		case <-ctx.Done():
+		}
+	}
 
 	for step := range cfg.Steps {
 		if err := r.step(ctx, step); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -34,8 +35,12 @@ func (r *run) txnTopic() string { return r.cfg.Topic + "-txn" }
 // own seeded choice, so the schedule's randomness is untouched). A
 // transaction whose produce fails is aborted; a producer whose
 // EndTransaction fails is replaced by a new one with the same
-// transactional id, which fences it and aborts what it left open.
-func (r *run) produceTxns(ctx context.Context) {
+// transactional id, which fences it and aborts what it left open. first
+// is closed once the first transaction has ended, either way.
+func (r *run) produceTxns(ctx context.Context, first chan<- struct{}) {
+	var once sync.Once
+	ended := func() { once.Do(func() { close(first) }) }
+	defer ended()
 	rng := rand.New(rand.NewPCG(r.cfg.Seed, 2))
 	newClient := func() *kgo.Client {
 		cl, err := r.client(kgo.TransactionalID(r.cfg.Topic+"-txn-producer"), kgo.DefaultProduceTopic(r.txnTopic()),
@@ -80,6 +85,7 @@ func (r *run) produceTxns(ctx context.Context) {
 			}
 		}
 		cancel()
+		ended()
 		if took := time.Since(began); took > time.Second {
 			r.logf("transactional producer: transaction %d took %v (abort %v, err %v)", n, took.Round(time.Millisecond), abort, err)
 		}
