@@ -5,6 +5,7 @@ import (
 	"sort"
 
 	"github.com/cockroachdb/pebble/v2"
+
 	"github.com/kcluster/kcluster/internal/invariants"
 )
 
