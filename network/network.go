@@ -301,14 +301,17 @@ func (l *listener) Accept() (net.Conn, error) {
 // releasing n.mu meanwhile.
 func (l *listener) peerLocked(remote string) (int32, bool) {
 	n := l.n
-	deadline := time.NewTimer(time.Second)
-	defer deadline.Stop()
+	var deadline *time.Timer // only when there is something to wait for
 	for {
 		if from, ok := n.mu.dialedFrom[remote]; ok {
 			return from, true
 		}
 		if n.mu.closed || n.mu.dialing[l.node] == 0 {
 			return 0, false
+		}
+		if deadline == nil {
+			deadline = time.NewTimer(time.Second)
+			defer deadline.Stop()
 		}
 		done := n.mu.dialsDone
 		n.mu.Unlock()
