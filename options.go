@@ -127,8 +127,8 @@ var brokerConfigDefs = map[string]struct {
 	"replica.fetch.backoff.ms": {"50", func(b *brokerConfig, v string) error { return parseMillis(&b.replicaFetchBackoff, v) }},
 	"delete.topic.enable":      {"true", func(b *brokerConfig, v string) error { return parseBool(&b.deleteTopicEnable, v) }},
 	// Test-friendly: Kafka's defaults are 9000 and 2000.
-	"broker.session.timeout.ms":      {"400", func(b *brokerConfig, v string) error { return parseMillis(&b.sessionTimeout, v) }},
-	"broker.heartbeat.interval.ms":   {"50", func(b *brokerConfig, v string) error { return parseMillis(&b.heartbeatInterval, v) }},
+	"broker.session.timeout.ms":      {"250", func(b *brokerConfig, v string) error { return parseMillis(&b.sessionTimeout, v) }},
+	"broker.heartbeat.interval.ms":   {"25", func(b *brokerConfig, v string) error { return parseMillis(&b.heartbeatInterval, v) }},
 	"unclean.leader.election.enable": {"false", func(b *brokerConfig, v string) error { return parseBool(&b.uncleanElection, v) }},
 	"auto.leader.rebalance.enable":   {"true", func(b *brokerConfig, v string) error { return parseBool(&b.autoRebalance, v) }},
 	// Test-friendly: Kafka's default is 300.

@@ -56,13 +56,14 @@ func (c *Controller) Run(ctx context.Context) {
 	wg.Add(1)
 	go func() { defer wg.Done(); c.applier(ctx) }()
 	defer wg.Wait()
-	// Sessions are checked eight times per timeout, so a dead broker is
-	// fenced at most an eighth of the timeout late.
-	tick := c.cfg.SessionTimeout / 8
-	if tick <= 0 {
-		tick = 50 * time.Millisecond
+	// Sessions are checked when the earliest one is due to expire, and
+	// at least eight times per timeout (so a stall of this loop is seen
+	// and a new active controller starts its sessions promptly).
+	maxWait := c.cfg.SessionTimeout / 8
+	if maxWait <= 0 {
+		maxWait = 50 * time.Millisecond
 	}
-	t := time.NewTicker(tick)
+	t := time.NewTimer(maxWait)
 	defer t.Stop()
 	lastRebalance := c.cfg.Now()
 	for {
@@ -71,20 +72,30 @@ func (c *Controller) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		c.expireSessions(ctx)
+		next := c.expireSessions(ctx)
 		if c.cfg.AutoLeaderRebalance && c.cfg.Now().Sub(lastRebalance) >= c.cfg.LeaderImbalanceCheck {
 			lastRebalance = c.cfg.Now()
 			c.rebalanceLeaders(ctx)
 		}
+		wait := maxWait
+		if !next.IsZero() {
+			// A millisecond past the deadline, so the check finds
+			// the session expired rather than just short of it.
+			wait = min(wait, next.Sub(c.cfg.Now())+time.Millisecond)
+		}
+		t.Reset(max(wait, time.Millisecond))
 	}
 }
 
-func (c *Controller) expireSessions(ctx context.Context) {
+// expireSessions fences every unfenced broker whose last heartbeat is a
+// session timeout old, and returns when the next session expires if no
+// heartbeat comes first (zero if none can).
+func (c *Controller) expireSessions(ctx context.Context) time.Time {
 	if err := c.lockActive(ctx); err != nil {
 		c.mu.Lock()
 		c.mu.active = false
 		c.mu.Unlock()
-		return
+		return time.Time{}
 	}
 	defer c.mu.Unlock()
 	now := c.cfg.Now()
@@ -94,29 +105,37 @@ func (c *Controller) expireSessions(ctx context.Context) {
 		// A controller that just became active has heard no heartbeat:
 		// every session starts now (as a new KRaft controller does).
 		// So do they after this loop was held up for half a session
-		// (checks are an eighth of a session apart): the controller
+		// (it runs at least eight times a session): the controller
 		// was not running, or not getting its lock, and a broker must
 		// not be fenced for the controller's own stall.
 		c.mu.active = true
 		for id := range c.mu.state.Brokers {
 			c.mu.lastBeat[id] = now
 		}
-		return
+		return now.Add(c.cfg.SessionTimeout)
 	}
 	c.beats.Lock()
 	beats := maps.Clone(c.beats.last)
 	c.beats.Unlock()
+	var next time.Time
 	for _, id := range c.mu.state.BrokerIDs() {
 		b := c.mu.state.Brokers[id]
 		last := c.mu.lastBeat[id]
 		if hb := beats[id]; hb.epoch == b.Epoch && hb.at.After(last) {
 			last = hb.at
 		}
-		if b.Fenced || now.Sub(last) < c.cfg.SessionTimeout {
+		if b.Fenced {
+			continue
+		}
+		if due := last.Add(c.cfg.SessionTimeout); now.Before(due) {
+			if next.IsZero() || due.Before(next) {
+				next = due
+			}
 			continue
 		}
 		c.fenceLocked(ctx, id)
 	}
+	return next
 }
 
 // FenceBroker fences a broker now and moves its leaderships away: the

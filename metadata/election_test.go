@@ -131,3 +131,40 @@ func TestLastISRMemberAndUncleanElection(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionExpiryDeadline: the expiry loop learns when the next session
+// is due, so a broker is fenced when its session runs out, not on the
+// next tick after.
+func TestSessionExpiryDeadline(t *testing.T) {
+	c, clk, epochs := newClockedController(t, 3, false)
+	ctx := context.Background()
+	t0 := clk.now
+	if next := c.expireSessions(ctx); !next.Equal(t0.Add(time.Second)) {
+		t.Fatalf("next expiry %v, want %v", next.Sub(t0), time.Second)
+	}
+	clk.now = t0.Add(300 * time.Millisecond)
+	c.Heartbeat(ctx, 2, epochs[1])
+	c.Heartbeat(ctx, 3, epochs[2])
+	if next := c.expireSessions(ctx); !next.Equal(t0.Add(time.Second)) {
+		t.Fatalf("next expiry %v, want broker 1's at %v", next.Sub(t0), time.Second)
+	}
+	for _, d := range []time.Duration{400, 500, 600, 700, 800, 900, 999} {
+		// The loop runs at least eight times a session: no stall.
+		clk.now = t0.Add(d * time.Millisecond)
+		c.expireSessions(ctx)
+	}
+	c.State(func(s *State) {
+		if s.Brokers[1].Fenced {
+			t.Fatal("broker 1 fenced before its session ran out")
+		}
+	})
+	clk.now = t0.Add(time.Second)
+	if next := c.expireSessions(ctx); !next.Equal(t0.Add(1300 * time.Millisecond)) {
+		t.Fatalf("next expiry %v, want brokers 2 and 3's at 1.3s", next.Sub(t0))
+	}
+	c.State(func(s *State) {
+		if !s.Brokers[1].Fenced {
+			t.Fatal("broker 1 not fenced when its session ran out")
+		}
+	})
+}
