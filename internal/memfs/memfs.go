@@ -125,8 +125,8 @@ func newData() *data {
 // chunk is found by arithmetic.
 const (
 	firstChunk = 4 << 10
-	maxChunk   = 1 << 20
-	doublings  = 8 // chunks 0..7 double from firstChunk; firstChunk<<8 == maxChunk
+	maxChunk   = 2 << 20
+	doublings  = 9 // chunks 0..8 double from firstChunk; firstChunk<<9 == maxChunk
 	geometric  = firstChunk * (1<<doublings - 1)
 )
 
