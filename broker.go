@@ -577,7 +577,7 @@ func (b *broker) serveConn(conn net.Conn, l *brokerListener) net.Conn {
 		conn = tc
 	}
 	sess := b.newSession(conn, l)
-	serveConn(b.ctx, conn, b.cfg.requestMaxBytes, b.log, func(hdr wire.RequestHeader, body []byte, log *slog.Logger) (kmsg.Response, error) {
+	serveConn(b.ctx, conn, b.cfg.requestMaxBytes, b.log, &b.c.bufs, func(hdr wire.RequestHeader, body []byte, log *slog.Logger) (kmsg.Response, error) {
 		return b.handle(conn, sess, hdr, body, log)
 	}, sess)
 	return conn
@@ -589,12 +589,26 @@ func (b *broker) serveConn(conn net.Conn, l *brokerListener) net.Conn {
 // with a log line. sess, when not nil, is the connection's security state:
 // frames that are raw SASL tokens (after SaslHandshake v0) go to it, and it
 // may ask for the connection to close after a response.
-func serveConn(ctx context.Context, conn net.Conn, maxFrame int32, log *slog.Logger, dispatch func(wire.RequestHeader, []byte, *slog.Logger) (kmsg.Response, error), sess *session) {
+func serveConn(ctx context.Context, conn net.Conn, maxFrame int32, log *slog.Logger, pool *bufPool, dispatch func(wire.RequestHeader, []byte, *slog.Logger) (kmsg.Response, error), sess *session) {
 	defer conn.Close()
 	log = log.With("remote", conn.RemoteAddr().String())
+	// rbuf and wbuf are the connection's own buffers, kept up to smallBuf;
+	// larger frames and responses come from and go back to the pool once
+	// the response is written. Nothing a handler keeps may alias the
+	// frame: kmsg decodes byte and string fields in place.
 	var rbuf, wbuf []byte
+	frameBuf := func(n int) []byte {
+		if n <= cap(rbuf) {
+			return rbuf[:n]
+		}
+		if n <= smallBuf {
+			rbuf = make([]byte, n)
+			return rbuf
+		}
+		return pool.get(n)
+	}
 	for {
-		frame, err := wire.ReadFrame(conn, rbuf, maxFrame)
+		frame, err := wire.ReadFrameInto(conn, maxFrame, frameBuf)
 		if err != nil {
 			if errors.Is(err, wire.ErrFrameTooLarge) {
 				log.Warn("closing connection: bad frame", "err", err)
@@ -603,47 +617,53 @@ func serveConn(ctx context.Context, conn net.Conn, maxFrame int32, log *slog.Log
 			}
 			return
 		}
-		if cap(frame) <= 1<<20 {
-			rbuf = frame // reuse small buffers; drop big ones
-		}
-		if sess != nil && sess.rawTokens {
-			out, err := sess.rawToken(frame)
-			if err != nil {
-				log.Debug("closing connection: SASL authentication failed", "err", err)
-				return
-			}
-			wbuf = binary.BigEndian.AppendUint32(wbuf[:0], uint32(len(out)))
-			if _, err := conn.Write(append(wbuf, out...)); err != nil {
-				return
-			}
-			continue
-		}
-		hdr, body, err := wire.ParseRequestHeader(frame)
-		if err != nil {
-			log.Warn("closing connection: bad request header", "err", err)
+		if !serveFrame(ctx, conn, frame, &wbuf, log, pool, dispatch, sess) {
 			return
 		}
-		resp, err := dispatch(hdr, body, log)
-		if errors.Is(err, errNoResponse) {
-			continue
-		}
-		if err != nil {
-			if !errors.Is(err, errCloseConn) && ctx.Err() == nil {
-				log.Warn("closing connection", "api", kmsg.NameForKey(hdr.Key), "version", hdr.Version, "err", err)
-			}
-			return
-		}
-		wbuf = wire.AppendResponse(wbuf[:0], hdr, resp)
-		if _, err := conn.Write(wbuf); err != nil {
-			return
-		}
-		if sess != nil && sess.closeAfter {
-			return
-		}
-		if cap(wbuf) > 1<<20 {
-			wbuf = nil
-		}
+		pool.put(frame)
 	}
+}
+
+// serveFrame serves one request frame, writing its response (if any) from
+// *wbuf. It reports whether the connection stays open.
+func serveFrame(ctx context.Context, conn net.Conn, frame []byte, wbuf *[]byte, log *slog.Logger, pool *bufPool, dispatch func(wire.RequestHeader, []byte, *slog.Logger) (kmsg.Response, error), sess *session) bool {
+	if sess != nil && sess.rawTokens {
+		out, err := sess.rawToken(frame)
+		if err != nil {
+			log.Debug("closing connection: SASL authentication failed", "err", err)
+			return false
+		}
+		*wbuf = binary.BigEndian.AppendUint32((*wbuf)[:0], uint32(len(out)))
+		_, err = conn.Write(append(*wbuf, out...))
+		return err == nil
+	}
+	hdr, body, err := wire.ParseRequestHeader(frame)
+	if err != nil {
+		log.Warn("closing connection: bad request header", "err", err)
+		return false
+	}
+	resp, err := dispatch(hdr, body, log)
+	if errors.Is(err, errNoResponse) {
+		return true
+	}
+	if err != nil {
+		if !errors.Is(err, errCloseConn) && ctx.Err() == nil {
+			log.Warn("closing connection", "api", kmsg.NameForKey(hdr.Key), "version", hdr.Version, "err", err)
+		}
+		return false
+	}
+	if need := wire.ResponseSizeHint(resp); need > smallBuf && need > cap(*wbuf) {
+		*wbuf = pool.get(need)
+	}
+	*wbuf = wire.AppendResponse((*wbuf)[:0], hdr, resp)
+	if _, err := conn.Write(*wbuf); err != nil {
+		return false
+	}
+	if cap(*wbuf) > smallBuf {
+		pool.put(*wbuf)
+		*wbuf = nil
+	}
+	return sess == nil || !sess.closeAfter
 }
 
 // handle decodes and dispatches one request. A panic in a handler is

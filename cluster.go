@@ -22,6 +22,7 @@ import (
 type Cluster struct {
 	cfg  config
 	net  *network.Network
+	bufs bufPool // large request and response buffers, shared by every node
 	ctx  context.Context
 	stop context.CancelFunc
 	dec  decompressor
@@ -391,6 +392,15 @@ func (c *Cluster) Close() {
 			}
 		}
 		c.dec.close()
+		// The brokers' own memory file systems die with the cluster:
+		// give their memory back now rather than at a later GC.
+		c.disks.mu.Lock()
+		for _, d := range c.disks.m {
+			if d.mem != nil {
+				d.mem.Release()
+			}
+		}
+		c.disks.mu.Unlock()
 	})
 	c.panicOnViolations()
 }

@@ -204,7 +204,7 @@ func (n *controllerNode) acceptLoop() {
 		n.mu.Unlock()
 		go func() {
 			defer n.wg.Done()
-			serveConn(n.ctx, conn, wire.DefaultMaxFrame, n.log, n.dispatch, nil)
+			serveConn(n.ctx, conn, wire.DefaultMaxFrame, n.log, &n.c.bufs, n.dispatch, nil)
 			n.mu.Lock()
 			delete(n.mu.conns, conn)
 			n.mu.Unlock()

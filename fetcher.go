@@ -196,6 +196,9 @@ func (f *fetcher) run() {
 				continue
 			}
 			cl = wire.NewClient(conn, "kcluster-replica-fetcher-"+strconv.Itoa(int(f.b.id)))
+			// fetchOnce is done with a response's batches (appended
+			// to the logs, which copy them) before the next request.
+			cl.ReuseBuffer = true
 		}
 		if err := f.fetchOnce(cl, parts); err != nil {
 			if f.ctx.Err() != nil {

@@ -11,7 +11,9 @@ import (
 
 // Intercepted is a request that reached a broker, as an Intercept hook sees
 // it. Request is decoded at the version the client sent; hooks may read it
-// but must not change it.
+// but must not change it. Its byte-slice fields (record batches, group
+// metadata) share the connection's read buffer, which later requests
+// reuse: a hook that keeps one past its return keeps a copy (bytes.Clone).
 type Intercepted struct {
 	Broker  int32
 	Request kmsg.Request

@@ -567,16 +567,7 @@ func (l *Log) append(batches []byte, gaps bool) (err error) {
 		end := items[j-1].off + items[j-1].h.TotalSize()
 		// Write appends at the file's position, which is its end: every
 		// active segment was created (or cut) by this process.
-		// vfs.File.Write may modify its argument (MemFS does under
-		// -race and the invariants tag): write from a pooled copy so the
-		// caller's bytes stay untouched, without a buffer per log.
-		bp := l.s.wbufs.Get().(*[]byte)
-		*bp = append((*bp)[:0], batches[start:end]...)
-		_, err := act.f.Write(*bp)
-		if cap(*bp) <= maxKeptWriteBuf {
-			l.s.wbufs.Put(bp)
-		}
-		if err != nil {
+		if err := l.writeLocked(act, batches[start:end]); err != nil {
 			return fmt.Errorf("segment: writing %s: %w", act.path, err)
 		}
 		for k := i; k < j; k++ {
@@ -617,6 +608,23 @@ func (l *Log) append(batches []byte, gaps bool) (err error) {
 		return l.syncLocked()
 	}
 	return nil
+}
+
+// writeLocked appends p to the active segment s. Where a write may modify
+// its argument (see writesMayModify), it writes from a pooled copy so the
+// caller's bytes stay untouched, without a buffer per log.
+func (l *Log) writeLocked(s *segFile, p []byte) error {
+	if !writesMayModify {
+		_, err := s.f.Write(p)
+		return err
+	}
+	bp := l.s.wbufs.Get().(*[]byte)
+	*bp = append((*bp)[:0], p...)
+	_, err := s.f.Write(*bp)
+	if cap(*bp) <= maxKeptWriteBuf {
+		l.s.wbufs.Put(bp)
+	}
+	return err
 }
 
 // findLocked returns the segment holding offset and the position of the

@@ -21,6 +21,11 @@ var ErrClientClosed = errors.New("wire: client closed")
 // to brokers. It is safe for concurrent use; requests are serialized.
 type Client struct {
 	ClientID string
+	// ReuseBuffer lets the client read a response into the buffer of the
+	// one before: a response's byte fields (record batches) then stay
+	// valid only until the next Request. Unset, every response gets a
+	// buffer of its own.
+	ReuseBuffer bool
 
 	mu     sync.Mutex
 	conn   net.Conn
@@ -104,7 +109,10 @@ func (c *Client) requestLocked(req kmsg.Request) (kmsg.Response, error) {
 		return nil, fmt.Errorf("wire: decoding %s response: %w", kmsg.NameForKey(req.Key()), err)
 	}
 	// ReadFrom copies what it keeps except byte slices, which alias the
-	// frame; give the response its own buffer so c.buf can be reused.
-	c.buf = nil
+	// frame; unless the caller is done with them by its next request,
+	// give the response its own buffer so c.buf can be reused.
+	if !c.ReuseBuffer {
+		c.buf = nil
+	}
 	return resp, nil
 }

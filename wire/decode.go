@@ -7,8 +7,8 @@ import (
 )
 
 // DecodeRequest decodes a request body with kmsg at the header's version.
-// The returned request aliases body (kmsg's unsafe read): callers must not
-// keep strings from it after body is reused.
+// Strings are copied; byte-slice fields (record batches, group metadata)
+// alias body: callers must not keep them after body is reused.
 func DecodeRequest(h RequestHeader, body []byte) (kmsg.Request, error) {
 	req := kmsg.RequestForKey(h.Key)
 	if req == nil {

@@ -32,6 +32,17 @@ var ErrBadHeader = errors.New("wire: malformed request header")
 // ReadFrame reads one size-prefixed frame from r. buf is reused when it is
 // large enough; the returned slice aliases it. max bounds the frame size.
 func ReadFrame(r io.Reader, buf []byte, max int32) ([]byte, error) {
+	return ReadFrameInto(r, max, func(n int) []byte {
+		if cap(buf) < n {
+			return make([]byte, n)
+		}
+		return buf[:n]
+	})
+}
+
+// ReadFrameInto is ReadFrame with the buffer chosen once the frame's size is
+// known (and checked against max): buf(n) returns n bytes to read it into.
+func ReadFrameInto(r io.Reader, max int32, buf func(n int) []byte) ([]byte, error) {
 	var sz [4]byte
 	if _, err := io.ReadFull(r, sz[:]); err != nil {
 		return nil, err
@@ -40,14 +51,11 @@ func ReadFrame(r io.Reader, buf []byte, max int32) ([]byte, error) {
 	if n < 0 || n > max {
 		return nil, fmt.Errorf("%w: %d bytes (limit %d)", ErrFrameTooLarge, n, max)
 	}
-	if cap(buf) < int(n) {
-		buf = make([]byte, n)
-	}
-	buf = buf[:n]
-	if _, err := io.ReadFull(r, buf); err != nil {
+	b := buf(int(n))
+	if _, err := io.ReadFull(r, b); err != nil {
 		return nil, err
 	}
-	return buf, nil
+	return b, nil
 }
 
 // RequestHeader is a parsed Kafka request header (v0, v1 or v2).
@@ -156,6 +164,10 @@ func AppendResponse(dst []byte, h RequestHeader, resp kmsg.Response) []byte {
 	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start-4))
 	return dst
 }
+
+// ResponseSizeHint estimates the size of resp's whole response frame, so a
+// caller can provide a buffer AppendResponse will not need to grow.
+func ResponseSizeHint(resp kmsg.Response) int { return 16 + sizeHint(resp) }
 
 // sizeHint estimates a response's encoded size from its bulk fields, so a
 // large Fetch response is allocated once instead of grown by doubling

@@ -69,7 +69,7 @@ var systems = []system{
 
 func main() {
 	runs := flag.Int("runs", 5, "runs per measurement (medians are reported)")
-	records := flag.Int("records", 40000, "1 KiB records per throughput run")
+	records := flag.Int("records", 100000, "1 KiB records per throughput run (100 MB: long enough that a run is not one scheduling hiccup)")
 	child := flag.String("child", "", "internal: run one system's cluster for the RSS measurement")
 	only := flag.String("only", "", "comma-separated measurements to run (default all): start,produce,consume,rss,partitions,failover")
 	flag.Parse()
@@ -83,9 +83,7 @@ func main() {
 	want := func(m string) bool { return *only == "" || slices.Contains(strings.Split(*only, ","), m) }
 	t := &table{}
 	if want("start") {
-		for _, s := range systems {
-			t.add("start to first acks=all ack (3 brokers)", s.name, "ms", medianOf(*runs, func() (float64, error) { return startToFirstAck(s) }))
-		}
+		t.sideBySide("start to first acks=all ack (3 brokers)", "ms", *runs, startToFirstAck)
 	}
 	if want("produce") {
 		for _, disk := range []bool{false, true} {
@@ -94,30 +92,22 @@ func main() {
 				where = "disk"
 			}
 			for _, rf := range []int16{1, 3} {
-				for _, s := range systems {
-					name := fmt.Sprintf("produce MB/s, RF=%d acks=%s, %s", rf, acksName(rf), where)
-					t.add(name, s.name, "MB/s", medianOf(*runs, func() (float64, error) { return produceMBs(s, rf, disk, *records) }))
-				}
+				name := fmt.Sprintf("produce MB/s, RF=%d acks=%s, %s", rf, acksName(rf), where)
+				t.sideBySide(name, "MB/s", *runs, func(s system) (float64, error) { return produceMBs(s, rf, disk, *records) })
 			}
 		}
 	}
 	if want("consume") {
-		for _, s := range systems {
-			t.add("consume MB/s (RF=1, from the start)", s.name, "MB/s", medianOf(*runs, func() (float64, error) { return consumeMBs(s, *records) }))
-		}
+		t.sideBySide("consume MB/s (RF=1, from the start)", "MB/s", *runs, func(s system) (float64, error) { return consumeMBs(s, *records) })
 	}
 	if want("rss") {
 		for _, rf := range []int16{1, 3} {
-			for _, s := range systems {
-				name := fmt.Sprintf("peak RSS after producing 200 MB, RF=%d", rf)
-				t.add(name, s.name, "MiB", medianOf(*runs, func() (float64, error) { return rssOf(s.name, rf) }))
-			}
+			name := fmt.Sprintf("peak RSS after producing 200 MB, RF=%d", rf)
+			t.sideBySide(name, "MiB", *runs, func(s system) (float64, error) { return rssOf(s.name, rf) })
 		}
 	}
 	if want("partitions") {
-		for _, s := range systems {
-			t.add("create a 10,000-partition topic (RF=3), ms", s.name, "ms", medianOf(*runs, func() (float64, error) { return create10k(s) }))
-		}
+		t.sideBySide("create a 10,000-partition topic (RF=3), ms", "ms", *runs, create10k)
 	}
 	if want("failover") {
 		t.add("kill leader to first acks=all ack on the new one", "kcluster", "ms", medianOf(*runs, failover))
@@ -137,6 +127,43 @@ type sample struct {
 	err            error
 }
 
+// sideBySide measures f for every system: one warm-up run each, whose
+// result is dropped (the first run in a process pays for memory the machine
+// hands it for the first time, and on a virtual machine that can cost more
+// than the work measured), then n rounds in which the systems take turns,
+// so a slow spell of the machine falls on both.
+func (t *table) sideBySide(what, unit string, n int, f func(system) (float64, error)) {
+	vs := make([][]float64, len(systems))
+	errs := make([]error, len(systems))
+	for round := -1; round < n; round++ {
+		for i, s := range systems {
+			if errs[i] != nil {
+				continue
+			}
+			v, err := f(s)
+			if err != nil {
+				errs[i] = err
+				continue
+			}
+			if round >= 0 {
+				vs[i] = append(vs[i], v)
+			}
+		}
+	}
+	for i, s := range systems {
+		if errs[i] != nil {
+			t.add(what, s.name, unit, sample{err: errs[i]})
+			continue
+		}
+		t.add(what, s.name, unit, summarize(vs[i]))
+	}
+}
+
+func summarize(vs []float64) sample {
+	slices.Sort(vs)
+	return sample{median: vs[len(vs)/2], lo: vs[0], hi: vs[len(vs)-1]}
+}
+
 func medianOf(n int, f func() (float64, error)) sample {
 	var vs []float64
 	for range n {
@@ -146,8 +173,7 @@ func medianOf(n int, f func() (float64, error)) sample {
 		}
 		vs = append(vs, v)
 	}
-	slices.Sort(vs)
-	return sample{median: vs[len(vs)/2], lo: vs[0], hi: vs[len(vs)-1]}
+	return summarize(vs)
 }
 
 type row struct {

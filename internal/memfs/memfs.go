@@ -114,6 +114,32 @@ func (c *chunks) free() {
 	c.b, c.mapped = nil, nil
 }
 
+// release empties the file and returns its chunks to the system now.
+func (d *data) release() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.store.free()
+	d.capacity, d.size, d.synced = 0, 0, 0
+}
+
+// Release empties every segment file now, returning its memory to the
+// system at once instead of when the garbage collector finds the file
+// unreferenced (a process that starts cluster after cluster then reuses
+// the same memory, which is also faster to write than memory it touches
+// for the first time). Afterwards every segment file of the FS reads as
+// empty; call it when nothing will use the FS again.
+func (fs *FS) Release() {
+	fs.mu.Lock()
+	files := make([]*data, 0, len(fs.mu.files))
+	for _, d := range fs.mu.files {
+		files = append(files, d)
+	}
+	fs.mu.Unlock()
+	for _, d := range files {
+		d.release()
+	}
+}
+
 func newData() *data {
 	d := &data{store: new(chunks), mtime: time.Now()}
 	runtime.AddCleanup(d, (*chunks).free, d.store)

@@ -146,3 +146,27 @@ func TestRenameAndRemove(t *testing.T) {
 		t.Fatal("isSegment misclassifies")
 	}
 }
+
+func TestRelease(t *testing.T) {
+	fs := New()
+	if err := fs.MkdirAll("d", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := fs.Create("d/00000000000000000000.log", vfs.WriteCategoryUnspecified)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := bytes.Repeat([]byte{7}, 3*maxChunk)
+	if _, err := f.Write(big); err != nil {
+		t.Fatal(err)
+	}
+	fs.Release()
+	// The file reads as empty and can be written again.
+	if n, err := f.ReadAt(make([]byte, 10), 0); n != 0 || err != io.EOF {
+		t.Fatalf("after Release: read %d, %v", n, err)
+	}
+	if _, err := f.Write([]byte("again")); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+}
