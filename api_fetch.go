@@ -38,7 +38,7 @@ func (b *broker) handleFetch(req *kmsg.FetchRequest, r *request) (*kmsg.FetchRes
 	synced := false
 	for {
 		ch := b.dataChanged()
-		resp, total, hasErr := b.fetchOnce(req, follower, maxBytes)
+		resp, total, hasErr, bufs := b.fetchOnce(req, follower, maxBytes)
 		if hasErr && follower >= 0 && !synced {
 			// A follower may know of a partition or leader epoch
 			// this broker has not applied yet (a topic just created,
@@ -46,14 +46,23 @@ func (b *broker) handleFetch(req *kmsg.FetchRequest, r *request) (*kmsg.FetchRes
 			// and look again, rather than send the follower into its
 			// replica.fetch.backoff.ms.
 			synced = true
+			b.giveBack(bufs)
 			sctx, cancel := context.WithTimeout(b.ctx, 500*time.Millisecond)
 			b.syncMetadata(sctx)
 			cancel()
 			continue
 		}
 		if total >= int(req.MinBytes) || hasErr || !time.Now().Before(deadline) {
+			if r.sess != nil {
+				// The batches go back to the pool once the
+				// response is written.
+				r.sess.lent = append(r.sess.lent, bufs...)
+			} else {
+				b.giveBack(bufs) // never: every broker connection has a session
+			}
 			return resp, nil
 		}
+		b.giveBack(bufs)
 		t := time.NewTimer(time.Until(deadline))
 		select {
 		case <-ch:
@@ -66,11 +75,11 @@ func (b *broker) handleFetch(req *kmsg.FetchRequest, r *request) (*kmsg.FetchRes
 	}
 }
 
-func (b *broker) fetchOnce(req *kmsg.FetchRequest, follower int32, maxBytes int) (*kmsg.FetchResponse, int, bool) {
-	resp := req.ResponseKind().(*kmsg.FetchResponse)
+// fetchOnce reads what the fetch asks for once. bufs are the pooled buffers
+// the response's record batches are in.
+func (b *broker) fetchOnce(req *kmsg.FetchRequest, follower int32, maxBytes int) (resp *kmsg.FetchResponse, total int, hasErr bool, bufs [][]byte) {
+	resp = req.ResponseKind().(*kmsg.FetchResponse)
 	resp.SessionID = 0
-	total := 0
-	hasErr := false
 	firstData := true
 	// A follower's broker epoch (KIP-903, Fetch v15+): the leader tells
 	// a restarted follower from its previous incarnation by it.
@@ -102,17 +111,18 @@ func (b *broker) fetchOnce(req *kmsg.FetchRequest, follower int32, maxBytes int)
 					limit = min(limit, maxBytes-total)
 				}
 				var res fetchResult
-				res, err = rep.read(follower, followerEpoch, p.FetchOffset, max(limit, 1), p.CurrentLeaderEpoch, req.IsolationLevel == 1)
+				res, err = rep.read(follower, followerEpoch, p.FetchOffset, max(limit, 1), p.CurrentLeaderEpoch, req.IsolationLevel == 1, b.c.bufs.get)
 				if follower >= 0 && err == nil {
 					rep.noteFollowerStart(follower, p.LogStartOffset) // DeleteRecords' low watermark
 				}
 				rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = res.hw, res.lso, res.logStart
 				if err == nil && len(res.records) > 0 {
 					if !firstData && len(res.records) > limit {
-						res.records = nil // KIP-74: only the first may exceed
+						b.c.bufs.put(res.records) // KIP-74: only the first may exceed
 					} else {
 						firstData = false
 						rp.RecordBatches = res.records
+						bufs = append(bufs, res.records)
 						total += len(res.records)
 						for _, a := range res.aborted {
 							at := kmsg.NewFetchResponseTopicPartitionAbortedTransaction()
@@ -130,5 +140,5 @@ func (b *broker) fetchOnce(req *kmsg.FetchRequest, follower int32, maxBytes int)
 		}
 		resp.Topics = append(resp.Topics, rt)
 	}
-	return resp, total, hasErr
+	return resp, total, hasErr, bufs
 }

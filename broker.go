@@ -620,7 +620,9 @@ func serveConn(ctx context.Context, conn net.Conn, maxFrame int32, log *slog.Log
 		if !serveFrame(ctx, conn, frame, &wbuf, log, pool, dispatch, sess) {
 			return
 		}
-		pool.put(frame)
+		if len(frame) > smallBuf { // from the pool, not rbuf
+			pool.put(frame)
+		}
 	}
 }
 
@@ -641,6 +643,17 @@ func serveFrame(ctx context.Context, conn net.Conn, frame []byte, wbuf *[]byte, 
 	if err != nil {
 		log.Warn("closing connection: bad request header", "err", err)
 		return false
+	}
+	if sess != nil {
+		// Whatever the response refers to from the pool goes back once
+		// it is written (or will not be).
+		defer func() {
+			for _, b := range sess.lent {
+				pool.put(b)
+			}
+			clear(sess.lent)
+			sess.lent = sess.lent[:0]
+		}()
 	}
 	resp, err := dispatch(hdr, body, log)
 	if errors.Is(err, errNoResponse) {

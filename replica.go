@@ -372,8 +372,8 @@ type fetchResult struct {
 // watermark, or with committed (read_committed) below the last stable
 // offset, with the aborted transactions of that range) or, on the leader,
 // from follower replica (data up to the log-end offset; its fetch offset
-// is its log-end offset).
-func (r *replica) read(follower int32, followerEpoch int64, offset int64, maxBytes int, currentEpoch int32, committed bool) (fetchResult, error) {
+// is its log-end offset). The records are read into buf(n).
+func (r *replica) read(follower int32, followerEpoch int64, offset int64, maxBytes int, currentEpoch int32, committed bool, buf func(int) []byte) (fetchResult, error) {
 	r.mu.Lock()
 	if r.mu.closed {
 		r.mu.Unlock()
@@ -452,7 +452,7 @@ func (r *replica) read(follower int32, followerEpoch int64, offset int64, maxByt
 	}
 	res := fetchResult{hw: hw, lso: lso, logStart: start, leo: leo}
 	if offset < limit {
-		data, err := r.log.Read(offset, maxBytes, limit)
+		data, err := r.log.ReadInto(offset, maxBytes, limit, buf)
 		if err != nil {
 			if err == segment.ErrOffsetOutOfRange {
 				return res, kerr.OffsetOutOfRange

@@ -278,6 +278,9 @@ type session struct {
 	// closeAfter closes the connection once the current response is
 	// written (a failed authentication, as Kafka).
 	closeAfter bool
+	// lent holds pooled buffers the current response refers to (the
+	// record batches a fetch read), given back once it is written.
+	lent [][]byte
 }
 
 // newSession decides a new connection's principal from the network peer

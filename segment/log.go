@@ -686,6 +686,12 @@ func (l *Log) findLocked(offset int64) (*segFile, int64, error) {
 // batches whose last offset is below maxOffset, up to maxBytes but at least
 // one batch (KIP-74). The result is the caller's.
 func (l *Log) Read(offset int64, maxBytes int, maxOffset int64) ([]byte, error) {
+	return l.ReadInto(offset, maxBytes, maxOffset, func(n int) []byte { return make([]byte, n) })
+}
+
+// ReadInto is Read with the buffer from buf: buf(n) returns n bytes to read
+// the batches into (a pooled buffer, say; it need not be zeroed).
+func (l *Log) ReadInto(offset int64, maxBytes int, maxOffset int64, buf func(n int) []byte) ([]byte, error) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.mu.closed {
@@ -722,7 +728,7 @@ func (l *Log) Read(offset int64, maxBytes int, maxOffset int64) ([]byte, error) 
 	if end == pos {
 		return nil, nil
 	}
-	out := make([]byte, end-pos)
+	out := buf(int(end - pos))
 	if _, err := s.f.ReadAt(out, pos); err != nil {
 		return nil, err
 	}

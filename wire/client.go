@@ -111,7 +111,9 @@ func (c *Client) requestLocked(req kmsg.Request) (kmsg.Response, error) {
 	// ReadFrom copies what it keeps except byte slices, which alias the
 	// frame; unless the caller is done with them by its next request,
 	// give the response its own buffer so c.buf can be reused.
-	if !c.ReuseBuffer {
+	if c.ReuseBuffer {
+		c.buf = frame
+	} else {
 		c.buf = nil
 	}
 	return resp, nil

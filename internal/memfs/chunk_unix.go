@@ -4,7 +4,8 @@ package memfs
 
 import "syscall"
 
-// allocChunk returns n zeroed bytes. Full-size chunks are mapped outside the
+// allocChunk returns n bytes (zeroed; the Linux version may reuse chunks
+// and does not promise that). Full-size chunks are mapped outside the
 // Go heap: a broker's stored data then neither counts toward the garbage
 // collector's heap target (which would let the heap grow to twice the data
 // held) nor gets scanned. Smaller chunks come from the heap.

@@ -184,6 +184,14 @@ func (d *data) writeAt(p []byte, off int64) {
 		d.store.mapped = append(d.store.mapped, mapped)
 		d.capacity += int64(len(c))
 	}
+	// What lies past the size may be a reused chunk's old bytes: a
+	// write past the end zeroes the hole it leaves.
+	for hole := d.size; hole < off; {
+		ci, co := locate(hole)
+		n := int(min(int64(len(d.store.b[ci])-co), off-hole))
+		clear(d.store.b[ci][co : co+n])
+		hole += int64(n)
+	}
 	for len(p) > 0 {
 		ci, co := locate(off)
 		c := copy(d.store.b[ci][co:], p)

@@ -170,3 +170,43 @@ func TestRelease(t *testing.T) {
 	}
 	f.Close()
 }
+
+// TestHoleInReusedChunk: chunks are reused without clearing them, so a
+// write past a file's end must zero the hole it leaves.
+func TestHoleInReusedChunk(t *testing.T) {
+	fs := New()
+	if err := fs.MkdirAll("d", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	a, err := fs.Create("d/00000000000000000000.log", vfs.WriteCategoryUnspecified)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Write(bytes.Repeat([]byte{0xff}, geometric+3*maxChunk)); err != nil {
+		t.Fatal(err)
+	}
+	fs.Release() // a's mapped chunks may now be handed out again, dirty
+	b, err := fs.Create("d/00000000000000000001.log", vfs.WriteCategoryUnspecified)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Write([]byte("head")); err != nil {
+		t.Fatal(err)
+	}
+	end := int64(geometric + 2*maxChunk + 100)
+	if _, err := b.WriteAt([]byte("tail"), end); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, end+4)
+	if _, err := b.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	if string(got[:4]) != "head" || string(got[end:]) != "tail" {
+		t.Fatalf("head %q tail %q", got[:4], got[end:])
+	}
+	if i := slices.IndexFunc(got[4:end], func(c byte) bool { return c != 0 }); i >= 0 {
+		t.Fatalf("hole byte %d is %#x, want 0", 4+i, got[4+i])
+	}
+	a.Close()
+	b.Close()
+}
