@@ -114,6 +114,14 @@ func startConsumer(t *testing.T, ctx context.Context, addrs []string, group, top
 		kgo.RebalanceTimeout(5 * time.Second),
 		kgo.RetryTimeout(20 * time.Second),
 	}, opts...)
+	// The client's group events (info level) are shown if the test fails.
+	logs := new(syncBuffer)
+	all = append(all, kgo.WithLogger(kgo.BasicLogger(logs, kgo.LogLevelInfo, func() string { return time.Now().Format("15:04:05.000 ") })))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("consumer client log:\n%s", logs)
+		}
+	})
 	cl := newFranzClient(t, addrs, all...)
 	c := &consumer{cl: cl, done: make(chan struct{})}
 	t.Cleanup(c.leave)
