@@ -24,6 +24,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -72,7 +73,20 @@ func main() {
 	records := flag.Int("records", 100000, "1 KiB records per throughput run (100 MB: long enough that a run is not one scheduling hiccup)")
 	child := flag.String("child", "", "internal: run one system's cluster for the RSS measurement")
 	only := flag.String("only", "", "comma-separated measurements to run (default all): start,produce,consume,rss,partitions,failover")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (both systems; narrow it with -only) to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	if *child != "" {
 		if err := rssChild(*child); err != nil {
 			fmt.Fprintln(os.Stderr, err)
