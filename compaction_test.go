@@ -247,10 +247,16 @@ func TestDirtyRatioAndMaxCompactionLag(t *testing.T) {
 		}
 		return partState(t, c, "dirty", 0).LogSizes[1]
 	}
-	produceKeys(0, 100, time.Now()) // 100 distinct keys: all dirty, nothing to remove
+	// Timestamps half a minute old: the cleaner only takes what lies below
+	// the active segment, which clean (retention first) rolls by
+	// segment.ms=1 from its first batch's timestamp. With timestamps of
+	// now, a fast run cleaned within that millisecond and found the
+	// updates still in the active segment.
+	past := time.Now().Add(-30 * time.Second)
+	produceKeys(0, 100, past) // 100 distinct keys: all dirty, nothing to remove
 	clean()
 	full := clean()
-	produceKeys(0, 10, time.Now()) // 10 updates: about a tenth of the log is dirty
+	produceKeys(0, 10, past) // 10 updates: about a tenth of the log is dirty
 	size := clean()
 	if size <= full {
 		t.Fatalf("%d bytes after a clean at dirty ratio ~0.1 with min.cleanable.dirty.ratio=0.5, %d before the updates: it cleaned", size, full)
