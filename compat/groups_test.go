@@ -114,8 +114,9 @@ func startConsumer(t *testing.T, ctx context.Context, addrs []string, group, top
 		kgo.RebalanceTimeout(5 * time.Second),
 		kgo.RetryTimeout(20 * time.Second),
 	}, opts...)
-	// The client's group events (info level) are shown if the test fails.
-	logs := new(syncBuffer)
+	// The client's group events (info level), the last 256 KiB of them,
+	// are shown if the test fails.
+	logs := &tailBuffer{max: 256 << 10}
 	all = append(all, kgo.WithLogger(kgo.BasicLogger(logs, kgo.LogLevelInfo, func() string { return time.Now().Format("15:04:05.000 ") })))
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -148,6 +149,31 @@ func startConsumer(t *testing.T, ctx context.Context, addrs []string, group, top
 		}
 	}()
 	return c
+}
+
+// tailBuffer keeps the last max bytes written to it (at least the last
+// write), for concurrent writers: a client stuck in a loop that logs cannot
+// grow it without bound.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if over := len(t.b) - t.max; over > 0 && len(t.b) > len(p) {
+		t.b = append(t.b[:0], t.b[min(over, len(t.b)-len(p)):]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
 }
 
 // leave closes the consumer's client (LeaveGroup) and waits for its loop.

@@ -111,8 +111,9 @@ func startKclusterProcess(t *testing.T, bin string, args ...string) []string {
 func startKclusterProcessLines(t *testing.T, bin string, args ...string) ([]string, <-chan string) {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
+	dieWithTest(cmd)
 	stdout := &lineWriter{lines: make(chan string, 16)}
-	stderr := new(syncBuffer)
+	stderr := &boundedOutput{max: 16 << 20} // its first lines are what a failure shows
 	cmd.Stdout = stdout
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {

@@ -2,8 +2,8 @@ package compat
 
 import (
 	"bufio"
-	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"regexp"
@@ -52,9 +52,16 @@ func TestFranzGoSuite(t *testing.T) {
 		args = append([]string{"test", "-count=1", "-timeout=20m", "-v"}, args...)
 		cmd := exec.CommandContext(ctx, gocmd, append(args, "github.com/twmb/franz-go/pkg/kgo")...)
 		cmd.Env = append(append(os.Environ(), "KGO_SEEDS="+seeds, "KGO_TEST_RF=3", "KGO_TEST_RECORDS=20000", "KGO_LOG_LEVEL=none"), scram...)
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
+		dieWithTest(cmd)
+		killGroupOnCancel(cmd)
+		// A whole passing run prints a few MB; a test stuck in a loop
+		// that logs could print without end: stop the run at 256 MiB.
+		out := &boundedOutput{max: 256 << 20, over: cancel}
+		cmd.Stdout, cmd.Stderr = out, out
 		err := cmd.Run()
+		if out.Exceeded() {
+			err = fmt.Errorf("stopped: the suite's output passed 256 MiB (a test flooding it?): %v", err)
+		}
 		return parseGoTest(out.String()), out.String(), err
 	}
 	start := time.Now()

@@ -1,10 +1,8 @@
 package compat
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -39,21 +37,3 @@ func value(topic string, i int) string { return fmt.Sprintf("%s-value-%05d", top
 // key is the key of record i.
 func key(i int) string { return fmt.Sprintf("key-%05d", i) }
 
-// syncBuffer is a bytes.Buffer safe for one writer and one reader
-// goroutine, used to collect a child process's or client's log output.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
