@@ -36,4 +36,3 @@ func value(topic string, i int) string { return fmt.Sprintf("%s-value-%05d", top
 
 // key is the key of record i.
 func key(i int) string { return fmt.Sprintf("key-%05d", i) }
-
