@@ -45,6 +45,11 @@ type broker struct {
 	stopping atomic.Bool
 	// offline is set when its log dir failed (faults_storage.go).
 	offline atomic.Bool
+	// applied is the metadata offset the broker has applied and acted on
+	// (mu.state.Offset once reconciled), for heartbeats: they must not
+	// wait for mu, which a large change (a topic of 10,000 partitions)
+	// holds while the broker opens its replicas.
+	applied atomic.Int64
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -208,9 +213,7 @@ func (b *broker) heartbeat(ctx context.Context) (*kmsg.BrokerHeartbeatResponse, 
 		req.SetVersion(1)
 		req.BrokerID, req.BrokerEpoch = b.id, b.epoch
 		req.WantShutdown = b.stopping.Load()
-		b.mu.RLock()
-		req.CurrentMetadataOffset = b.mu.state.Offset
-		b.mu.RUnlock()
+		req.CurrentMetadataOffset = b.applied.Load()
 		return req
 	})
 	if err != nil {
@@ -375,6 +378,7 @@ func (b *broker) applyLoop() {
 			next = e.Offset + 1
 		}
 		b.reconcileLocked()
+		b.applied.Store(b.mu.state.Offset)
 		close(b.mu.changed)
 		b.mu.changed = make(chan struct{})
 		b.mu.Unlock()
