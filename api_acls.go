@@ -86,6 +86,7 @@ func validateACLFilter(f metadata.ACLFilter) error {
 }
 
 func (b *broker) handleDescribeACLs(req *kmsg.DescribeACLsRequest, r *request) (*kmsg.DescribeACLsResponse, error) {
+	b.readYourWrites()
 	resp := req.ResponseKind().(*kmsg.DescribeACLsResponse)
 	if !b.cfg.security.authorizer {
 		resp.ErrorCode, resp.ErrorMessage = kerr.SecurityDisabled.Code, errMessage(errSecurityDisabled)

@@ -34,6 +34,7 @@ func init() {
 }
 
 func (b *broker) handleDescribeConfigs(req *kmsg.DescribeConfigsRequest, r *request) (*kmsg.DescribeConfigsResponse, error) {
+	b.readYourWrites()
 	resp := req.ResponseKind().(*kmsg.DescribeConfigsResponse)
 	b.mu.RLock()
 	defer b.mu.RUnlock()

@@ -43,6 +43,7 @@ func (b *broker) handleDescribeClientQuotas(req *kmsg.DescribeClientQuotasReques
 		}
 		seen[c.EntityType] = true
 	}
+	b.readYourWrites()
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	keys := make([]string, 0, len(b.mu.state.ClientQuotas))

@@ -31,6 +31,7 @@ func init() {
 }
 
 func (b *broker) handleDescribeUserSCRAMCredentials(req *kmsg.DescribeUserSCRAMCredentialsRequest, r *request) (*kmsg.DescribeUserSCRAMCredentialsResponse, error) {
+	b.readYourWrites()
 	resp := req.ResponseKind().(*kmsg.DescribeUserSCRAMCredentialsResponse)
 	b.mu.RLock()
 	defer b.mu.RUnlock()

@@ -422,6 +422,18 @@ func (b *broker) fetchMetadata(next int64) ([]metadata.Entry, error) {
 	return decodeMetadataBatches(rp.RecordBatches)
 }
 
+// readYourWrites catches this broker up with what the controller has
+// committed, within half a second, before it answers a describe of
+// something the controller owns (configs, ACLs, quotas, SCRAM users): a
+// change acknowledged through another broker is then visible here too.
+// Kafka's brokers may answer from a cache that lags a just-acknowledged
+// change; a test should not have to poll for it.
+func (b *broker) readYourWrites() {
+	ctx, cancel := context.WithTimeout(b.ctx, 500*time.Millisecond)
+	defer cancel()
+	b.syncMetadata(ctx)
+}
+
 // syncMetadata is a read-your-writes barrier for a request naming a topic
 // this broker does not know: the topic may have just been created through
 // another broker, its record committed and on its way here. It asks the
