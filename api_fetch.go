@@ -47,9 +47,7 @@ func (b *broker) handleFetch(req *kmsg.FetchRequest, r *request) (*kmsg.FetchRes
 			// replica.fetch.backoff.ms.
 			synced = true
 			b.giveBack(bufs)
-			sctx, cancel := context.WithTimeout(b.ctx, 500*time.Millisecond)
-			b.syncMetadata(sctx)
-			cancel()
+			b.readYourWrites()
 			continue
 		}
 		if total >= int(req.MinBytes) || hasErr || !time.Now().Before(deadline) {
@@ -57,8 +55,6 @@ func (b *broker) handleFetch(req *kmsg.FetchRequest, r *request) (*kmsg.FetchRes
 				// The batches go back to the pool once the
 				// response is written.
 				r.sess.lent = append(r.sess.lent, bufs...)
-			} else {
-				b.giveBack(bufs) // never: every broker connection has a session
 			}
 			return resp, nil
 		}

@@ -10,10 +10,8 @@ package kcluster
 // the cluster or the topic, as Kafka.
 
 import (
-	"context"
 	"errors"
 	"slices"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -38,9 +36,7 @@ func (b *broker) handleMetadata(req *kmsg.MetadataRequest, r *request) (*kmsg.Me
 	refused := map[string]bool{}
 
 	if !allTopics && b.unknownTopics(req) {
-		ctx, cancel := context.WithTimeout(b.ctx, 500*time.Millisecond)
-		b.syncMetadata(ctx)
-		cancel()
+		b.readYourWrites()
 	}
 	// Auto-create missing topics first, then describe from the state.
 	if !allTopics && autoCreate {

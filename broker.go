@@ -423,11 +423,13 @@ func (b *broker) fetchMetadata(next int64) ([]metadata.Entry, error) {
 }
 
 // readYourWrites catches this broker up with what the controller has
-// committed, within half a second, before it answers a describe of
-// something the controller owns (configs, ACLs, quotas, SCRAM users): a
-// change acknowledged through another broker is then visible here too.
-// Kafka's brokers may answer from a cache that lags a just-acknowledged
-// change; a test should not have to poll for it.
+// committed, within half a second, so that a change acknowledged through
+// another broker is visible here too: before a describe of something the
+// controller owns (configs, ACLs, quotas, SCRAM users), a Metadata request
+// for a topic this broker does not know, or a follower fetch naming a
+// partition or epoch it has not applied. Kafka's brokers may answer from a
+// cache that lags a just-acknowledged change; a test should not have to
+// poll for it.
 func (b *broker) readYourWrites() {
 	ctx, cancel := context.WithTimeout(b.ctx, 500*time.Millisecond)
 	defer cancel()
