@@ -414,10 +414,16 @@ func (b *broker) verifyTxnProduce(txnID *string, rep *replica, records []byte) (
 	if err != nil || h.Attributes&attrTransactional == 0 || h.ProducerID < 0 {
 		return nil, nil
 	}
+	return b.verifyTxn(txnID, rep, h.ProducerID, h.ProducerEpoch)
+}
+
+// verifyTxn is verifyTxnProduce for producer pid at epoch, whose first
+// transactional batch on rep is about to be written.
+func (b *broker) verifyTxn(txnID *string, rep *replica, pid int64, epoch int16) (*txnGuard, error) {
 	if txnID == nil || *txnID == "" {
 		return nil, kerr.TransactionalIDAuthorizationFailed
 	}
-	guard, open := rep.beginVerification(h.ProducerID)
+	guard, open := rep.beginVerification(pid)
 	if open {
 		return guard, nil
 	}
@@ -428,14 +434,14 @@ func (b *broker) verifyTxnProduce(txnID *string, rep *replica, records []byte) (
 	req := kmsg.NewPtrAddPartitionsToTxnRequest()
 	req.SetVersion(4)
 	tx := kmsg.NewAddPartitionsToTxnRequestTransaction()
-	tx.TransactionalID, tx.ProducerID, tx.ProducerEpoch, tx.VerifyOnly = *txnID, h.ProducerID, h.ProducerEpoch, true
+	tx.TransactionalID, tx.ProducerID, tx.ProducerEpoch, tx.VerifyOnly = *txnID, pid, epoch, true
 	t := kmsg.NewAddPartitionsToTxnRequestTransactionTopic()
 	t.Topic, t.Partitions = rep.topic, []int32{rep.part}
 	tx.Topics = append(tx.Topics, t)
 	req.Transactions = append(req.Transactions, tx)
 	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.group.commitTimeout)
 	defer cancel()
-	kresp, err := b.txns.peers.request(ctx, coord, req)
+	kresp, err := b.txns.verify.request(ctx, coord, req)
 	if err != nil {
 		return nil, kerr.NotEnoughReplicas
 	}

@@ -152,11 +152,21 @@ func txnMetaFrom(id string, v *kmsg.TxnMetadataValue) *txnMeta {
 
 // txnCoordinator is one broker's transaction coordinator.
 type txnCoordinator struct {
-	b     *broker
-	cfg   *txnConfig
-	wg    sync.WaitGroup // marker senders
-	peers peerClients
-	mu    struct {
+	b   *broker
+	cfg *txnConfig
+	wg  sync.WaitGroup // marker senders
+	// peers carries the markers this coordinator sends to partition
+	// leaders; verify carries this broker's verifications (as a partition
+	// leader) of other brokers' transactions. They are separate
+	// connections, as Kafka's TransactionMarkerChannelManager and
+	// AddPartitionsToTxnManager are: a broker serves a connection's
+	// requests in order, and a verification queued behind a
+	// WriteTxnMarkers that waits on a group lock held by a
+	// TxnOffsetCommit awaiting that very verification would deadlock
+	// until the request timeout.
+	peers  peerClients
+	verify peerClients
+	mu     struct {
 		sync.Mutex
 		parts  map[int32]*txnPartition
 		loadCh chan struct{}
@@ -179,7 +189,7 @@ type txnPartition struct {
 
 func newTxnCoordinator(b *broker) *txnCoordinator {
 	tc := &txnCoordinator{b: b, cfg: &b.cfg.txn}
-	tc.peers.b = b
+	tc.peers.b, tc.verify.b = b, b
 	tc.mu.parts = make(map[int32]*txnPartition)
 	return tc
 }
@@ -192,6 +202,7 @@ func (tc *txnCoordinator) run() {
 		tc.unloadAll()
 		tc.wg.Wait()
 		tc.peers.closeAll()
+		tc.verify.closeAll()
 	}()
 	t := time.NewTicker(tc.cfg.abortInterval)
 	defer t.Stop()
@@ -734,8 +745,8 @@ func (tc *txnCoordinator) writeMarkers(leader int32, m *txnMeta, commit bool, co
 	return left
 }
 
-// peerClients are a broker's connections to other brokers for the
-// coordinator's requests (WriteTxnMarkers, and partition leaders'
+// peerClients are a broker's connections to other brokers for one kind of
+// request (the coordinator's WriteTxnMarkers, or a partition leader's
 // AddPartitionsToTxn verification), dialed through the cluster network so
 // cuts apply. A wire.Client serializes its requests; one per peer.
 type peerClients struct {

@@ -114,86 +114,19 @@ func (b *broker) handleTxnOffsetCommit(req *kmsg.TxnOffsetCommitRequest, r *requ
 	if req.Version < 3 {
 		req.Generation, req.MemberID, req.InstanceID = -1, "", nil
 	}
-	err := b.groups.withGroup(req.Group, func(cp *coordPartition, g *group) error {
-		if e := cp.rep.producerEpoch(req.ProducerID); e > req.ProducerEpoch {
-			return kerr.ProducerFenced
-		}
-		if g == nil {
-			if req.Generation >= 0 {
-				return kerr.IllegalGeneration
-			}
-		} else if req.Generation >= 0 || req.MemberID != "" || req.InstanceID != nil {
-			// KIP-447: the commit carries the consumer's group
-			// metadata, checked as an OffsetCommit's.
-			oc := kmsg.NewPtrOffsetCommitRequest()
-			oc.Version, oc.Generation, oc.MemberID, oc.InstanceID = 8, req.Generation, req.MemberID, req.InstanceID
-			if err := g.validateCommitLocked(oc, true); err != nil {
-				return err
-			}
-		}
-		now := time.Now().UnixMilli()
-		var recs []kmsg.Record
-		var pend []txnOffset
-		type at struct{ i, j int }
-		var ats []at
-		for i, t := range req.Topics {
-			for j, p := range t.Partitions {
-				switch {
-				case !b.topicPartitionExists(t.Topic, p.Partition):
-					codes[i][j] = kerr.UnknownTopicOrPartition.Code
-					continue
-				case p.Metadata != nil && len(*p.Metadata) > int(cp.gc.cfg.metadataMax):
-					codes[i][j] = kerr.OffsetMetadataTooLarge.Code
-					continue
-				}
-				o := offsetEntry{offset: p.Offset, leaderEpoch: -1, commitTs: now}
-				if req.Version >= 2 {
-					o.leaderEpoch = p.LeaderEpoch
-				}
-				if p.Metadata != nil {
-					o.metadata = *p.Metadata
-				}
-				recs = append(recs, offsetRecord(req.Group, t.Topic, p.Partition, o))
-				pend = append(pend, txnOffset{req.Group, topicPartition{t.Topic, p.Partition}, o})
-				ats = append(ats, at{i, j})
-			}
-		}
-		if len(recs) == 0 {
-			return nil
-		}
-		batch := encodeProducerBatch(recs, now, req.ProducerID, req.ProducerEpoch, -1, attrTransactional)
+	cp, err := b.groups.partitionFor(req.Group)
+	if err == nil {
 		// As a produce (KIP-890 part 1): the transaction coordinator
 		// must have this partition in the producer's transaction
-		// (AddOffsetsToTxn came first).
-		guard, err := b.verifyTxnProduce(&req.TransactionalID, cp.rep, batch)
-		var end int64
-		if err == nil {
-			_, end, err = cp.rep.appendAsLeaderGuarded(batch, -1, guard)
-		}
-		if err == nil {
-			ctx, cancel := context.WithTimeout(b.ctx, cp.gc.cfg.commitTimeout)
-			err = cp.rep.waitHW(ctx, end)
-			cancel()
-		}
-		if err != nil {
-			code := errCode(coordinatorAppendError(err))
-			switch errCode(err) {
-			case kerr.InvalidProducerEpoch.Code:
-				code = kerr.ProducerFenced.Code
-			case kerr.InvalidTxnState.Code:
-				code = kerr.InvalidTxnState.Code
-			}
-			for _, a := range ats {
-				codes[a.i][a.j] = code
-			}
-			return nil
-		}
-		if cp.mu.txnOffsets == nil {
-			cp.mu.txnOffsets = map[int64][]txnOffset{}
-		}
-		cp.mu.txnOffsets[req.ProducerID] = append(cp.mu.txnOffsets[req.ProducerID], pend...)
-		return nil
-	})
+		// (AddOffsetsToTxn came first). Asked before taking the
+		// group's lock, which heartbeats, joins and the markers of
+		// other transactions need meanwhile; the guard fails the
+		// append below if a marker ends the transaction in between.
+		guard, verr := b.verifyTxn(&req.TransactionalID, cp.rep, req.ProducerID, req.ProducerEpoch)
+		err = cp.withGroup(req.Group, func(cp *coordPartition, g *group) error {
+			return b.txnOffsetCommitLocked(req, cp, g, codes, guard, verr)
+		})
+	}
 	if err != nil {
 		code := errCode(err)
 		if req.Version < 2 && code == kerr.ProducerFenced.Code {
@@ -212,6 +145,87 @@ func (b *broker) handleTxnOffsetCommit(req *kmsg.TxnOffsetCommitRequest, r *requ
 		resp.Topics = append(resp.Topics, rt)
 	}
 	return resp, nil
+}
+
+// txnOffsetCommitLocked writes a TxnOffsetCommit's offsets to the group's
+// partition, holding its lock, and sets each partition's code; guard and
+// verr are the result of the transaction's verification.
+func (b *broker) txnOffsetCommitLocked(req *kmsg.TxnOffsetCommitRequest, cp *coordPartition, g *group, codes [][]int16, guard *txnGuard, verr error) error {
+	if e := cp.rep.producerEpoch(req.ProducerID); e > req.ProducerEpoch {
+		return kerr.ProducerFenced
+	}
+	if g == nil {
+		if req.Generation >= 0 {
+			return kerr.IllegalGeneration
+		}
+	} else if req.Generation >= 0 || req.MemberID != "" || req.InstanceID != nil {
+		// KIP-447: the commit carries the consumer's group
+		// metadata, checked as an OffsetCommit's.
+		oc := kmsg.NewPtrOffsetCommitRequest()
+		oc.Version, oc.Generation, oc.MemberID, oc.InstanceID = 8, req.Generation, req.MemberID, req.InstanceID
+		if err := g.validateCommitLocked(oc, true); err != nil {
+			return err
+		}
+	}
+	now := time.Now().UnixMilli()
+	var recs []kmsg.Record
+	var pend []txnOffset
+	type at struct{ i, j int }
+	var ats []at
+	for i, t := range req.Topics {
+		for j, p := range t.Partitions {
+			switch {
+			case !b.topicPartitionExists(t.Topic, p.Partition):
+				codes[i][j] = kerr.UnknownTopicOrPartition.Code
+				continue
+			case p.Metadata != nil && len(*p.Metadata) > int(cp.gc.cfg.metadataMax):
+				codes[i][j] = kerr.OffsetMetadataTooLarge.Code
+				continue
+			}
+			o := offsetEntry{offset: p.Offset, leaderEpoch: -1, commitTs: now}
+			if req.Version >= 2 {
+				o.leaderEpoch = p.LeaderEpoch
+			}
+			if p.Metadata != nil {
+				o.metadata = *p.Metadata
+			}
+			recs = append(recs, offsetRecord(req.Group, t.Topic, p.Partition, o))
+			pend = append(pend, txnOffset{req.Group, topicPartition{t.Topic, p.Partition}, o})
+			ats = append(ats, at{i, j})
+		}
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	batch := encodeProducerBatch(recs, now, req.ProducerID, req.ProducerEpoch, -1, attrTransactional)
+	err := verr
+	var end int64
+	if err == nil {
+		_, end, err = cp.rep.appendAsLeaderGuarded(batch, -1, guard)
+	}
+	if err == nil {
+		ctx, cancel := context.WithTimeout(b.ctx, cp.gc.cfg.commitTimeout)
+		err = cp.rep.waitHW(ctx, end)
+		cancel()
+	}
+	if err != nil {
+		code := errCode(coordinatorAppendError(err))
+		switch errCode(err) {
+		case kerr.InvalidProducerEpoch.Code:
+			code = kerr.ProducerFenced.Code
+		case kerr.InvalidTxnState.Code:
+			code = kerr.InvalidTxnState.Code
+		}
+		for _, a := range ats {
+			codes[a.i][a.j] = code
+		}
+		return nil
+	}
+	if cp.mu.txnOffsets == nil {
+		cp.mu.txnOffsets = map[int64][]txnOffset{}
+	}
+	cp.mu.txnOffsets[req.ProducerID] = append(cp.mu.txnOffsets[req.ProducerID], pend...)
+	return nil
 }
 
 // producerEpoch returns the epoch the replica knows for pid, or -1.

@@ -3,6 +3,8 @@ package kcluster
 import (
 	"encoding/binary"
 	"hash/crc32"
+	"strconv"
+	"sync"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -528,4 +530,139 @@ func TestTxnIdExpiration(t *testing.T) {
 	if again := init(); again.ProducerID == first.ProducerID || again.ProducerEpoch != 0 {
 		t.Fatalf("after expiry: producer %d epoch %d, was %d", again.ProducerID, again.ProducerEpoch, first.ProducerID)
 	}
+}
+
+// A partition leader's verification of a transaction (KIP-890) does not
+// wait behind the transaction markers its broker sends as a coordinator.
+// Kafka sends the two on separate inter-broker channels. On one shared
+// connection, two brokers could each hold a group's lock for a
+// TxnOffsetCommit whose verification was queued behind a WriteTxnMarkers
+// the other broker could not serve without that lock, a deadlock broken
+// only by the 5 s request timeout.
+func TestTxnVerificationNotBehindMarkers(t *testing.T) {
+	c := Start(t, Brokers(2))
+	createTopic(t, c, "vm", 2, 1)
+	leaders := map[int32]int32{} // broker -> a partition it leads
+	for p := int32(0); p < 2; p++ {
+		leaders[partState(t, c, "vm", p).Leader] = p
+	}
+	if len(leaders) != 2 {
+		t.Fatalf("both partitions are led by one broker: %v", leaders)
+	}
+	// A transactional id coordinated by each broker.
+	ids := map[int32]string{}
+	for i := 0; len(ids) < 2; i++ {
+		id := "vm-" + strconv.Itoa(i)
+		if _, co := findTxnCoordinator(t, c, id); ids[co] == "" {
+			ids[co] = id
+		}
+	}
+	init := func(id string) (*wire.Client, int64, int16) {
+		co, _ := findTxnCoordinator(t, c, id)
+		req := kmsg.NewPtrInitProducerIDRequest()
+		req.TransactionalID, req.TransactionTimeoutMillis = kmsg.StringPtr(id), 60000
+		resp := do[*kmsg.InitProducerIDResponse](t, co, req, 4)
+		wantCode(t, "InitProducerId "+id, resp.ErrorCode, nil)
+		return co, resp.ProducerID, resp.ProducerEpoch
+	}
+
+	// Broker 2 coordinates a transaction on broker 1's partition. Its
+	// commit markers reach broker 1 over broker 2's connection to it, and
+	// broker 1 holds them.
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // before Close
+	c.InterceptOnce(1, int16(kmsg.WriteTxnMarkers), func(Intercepted) Action {
+		close(held)
+		<-release
+		return Action{}
+	})
+	co2, pid2, epoch2 := init(ids[2])
+	wantCode(t, "AddPartitionsToTxn", addPartition(t, co2, ids[2], pid2, epoch2, "vm", leaders[1]), nil)
+	wantCode(t, "produce", txnProduce(t, c, ids[2], "vm", leaders[1], txnBatch(pid2, epoch2, 0, "a")), nil)
+	wantCode(t, "EndTxn", endTxn(t, co2, ids[2], pid2, epoch2, true), nil)
+	<-held
+
+	// Broker 1 coordinates a transaction on broker 2's partition: broker
+	// 2 verifies it with broker 1 while broker 1 still holds the markers.
+	co1, pid1, epoch1 := init(ids[1])
+	wantCode(t, "AddPartitionsToTxn", addPartition(t, co1, ids[1], pid1, epoch1, "vm", leaders[2]), nil)
+	wantCode(t, "produce verified while markers are held", txnProduce(t, c, ids[1], "vm", leaders[2], txnBatch(pid1, epoch1, 0, "b")), nil)
+
+	unblock()
+	waitFor(t, c, "the held commit to complete", func(c *Cluster) bool {
+		ts, err := c.Transaction(ids[2])
+		return err == nil && ts.State == "CompleteCommit"
+	})
+	wantCode(t, "EndTxn", endTxn(t, co1, ids[1], pid1, epoch1, true), nil)
+}
+
+// A TxnOffsetCommit asks the transaction coordinator to verify the
+// transaction before it takes the group's lock: the group's other requests
+// are answered while the verification is on its way.
+func TestTxnOffsetCommitVerifiesOutsideGroupLock(t *testing.T) {
+	c := Start(t, Brokers(1))
+	createTopic(t, c, "in", 1, 1)
+	co, _ := findTxnCoordinator(t, c, "tx-lock")
+	req := kmsg.NewPtrInitProducerIDRequest()
+	req.TransactionalID, req.TransactionTimeoutMillis = kmsg.StringPtr("tx-lock"), 60000
+	ir := do[*kmsg.InitProducerIDResponse](t, co, req, 4)
+	wantCode(t, "InitProducerId", ir.ErrorCode, nil)
+	ao := kmsg.NewPtrAddOffsetsToTxnRequest()
+	ao.TransactionalID, ao.ProducerID, ao.ProducerEpoch, ao.Group = "tx-lock", ir.ProducerID, ir.ProducerEpoch, "g-lock"
+	wantCode(t, "AddOffsetsToTxn", do[*kmsg.AddOffsetsToTxnResponse](t, co, ao, 3).ErrorCode, nil)
+
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // before Close
+	c.Intercept(0, int16(kmsg.AddPartitionsToTxn), func(ic Intercepted) Action {
+		if r := ic.Request.(*kmsg.AddPartitionsToTxnRequest); r.Version >= 4 && len(r.Transactions) == 1 && r.Transactions[0].VerifyOnly {
+			select {
+			case <-held:
+			default:
+				close(held)
+			}
+			<-release
+		}
+		return Action{}
+	})
+
+	gco, _ := coordinator(t, c, "g-lock")
+	tc := kmsg.NewPtrTxnOffsetCommitRequest()
+	tc.TransactionalID, tc.Group, tc.ProducerID, tc.ProducerEpoch, tc.Generation = "tx-lock", "g-lock", ir.ProducerID, ir.ProducerEpoch, -1
+	rt := kmsg.NewTxnOffsetCommitRequestTopic()
+	rt.Topic = "in"
+	rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+	rp.Partition, rp.Offset, rp.LeaderEpoch = 0, 7, -1
+	rt.Partitions = append(rt.Partitions, rp)
+	tc.Topics = append(tc.Topics, rt)
+	type result struct {
+		resp kmsg.Response
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		tc.SetVersion(3)
+		resp, err := gco.Request(t.Context(), tc)
+		done <- result{resp, err}
+	}()
+	<-held
+	// The group's lock is free: a fetch of its offsets is answered while
+	// the commit still waits for its verification.
+	if off, code := offsetFetchStable(t, c, "g-lock", "in", false); code != 0 || off != -1 {
+		t.Fatalf("OffsetFetch while a TxnOffsetCommit is verified: %d %v, want -1", off, kerr.ErrorForCode(code))
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("the TxnOffsetCommit was answered before its verification: %v %v", r.resp, r.err)
+	default:
+	}
+	unblock()
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	wantCode(t, "TxnOffsetCommit", r.resp.(*kmsg.TxnOffsetCommitResponse).Topics[0].Partitions[0].ErrorCode, nil)
 }

@@ -86,7 +86,8 @@ func TestFranzGoSuite(t *testing.T) {
 			top = append(top, regexp.QuoteMeta(name))
 		}
 	}
-	t.Logf("failed: %s (go test: %v); their output:\n%s\nlast 40 lines:\n%s", strings.Join(res["FAIL"], ", "), runErr, failureOutput(out), lastLines(out, 40))
+	t.Logf("failed: %s (go test: %v); still running: %s; their output:\n%s\nwhat goroutines printed, first occurrences:\n%s\nlast 40 lines:\n%s",
+		strings.Join(res["FAIL"], ", "), runErr, strings.Join(res["RUN"], ", "), failureOutput(out), distinctLines(out, 150), lastLines(out, 40))
 	if len(top) == 0 {
 		t.Fatal("the suite failed without a failed test to rerun")
 	}
@@ -97,16 +98,29 @@ func TestFranzGoSuite(t *testing.T) {
 	t.Logf("FLAKY: %s failed in the full run and passed when rerun alone", strings.Join(res["FAIL"], ", "))
 }
 
-var testResult = regexp.MustCompile(`^\s*--- (PASS|FAIL|SKIP): (\S+)`)
+var (
+	testResult = regexp.MustCompile(`^\s*--- (PASS|FAIL|SKIP): (\S+)`)
+	testRun    = regexp.MustCompile(`^=== RUN\s+(\S+)`)
+)
 
 // parseGoTest collects `go test -v` results by outcome (subtests included).
+// Under "RUN" are the tests that started and have no outcome yet: those
+// still running when the output ends.
 func parseGoTest(out string) map[string][]string {
 	res := map[string][]string{}
+	var started []string
 	sc := bufio.NewScanner(strings.NewReader(out))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		if m := testResult.FindStringSubmatch(sc.Text()); m != nil && !slices.Contains(res[m[1]], m[2]) {
 			res[m[1]] = append(res[m[1]], m[2])
+		} else if m := testRun.FindStringSubmatch(sc.Text()); m != nil {
+			started = append(started, m[1])
+		}
+	}
+	for _, name := range started {
+		if !slices.Contains(res["PASS"], name) && !slices.Contains(res["FAIL"], name) && !slices.Contains(res["SKIP"], name) && !slices.Contains(res["RUN"], name) {
+			res["RUN"] = append(res["RUN"], name)
 		}
 	}
 	return res
