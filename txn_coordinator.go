@@ -155,8 +155,8 @@ type txnCoordinator struct {
 	b   *broker
 	cfg *txnConfig
 	wg  sync.WaitGroup // marker senders
-	// peers carries the markers this coordinator sends to partition
-	// leaders; verify carries this broker's verifications (as a partition
+	// markers carries the WriteTxnMarkers this coordinator sends to
+	// partition leaders; verify carries this broker's verifications (as a partition
 	// leader) of other brokers' transactions. They are separate
 	// connections, as Kafka's TransactionMarkerChannelManager and
 	// AddPartitionsToTxnManager are: a broker serves a connection's
@@ -164,9 +164,9 @@ type txnCoordinator struct {
 	// WriteTxnMarkers that waits on a group lock held by a
 	// TxnOffsetCommit awaiting that very verification would deadlock
 	// until the request timeout.
-	peers  peerClients
-	verify peerClients
-	mu     struct {
+	markers peerClients
+	verify  peerClients
+	mu      struct {
 		sync.Mutex
 		parts  map[int32]*txnPartition
 		loadCh chan struct{}
@@ -189,7 +189,7 @@ type txnPartition struct {
 
 func newTxnCoordinator(b *broker) *txnCoordinator {
 	tc := &txnCoordinator{b: b, cfg: &b.cfg.txn}
-	tc.peers.b, tc.verify.b = b, b
+	tc.markers.b, tc.verify.b = b, b
 	tc.mu.parts = make(map[int32]*txnPartition)
 	return tc
 }
@@ -201,7 +201,7 @@ func (tc *txnCoordinator) run() {
 	defer func() {
 		tc.unloadAll()
 		tc.wg.Wait()
-		tc.peers.closeAll()
+		tc.markers.closeAll()
 		tc.verify.closeAll()
 	}()
 	t := time.NewTicker(tc.cfg.abortInterval)
@@ -715,7 +715,7 @@ func (tc *txnCoordinator) writeMarkers(leader int32, m *txnMeta, commit bool, co
 	req.Markers = append(req.Markers, mk)
 	ctx, cancel := context.WithTimeout(tc.b.ctx, tc.b.cfg.group.commitTimeout+time.Second)
 	defer cancel()
-	kresp, err := tc.peers.request(ctx, leader, req)
+	kresp, err := tc.markers.request(ctx, leader, req)
 	if err != nil {
 		tc.b.log.Debug("WriteTxnMarkers", "leader", leader, "err", err)
 		return ps

@@ -51,6 +51,19 @@ func findTxnCoordinator(t *testing.T, c *Cluster, id string) (*wire.Client, int3
 	return dial(t, addrOf(c, co.NodeID)), co.NodeID
 }
 
+// initProducer gets a producer id and epoch for transactional id from its
+// coordinator, with a 60 s transaction timeout, and returns the coordinator's
+// connection too.
+func initProducer(t *testing.T, c *Cluster, id string) (*wire.Client, int64, int16) {
+	t.Helper()
+	co, _ := findTxnCoordinator(t, c, id)
+	req := kmsg.NewPtrInitProducerIDRequest()
+	req.TransactionalID, req.TransactionTimeoutMillis = kmsg.StringPtr(id), 60000
+	resp := do[*kmsg.InitProducerIDResponse](t, co, req, 4)
+	wantCode(t, "InitProducerId "+id, resp.ErrorCode, nil)
+	return co, resp.ProducerID, resp.ProducerEpoch
+}
+
 // anyAddr is the address of a running broker.
 func anyAddr(c *Cluster) string { return addrOf(c, c.running()[0].id) }
 
@@ -406,12 +419,7 @@ func offsetFetchStable(t *testing.T, c *Cluster, group, topic string, stable boo
 func TestTxnOffsetCommitPendingAcrossGroupCoordinatorFailover(t *testing.T) {
 	c := Start(t, Brokers(3))
 	createTopic(t, c, "in", 1, 3)
-	co, _ := findTxnCoordinator(t, c, "tx-off")
-	req := kmsg.NewPtrInitProducerIDRequest()
-	req.TransactionalID, req.TransactionTimeoutMillis = kmsg.StringPtr("tx-off"), 60000
-	ir := do[*kmsg.InitProducerIDResponse](t, co, req, 4)
-	wantCode(t, "InitProducerId", ir.ErrorCode, nil)
-	pid, epoch := ir.ProducerID, ir.ProducerEpoch
+	co, pid, epoch := initProducer(t, c, "tx-off")
 
 	gco, gid := coordinator(t, c, "g-off")
 	txnCommit := func(tc *kmsg.TxnOffsetCommitRequest) int16 {
@@ -557,14 +565,6 @@ func TestTxnVerificationNotBehindMarkers(t *testing.T) {
 			ids[co] = id
 		}
 	}
-	init := func(id string) (*wire.Client, int64, int16) {
-		co, _ := findTxnCoordinator(t, c, id)
-		req := kmsg.NewPtrInitProducerIDRequest()
-		req.TransactionalID, req.TransactionTimeoutMillis = kmsg.StringPtr(id), 60000
-		resp := do[*kmsg.InitProducerIDResponse](t, co, req, 4)
-		wantCode(t, "InitProducerId "+id, resp.ErrorCode, nil)
-		return co, resp.ProducerID, resp.ProducerEpoch
-	}
 
 	// Broker 2 coordinates a transaction on broker 1's partition. Its
 	// commit markers reach broker 1 over broker 2's connection to it, and
@@ -578,7 +578,7 @@ func TestTxnVerificationNotBehindMarkers(t *testing.T) {
 		<-release
 		return Action{}
 	})
-	co2, pid2, epoch2 := init(ids[2])
+	co2, pid2, epoch2 := initProducer(t, c, ids[2])
 	wantCode(t, "AddPartitionsToTxn", addPartition(t, co2, ids[2], pid2, epoch2, "vm", leaders[1]), nil)
 	wantCode(t, "produce", txnProduce(t, c, ids[2], "vm", leaders[1], txnBatch(pid2, epoch2, 0, "a")), nil)
 	wantCode(t, "EndTxn", endTxn(t, co2, ids[2], pid2, epoch2, true), nil)
@@ -586,7 +586,7 @@ func TestTxnVerificationNotBehindMarkers(t *testing.T) {
 
 	// Broker 1 coordinates a transaction on broker 2's partition: broker
 	// 2 verifies it with broker 1 while broker 1 still holds the markers.
-	co1, pid1, epoch1 := init(ids[1])
+	co1, pid1, epoch1 := initProducer(t, c, ids[1])
 	wantCode(t, "AddPartitionsToTxn", addPartition(t, co1, ids[1], pid1, epoch1, "vm", leaders[2]), nil)
 	wantCode(t, "produce verified while markers are held", txnProduce(t, c, ids[1], "vm", leaders[2], txnBatch(pid1, epoch1, 0, "b")), nil)
 
@@ -604,26 +604,18 @@ func TestTxnVerificationNotBehindMarkers(t *testing.T) {
 func TestTxnOffsetCommitVerifiesOutsideGroupLock(t *testing.T) {
 	c := Start(t, Brokers(1))
 	createTopic(t, c, "in", 1, 1)
-	co, _ := findTxnCoordinator(t, c, "tx-lock")
-	req := kmsg.NewPtrInitProducerIDRequest()
-	req.TransactionalID, req.TransactionTimeoutMillis = kmsg.StringPtr("tx-lock"), 60000
-	ir := do[*kmsg.InitProducerIDResponse](t, co, req, 4)
-	wantCode(t, "InitProducerId", ir.ErrorCode, nil)
+	co, pid, epoch := initProducer(t, c, "tx-lock")
 	ao := kmsg.NewPtrAddOffsetsToTxnRequest()
-	ao.TransactionalID, ao.ProducerID, ao.ProducerEpoch, ao.Group = "tx-lock", ir.ProducerID, ir.ProducerEpoch, "g-lock"
+	ao.TransactionalID, ao.ProducerID, ao.ProducerEpoch, ao.Group = "tx-lock", pid, epoch, "g-lock"
 	wantCode(t, "AddOffsetsToTxn", do[*kmsg.AddOffsetsToTxnResponse](t, co, ao, 3).ErrorCode, nil)
 
 	held, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
+	var heldOnce, once sync.Once
 	unblock := func() { once.Do(func() { close(release) }) }
 	t.Cleanup(unblock) // before Close
 	c.Intercept(0, int16(kmsg.AddPartitionsToTxn), func(ic Intercepted) Action {
 		if r := ic.Request.(*kmsg.AddPartitionsToTxnRequest); r.Version >= 4 && len(r.Transactions) == 1 && r.Transactions[0].VerifyOnly {
-			select {
-			case <-held:
-			default:
-				close(held)
-			}
+			heldOnce.Do(func() { close(held) })
 			<-release
 		}
 		return Action{}
@@ -631,7 +623,7 @@ func TestTxnOffsetCommitVerifiesOutsideGroupLock(t *testing.T) {
 
 	gco, _ := coordinator(t, c, "g-lock")
 	tc := kmsg.NewPtrTxnOffsetCommitRequest()
-	tc.TransactionalID, tc.Group, tc.ProducerID, tc.ProducerEpoch, tc.Generation = "tx-lock", "g-lock", ir.ProducerID, ir.ProducerEpoch, -1
+	tc.TransactionalID, tc.Group, tc.ProducerID, tc.ProducerEpoch, tc.Generation = "tx-lock", "g-lock", pid, epoch, -1
 	rt := kmsg.NewTxnOffsetCommitRequestTopic()
 	rt.Topic = "in"
 	rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
