@@ -15,19 +15,55 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kcluster/kcluster/internal/invariants"
 	"github.com/kcluster/kcluster/wire"
 )
 
-// chaosSeed is KCLUSTER_SEED if set, else random; failures print it.
-func chaosSeed(t *testing.T) uint64 {
+// chaosSeeds returns the seeds a seeded chaos test runs:
+//   - KCLUSTER_SEED alone, when set (a replay);
+//   - KCLUSTER_CHAOS_SEEDS=n random seeds, when set (the long mode, which
+//     explores; a failure prints its replay command, and its seed joins
+//     the test's regression list);
+//   - otherwise the test's fixed list (make test): every seed that ever
+//     failed, and a fixed sample. CI passes or fails on the code, never on
+//     the dice.
+func chaosSeeds(t *testing.T, fixed []uint64) []uint64 {
 	if s := os.Getenv("KCLUSTER_SEED"); s != "" {
 		n, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
 			t.Fatalf("KCLUSTER_SEED=%q: %v", s, err)
 		}
-		return n
+		return []uint64{n}
 	}
-	return rand.Uint64()
+	if s := os.Getenv("KCLUSTER_CHAOS_SEEDS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			t.Fatalf("KCLUSTER_CHAOS_SEEDS=%q: want a count", s)
+		}
+		seeds := make([]uint64, n)
+		for i := range seeds {
+			seeds[i] = rand.Uint64()
+		}
+		return seeds
+	}
+	return fixed
+}
+
+// runSeeds runs one subtest per seed, two at a time per core (each a
+// synctest bubble of its own), and names the replay command of a failing
+// one.
+func runSeeds(t *testing.T, fixed []uint64, run func(t *testing.T, seed uint64)) {
+	for _, seed := range chaosSeeds(t, fixed) {
+		t.Run(strconv.FormatUint(seed, 10), func(t *testing.T) {
+			t.Parallel()
+			defer func() {
+				if t.Failed() {
+					t.Logf("replay: %s", invariants.ReplayCommand(".", t.Name()[:strings.IndexByte(t.Name(), '/')], seed))
+				}
+			}()
+			run(t, seed)
+		})
+	}
 }
 
 // memTryProduce produces one record with acks=all to broker id, returning
@@ -61,10 +97,31 @@ func memTryProduce(c *Cluster, id int32, topic, v string) error {
 // and clients, and power cuts of one broker at a time, under an acks=all
 // producer, with Kafka's default timeouts, in a synctest bubble: whatever
 // happens, once healed every replica holds the same log and every
-// acknowledged record is in it. Replay a failure with
-// KCLUSTER_SEED=<seed>.
+// acknowledged record is in it. A failure prints its replay command.
 func TestChaosLossyLinksAndPowerCutsKeepAckedRecords(t *testing.T) {
-	seed := chaosSeed(t)
+	runSeeds(t, lossyLinksSeeds, testChaosLossyLinksAndPowerCuts)
+}
+
+// lossyLinksSeeds is TestChaosLossyLinksAndPowerCutsKeepAckedRecords's
+// fixed list: every seed that failed, with what it found, then a sample.
+var lossyLinksSeeds = []uint64{
+	// A follower appended the answer to a fetch it had sent to a leader
+	// deposed meanwhile, after truncating against the new leader: one
+	// record of the old epoch stayed below the high watermark on one ISR
+	// member (fetcher.go, sent.currentLocked).
+	1087929588394845653,
+	// A fixed sample.
+	7640050740771208385,
+	5597175570858461536,
+	6744562757361925207,
+	3222430258815099802,
+	13007583977083477501,
+	9964661606799884494,
+	5133295621680162413,
+	16924759126501987428,
+}
+
+func testChaosLossyLinksAndPowerCuts(t *testing.T, seed uint64) {
 	t.Logf("seed %d", seed) // shown with -v even if the run hangs
 	wall := time.Now()
 	synctest.Test(t, func(t *testing.T) {
@@ -86,7 +143,7 @@ func TestChaosLossyLinksAndPowerCutsKeepAckedRecords(t *testing.T) {
 					ev.WriteString(e.String() + "\n")
 				}
 			}
-			t.Fatalf("seed %d (replay with KCLUSTER_SEED=%d): %s\n%s\nevents:\n%s", seed, seed, fmt.Sprintf(format, args...), c, ev.String())
+			t.Fatalf("seed %d: %s\n%s\nevents:\n%s", seed, fmt.Sprintf(format, args...), c, ev.String())
 		}
 		memCreateTopic(t, c, "chaos", 3)
 		ctx := context.Background()

@@ -66,7 +66,8 @@ type Cluster struct {
 		m []func()
 	}
 	close sync.Once
-	inv   violations // broken invariants (invariants.go)
+	inv   violations  // broken invariants (invariants.go)
+	logs  replicaLogs // every open replica's log, in invariants builds (invariants.go)
 }
 
 // Errors returned by the levers.

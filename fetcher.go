@@ -225,7 +225,7 @@ func (f *fetcher) truncate(cl *wire.Client, parts []*replica) error {
 		topic string
 		p     int32
 	}
-	lookup := map[key]*replica{}
+	lookup := map[key]sent{}
 	byTopic := map[string]int{}
 	for _, r := range parts {
 		r.mu.Lock()
@@ -255,7 +255,7 @@ func (f *fetcher) truncate(cl *wire.Client, parts []*replica) error {
 		p.CurrentLeaderEpoch = epoch
 		p.LeaderEpoch = es[len(es)-1].Epoch
 		req.Topics[i].Partitions = append(req.Topics[i].Partitions, p)
-		lookup[key{r.topic, r.part}] = r
+		lookup[key{r.topic, r.part}] = sent{r: r, leader: leader, epoch: epoch}
 	}
 	if len(lookup) == 0 {
 		return nil
@@ -268,22 +268,47 @@ func (f *fetcher) truncate(cl *wire.Client, parts []*replica) error {
 	}
 	for _, t := range kresp.(*kmsg.OffsetForLeaderEpochResponse).Topics {
 		for _, p := range t.Partitions {
-			r := lookup[key{t.Topic, p.Partition}]
-			if r == nil || p.ErrorCode != 0 {
+			s, ok := lookup[key{t.Topic, p.Partition}]
+			if !ok || p.ErrorCode != 0 {
 				continue
 			}
-			r.truncateDiverged(p.LeaderEpoch, p.EndOffset)
+			s.r.truncateDiverged(s, p.LeaderEpoch, p.EndOffset)
 		}
 	}
 	return nil
 }
 
+// sent is what a follower's request (OffsetForLeaderEpoch or Fetch) said
+// of one replica: the leader and leader epoch it followed, and for a
+// fetch the offset it fetched from.
+type sent struct {
+	r      *replica
+	leader int32
+	epoch  int32
+	offset int64
+}
+
+// currentLocked reports whether the answer to s may still be applied: the
+// replica follows the same leader in the same epoch as when s was sent,
+// and, for a fetch, its log still ends where the fetch started. A leader
+// change, a truncation or a second fetcher's answer in between makes the
+// answer stale: applying it would append an old leader's records or settle
+// a truncation against the wrong leader (Kafka's fetcher drops such
+// answers the same way, AbstractFetcherThread.processFetchRequest).
+func (s sent) currentLocked(fetch bool) bool {
+	r := s.r
+	if r.mu.closed || r.mu.leader == r.b.id || r.mu.leader != s.leader || r.mu.epoch != s.epoch {
+		return false
+	}
+	return !fetch || r.log.LogEndOffset() == s.offset
+}
+
 // truncateDiverged truncates the follower's log after the leader answered
-// OffsetForLeaderEpoch with (epoch, end).
-func (r *replica) truncateDiverged(epoch int32, end int64) {
+// OffsetForLeaderEpoch with (epoch, end) to the request s.
+func (r *replica) truncateDiverged(s sent, epoch int32, end int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.mu.closed || r.mu.leader == r.b.id {
+	if !s.currentLocked(false) || !r.mu.needTruncate {
 		return
 	}
 	leo := r.log.LogEndOffset()
@@ -357,7 +382,7 @@ func (f *fetcher) fetchOnce(cl *wire.Client, parts []*replica) error {
 		id [16]byte
 		p  int32
 	}
-	lookup := map[key]*replica{}
+	lookup := map[key]sent{}
 	for _, r := range parts {
 		r.mu.Lock()
 		epoch, closed, leader, need := r.mu.epoch, r.mu.closed, r.mu.leader, r.mu.needTruncate
@@ -381,7 +406,7 @@ func (f *fetcher) fetchOnce(cl *wire.Client, parts []*replica) error {
 		p.LogStartOffset = r.log.LogStartOffset()
 		p.PartitionMaxBytes = f.b.cfg.replicaFetchMax
 		req.Topics[i].Partitions = append(req.Topics[i].Partitions, p)
-		lookup[key{r.id, r.part}] = r
+		lookup[key{r.id, r.part}] = sent{r: r, leader: leader, epoch: epoch, offset: p.FetchOffset}
 	}
 	if len(req.Topics) == 0 {
 		select {
@@ -405,12 +430,13 @@ func (f *fetcher) fetchOnce(cl *wire.Client, parts []*replica) error {
 	var wait bool
 	for _, t := range resp.Topics {
 		for _, p := range t.Partitions {
-			r := lookup[key{t.TopicID, p.Partition}]
-			if r == nil {
+			s, ok := lookup[key{t.TopicID, p.Partition}]
+			if !ok {
 				continue
 			}
+			r := s.r
 			if p.ErrorCode == kerr.OffsetOutOfRange.Code && p.LogStartOffset > r.log.LogEndOffset() {
-				if err := r.resetToLeaderStart(p.LogStartOffset); err != nil {
+				if err := r.resetToLeaderStart(s, p.LogStartOffset); err != nil {
 					f.b.log.Warn("follower reset to the leader's log start", "topic", r.topic, "partition", r.part, "err", err)
 				}
 				continue
@@ -422,7 +448,7 @@ func (f *fetcher) fetchOnce(cl *wire.Client, parts []*replica) error {
 				f.b.log.Debug("replica fetch partition error", "topic", r.topic, "partition", r.part, "err", kerr.ErrorForCode(p.ErrorCode))
 				continue
 			}
-			if err := r.appendAsFollower(p.RecordBatches, p.HighWatermark, p.LogStartOffset); err != nil {
+			if err := r.appendAsFollower(s, p.RecordBatches, p.HighWatermark, p.LogStartOffset); err != nil {
 				f.b.log.Debug("follower append", "topic", r.topic, "partition", r.part, "err", err)
 				wait = true
 			}
@@ -440,12 +466,14 @@ func (f *fetcher) fetchOnce(cl *wire.Client, parts []*replica) error {
 
 var errNotFollower = errors.New("not a follower")
 
-// appendAsFollower appends batches fetched from the leader as they are and
-// takes the leader's high watermark, capped at the local log end.
-func (r *replica) appendAsFollower(records []byte, leaderHW, leaderStart int64) error {
+// appendAsFollower appends batches fetched from the leader, in answer to
+// the fetch s, as they are and takes the leader's high watermark, capped
+// at the local log end. A stale answer (see sent.currentLocked) is
+// dropped.
+func (r *replica) appendAsFollower(s sent, records []byte, leaderHW, leaderStart int64) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.mu.closed || r.mu.leader == r.b.id || r.mu.needTruncate {
+	if r.mu.needTruncate || !s.currentLocked(true) {
 		return errNotFollower
 	}
 	if len(records) > 0 {
@@ -537,10 +565,10 @@ func (r *replica) appendAsFollower(records []byte, leaderHW, leaderStart int64) 
 // segments, or it is a new replica of a partition whose start moved): it
 // drops its log and starts again at the leader's log start, as Kafka's
 // fetcher does.
-func (r *replica) resetToLeaderStart(leaderStart int64) error {
+func (r *replica) resetToLeaderStart(s sent, leaderStart int64) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.mu.closed || r.mu.leader == r.b.id || leaderStart <= r.log.LogEndOffset() {
+	if r.mu.needTruncate || !s.currentLocked(true) || leaderStart <= r.log.LogEndOffset() {
 		return nil
 	}
 	if err := r.log.TruncateFully(leaderStart); err != nil {

@@ -10,11 +10,14 @@ package kcluster
 // cluster made by New panics with them, outside any handler.
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 
 	"github.com/kcluster/kcluster/internal/invariants"
+	"github.com/kcluster/kcluster/metadata"
+	"github.com/kcluster/kcluster/segment"
 )
 
 // violations holds the broken invariants a cluster recorded.
@@ -115,4 +118,122 @@ func (r *replica) lowerHWLocked(off int64) {
 			r.violatedLocked(msg)
 		}
 	}
+}
+
+// replicaLogs holds every open replica's log by broker and partition, in
+// invariants builds only, so that the agreement check can read a
+// follower's log beside the leader's. Its lock is a leaf: nothing is
+// called with it held. (The brokers themselves never reach into each
+// other's memory; only this check does.)
+type replicaLogs struct {
+	sync.Mutex
+	m map[replicaLogKey]*replica
+}
+
+type replicaLogKey struct {
+	broker int32
+	topic  metadata.TopicID
+	part   int32
+}
+
+func (l *replicaLogs) add(broker int32, r *replica) {
+	l.Lock()
+	defer l.Unlock()
+	if l.m == nil {
+		l.m = make(map[replicaLogKey]*replica)
+	}
+	l.m[replicaLogKey{broker, r.id, r.part}] = r
+}
+
+func (l *replicaLogs) remove(broker int32, r *replica) {
+	l.Lock()
+	defer l.Unlock()
+	k := replicaLogKey{broker, r.id, r.part}
+	if l.m[k] == r {
+		delete(l.m, k)
+	}
+}
+
+func (l *replicaLogs) get(broker int32, topic metadata.TopicID, part int32) *replica {
+	l.Lock()
+	defer l.Unlock()
+	return l.m[replicaLogKey{broker, topic, part}]
+}
+
+// agreementRangeLocked returns the offsets [from, to) of a follower's log
+// that the agreement check compares with the leader's at a fetch from
+// offset (the follower's log end): what lies below both that and the high
+// watermark and was not compared before. Compacted topics are left out
+// (each replica's cleaner rewrites its own batches), and so are topics
+// that allow unclean elections (whose committed records may be lost).
+func (r *replica) agreementRangeLocked(f *followerState, offset int64) (from, to int64) {
+	if lc := r.mu.lc; lc == nil || lc.cleanupCompact || lc.values["unclean.leader.election.enable"] == "true" {
+		return 0, 0
+	}
+	from, to = f.agreed, min(offset, r.mu.hw)
+	if to > from {
+		f.agreed = to
+	}
+	return from, to
+}
+
+// checkFollowerAgrees checks, on the leader, that follower's batches in
+// [from, to), below the high watermark, are the leader's own: the same
+// base and last offsets, leader epoch and CRC. Below the high watermark
+// every replica holds the same records (KIP-101, KIP-279); a follower that
+// appended an old leader's records, or skipped a truncation, breaks it.
+// Ranges that either log no longer holds (a log start moved, a follower
+// truncated or lost power since) are not compared.
+func (r *replica) checkFollowerAgrees(follower int32, from, to int64) {
+	fr := r.b.c.logs.get(follower, r.id, r.part)
+	if fr == nil {
+		return
+	}
+	from = max(from, r.log.LogStartOffset(), fr.log.LogStartOffset())
+	mine, err := batchHeaders(r.log, from, to)
+	if err != nil {
+		return
+	}
+	theirs, err := batchHeaders(fr.log, from, to)
+	if err != nil {
+		return
+	}
+	for i := range min(len(mine), len(theirs)) {
+		a, b := mine[i], theirs[i]
+		if a.BaseOffset != b.BaseOffset || a.LastOffset() != b.LastOffset() || a.PartitionLeaderEpoch != b.PartitionLeaderEpoch || a.CRC != b.CRC {
+			r.mu.Lock()
+			r.violatedLocked(fmt.Sprintf("below the high watermark, follower %d's batch %d-%d (epoch %d, crc %08x) differs from the leader's %d-%d (epoch %d, crc %08x)",
+				follower, b.BaseOffset, b.LastOffset(), b.PartitionLeaderEpoch, b.CRC, a.BaseOffset, a.LastOffset(), a.PartitionLeaderEpoch, a.CRC))
+			r.mu.Unlock()
+			return
+		}
+	}
+}
+
+// batchHeaders reads the headers of l's batches from the one holding from
+// up to those ending below to.
+func batchHeaders(l *segment.Log, from, to int64) ([]segment.BatchHeader, error) {
+	var hs []segment.BatchHeader
+	for off := from; off < to; {
+		data, err := l.Read(off, 1<<20, to)
+		if err != nil {
+			return nil, err
+		}
+		if len(data) == 0 {
+			break
+		}
+		for len(data) > 0 {
+			h, err := segment.ParseBatchHeader(data)
+			if err != nil {
+				return nil, err
+			}
+			if h.TotalSize() > len(data) {
+				return nil, errors.New("short batch")
+			}
+			hs = append(hs, h)
+			off = h.LastOffset() + 1
+			data = data[h.TotalSize():]
+		}
+	}
+	return hs, nil
 }

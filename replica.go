@@ -68,6 +68,10 @@ type followerState struct {
 	lastFetch         time.Time
 	lastFetchLeaderLE int64
 	logStart          int64 // as its fetches report it; -1 unknown
+	// agreed is where the agreement check (invariants builds) goes
+	// on: below it the follower's batches were found equal to the
+	// leader's.
+	agreed int64
 }
 
 // newFollowerState is a follower the leader has not heard from: its log
@@ -97,6 +101,9 @@ func openReplica(b *broker, t *metadata.Topic, part int32, lc *logConfig) (*repl
 	r.mu.checkpointed = r.mu.hw
 	r.mu.leader = -1
 	r.mu.followers = make(map[int32]*followerState)
+	if invariants.Enabled {
+		b.c.logs.add(b.id, r)
+	}
 	return r, nil
 }
 
@@ -107,6 +114,9 @@ func (r *replica) close() {
 		return
 	}
 	r.mu.closed = true
+	if invariants.Enabled {
+		r.b.c.logs.remove(r.b.id, r)
+	}
 	if err := r.log.Close(); err != nil {
 		r.b.log.Warn("closing log", "topic", r.topic, "partition", r.part, "err", err)
 	}
@@ -374,6 +384,7 @@ type fetchResult struct {
 // from follower replica (data up to the log-end offset; its fetch offset
 // is its log-end offset). The records are read into buf(n).
 func (r *replica) read(follower int32, followerEpoch int64, offset int64, maxBytes int, currentEpoch int32, committed bool, buf func(int) []byte) (fetchResult, error) {
+	var agreeFrom, agreeTo int64 // the agreement check's range (invariants builds)
 	r.mu.Lock()
 	if r.mu.closed {
 		r.mu.Unlock()
@@ -427,6 +438,9 @@ func (r *replica) read(follower int32, followerEpoch int64, offset int64, maxByt
 			// The fetch offset is the follower's log end: it may
 			// also go down (the follower truncated).
 			f.leo = offset
+			if invariants.Enabled {
+				agreeFrom, agreeTo = r.agreementRangeLocked(f, offset)
+			}
 			r.maybeAdvanceHWLocked()
 			if f.leo >= r.mu.hw && !slices.Contains(r.mu.isr, follower) {
 				select {
@@ -443,6 +457,9 @@ func (r *replica) read(follower int32, followerEpoch int64, offset int64, maxByt
 	}
 	hw, lso := r.mu.hw, r.lsoLocked()
 	r.mu.Unlock()
+	if invariants.Enabled && agreeTo > agreeFrom {
+		r.checkFollowerAgrees(follower, agreeFrom, agreeTo)
+	}
 	limit := hw
 	switch {
 	case follower >= 0:
