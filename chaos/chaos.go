@@ -25,7 +25,10 @@
 // group's committed offsets never went backwards; the group consumed every
 // acknowledged record. With Config.Transactions, read_committed returns
 // every committed transaction exactly once, no record of an aborted one,
-// and all or none of one whose commit was not answered.
+// and all or none of one whose commit was not answered. Last, every replica
+// serves the same log: each is made leader in turn, with Kafka's admin
+// requests (a reassignment that reorders the replicas, a preferred
+// election), and the whole partition is read through it.
 package chaos
 
 import (
@@ -327,6 +330,7 @@ func Run(ctx context.Context, c *kcluster.Cluster, cfg Config) (*Report, error) 
 	if cfg.Transactions {
 		r.checkTxns(ctx)
 	}
+	r.checkReplicasAgree(ctx)
 	rep := report()
 	r.logf("done: %d sent, %d acknowledged, %d violations", rep.Sent, rep.Acked, len(rep.Violations))
 	return report(), nil
