@@ -367,6 +367,15 @@ func (b *broker) applyLoop() {
 			continue
 		}
 		b.mu.Lock()
+		unfenced := func() (n int) {
+			for _, br := range b.mu.state.Brokers {
+				if !br.Fenced {
+					n++
+				}
+			}
+			return n
+		}
+		before := unfenced()
 		for _, e := range es {
 			if e.Offset != next {
 				b.log.Error("metadata log gap", "want", next, "got", e.Offset)
@@ -378,6 +387,16 @@ func (b *broker) applyLoop() {
 			next = e.Offset + 1
 		}
 		b.reconcileLocked()
+		if unfenced() > before {
+			// A broker was unfenced: a follower of it that caught up
+			// while it was fenced (the controller refuses a fenced
+			// broker into an ISR, KIP-841) joins now, not at the
+			// follower's next fetch after its parked one.
+			select {
+			case b.isrWake <- struct{}{}:
+			default:
+			}
+		}
 		b.applied.Store(b.mu.state.Offset)
 		close(b.mu.changed)
 		b.mu.changed = make(chan struct{})

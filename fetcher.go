@@ -138,6 +138,7 @@ func (f *fetcher) snapshot() []*replica {
 	for r := range f.mu.parts {
 		out = append(out, r)
 	}
+	sortReplicas(out) // requests in the same order in every replay
 	return out
 }
 

@@ -39,6 +39,7 @@ func (b *broker) isrLoop() {
 			reps = append(reps, r)
 		}
 		b.mu.RUnlock()
+		sortReplicas(reps) // proposals in the same order in every replay
 		checkpoint := time.Since(lastCheckpoint) >= b.cfg.hwCheckpoint
 		if checkpoint {
 			lastCheckpoint = time.Now()

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -500,4 +501,15 @@ func (r *replica) syncFollowersLocked() {
 			r.mu.followers[id] = newFollowerState(time.Now())
 		}
 	}
+}
+
+// sortReplicas orders replicas by topic and partition: whatever is decided
+// by walking a map of them is decided in the same order in every run.
+func sortReplicas(rs []*replica) {
+	slices.SortFunc(rs, func(a, b *replica) int {
+		if c := strings.Compare(a.topic, b.topic); c != 0 {
+			return c
+		}
+		return int(a.part - b.part)
+	})
 }

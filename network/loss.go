@@ -12,9 +12,13 @@ package network
 // here:
 //
 //   - Each write crossing the link (a Kafka request or response frame, or
-//     part of one) is lost with probability p, drawn from a PCG seeded per
-//     link, so a run replays with the same seed (up to goroutine
-//     scheduling, which decides which write draws which number).
+//     part of one) is lost with probability p, drawn from a PCG of the
+//     connection's own, seeded with the seed, the link, the connection's
+//     number among those made on the link (per side) and the SetLoss call:
+//     the n-th write of a connection draws the same number in every replay,
+//     whatever the writes on other connections do meanwhile. (Which
+//     connection gets which number, and what is written when, still follow
+//     the goroutines' scheduling.)
 //   - A lost write is retransmitted after the RTO, 200 ms (Linux's
 //     TCP_RTO_MIN) the first time, doubling for each retransmission, capped
 //     at 120 s (TCP_RTO_MAX); each retransmission is lost again with the
@@ -56,10 +60,11 @@ const (
 // connection is closed, as TCP gives up with ETIMEDOUT.
 var ErrTimedOut = fmt.Errorf("network: retransmissions exhausted: %w", syscall.ETIMEDOUT)
 
-// loss is one lossy link. rng is guarded by Network.mu.
+// loss is one lossy link.
 type loss struct {
-	p   float64
-	rng *rand.Rand
+	p    float64
+	seed uint64
+	gen  uint64 // which SetLoss call made it: connections start new draws
 }
 
 // SetLoss makes the link between a and b (either may be Client) lose each
@@ -74,7 +79,8 @@ func (n *Network) SetLoss(a, b int32, p float64, seed uint64) {
 		delete(n.mu.losses, l)
 		return
 	}
-	n.mu.losses[l] = &loss{p: min(p, 1), rng: rand.New(rand.NewPCG(seed, uint64(uint32(l.a))<<32|uint64(uint32(l.b))))}
+	n.mu.lossGen++
+	n.mu.losses[l] = &loss{p: min(p, 1), seed: seed, gen: n.mu.lossGen}
 }
 
 // suffer makes the caller wait out the link's delay, then, while the
@@ -96,7 +102,7 @@ func (c *conn) suffer(read bool) error {
 	for i := 0; ; i++ {
 		c.n.mu.Lock()
 		ls := c.n.mu.losses[l]
-		lost := ls != nil && ls.rng.Float64() < ls.p
+		lost := ls != nil && c.drawLocked(ls, read) < ls.p
 		c.n.mu.Unlock()
 		if !lost {
 			return nil
@@ -113,6 +119,27 @@ func (c *conn) suffer(read bool) error {
 		}
 		rto = min(2*rto, rtoMax)
 	}
+}
+
+// drawLocked draws the next number of this connection's reads or writes
+// on the lossy link ls.
+func (c *conn) drawLocked(ls *loss, read bool) float64 {
+	if c.rngGen != ls.gen || c.rng == nil {
+		side := uint64(0)
+		if c.accepted {
+			side = 1
+		}
+		l := mkLink(c.from, c.to)
+		link := uint64(uint32(l.a))<<32 | uint64(uint32(l.b))
+		conn := (c.seq<<1 | side) * 0x9e3779b97f4a7c15
+		c.rng = rand.New(rand.NewPCG(ls.seed^conn, link^ls.gen<<48))
+		c.rrng = rand.New(rand.NewPCG(ls.seed^conn, link^ls.gen<<48^0x5bd1e995))
+		c.rngGen = ls.gen
+	}
+	if read {
+		return c.rrng.Float64()
+	}
+	return c.rng.Float64()
 }
 
 // stall waits d, or until the connection closes or its deadline passes.

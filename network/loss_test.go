@@ -3,11 +3,13 @@ package network
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -126,5 +128,48 @@ func TestLossStallEnds(t *testing.T) {
 	c.Close()
 	if err := <-errc; !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("stalled write after close: %v", err)
+	}
+}
+
+// Each connection draws its losses from a stream of its own: the writes
+// of one connection stall in the same pattern whether or not another
+// connection on the same link writes in between (with one stream per
+// link, which connection drew which number followed the goroutines'
+// interleaving). In a synctest bubble on the in-memory network, so the
+// stalls take no wall time.
+func TestLossIsPerConnection(t *testing.T) {
+	pattern := func(interleave bool) []bool {
+		var out []bool
+		synctest.Test(t, func(t *testing.T) {
+			nw := NewInMemory()
+			defer nw.Close()
+			stalls := 0
+			nw.onStall = func() { stalls++ } // writes come from this goroutine only
+			a, as := pair(t, nw)
+			b, bs := pair(t, nw)
+			go io.Copy(io.Discard, as)
+			go io.Copy(io.Discard, bs)
+			nw.SetLoss(1, 2, 0.3, 7)
+			for range 20 {
+				before := stalls
+				if _, err := a.Write([]byte("x")); err != nil {
+					t.Fatal(err)
+				}
+				out = append(out, stalls > before)
+				if interleave {
+					if _, err := b.Write([]byte("y")); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		})
+		return out
+	}
+	alone, interleaved := pattern(false), pattern(true)
+	if !slices.Equal(alone, interleaved) {
+		t.Fatalf("the first connection's stalls depend on the second's writes:\nalone       %v\ninterleaved %v", alone, interleaved)
+	}
+	if !slices.Contains(alone, true) || !slices.Contains(alone, false) {
+		t.Fatalf("p=0.3 over 20 writes: stalls %v; want some of each", alone)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -60,6 +61,10 @@ type Network struct {
 		delays map[link]time.Duration
 		// losses holds the loss of each lossy link (SetLoss, loss.go).
 		losses map[link]*loss
+		// connSeq counts the connections made per from, to and side
+		// (conn.seq); lossGen counts SetLoss calls (loss.gen).
+		connSeq map[connKey]uint64
+		lossGen uint64
 	}
 	// onStall, if set (by tests, before any connection), is called when
 	// a write or read starts a retransmission stall.
@@ -79,6 +84,7 @@ func New() *Network {
 	n.mu.dialsDone = make(chan struct{})
 	n.mu.delays = make(map[link]time.Duration)
 	n.mu.losses = make(map[link]*loss)
+	n.mu.connSeq = make(map[connKey]uint64)
 	return n
 }
 
@@ -167,6 +173,7 @@ func (n *Network) track(c *conn) bool {
 	}
 	n.mu.conns[c] = struct{}{}
 	n.mu.dialedFrom[c.LocalAddr().String()] = c.from
+	c.numberLocked()
 	return true
 }
 
@@ -289,6 +296,8 @@ func (l *listener) Accept() (net.Conn, error) {
 			continue
 		}
 		n.mu.conns[c] = struct{}{}
+		c.accepted = true
+		c.numberLocked()
 		n.mu.Unlock()
 		return c, nil
 	}
@@ -345,10 +354,33 @@ type conn struct {
 	// lastRead is when the previous Read returned (reads come from one
 	// goroutine); rdl and wdl are the deadlines in Unix ns, 0 for none
 	// (loss.go).
-	wsem     chan struct{}
-	lastRead time.Time
-	wrote    atomic.Bool // a write since the last read
-	rdl, wdl atomic.Int64
+	wsem chan struct{}
+	// seq numbers the connections made with the same from, to and side
+	// (dialed or accepted), in the order they were made: with the link's
+	// loss seed it seeds this connection's own draws (loss.go), so which
+	// write is lost does not depend on how writes on other connections
+	// interleave with this one's. rng and rrng (reads, on a link to
+	// Client) and their generation are guarded by Network.mu.
+	seq       uint64
+	accepted  bool
+	rng, rrng *rand.Rand
+	rngGen    uint64
+	lastRead  time.Time
+	wrote     atomic.Bool // a write since the last read
+	rdl, wdl  atomic.Int64
+}
+
+// numberLocked gives c its sequence number among the connections of its
+// from, to and side.
+func (c *conn) numberLocked() {
+	k := connKey{c.from, c.to, c.accepted}
+	c.seq = c.n.mu.connSeq[k]
+	c.n.mu.connSeq[k]++
+}
+
+type connKey struct {
+	from, to int32
+	accepted bool
 }
 
 func newConn(inner net.Conn, n *Network, from, to int32) *conn {
