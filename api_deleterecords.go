@@ -28,7 +28,7 @@ func (b *broker) handleDeleteRecords(req *kmsg.DeleteRecordsRequest, r *request)
 			rp := kmsg.NewDeleteRecordsResponseTopicPartition()
 			rp.Partition = p.Partition
 			rp.LowWatermark = -1
-			rep, err := b.lookupReplica(t.Topic, [16]byte{}, p.Partition)
+			rep, err := b.lookupPartition(t.Topic, [16]byte{}, p.Partition)
 			if err == nil && isInternalTopic(rep.topic) {
 				err = kerr.PolicyViolation
 			}
@@ -48,7 +48,7 @@ func (b *broker) handleDeleteRecords(req *kmsg.DeleteRecordsRequest, r *request)
 
 // deleteRecords advances the leader's log start offset to offset (-1: the
 // high watermark) and returns the new log start.
-func (r *replica) deleteRecords(offset int64) (int64, error) {
+func (r *partition) deleteRecords(offset int64) (int64, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mu.closed || r.mu.leader != r.b.id {
@@ -69,7 +69,7 @@ func (r *replica) deleteRecords(offset int64) (int64, error) {
 }
 
 // noteFollowerStart records a follower's log start offset from its fetch.
-func (r *replica) noteFollowerStart(id int32, start int64) {
+func (r *partition) noteFollowerStart(id int32, start int64) {
 	r.mu.Lock()
 	f := r.mu.followers[id]
 	changed := f != nil && f.logStart != start
@@ -84,7 +84,7 @@ func (r *replica) noteFollowerStart(id int32, start int64) {
 
 // lowWatermark is the smallest log start offset over the leader and the
 // followers on unfenced brokers (-1 for one not heard from yet).
-func (r *replica) lowWatermark() (int64, error) {
+func (r *partition) lowWatermark() (int64, error) {
 	r.b.mu.RLock()
 	fenced := map[int32]bool{}
 	for id, br := range r.b.mu.state.Brokers {
@@ -107,7 +107,7 @@ func (r *replica) lowWatermark() (int64, error) {
 }
 
 // waitLowWatermark waits until the low watermark reaches target.
-func (r *replica) waitLowWatermark(ctx context.Context, timeout time.Duration, target int64) (int64, error) {
+func (r *partition) waitLowWatermark(ctx context.Context, timeout time.Duration, target int64) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {

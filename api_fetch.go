@@ -97,7 +97,7 @@ func (b *broker) fetchOnce(req *kmsg.FetchRequest, follower int32, maxBytes int)
 			// Kafka sends an empty record set, not a null one; librdkafka
 			// and kafka-go reject null (size -1) in non-flexible versions.
 			rp.RecordBatches = []byte{}
-			rep, err := b.lookupReplica(name, t.TopicID, p.Partition)
+			rep, err := b.lookupPartition(name, t.TopicID, p.Partition)
 			if err == nil {
 				if req.Version >= 13 {
 					rt.Topic = rep.topic

@@ -25,7 +25,7 @@ func (b *broker) handleListOffsets(req *kmsg.ListOffsetsRequest, r *request) (*k
 			rp := kmsg.NewListOffsetsResponseTopicPartition()
 			rp.Partition = p.Partition
 			rp.Timestamp, rp.Offset, rp.LeaderEpoch = -1, -1, -1
-			rep, err := b.lookupReplica(t.Topic, [16]byte{}, p.Partition)
+			rep, err := b.lookupPartition(t.Topic, [16]byte{}, p.Partition)
 			if err == nil {
 				err = rep.listOffset(&rp, p.Timestamp, p.CurrentLeaderEpoch, req.IsolationLevel == 1)
 			}
@@ -37,7 +37,7 @@ func (b *broker) handleListOffsets(req *kmsg.ListOffsetsRequest, r *request) (*k
 	return resp, nil
 }
 
-func (r *replica) listOffset(rp *kmsg.ListOffsetsResponseTopicPartition, ts int64, currentEpoch int32, committed bool) error {
+func (r *partition) listOffset(rp *kmsg.ListOffsetsResponseTopicPartition, ts int64, currentEpoch int32, committed bool) error {
 	r.mu.Lock()
 	if r.mu.closed || r.mu.leader != r.b.id {
 		r.mu.Unlock()
@@ -79,7 +79,7 @@ func (r *replica) listOffset(rp *kmsg.ListOffsetsResponseTopicPartition, ts int6
 
 // findTimestamp finds the first record with a timestamp >= ts (or, exact,
 // == ts: the max-timestamp lookup) below limit.
-func (r *replica) findTimestamp(rp *kmsg.ListOffsetsResponseTopicPartition, ts, limit int64, exact bool) error {
+func (r *partition) findTimestamp(rp *kmsg.ListOffsetsResponseTopicPartition, ts, limit int64, exact bool) error {
 	batch, found, err := r.log.OffsetForTimestamp(ts)
 	if err != nil {
 		return kerr.KafkaStorageError

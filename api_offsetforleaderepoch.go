@@ -22,7 +22,7 @@ func (b *broker) handleOffsetForLeaderEpoch(req *kmsg.OffsetForLeaderEpochReques
 			rp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
 			rp.Partition = p.Partition
 			rp.LeaderEpoch, rp.EndOffset = -1, -1
-			rep, err := b.lookupReplica(t.Topic, [16]byte{}, p.Partition)
+			rep, err := b.lookupPartition(t.Topic, [16]byte{}, p.Partition)
 			if err == nil {
 				err = rep.checkLeaderEpoch(p.CurrentLeaderEpoch)
 			}
@@ -39,7 +39,7 @@ func (b *broker) handleOffsetForLeaderEpoch(req *kmsg.OffsetForLeaderEpochReques
 
 // checkLeaderEpoch returns nil when this replica leads at currentEpoch (or
 // currentEpoch is -1, unknown), else Kafka's error for the mismatch.
-func (r *replica) checkLeaderEpoch(currentEpoch int32) error {
+func (r *partition) checkLeaderEpoch(currentEpoch int32) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if currentEpoch >= 0 && currentEpoch < r.mu.epoch {

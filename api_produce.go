@@ -17,10 +17,10 @@ import (
 
 func init() { reg(3, 11, (*broker).handleProduce) }
 
-// lookupReplica resolves a topic name and partition to this broker's replica.
+// lookupPartition resolves a topic name and partition to this broker's replica.
 // It returns UNKNOWN_TOPIC_OR_PARTITION when the metadata has no such
 // partition, NOT_LEADER_OR_FOLLOWER when this broker holds no replica.
-func (b *broker) lookupReplica(topic string, id [16]byte, part int32) (*replica, error) {
+func (b *broker) lookupPartition(topic string, id [16]byte, part int32) (*partition, error) {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	t := b.mu.state.Topics[topic]
@@ -58,7 +58,7 @@ func (b *broker) handleProduce(req *kmsg.ProduceRequest, r *request) (*kmsg.Prod
 	}
 	type pending struct {
 		rp  *kmsg.ProduceResponseTopicPartition
-		rep *replica
+		rep *partition
 		end int64
 	}
 	var waits []pending
@@ -70,7 +70,7 @@ func (b *broker) handleProduce(req *kmsg.ProduceRequest, r *request) (*kmsg.Prod
 			rp := &rt.Partitions[i]
 			rp.Default()
 			rp.Partition = p.Partition
-			rep, err := b.lookupReplica(t.Topic, t.TopicID, p.Partition)
+			rep, err := b.lookupPartition(t.Topic, t.TopicID, p.Partition)
 			if err == nil && isInternalTopic(rep.topic) {
 				// Only the coordinators append to internal topics.
 				err = kerr.InvalidTopicException

@@ -349,7 +349,7 @@ func (b *broker) handleWriteTxnMarkers(req *kmsg.WriteTxnMarkersRequest, r *requ
 	defer cancel()
 	type wait struct {
 		rp   *kmsg.WriteTxnMarkersResponseMarkerTopicPartition
-		rep  *replica
+		rep  *partition
 		end  int64
 		pid  int64
 		done bool
@@ -372,7 +372,7 @@ func (b *broker) handleWriteTxnMarkers(req *kmsg.WriteTxnMarkersRequest, r *requ
 				rp := &resp.Markers[i].Topics[j].Partitions[k]
 				rp.Default()
 				rp.Partition = p
-				rep, err := b.lookupReplica(t.Topic, [16]byte{}, p)
+				rep, err := b.lookupPartition(t.Topic, [16]byte{}, p)
 				var end int64
 				if err == nil {
 					end, err = rep.appendMarker(mk.ProducerID, mk.ProducerEpoch, mk.Committed, mk.CoordinatorEpoch)
@@ -409,7 +409,7 @@ func (b *broker) handleWriteTxnMarkers(req *kmsg.WriteTxnMarkersRequest, r *requ
 // producer's transaction on this partition after the verification (or,
 // when the transaction was open, after this check), as Kafka's
 // VerificationGuard.
-func (b *broker) verifyTxnProduce(txnID *string, rep *replica, records []byte) (*txnGuard, error) {
+func (b *broker) verifyTxnProduce(txnID *string, rep *partition, records []byte) (*txnGuard, error) {
 	h, err := segment.ParseBatchHeader(records)
 	if err != nil || h.Attributes&attrTransactional == 0 || h.ProducerID < 0 {
 		return nil, nil
@@ -419,7 +419,7 @@ func (b *broker) verifyTxnProduce(txnID *string, rep *replica, records []byte) (
 
 // verifyTxn is verifyTxnProduce for producer pid at epoch, whose first
 // transactional batch on rep is about to be written.
-func (b *broker) verifyTxn(txnID *string, rep *replica, pid int64, epoch int16) (*txnGuard, error) {
+func (b *broker) verifyTxn(txnID *string, rep *partition, pid int64, epoch int16) (*txnGuard, error) {
 	if txnID == nil || *txnID == "" {
 		return nil, kerr.TransactionalIDAuthorizationFailed
 	}

@@ -30,7 +30,7 @@ func (b *broker) handleDescribeProducers(req *kmsg.DescribeProducersRequest, r *
 		for _, p := range t.Partitions {
 			rp := kmsg.NewDescribeProducersResponseTopicPartition()
 			rp.Partition = p
-			rep, err := b.lookupReplica(t.Topic, [16]byte{}, p)
+			rep, err := b.lookupPartition(t.Topic, [16]byte{}, p)
 			if err == nil {
 				rp.ActiveProducers, err = rep.describeProducers()
 			}
@@ -43,7 +43,7 @@ func (b *broker) handleDescribeProducers(req *kmsg.DescribeProducersRequest, r *
 }
 
 // describeProducers lists the producers the leader knows, by id.
-func (r *replica) describeProducers() ([]kmsg.DescribeProducersResponseTopicPartitionActiveProducer, error) {
+func (r *partition) describeProducers() ([]kmsg.DescribeProducersResponseTopicPartitionActiveProducer, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mu.closed || r.mu.leader != r.b.id {

@@ -58,7 +58,7 @@ type broker struct {
 	mu struct {
 		sync.RWMutex
 		state    *metadata.State
-		replicas map[tpKey]*replica
+		replicas map[tpKey]*partition
 		conns    map[net.Conn]struct{}
 		changed  chan struct{} // closed and replaced on every metadata apply
 	}
@@ -106,7 +106,7 @@ func newBroker(c *Cluster, id int32, addr string) (*broker, error) {
 		cancel: cancel,
 	}
 	b.mu.state = metadata.NewState()
-	b.mu.replicas = make(map[tpKey]*replica)
+	b.mu.replicas = make(map[tpKey]*partition)
 	b.mu.conns = make(map[net.Conn]struct{})
 	b.mu.changed = make(chan struct{})
 	b.fetchers.init(b)
@@ -537,7 +537,7 @@ func (b *broker) reconcileLocked() {
 			r := b.mu.replicas[k]
 			if r == nil {
 				var err error
-				r, err = openReplica(b, t, p.Partition, lc)
+				r, err = openPartition(b, t, p.Partition, lc)
 				if err != nil {
 					b.log.Error("opening replica", "topic", t.Name, "partition", p.Partition, "err", err)
 					continue
@@ -549,8 +549,8 @@ func (b *broker) reconcileLocked() {
 	}
 }
 
-// replica returns the broker's replica of a partition, or nil.
-func (b *broker) replica(id metadata.TopicID, p int32) *replica {
+// partition returns the broker's partition of a partition, or nil.
+func (b *broker) partition(id metadata.TopicID, p int32) *partition {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	return b.mu.replicas[tpKey{id, p}]

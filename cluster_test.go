@@ -239,7 +239,7 @@ func TestProduceAcksAllReplicatesAndFetchesBack(t *testing.T) {
 	// acks=all answered: every replica has the data. Each broker's own
 	// replica holds all 15 records.
 	for _, b := range c.running() {
-		r := b.replica(id, 0)
+		r := b.partition(id, 0)
 		if r == nil {
 			t.Fatalf("broker %d has no replica", b.id)
 		}
@@ -464,7 +464,7 @@ func TestDeleteTopic(t *testing.T) {
 		if err := b.waitMetadata(ctx, c.metadataEnd()); err != nil {
 			t.Fatal(err)
 		}
-		if r := b.replica(id, 0); r != nil {
+		if r := b.partition(id, 0); r != nil {
 			t.Fatalf("broker %d still has a replica of a deleted topic", b.id)
 		}
 	}

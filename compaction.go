@@ -11,7 +11,7 @@ import (
 // and older than min.compaction.lag.ms, when min.cleanable.dirty.ratio of
 // them is dirty (or the dirty part is older than max.compaction.lag.ms);
 // force skips the ratio.
-func (r *replica) compact(now time.Time, force bool) error {
+func (r *partition) compact(now time.Time, force bool) error {
 	r.mu.Lock()
 	if r.mu.closed || !r.mu.lc.cleanupCompact {
 		r.mu.Unlock()

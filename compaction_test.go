@@ -86,7 +86,7 @@ func TestCompactedTopicEndsWithLatestPerKey(t *testing.T) {
 	for _, b := range c.running() {
 		got := map[string]string{}
 		count := 0
-		r := b.replica(partTopicID(t, c, "compacted"), 0)
+		r := b.partition(partTopicID(t, c, "compacted"), 0)
 		for off := r.log.LogStartOffset(); off < r.log.LogEndOffset(); {
 			data, err := r.log.Read(off, 1<<20, r.log.LogEndOffset())
 			if err != nil || len(data) == 0 {

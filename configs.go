@@ -363,7 +363,7 @@ func (b *broker) logConfigLocked(t *metadata.Topic) *logConfig {
 // batch: message.timestamp.before.max.ms and after.max.ms for CreateTime
 // (INVALID_TIMESTAMP), and keys on compacted topics (INVALID_RECORD).
 // Control batches are the coordinators' and pass.
-func (r *replica) checkBatchLocked(batch []byte, h segment.BatchHeader) error {
+func (r *partition) checkBatchLocked(batch []byte, h segment.BatchHeader) error {
 	lc := r.mu.lc
 	if h.Attributes&0x20 != 0 {
 		return nil

@@ -24,18 +24,18 @@ type fetcherSet struct {
 		sync.Mutex
 		closed   bool
 		byLeader map[int32]*fetcher
-		of       map[*replica]*fetcher
+		of       map[*partition]*fetcher
 	}
 }
 
 func (s *fetcherSet) init(b *broker) {
 	s.b = b
 	s.mu.byLeader = make(map[int32]*fetcher)
-	s.mu.of = make(map[*replica]*fetcher)
+	s.mu.of = make(map[*partition]*fetcher)
 }
 
 // add makes r fetch from leader, moving it from any other fetcher.
-func (s *fetcherSet) add(r *replica, leader int32) {
+func (s *fetcherSet) add(r *partition, leader int32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.mu.closed {
@@ -62,7 +62,7 @@ func (s *fetcherSet) add(r *replica, leader int32) {
 }
 
 // remove stops fetching r.
-func (s *fetcherSet) remove(r *replica) {
+func (s *fetcherSet) remove(r *partition) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if f := s.mu.of[r]; f != nil {
@@ -94,14 +94,14 @@ type fetcher struct {
 
 	mu struct {
 		sync.Mutex
-		parts map[*replica]struct{}
+		parts map[*partition]struct{}
 	}
 }
 
 func newFetcher(b *broker, leader int32) *fetcher {
 	ctx, cancel := context.WithCancel(b.ctx)
 	f := &fetcher{b: b, leader: leader, ctx: ctx, cancel: cancel, done: make(chan struct{}), wakeCh: make(chan struct{}, 1)}
-	f.mu.parts = make(map[*replica]struct{})
+	f.mu.parts = make(map[*partition]struct{})
 	go f.run()
 	return f
 }
@@ -113,14 +113,14 @@ func (f *fetcher) wake() {
 	}
 }
 
-func (f *fetcher) addPart(r *replica) {
+func (f *fetcher) addPart(r *partition) {
 	f.mu.Lock()
 	f.mu.parts[r] = struct{}{}
 	f.mu.Unlock()
 	f.wake()
 }
 
-func (f *fetcher) remove(r *replica) {
+func (f *fetcher) remove(r *partition) {
 	f.mu.Lock()
 	delete(f.mu.parts, r)
 	f.mu.Unlock()
@@ -131,10 +131,10 @@ func (f *fetcher) stop() {
 	<-f.done
 }
 
-func (f *fetcher) snapshot() []*replica {
+func (f *fetcher) snapshot() []*partition {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := make([]*replica, 0, len(f.mu.parts))
+	out := make([]*partition, 0, len(f.mu.parts))
 	for r := range f.mu.parts {
 		out = append(out, r)
 	}
@@ -218,7 +218,7 @@ func (f *fetcher) run() {
 // truncate asks the leader, with OffsetForLeaderEpoch, where each replica
 // that just started following a new epoch diverges, and truncates it there
 // (KIP-101, KIP-279). Replicas it could not settle keep their flag.
-func (f *fetcher) truncate(cl *wire.Client, parts []*replica) error {
+func (f *fetcher) truncate(cl *wire.Client, parts []*partition) error {
 	req := kmsg.NewPtrOffsetForLeaderEpochRequest()
 	req.SetVersion(4)
 	req.ReplicaID = f.b.id
@@ -283,7 +283,7 @@ func (f *fetcher) truncate(cl *wire.Client, parts []*replica) error {
 // of one replica: the leader and leader epoch it followed, and for a
 // fetch the offset it fetched from.
 type sent struct {
-	r      *replica
+	r      *partition
 	leader int32
 	epoch  int32
 	offset int64
@@ -306,7 +306,7 @@ func (s sent) currentLocked(fetch bool) bool {
 
 // truncateDiverged truncates the follower's log after the leader answered
 // OffsetForLeaderEpoch with (epoch, end) to the request s.
-func (r *replica) truncateDiverged(s sent, epoch int32, end int64) {
+func (r *partition) truncateDiverged(s sent, epoch int32, end int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !s.currentLocked(false) || !r.mu.needTruncate {
@@ -338,7 +338,7 @@ func (r *replica) truncateDiverged(s sent, epoch int32, end int64) {
 
 // truncateToLocked truncates the log to off, or to the start of the batch
 // containing off when off is inside one.
-func (r *replica) truncateToLocked(off int64) error {
+func (r *partition) truncateToLocked(off int64) error {
 	if off < r.log.LogStartOffset() {
 		if err := r.log.TruncateFully(off); err != nil {
 			return err
@@ -367,7 +367,7 @@ func (r *replica) truncateToLocked(off int64) error {
 
 // fetchOnce sends one Fetch for parts to the leader and appends what comes
 // back to the local logs.
-func (f *fetcher) fetchOnce(cl *wire.Client, parts []*replica) error {
+func (f *fetcher) fetchOnce(cl *wire.Client, parts []*partition) error {
 	if err := f.truncate(cl, parts); err != nil {
 		return err
 	}
@@ -471,7 +471,7 @@ var errNotFollower = errors.New("not a follower")
 // the fetch s, as they are and takes the leader's high watermark, capped
 // at the local log end. A stale answer (see sent.currentLocked) is
 // dropped.
-func (r *replica) appendAsFollower(s sent, records []byte, leaderHW, leaderStart int64) error {
+func (r *partition) appendAsFollower(s sent, records []byte, leaderHW, leaderStart int64) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mu.needTruncate || !s.currentLocked(true) {
@@ -566,7 +566,7 @@ func (r *replica) appendAsFollower(s sent, records []byte, leaderHW, leaderStart
 // segments, or it is a new replica of a partition whose start moved): it
 // drops its log and starts again at the leader's log start, as Kafka's
 // fetcher does.
-func (r *replica) resetToLeaderStart(s sent, leaderStart int64) error {
+func (r *partition) resetToLeaderStart(s sent, leaderStart int64) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mu.needTruncate || !s.currentLocked(true) || leaderStart <= r.log.LogEndOffset() {

@@ -132,7 +132,7 @@ type groupCoordinator struct {
 type coordPartition struct {
 	gc    *groupCoordinator
 	p     int32
-	rep   *replica
+	rep   *partition
 	epoch int32
 	mu    struct {
 		sync.Mutex
@@ -204,7 +204,7 @@ func (gc *groupCoordinator) run() {
 // no longer leads (or leads in a new epoch: reloaded from the log).
 func (gc *groupCoordinator) reconcile() {
 	type lead struct {
-		rep   *replica
+		rep   *partition
 		epoch int32
 	}
 	want := map[int32]lead{}

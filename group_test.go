@@ -163,7 +163,7 @@ func TestGroupRecordsAreKafkas(t *testing.T) {
 	b.mu.RLock()
 	tid := b.mu.state.Topics[offsetsTopic].ID
 	b.mu.RUnlock()
-	r := b.replica(tid, p)
+	r := b.partition(tid, p)
 	data, err := r.log.Read(0, 1<<20, st.HighWatermark)
 	if err != nil {
 		t.Fatal(err)

@@ -68,7 +68,7 @@ func (c *Cluster) PartitionState(topic string, partition int32) (PartitionState,
 		return st, fmt.Errorf("%w: %s/%d", ErrUnknownPartition, topic, partition)
 	}
 	for _, b := range c.running() {
-		r := b.replica(tid, partition)
+		r := b.partition(tid, partition)
 		if r == nil {
 			continue
 		}

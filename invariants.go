@@ -84,14 +84,14 @@ func checkHW(hw, leo int64) string {
 }
 
 // violatedLocked records a broken invariant of this replica.
-func (r *replica) violatedLocked(msg string) {
+func (r *partition) violatedLocked(msg string) {
 	r.b.c.invariantViolated(fmt.Sprintf("broker %d, %s-%d (leader %d, epoch %d): %s", r.b.id, r.topic, r.part, r.mu.leader, r.mu.epoch, msg))
 }
 
 // advanceHWLocked moves the high watermark up to hw (callers checked that
 // hw > r.mu.hw). The only other ways the high watermark moves are
 // truncations, which lower it with the log (lowerHWLocked).
-func (r *replica) advanceHWLocked(hw int64) {
+func (r *partition) advanceHWLocked(hw int64) {
 	if invariants.Enabled {
 		var isr map[int32]int64
 		if r.mu.leader == r.b.id {
@@ -111,7 +111,7 @@ func (r *replica) advanceHWLocked(hw int64) {
 
 // lowerHWLocked sets the high watermark after the log was truncated or
 // reset to off: the one way it may move backwards.
-func (r *replica) lowerHWLocked(off int64) {
+func (r *partition) lowerHWLocked(off int64) {
 	r.mu.hw = off
 	if invariants.Enabled {
 		if msg := checkHW(r.mu.hw, r.log.LogEndOffset()); msg != "" {
@@ -127,7 +127,7 @@ func (r *replica) lowerHWLocked(off int64) {
 // other's memory; only this check does.)
 type replicaLogs struct {
 	sync.Mutex
-	m map[replicaLogKey]*replica
+	m map[replicaLogKey]*partition
 }
 
 type replicaLogKey struct {
@@ -136,16 +136,16 @@ type replicaLogKey struct {
 	part   int32
 }
 
-func (l *replicaLogs) add(broker int32, r *replica) {
+func (l *replicaLogs) add(broker int32, r *partition) {
 	l.Lock()
 	defer l.Unlock()
 	if l.m == nil {
-		l.m = make(map[replicaLogKey]*replica)
+		l.m = make(map[replicaLogKey]*partition)
 	}
 	l.m[replicaLogKey{broker, r.id, r.part}] = r
 }
 
-func (l *replicaLogs) remove(broker int32, r *replica) {
+func (l *replicaLogs) remove(broker int32, r *partition) {
 	l.Lock()
 	defer l.Unlock()
 	k := replicaLogKey{broker, r.id, r.part}
@@ -154,7 +154,7 @@ func (l *replicaLogs) remove(broker int32, r *replica) {
 	}
 }
 
-func (l *replicaLogs) get(broker int32, topic metadata.TopicID, part int32) *replica {
+func (l *replicaLogs) get(broker int32, topic metadata.TopicID, part int32) *partition {
 	l.Lock()
 	defer l.Unlock()
 	return l.m[replicaLogKey{broker, topic, part}]
@@ -166,7 +166,7 @@ func (l *replicaLogs) get(broker int32, topic metadata.TopicID, part int32) *rep
 // watermark and was not compared before. Compacted topics are left out
 // (each replica's cleaner rewrites its own batches), and so are topics
 // that allow unclean elections (whose committed records may be lost).
-func (r *replica) agreementRangeLocked(f *followerState, offset int64) (from, to int64) {
+func (r *partition) agreementRangeLocked(f *replica, offset int64) (from, to int64) {
 	if lc := r.mu.lc; lc == nil || lc.cleanupCompact || lc.values["unclean.leader.election.enable"] == "true" {
 		return 0, 0
 	}
@@ -184,7 +184,7 @@ func (r *replica) agreementRangeLocked(f *followerState, offset int64) (from, to
 // appended an old leader's records, or skipped a truncation, breaks it.
 // Ranges that either log no longer holds (a log start moved, a follower
 // truncated or lost power since) are not compared.
-func (r *replica) checkFollowerAgrees(follower int32, from, to int64) {
+func (r *partition) checkFollowerAgrees(follower int32, from, to int64) {
 	fr := r.b.c.logs.get(follower, r.id, r.part)
 	if fr == nil {
 		return

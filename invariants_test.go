@@ -62,7 +62,7 @@ func TestInvariantViolationFailsTheTest(t *testing.T) {
 	rtb := &recordingTB{T: t}
 	c := Start(rtb, Brokers(1))
 	id := createTopic(t, c, "inv", 1, 1)
-	r := c.running()[0].replica(id, 0)
+	r := c.running()[0].partition(id, 0)
 	r.mu.Lock()
 	r.advanceHWLocked(r.mu.hw + 100) // past the log end
 	r.mu.Unlock()

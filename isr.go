@@ -34,7 +34,7 @@ func (b *broker) isrLoop() {
 			// Kafka does on the fetch itself, not at the next tick.
 		}
 		b.mu.RLock()
-		reps := make([]*replica, 0, len(b.mu.replicas))
+		reps := make([]*partition, 0, len(b.mu.replicas))
 		for _, r := range b.mu.replicas {
 			reps = append(reps, r)
 		}
@@ -60,7 +60,7 @@ func (b *broker) isrLoop() {
 // isrProposal is a leader's proposed ISR for one partition, at the leader
 // and partition epochs it was computed under.
 type isrProposal struct {
-	r                      *replica
+	r                      *partition
 	leaderEpoch, partEpoch int32
 	isr                    []int32
 	// brokerEpochs are the members' broker epochs as their fetches
@@ -70,7 +70,7 @@ type isrProposal struct {
 }
 
 // proposeISR proposes a new ISR if followers fell out or caught up.
-func (r *replica) proposeISR() (isrProposal, bool) {
+func (r *partition) proposeISR() (isrProposal, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mu.closed || r.mu.leader != r.b.id {

@@ -33,10 +33,10 @@ func (b *broker) cleanerLoop() {
 	}
 }
 
-func (b *broker) replicasSnapshot() []*replica {
+func (b *broker) replicasSnapshot() []*partition {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	reps := make([]*replica, 0, len(b.mu.replicas))
+	reps := make([]*partition, 0, len(b.mu.replicas))
 	for _, r := range b.mu.replicas {
 		reps = append(reps, r)
 	}
@@ -61,7 +61,7 @@ func (b *broker) cleanLogs(force bool) error {
 }
 
 // applyRetention enforces the topic's retention on this replica.
-func (r *replica) applyRetention(now time.Time) error {
+func (r *partition) applyRetention(now time.Time) error {
 	r.mu.Lock()
 	if r.mu.closed {
 		r.mu.Unlock()

@@ -130,7 +130,7 @@ func TestReassignRaisesReplicationFactorWhileProducing(t *testing.T) {
 		seen := map[string]bool{}
 		for off := int64(0); off < st.HighWatermark; {
 			b, _ := c.brokerByID(id)
-			r := b.replica(partTopicID(t, c, "grow"), 0)
+			r := b.partition(partTopicID(t, c, "grow"), 0)
 			data, err := r.log.Read(off, 1<<20, st.HighWatermark)
 			if err != nil || len(data) == 0 {
 				t.Fatalf("broker %d at %d: %v", id, off, err)

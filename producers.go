@@ -104,7 +104,7 @@ func (ps producerState) update(h segment.BatchHeader) {
 
 // rebuildProducersLocked loads the latest producer snapshot
 // (producers_snapshot.go) and replays the batch headers after it.
-func (r *replica) rebuildProducersLocked() error {
+func (r *partition) rebuildProducersLocked() error {
 	off, end := r.loadProducerSnapshotLocked(), r.log.LogEndOffset()
 	from := off
 	ps := r.mu.producers

@@ -21,7 +21,7 @@ var errBadSnapshot = errors.New("malformed producer snapshot")
 
 // encodeProducerSnapshotLocked encodes the producer state and the open
 // transactions.
-func (r *replica) encodeProducerSnapshotLocked() []byte {
+func (r *partition) encodeProducerSnapshotLocked() []byte {
 	b := []byte{producerSnapshotVersion}
 	b = binary.BigEndian.AppendUint32(b, uint32(len(r.mu.producers)))
 	for pid, e := range r.mu.producers {
@@ -126,7 +126,7 @@ func decodeProducerSnapshot(b []byte) (producerState, txnTracker, error) {
 
 // snapshotProducersLocked stores a snapshot at the log end if the log
 // grew or shrank since the last one.
-func (r *replica) snapshotProducersLocked() {
+func (r *partition) snapshotProducersLocked() {
 	leo := r.log.LogEndOffset()
 	if leo == r.mu.snapshotAt {
 		return
@@ -140,7 +140,7 @@ func (r *replica) snapshotProducersLocked() {
 
 // loadProducerSnapshotLocked installs the latest usable snapshot and
 // returns the offset to scan from (the log start when there is none).
-func (r *replica) loadProducerSnapshotLocked() int64 {
+func (r *partition) loadProducerSnapshotLocked() int64 {
 	start := r.log.LogStartOffset()
 	off, data, err := r.log.ProducerSnapshot()
 	if err != nil {

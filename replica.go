@@ -18,14 +18,14 @@ import (
 	"github.com/kcluster/kcluster/segment"
 )
 
-// replica is one broker's replica of one partition: its own log in its own
+// partition is one broker's partition of one partition: its own log in its own
 // broker's storage, and the broker's view of the partition's leadership.
 // As leader it assigns offsets, tracks each follower's log-end offset and
 // advances the high watermark; as follower it is fed by a fetcher.
 //
 // All mutable state sits in mu. The log has its own lock; appends happen
 // with mu held so offsets are assigned in order.
-type replica struct {
+type partition struct {
 	b     *broker
 	topic string
 	id    metadata.TopicID
@@ -43,7 +43,7 @@ type replica struct {
 		lc             *logConfig // the topic's effective configs
 		hw             int64
 		checkpointed   int64                    // hw last checkpointed
-		followers      map[int32]*followerState // leader side
+		followers      map[int32]*replica // leader side
 		// needTruncate is set when this replica starts following a new
 		// leader epoch: before fetching, it asks the leader for the end
 		// of its last epoch and truncates a diverged suffix (KIP-101).
@@ -55,11 +55,11 @@ type replica struct {
 	}
 }
 
-// followerState is what a leader knows of one follower (Kafka's Replica):
+// replica is what a leader knows of one follower (Kafka's Replica):
 // its log-end offset and when it was last caught up, by Kafka's rule: a
 // fetch at or past the leader's log end at the time of the previous fetch
 // means the follower was caught up at that previous fetch.
-type followerState struct {
+type replica struct {
 	// brokerEpoch is the registration epoch the follower's fetches
 	// name (-1 until one does): a new one is a restarted broker, whose
 	// state starts over (KIP-903).
@@ -75,19 +75,19 @@ type followerState struct {
 	agreed int64
 }
 
-// newFollowerState is a follower the leader has not heard from: its log
+// newReplica is a follower the leader has not heard from: its log
 // end unknown (Kafka's -1), caught up as of now, so that the lag clock of
 // an ISR member starts with the leader's term.
-func newFollowerState(now time.Time) *followerState {
-	return &followerState{brokerEpoch: -1, leo: -1, logStart: -1, lastCaughtUp: now}
+func newReplica(now time.Time) *replica {
+	return &replica{brokerEpoch: -1, leo: -1, logStart: -1, lastCaughtUp: now}
 }
 
-func (r *replica) logName() string {
+func (r *partition) logName() string {
 	return r.topic + "-" + strconv.Itoa(int(r.part)) + "." + r.id.String()[:8]
 }
 
-func openReplica(b *broker, t *metadata.Topic, part int32, lc *logConfig) (*replica, error) {
-	r := &replica{b: b, topic: t.Name, id: t.ID, part: part}
+func openPartition(b *broker, t *metadata.Topic, part int32, lc *logConfig) (*partition, error) {
+	r := &partition{b: b, topic: t.Name, id: t.ID, part: part}
 	r.mu.lc = lc
 	l, err := b.store.OpenLog(r.logName(), segment.LogOptions{SegmentBytes: lc.segmentBytes, IndexIntervalBytes: lc.indexIntervalBytes, FlushMessages: lc.flushMessages})
 	if err != nil {
@@ -101,14 +101,14 @@ func openReplica(b *broker, t *metadata.Topic, part int32, lc *logConfig) (*repl
 	r.mu.hw = l.HighWatermarkCheckpoint()
 	r.mu.checkpointed = r.mu.hw
 	r.mu.leader = -1
-	r.mu.followers = make(map[int32]*followerState)
+	r.mu.followers = make(map[int32]*replica)
 	if invariants.Enabled {
 		b.c.logs.add(b.id, r)
 	}
 	return r, nil
 }
 
-func (r *replica) close() {
+func (r *partition) close() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mu.closed {
@@ -126,7 +126,7 @@ func (r *replica) close() {
 // update applies the partition's metadata to the replica: a new leader or
 // epoch makes it leader (recording the epoch's start offset, KIP-101) or a
 // follower of the new leader. Called with the broker's mu held.
-func (r *replica) update(p *metadata.Partition, lc *logConfig) {
+func (r *partition) update(p *metadata.Partition, lc *logConfig) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mu.closed {
@@ -153,11 +153,11 @@ func (r *replica) update(p *metadata.Partition, lc *logConfig) {
 			r.b.log.Error("recording leader epoch", "topic", r.topic, "partition", r.part, "err", err)
 		}
 		now := time.Now()
-		r.mu.followers = make(map[int32]*followerState)
+		r.mu.followers = make(map[int32]*replica)
 		for _, id := range p.Replicas {
 			if id != r.b.id {
 				// Unknown until the follower fetches (Kafka's -1).
-				r.mu.followers[id] = newFollowerState(now)
+				r.mu.followers[id] = newReplica(now)
 			}
 		}
 		r.b.fetchers.remove(r)
@@ -171,7 +171,7 @@ func (r *replica) update(p *metadata.Partition, lc *logConfig) {
 
 // checkpoint persists the high watermark if it moved (and syncs the log when
 // sync is set, on a controlled shutdown).
-func (r *replica) checkpoint(sync bool) {
+func (r *partition) checkpoint(sync bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mu.closed {
@@ -192,7 +192,7 @@ func (r *replica) checkpoint(sync bool) {
 	}
 }
 
-func (r *replica) isLeader() bool {
+func (r *partition) isLeader() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.mu.leader == r.b.id
@@ -200,7 +200,7 @@ func (r *replica) isLeader() bool {
 
 // maybeAdvanceHWLocked sets the high watermark to the smallest log-end
 // offset over the ISR, if that is higher than it was.
-func (r *replica) maybeAdvanceHWLocked() {
+func (r *partition) maybeAdvanceHWLocked() {
 	hw := r.log.LogEndOffset()
 	for _, id := range r.mu.isr {
 		if id == r.b.id {
@@ -219,24 +219,24 @@ func (r *replica) maybeAdvanceHWLocked() {
 }
 
 // minISR is the topic's min.insync.replicas, or the broker's.
-func (r *replica) minISRLocked() int {
+func (r *partition) minISRLocked() int {
 	return r.mu.lc.minISR
 }
 
-func (r *replica) maxMessageBytesLocked() int {
+func (r *partition) maxMessageBytesLocked() int {
 	return r.mu.lc.maxMessageBytes
 }
 
 // appendAsLeader validates the batches of a produce request, assigns their
 // offsets and leader epoch, and appends them. It returns the base offset
 // and the log-end offset after the append, or a Kafka error.
-func (r *replica) appendAsLeader(records []byte, acks int16) (base, end int64, err error) {
+func (r *partition) appendAsLeader(records []byte, acks int16) (base, end int64, err error) {
 	return r.appendAsLeaderGuarded(records, acks, nil)
 }
 
 // appendAsLeaderGuarded is appendAsLeader for a produce whose transaction
 // was verified with its coordinator (guard, KIP-890; txn_replica.go).
-func (r *replica) appendAsLeaderGuarded(records []byte, acks int16, guard *txnGuard) (base, end int64, err error) {
+func (r *partition) appendAsLeaderGuarded(records []byte, acks int16, guard *txnGuard) (base, end int64, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mu.closed || r.mu.leader != r.b.id {
@@ -346,7 +346,7 @@ func (r *replica) appendAsLeaderGuarded(records []byte, acks int16, guard *txnGu
 
 // waitHW waits until the high watermark reaches end (acks=all), the
 // replica stops leading, or ctx ends.
-func (r *replica) waitHW(ctx context.Context, end int64) error {
+func (r *partition) waitHW(ctx context.Context, end int64) error {
 	for {
 		ch := r.b.dataChanged()
 		r.mu.Lock()
@@ -384,7 +384,7 @@ type fetchResult struct {
 // offset, with the aborted transactions of that range) or, on the leader,
 // from follower replica (data up to the log-end offset; its fetch offset
 // is its log-end offset). The records are read into buf(n).
-func (r *replica) read(follower int32, followerEpoch int64, offset int64, maxBytes int, currentEpoch int32, committed bool, buf func(int) []byte) (fetchResult, error) {
+func (r *partition) read(follower int32, followerEpoch int64, offset int64, maxBytes int, currentEpoch int32, committed bool, buf func(int) []byte) (fetchResult, error) {
 	var agreeFrom, agreeTo int64 // the agreement check's range (invariants builds)
 	r.mu.Lock()
 	if r.mu.closed {
@@ -424,7 +424,7 @@ func (r *replica) read(follower int32, followerEpoch int64, offset int64, maxByt
 				// its log is of its previous life (a power cut may
 				// have taken the rest), and it is not caught up
 				// until its fetches say so.
-				*f = followerState{brokerEpoch: followerEpoch, leo: -1, logStart: -1}
+				*f = replica{brokerEpoch: followerEpoch, leo: -1, logStart: -1}
 			}
 			if followerEpoch >= 0 {
 				f.brokerEpoch = followerEpoch
@@ -490,7 +490,7 @@ func (r *replica) read(follower int32, followerEpoch int64, offset int64, maxByt
 // syncFollowersLocked makes the leader's follower table match the
 // replicas after a reassignment added or removed some: a new follower is
 // unknown until it fetches.
-func (r *replica) syncFollowersLocked() {
+func (r *partition) syncFollowersLocked() {
 	for id := range r.mu.followers {
 		if !slices.Contains(r.mu.replicas, id) {
 			delete(r.mu.followers, id)
@@ -498,15 +498,15 @@ func (r *replica) syncFollowersLocked() {
 	}
 	for _, id := range r.mu.replicas {
 		if id != r.b.id && r.mu.followers[id] == nil {
-			r.mu.followers[id] = newFollowerState(time.Now())
+			r.mu.followers[id] = newReplica(time.Now())
 		}
 	}
 }
 
 // sortReplicas orders replicas by topic and partition: whatever is decided
 // by walking a map of them is decided in the same order in every run.
-func sortReplicas(rs []*replica) {
-	slices.SortFunc(rs, func(a, b *replica) int {
+func sortReplicas(rs []*partition) {
+	slices.SortFunc(rs, func(a, b *partition) int {
 		if c := strings.Compare(a.topic, b.topic); c != 0 {
 			return c
 		}

@@ -182,7 +182,7 @@ func TestLeaderFailoverTruncatesUnackedSuffix(t *testing.T) {
 		t.Fatalf("log after failover %v, want %v", vals, want)
 	}
 	for _, b := range c.running() {
-		r := b.replica(b.mu.state.Topics["fo"].ID, 0)
+		r := b.partition(b.mu.state.Topics["fo"].ID, 0)
 		data, err := r.log.Read(0, 1<<20, 1<<40)
 		if err != nil {
 			t.Fatal(err)

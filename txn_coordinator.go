@@ -177,7 +177,7 @@ type txnCoordinator struct {
 type txnPartition struct {
 	tc    *txnCoordinator
 	p     int32
-	rep   *replica
+	rep   *partition
 	epoch int32 // the leader epoch: Kafka's coordinator epoch
 	mu    struct {
 		sync.Mutex
@@ -269,7 +269,7 @@ func (tc *txnCoordinator) removeExpired(now time.Time) {
 
 func (tc *txnCoordinator) reconcile() {
 	type lead struct {
-		rep   *replica
+		rep   *partition
 		epoch int32
 	}
 	want := map[int32]lead{}

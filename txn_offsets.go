@@ -229,7 +229,7 @@ func (b *broker) txnOffsetCommitLocked(req *kmsg.TxnOffsetCommitRequest, cp *coo
 }
 
 // producerEpoch returns the epoch the replica knows for pid, or -1.
-func (r *replica) producerEpoch(pid int64) int16 {
+func (r *partition) producerEpoch(pid int64) int16 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if e := r.mu.producers[pid]; e != nil {

@@ -78,7 +78,7 @@ func readMarker(batch []byte) (kmsg.ControlRecordKeyType, int32, bool) {
 // trackTxnLocked applies one appended batch (offsets assigned) to the
 // open transactions. It returns the index entry to add when the batch is
 // an abort marker ending an open transaction.
-func (r *replica) trackTxnLocked(h segment.BatchHeader, batch []byte) (segment.AbortedTxn, bool) {
+func (r *partition) trackTxnLocked(h segment.BatchHeader, batch []byte) (segment.AbortedTxn, bool) {
 	if h.Attributes&attrTransactional == 0 || h.ProducerID < 0 {
 		return segment.AbortedTxn{}, false
 	}
@@ -110,7 +110,7 @@ func (r *replica) trackTxnLocked(h segment.BatchHeader, batch []byte) (segment.A
 
 // applyTxnLocked is trackTxnLocked for a new append: an abort goes into
 // the log's index.
-func (r *replica) applyTxnLocked(h segment.BatchHeader, batch []byte) {
+func (r *partition) applyTxnLocked(h segment.BatchHeader, batch []byte) {
 	if a, ok := r.trackTxnLocked(h, batch); ok {
 		if err := r.log.AddAbortedTxn(a); err != nil {
 			r.b.log.Warn("indexing aborted transaction", "topic", r.topic, "partition", r.part, "err", err)
@@ -119,7 +119,7 @@ func (r *replica) applyTxnLocked(h segment.BatchHeader, batch []byte) {
 }
 
 // lsoLocked is the last stable offset.
-func (r *replica) lsoLocked() int64 {
+func (r *partition) lsoLocked() int64 {
 	lso := r.mu.hw
 	t := &r.mu.txns
 	for _, first := range t.ongoing {
@@ -138,7 +138,7 @@ func (r *replica) lsoLocked() int64 {
 
 // hasOpenTxnLocked reports whether producer pid has a transaction open on
 // this partition.
-func (r *replica) hasOpenTxnLocked(pid int64) bool {
+func (r *partition) hasOpenTxnLocked(pid int64) bool {
 	_, ok := r.mu.txns.ongoing[pid]
 	return ok
 }
@@ -155,7 +155,7 @@ type txnGuard struct {
 
 // beginVerification returns the guard for a transactional produce of pid,
 // and whether its transaction is open already (nothing to verify).
-func (r *replica) beginVerification(pid int64) (*txnGuard, bool) {
+func (r *partition) beginVerification(pid int64) (*txnGuard, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.hasOpenTxnLocked(pid) {
@@ -173,7 +173,7 @@ func (r *replica) beginVerification(pid int64) (*txnGuard, bool) {
 // transactional batch that would open a transaction needs the guard of a
 // verification no marker has invalidated since. A nil guard is an internal
 // append (the coordinators'), which needs none.
-func (r *replica) checkTxnGuardLocked(h segment.BatchHeader, g *txnGuard) error {
+func (r *partition) checkTxnGuardLocked(h segment.BatchHeader, g *txnGuard) error {
 	if g == nil || h.Attributes&attrTransactional == 0 || h.Attributes&attrControl != 0 || h.ProducerID != g.pid {
 		return nil
 	}
@@ -188,7 +188,7 @@ func (r *replica) checkTxnGuardLocked(h segment.BatchHeader, g *txnGuard) error 
 }
 
 // openTxns returns the open transactions (producer id → first offset).
-func (r *replica) openTxns() map[int64]int64 {
+func (r *partition) openTxns() map[int64]int64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make(map[int64]int64, len(r.mu.txns.ongoing))
@@ -235,7 +235,7 @@ func encodeProducerBatch(recs []kmsg.Record, ts int64, pid int64, epoch int16, s
 // (INVALID_PRODUCER_EPOCH), and one from an older coordinator epoch than
 // the producer's last marker (TRANSACTION_COORDINATOR_FENCED: a deposed
 // coordinator), as Kafka's ProducerAppendInfo does.
-func (r *replica) appendMarker(pid int64, epoch int16, commit bool, coordEpoch int32) (int64, error) {
+func (r *partition) appendMarker(pid int64, epoch int16, commit bool, coordEpoch int32) (int64, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mu.closed || r.mu.leader != r.b.id {
@@ -270,7 +270,7 @@ func (r *replica) appendMarker(pid int64, epoch int16, commit bool, coordEpoch i
 }
 
 // waitMarker writes a marker and waits until the ISR has it.
-func (r *replica) writeMarker(ctx context.Context, pid int64, epoch int16, commit bool, coordEpoch int32) error {
+func (r *partition) writeMarker(ctx context.Context, pid int64, epoch int16, commit bool, coordEpoch int32) error {
 	end, err := r.appendMarker(pid, epoch, commit, coordEpoch)
 	if err != nil {
 		return err

@@ -197,11 +197,11 @@ func TestTxnCoordinatorProtocol(t *testing.T) {
 		if b.id != coID {
 			continue
 		}
-		var rep *replica
+		var rep *partition
 		b.mu.RLock()
 		id := b.mu.state.Topics[txnTopic].ID
 		b.mu.RUnlock()
-		rep = b.replica(id, tsp)
+		rep = b.partition(id, tsp)
 		data, err := rep.log.Read(0, 1<<20, rep.log.LogEndOffset())
 		if err != nil {
 			t.Fatal(err)
@@ -301,7 +301,7 @@ func TestProducerSnapshotAcrossRestart(t *testing.T) {
 	b.mu.RLock()
 	id := b.mu.state.Topics["snap"].ID
 	b.mu.RUnlock()
-	rep := b.replica(id, 0)
+	rep := b.partition(id, 0)
 	off, data, err := rep.log.ProducerSnapshot()
 	if err != nil || off != 3 {
 		t.Fatalf("producer snapshot at %d (%v), want 3", off, err)
@@ -326,7 +326,7 @@ func TestProducerSnapshotAcrossRestart(t *testing.T) {
 }
 
 func TestProducerSnapshotEncoding(t *testing.T) {
-	r := &replica{}
+	r := &partition{}
 	r.mu.producers = producerState{7: {epoch: 3, coordEpoch: 4, batches: []producerBatch{{0, 4, 10, 14}, {5, 5, 20, 20}}}, 9: {epoch: 0, coordEpoch: -1}}
 	r.mu.txns.reset()
 	r.mu.txns.ongoing[9] = 30
@@ -486,7 +486,7 @@ func TestTxnVerificationGuard(t *testing.T) {
 	b.mu.RLock()
 	id := b.mu.state.Topics["guard"].ID
 	b.mu.RUnlock()
-	rep := b.replica(id, 0)
+	rep := b.partition(id, 0)
 	const pid = 77
 	g, open := rep.beginVerification(pid)
 	if open {
