@@ -64,7 +64,7 @@ func (r *partition) deleteRecords(offset int64) (int64, error) {
 		r.b.log.Error("deleting records", "topic", r.topic, "partition", r.part, "err", err)
 		return -1, kerr.KafkaStorageError
 	}
-	r.b.notifyData()
+	r.notify()
 	return r.log.LogStartOffset(), nil
 }
 
@@ -78,7 +78,7 @@ func (r *partition) noteFollowerStart(id int32, start int64) {
 	}
 	r.mu.Unlock()
 	if changed {
-		r.b.notifyData()
+		r.notify()
 	}
 }
 
@@ -111,7 +111,7 @@ func (r *partition) waitLowWatermark(ctx context.Context, timeout time.Duration,
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
-		ch := r.b.dataChanged()
+		ch := r.changed()
 		low, err := r.lowWatermark()
 		if err != nil || low >= target {
 			return low, err

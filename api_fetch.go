@@ -36,9 +36,18 @@ func (b *broker) handleFetch(req *kmsg.FetchRequest, r *request) (*kmsg.FetchRes
 		maxBytes = 1 << 30
 	}
 	synced := false
+	// A parked fetch is woken by a change of any partition it reads
+	// (partition.notify), registered before the read that decides to
+	// park, so no change between the two is missed.
+	wake := make(chan struct{}, 1)
+	var watched []*partition
+	defer func() {
+		for _, p := range watched {
+			p.unwatchFetch(wake)
+		}
+	}()
 	for {
-		ch := b.dataChanged()
-		resp, total, hasErr, bufs := b.fetchOnce(req, follower, maxBytes)
+		resp, total, hasErr, bufs, parts := b.fetchOnce(req, follower, maxBytes, watched == nil)
 		if hasErr && follower >= 0 && !synced {
 			// A follower may know of a partition or leader epoch
 			// this broker has not applied yet (a topic just created,
@@ -59,9 +68,16 @@ func (b *broker) handleFetch(req *kmsg.FetchRequest, r *request) (*kmsg.FetchRes
 			return resp, nil
 		}
 		b.giveBack(bufs)
+		if watched == nil && len(parts) > 0 {
+			for _, p := range parts {
+				p.watchFetch(wake)
+			}
+			watched = parts
+			continue // read again: a change may have come before the watch
+		}
 		t := time.NewTimer(time.Until(deadline))
 		select {
-		case <-ch:
+		case <-wake:
 			t.Stop()
 		case <-t.C:
 		case <-b.ctx.Done():
@@ -72,8 +88,9 @@ func (b *broker) handleFetch(req *kmsg.FetchRequest, r *request) (*kmsg.FetchRes
 }
 
 // fetchOnce reads what the fetch asks for once. bufs are the pooled buffers
-// the response's record batches are in.
-func (b *broker) fetchOnce(req *kmsg.FetchRequest, follower int32, maxBytes int) (resp *kmsg.FetchResponse, total int, hasErr bool, bufs [][]byte) {
+// the response's record batches are in; parts, when collect is set, the
+// partitions it read.
+func (b *broker) fetchOnce(req *kmsg.FetchRequest, follower int32, maxBytes int, collect bool) (resp *kmsg.FetchResponse, total int, hasErr bool, bufs [][]byte, parts []*partition) {
 	resp = req.ResponseKind().(*kmsg.FetchResponse)
 	resp.SessionID = 0
 	firstData := true
@@ -98,6 +115,9 @@ func (b *broker) fetchOnce(req *kmsg.FetchRequest, follower int32, maxBytes int)
 			// and kafka-go reject null (size -1) in non-flexible versions.
 			rp.RecordBatches = []byte{}
 			rep, err := b.lookupPartition(name, t.TopicID, p.Partition)
+			if err == nil && collect {
+				parts = append(parts, rep)
+			}
 			if err == nil {
 				if req.Version >= 13 {
 					rt.Topic = rep.topic
@@ -136,5 +156,5 @@ func (b *broker) fetchOnce(req *kmsg.FetchRequest, follower int32, maxBytes int)
 		}
 		resp.Topics = append(resp.Topics, rt)
 	}
-	return resp, total, hasErr, bufs
+	return resp, total, hasErr, bufs, parts
 }

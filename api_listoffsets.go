@@ -39,17 +39,9 @@ func (b *broker) handleListOffsets(req *kmsg.ListOffsetsRequest, r *request) (*k
 
 func (r *partition) listOffset(rp *kmsg.ListOffsetsResponseTopicPartition, ts int64, currentEpoch int32, committed bool) error {
 	r.mu.Lock()
-	if r.mu.closed || r.mu.leader != r.b.id {
+	if err := r.checkLeaderEpochLocked(currentEpoch); err != nil {
 		r.mu.Unlock()
-		return kerr.NotLeaderForPartition
-	}
-	if currentEpoch >= 0 && currentEpoch < r.mu.epoch {
-		r.mu.Unlock()
-		return kerr.FencedLeaderEpoch
-	}
-	if currentEpoch > r.mu.epoch {
-		r.mu.Unlock()
-		return kerr.UnknownLeaderEpoch
+		return err
 	}
 	epoch, limit := r.mu.epoch, r.mu.hw
 	if committed {

@@ -7,7 +7,6 @@ package kcluster
 // truncation. Only the leader answers; current leader epochs are checked.
 
 import (
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -35,21 +34,4 @@ func (b *broker) handleOffsetForLeaderEpoch(req *kmsg.OffsetForLeaderEpochReques
 		resp.Topics = append(resp.Topics, rt)
 	}
 	return resp, nil
-}
-
-// checkLeaderEpoch returns nil when this replica leads at currentEpoch (or
-// currentEpoch is -1, unknown), else Kafka's error for the mismatch.
-func (r *partition) checkLeaderEpoch(currentEpoch int32) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if currentEpoch >= 0 && currentEpoch < r.mu.epoch {
-		return kerr.FencedLeaderEpoch
-	}
-	if currentEpoch > r.mu.epoch {
-		return kerr.UnknownLeaderEpoch
-	}
-	if r.mu.closed || r.mu.leader != r.b.id {
-		return kerr.NotLeaderForPartition
-	}
-	return nil
 }

@@ -76,10 +76,6 @@ type broker struct {
 		sync.Mutex
 		next, end int64
 	}
-	data struct {
-		sync.Mutex
-		ch chan struct{}
-	}
 	waiting atomic.Value // string: what close is waiting on
 
 	// groups is the group coordinator (group_coordinator.go).
@@ -759,26 +755,4 @@ func (b *broker) handle(conn net.Conn, sess *session, hdr wire.RequestHeader, bo
 		b.applyQuotas(conn, sess, hdr.ClientID, kreq, resp)
 	}
 	return resp, err
-}
-
-// notifyData wakes everything waiting for data or high-watermark changes on
-// this broker (fetches with min bytes, acks=all produces).
-func (b *broker) notifyData() {
-	b.data.Lock()
-	if b.data.ch != nil {
-		close(b.data.ch)
-		b.data.ch = nil
-	}
-	b.data.Unlock()
-	b.c.notifyEvent()
-}
-
-// dataChanged returns a channel closed at the next notifyData.
-func (b *broker) dataChanged() <-chan struct{} {
-	b.data.Lock()
-	defer b.data.Unlock()
-	if b.data.ch == nil {
-		b.data.ch = make(chan struct{})
-	}
-	return b.data.ch
 }

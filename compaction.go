@@ -38,7 +38,7 @@ func (r *partition) compact(now time.Time, force bool) error {
 	if st.Segments > 0 {
 		r.b.log.Debug("log cleaned", "topic", r.topic, "partition", r.part, "segments", st.Segments,
 			"bytes_before", st.BytesRead, "bytes_after", st.BytesWritten, "records_removed", st.RecordsRemoved)
-		r.b.notifyData()
+		r.notify()
 	}
 	return nil
 }

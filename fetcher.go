@@ -557,7 +557,7 @@ func (r *partition) appendAsFollower(s sent, records []byte, leaderHW, leaderSta
 			return err
 		}
 	}
-	r.b.notifyData()
+	r.notify()
 	return nil
 }
 

@@ -88,38 +88,6 @@ func (r *partition) violatedLocked(msg string) {
 	r.b.c.invariantViolated(fmt.Sprintf("broker %d, %s-%d (leader %d, epoch %d): %s", r.b.id, r.topic, r.part, r.mu.leader, r.mu.epoch, msg))
 }
 
-// advanceHWLocked moves the high watermark up to hw (callers checked that
-// hw > r.mu.hw). The only other ways the high watermark moves are
-// truncations, which lower it with the log (lowerHWLocked).
-func (r *partition) advanceHWLocked(hw int64) {
-	if invariants.Enabled {
-		var isr map[int32]int64
-		if r.mu.leader == r.b.id {
-			isr = make(map[int32]int64, len(r.mu.isr))
-			for _, id := range r.mu.isr {
-				if f := r.mu.followers[id]; id != r.b.id && f != nil {
-					isr[id] = f.leo
-				}
-			}
-		}
-		if msg := checkHWAdvance(r.mu.hw, hw, r.log.LogEndOffset(), isr); msg != "" {
-			r.violatedLocked(msg)
-		}
-	}
-	r.mu.hw = hw
-}
-
-// lowerHWLocked sets the high watermark after the log was truncated or
-// reset to off: the one way it may move backwards.
-func (r *partition) lowerHWLocked(off int64) {
-	r.mu.hw = off
-	if invariants.Enabled {
-		if msg := checkHW(r.mu.hw, r.log.LogEndOffset()); msg != "" {
-			r.violatedLocked(msg)
-		}
-	}
-}
-
 // replicaLogs holds every open replica's log by broker and partition, in
 // invariants builds only, so that the agreement check can read a
 // follower's log beside the leader's. Its lock is a leaf: nothing is

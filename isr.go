@@ -3,10 +3,10 @@ package kcluster
 import (
 	"context"
 
+	"time"
+
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"slices"
-	"time"
 )
 
 // isrLoop is the leader's side of ISR maintenance (Kafka's
@@ -55,72 +55,6 @@ func (b *broker) isrLoop() {
 		}
 		b.alterPartitions(b.ctx, props)
 	}
-}
-
-// isrProposal is a leader's proposed ISR for one partition, at the leader
-// and partition epochs it was computed under.
-type isrProposal struct {
-	r                      *partition
-	leaderEpoch, partEpoch int32
-	isr                    []int32
-	// brokerEpochs are the members' broker epochs as their fetches
-	// named them (-1: not known), so the controller can refuse a
-	// member whose state is of a previous incarnation (KIP-903).
-	brokerEpochs []int64
-}
-
-// proposeISR proposes a new ISR if followers fell out or caught up.
-func (r *partition) proposeISR() (isrProposal, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.mu.closed || r.mu.leader != r.b.id {
-		return isrProposal{}, false
-	}
-	now := time.Now()
-	lag := r.b.cfg.replicaLagTimeMax
-	isr := slices.Clone(r.mu.isr)
-	changed := false
-	// Shrink: ISR followers not caught up within the lag time. A
-	// follower at the leader's log end is caught up whenever it last
-	// fetched (Kafka's isCaughtUp): a caught-up follower parks its fetch
-	// for up to replica.fetch.wait.max.ms. A dead follower that is
-	// caught up stays until the controller fences it.
-	leo := r.log.LogEndOffset()
-	isr = slices.DeleteFunc(isr, func(id int32) bool {
-		if id == r.b.id {
-			return false
-		}
-		f := r.mu.followers[id]
-		out := f == nil || (f.leo != leo && now.Sub(f.lastCaughtUp) > lag)
-		changed = changed || out
-		return out
-	})
-	// Expand: replicas out of the ISR whose log end reached the high
-	// watermark and the start of the leader's epoch.
-	epochStart := int64(0)
-	if es := r.log.EpochEntries(); len(es) > 0 {
-		epochStart = es[len(es)-1].StartOffset
-	}
-	for _, id := range r.mu.replicas {
-		if id == r.b.id || slices.Contains(isr, id) {
-			continue
-		}
-		f := r.mu.followers[id]
-		if f != nil && f.leo >= r.mu.hw && f.leo >= epochStart && now.Sub(f.lastCaughtUp) <= lag {
-			isr = append(isr, id)
-			changed = true
-		}
-	}
-	epochs := make([]int64, len(isr))
-	for i, id := range isr {
-		epochs[i] = -1
-		if id == r.b.id {
-			epochs[i] = r.b.epoch
-		} else if f := r.mu.followers[id]; f != nil {
-			epochs[i] = f.brokerEpoch
-		}
-	}
-	return isrProposal{r: r, leaderEpoch: r.mu.epoch, partEpoch: r.mu.partitionEpoch, isr: isr, brokerEpochs: epochs}, changed
 }
 
 // alterPartitions asks the controller to commit the proposed ISRs in one

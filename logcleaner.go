@@ -79,7 +79,7 @@ func (r *partition) applyRetention(now time.Time) error {
 	}
 	if start != before {
 		r.b.log.Debug("retention deleted segments", "topic", r.topic, "partition", r.part, "log_start", start, "bytes", freed)
-		r.b.notifyData()
+		r.notify()
 	}
 	return nil
 }

@@ -265,7 +265,7 @@ func (r *partition) appendMarker(pid int64, epoch int16, commit bool, coordEpoch
 	r.applyTxnLocked(h, batch)
 	delete(r.mu.guards, pid) // a verification from before the marker is void
 	r.maybeAdvanceHWLocked()
-	r.b.notifyData()
+	r.notify()
 	return base + 1, nil
 }
 

@@ -72,7 +72,7 @@ func main() {
 	runs := flag.Int("runs", 5, "runs per measurement (medians are reported)")
 	records := flag.Int("records", 100000, "1 KiB records per throughput run (100 MB: long enough that a run is not one scheduling hiccup)")
 	child := flag.String("child", "", "internal: run one system's cluster for the RSS measurement")
-	only := flag.String("only", "", "comma-separated measurements to run (default all): start,produce,consume,rss,partitions,failover")
+	only := flag.String("only", "", "comma-separated measurements to run (default all): start,produce,manypartitions,consume,rss,partitions,failover")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (both systems; narrow it with -only) to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -107,9 +107,14 @@ func main() {
 			}
 			for _, rf := range []int16{1, 3} {
 				name := fmt.Sprintf("produce MB/s, RF=%d acks=%s, %s", rf, acksName(rf), where)
-				t.sideBySide(name, "MB/s", *runs, func(s system) (float64, error) { return produceMBs(s, rf, disk, *records) })
+				t.sideBySide(name, "MB/s", *runs, func(s system) (float64, error) { return produceMBs(s, rf, disk, 6, *records) })
 			}
 		}
+	}
+	if want("manypartitions") {
+		// One waiter's wake-up per partition, not per broker: an
+		// acks=all produce spread over many partitions.
+		t.sideBySide("produce MB/s, RF=3 acks=all, memory, 300 partitions", "MB/s", *runs, func(s system) (float64, error) { return produceMBs(s, 3, false, 300, *records) })
 	}
 	if want("consume") {
 		t.sideBySide("consume MB/s (RF=1, from the start)", "MB/s", *runs, func(s system) (float64, error) { return consumeMBs(s, *records) })
@@ -299,7 +304,7 @@ func produceAll(ctx context.Context, cl *kgo.Client, topic string, n int) error 
 	}
 }
 
-func produceMBs(s system, rf int16, disk bool, n int) (float64, error) {
+func produceMBs(s system, rf int16, disk bool, parts int32, n int) (float64, error) {
 	ctx := context.Background()
 	var dir string
 	if disk {
@@ -324,7 +329,7 @@ func produceMBs(s system, rf int16, disk bool, n int) (float64, error) {
 		return 0, err
 	}
 	defer cl.Close()
-	if err := createTopic(ctx, cl, "p", 6, rf); err != nil {
+	if err := createTopic(ctx, cl, "p", parts, rf); err != nil {
 		return 0, err
 	}
 	start := time.Now()
