@@ -1,5 +1,25 @@
 package kcluster
 
+// Kafka's Partition: one broker's copy of one partition, its log and the
+// broker's view of the partition's leadership.
+//
+// As leader it validates and appends produced batches (offsets and the
+// leader epoch assigned here), refuses acks=all below min.insync.replicas,
+// serves fetches (a follower's fetch offset is its log end:
+// replica.updateFetchState), keeps the high watermark at the smallest log
+// end over the ISR (maybeAdvanceHWLocked; it moves only through
+// advanceHWLocked and, on truncation, lowerHWLocked), proposes ISR shrinks
+// and expansions (proposeISR; isr.go sends them to the controller), and
+// answers acks=all once the high watermark passes the append (waitHW). As
+// follower it is fed by a fetcher (fetcher.go), which truncates it by leader
+// epoch first (KIP-101, KIP-279). Requests a leader serves check the leader
+// epoch they name in one place (checkLeaderEpochLocked, KIP-320). Waiters
+// are woken per partition (notify).
+//
+// Concurrency: all mutable state sits in mu; the log has its own lock, and
+// appends happen with mu held so offsets are assigned in order. watch has
+// a lock of its own, a leaf.
+
 import (
 	"context"
 	"errors"
@@ -18,13 +38,9 @@ import (
 	"github.com/kcluster/kcluster/segment"
 )
 
-// partition is one broker's partition of one partition: its own log in its own
-// broker's storage, and the broker's view of the partition's leadership.
-// As leader it assigns offsets, tracks each follower's log-end offset and
-// advances the high watermark; as follower it is fed by a fetcher.
-//
-// All mutable state sits in mu. The log has its own lock; appends happen
-// with mu held so offsets are assigned in order.
+// partition is one broker's copy of one partition (see the top of this
+// file): its own log in its own broker's storage, and the broker's view of
+// the partition's leadership.
 type partition struct {
 	b     *broker
 	topic string
