@@ -24,7 +24,8 @@ import (
 // Finally the original order and leader are restored.
 
 // checkReplicasAgree runs the agreement check on every partition of the
-// run's topics.
+// run's topics, all partitions at once: in round i, replica i of each
+// partition (in its original order) leads it.
 func (r *run) checkReplicasAgree(ctx context.Context) {
 	cl, err := r.client()
 	if err != nil {
@@ -32,9 +33,67 @@ func (r *run) checkReplicasAgree(ctx context.Context) {
 		return
 	}
 	defer cl.Close()
+	type tp struct {
+		topic string
+		p     int32
+	}
+	orig := map[tp][]int32{}
+	var parts []tp
+	rf := 0
 	for _, topic := range r.topics() {
 		for p := range r.cfg.Partitions {
-			if !r.partitionReplicasAgree(ctx, cl, topic, p) {
+			st, err := r.c.PartitionState(topic, p)
+			if err != nil {
+				r.violation("%s/%d: %v", topic, p, err)
+				return
+			}
+			k := tp{topic, p}
+			orig[k] = slices.Clone(st.Replicas)
+			parts = append(parts, k)
+			rf = max(rf, len(st.Replicas))
+		}
+	}
+	first := map[tp][]stored{}
+	firstLeader := map[tp]int32{}
+	for round := range rf + 1 {
+		orders := map[tp][]int32{}
+		for _, k := range parts {
+			o := orig[k]
+			i := round % len(o) // the last round restores the original order
+			orders[k] = append(slices.Clone(o[i:]), o[:i]...)
+		}
+		var topics []string
+		ps := map[string][]int32{}
+		for _, k := range parts {
+			if _, ok := ps[k.topic]; !ok {
+				topics = append(topics, k.topic)
+			}
+			ps[k.topic] = append(ps[k.topic], k.p)
+		}
+		var order [][]int32
+		for _, t := range topics {
+			for _, p := range ps[t] {
+				order = append(order, orders[tp{t, p}])
+			}
+		}
+		if !r.lead(ctx, cl, topics, ps, order) {
+			return
+		}
+		if round == rf {
+			break
+		}
+		for _, k := range parts {
+			recs, ok := r.readPartition(ctx, k.topic, k.p)
+			if !ok {
+				return
+			}
+			leader := orders[k][0]
+			if round == 0 {
+				first[k], firstLeader[k] = recs, leader
+				continue
+			}
+			if d := firstDifference(first[k], recs); d != "" {
+				r.violation("%s/%d: read through leader %d and through leader %d, the logs differ: %s", k.topic, k.p, firstLeader[k], leader, d)
 				return
 			}
 		}
@@ -42,74 +101,59 @@ func (r *run) checkReplicasAgree(ctx context.Context) {
 	r.logf("every replica of every partition serves the same log")
 }
 
-// partitionReplicasAgree checks one partition; false when it could not
-// finish (a violation is recorded).
-func (r *run) partitionReplicasAgree(ctx context.Context, cl *kgo.Client, topic string, p int32) bool {
-	st, err := r.c.PartitionState(topic, p)
-	if err != nil {
-		r.violation("%s/%d: %v", topic, p, err)
-		return false
-	}
-	orig := slices.Clone(st.Replicas)
-	var first []stored
-	firstLeader := int32(-1)
-	for _, id := range orig {
-		order := append([]int32{id}, slices.DeleteFunc(slices.Clone(orig), func(b int32) bool { return b == id })...)
-		if !r.lead(ctx, cl, topic, p, order) {
-			return false
-		}
-		recs, ok := r.readPartition(ctx, topic, p)
-		if !ok {
-			return false
-		}
-		if firstLeader < 0 {
-			first, firstLeader = recs, id
-			continue
-		}
-		if d := firstDifference(first, recs); d != "" {
-			r.violation("%s/%d: read through leader %d and through leader %d, the logs differ: %s", topic, p, firstLeader, id, d)
-			return false
-		}
-	}
-	return r.lead(ctx, cl, topic, p, orig)
-}
-
-// lead makes order the partition's replicas (the same set, reordered) and
-// its first replica the leader, by a preferred election, and waits for it
-// to lead a fully replicated partition.
-func (r *run) lead(ctx context.Context, cl *kgo.Client, topic string, p int32, order []int32) bool {
+// lead makes order[i] the replicas of the i-th partition named by topics
+// and ps (the same set, reordered) and each first replica the leader, by a
+// preferred election, and waits for each to lead a fully replicated
+// partition.
+func (r *run) lead(ctx context.Context, cl *kgo.Client, topics []string, ps map[string][]int32, order [][]int32) bool {
 	wctx, cancel := context.WithTimeout(ctx, r.cfg.Recovery)
 	defer cancel()
 	re := kmsg.NewPtrAlterPartitionAssignmentsRequest()
-	rt := kmsg.NewAlterPartitionAssignmentsRequestTopic()
-	rt.Topic = topic
-	rp := kmsg.NewAlterPartitionAssignmentsRequestTopicPartition()
-	rp.Partition, rp.Replicas = p, order
-	rt.Partitions = append(rt.Partitions, rp)
-	re.Topics = append(re.Topics, rt)
+	el := kmsg.NewPtrElectLeadersRequest()
+	el.ElectionType = 0 // preferred
+	want := map[string]map[int32]int32{}
+	i := 0
+	for _, topic := range topics {
+		rt := kmsg.NewAlterPartitionAssignmentsRequestTopic()
+		rt.Topic = topic
+		et := kmsg.NewElectLeadersRequestTopic()
+		et.Topic = topic
+		want[topic] = map[int32]int32{}
+		for _, p := range ps[topic] {
+			rp := kmsg.NewAlterPartitionAssignmentsRequestTopicPartition()
+			rp.Partition, rp.Replicas = p, order[i]
+			rt.Partitions = append(rt.Partitions, rp)
+			et.Partitions = append(et.Partitions, p)
+			want[topic][p] = order[i][0]
+			i++
+		}
+		re.Topics = append(re.Topics, rt)
+		el.Topics = append(el.Topics, et)
+	}
 	resp, err := re.RequestWith(wctx, cl)
 	if err == nil {
 		err = kerr.ErrorForCode(resp.ErrorCode)
-		if err == nil {
-			err = kerr.ErrorForCode(resp.Topics[0].Partitions[0].ErrorCode)
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if err == nil {
+					err = kerr.ErrorForCode(p.ErrorCode)
+				}
+			}
 		}
 	}
 	if err != nil {
-		r.violation("%s/%d: reordering the replicas to %v: %v", topic, p, order, err)
+		r.violation("reordering the replicas to %v: %v", order, err)
 		return false
 	}
 	for {
-		el := kmsg.NewPtrElectLeadersRequest()
-		el.ElectionType = 0 // preferred
-		et := kmsg.NewElectLeadersRequestTopic()
-		et.Topic, et.Partitions = topic, []int32{p}
-		el.Topics = append(el.Topics, et)
 		eresp, err := el.RequestWith(wctx, cl)
 		if err == nil {
 			err = kerr.ErrorForCode(eresp.ErrorCode)
-			if err == nil && len(eresp.Topics) == 1 && len(eresp.Topics[0].Partitions) == 1 {
-				if err = kerr.ErrorForCode(eresp.Topics[0].Partitions[0].ErrorCode); err == kerr.ElectionNotNeeded {
-					err = nil
+			for _, t := range eresp.Topics {
+				for _, p := range t.Partitions {
+					if e := kerr.ErrorForCode(p.ErrorCode); err == nil && e != kerr.ElectionNotNeeded {
+						err = e
+					}
 				}
 			}
 		}
@@ -117,21 +161,27 @@ func (r *run) lead(ctx context.Context, cl *kgo.Client, topic string, p int32, o
 			break
 		}
 		if !kerr.IsRetriable(err) && err != kerr.PreferredLeaderNotAvailable {
-			r.violation("%s/%d: electing %d: %v", topic, p, order[0], err)
+			r.violation("electing the preferred leaders of %v: %v", order, err)
 			return false
 		}
 		if wctx.Err() != nil {
-			r.violation("%s/%d: electing %d: %v, until %v passed", topic, p, order[0], err, r.cfg.Recovery)
+			r.violation("electing the preferred leaders of %v: %v, until %v passed", order, err, r.cfg.Recovery)
 			return false
 		}
 	}
 	err = r.c.WaitFor(wctx, func(c *kcluster.Cluster) bool {
-		st, err := c.PartitionState(topic, p)
-		return err == nil && st.Leader == order[0] && kcluster.FullyReplicated(topic, p)(c)
+		for topic, m := range want {
+			for p, leader := range m {
+				st, err := c.PartitionState(topic, p)
+				if err != nil || st.Leader != leader || !kcluster.FullyReplicated(topic, p)(c) {
+					return false
+				}
+			}
+		}
+		return true
 	})
 	if err != nil {
-		st, _ := r.c.PartitionState(topic, p)
-		r.violation("%s/%d: broker %d did not become leader of a fully replicated partition: %v (%+v)", topic, p, order[0], err, st)
+		r.violation("the preferred leaders of %v did not lead fully replicated partitions: %v\n%s", order, err, r.c)
 		return false
 	}
 	return true
