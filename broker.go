@@ -2,14 +2,10 @@ package kcluster
 
 import (
 	"context"
-	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"sync"
@@ -21,7 +17,6 @@ import (
 
 	"github.com/kcluster/kcluster/metadata"
 	"github.com/kcluster/kcluster/segment"
-	"github.com/kcluster/kcluster/wire"
 )
 
 // broker is one node. Its metadata view and replicas sit in mu; the view is
@@ -59,9 +54,9 @@ type broker struct {
 		sync.RWMutex
 		state    *metadata.State
 		replicas map[tpKey]*partition
-		conns    map[net.Conn]struct{}
 		changed  chan struct{} // closed and replaced on every metadata apply
 	}
+	srv server // accepted connections (server.go)
 
 	fetchers fetcherSet    // follower side of replication
 	isrWake  chan struct{} // a follower outside an ISR caught up
@@ -107,7 +102,7 @@ func newBroker(c *Cluster, id int32, addr string) (*broker, error) {
 	}
 	b.mu.state = metadata.NewState()
 	b.mu.replicas = make(map[tpKey]*partition)
-	b.mu.conns = make(map[net.Conn]struct{})
+	b.srv.init(ctx, b.log, &c.bufs, &b.wg)
 	b.mu.changed = make(chan struct{})
 	b.fetchers.init(b)
 	b.isrWake = make(chan struct{}, 1)
@@ -336,11 +331,7 @@ func (b *broker) dropConns() {
 	for _, l := range b.lns {
 		l.ln.Close()
 	}
-	b.mu.Lock()
-	for c := range b.mu.conns {
-		c.Close()
-	}
-	b.mu.Unlock()
+	b.srv.closeConns()
 }
 
 // applyLoop replays the metadata log into the broker's state, then
@@ -554,211 +545,6 @@ func (b *broker) partition(id metadata.TopicID, p int32) *partition {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	return b.mu.replicas[tpKey{id, p}]
-}
-
-func (b *broker) acceptLoop(l *brokerListener) {
-	for {
-		conn, err := l.ln.Accept()
-		if err != nil {
-			if b.ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
-				b.log.Warn("accept", "err", err)
-			}
-			return
-		}
-		b.mu.Lock()
-		if b.mu.conns == nil || b.ctx.Err() != nil {
-			b.mu.Unlock()
-			conn.Close()
-			return
-		}
-		b.mu.conns[conn] = struct{}{}
-		b.wg.Add(1)
-		b.mu.Unlock()
-		go func() {
-			defer b.wg.Done()
-			served := b.serveConn(conn, l)
-			b.mu.Lock()
-			delete(b.mu.conns, conn)
-			b.mu.Unlock()
-			b.forgetConn(served)
-		}()
-	}
-}
-
-// errCloseConn is returned by a handler that wants the connection closed
-// without a response (as Kafka does for some malformed requests).
-var errCloseConn = errors.New("close connection")
-
-// request is one decoded request with its header.
-type request struct {
-	hdr  wire.RequestHeader
-	kreq kmsg.Request
-	conn net.Conn
-	sess *session // nil for requests the broker makes itself
-}
-
-// serveConn serves one accepted connection of listener l: the TLS
-// handshake on SSL listeners, then Kafka's request loop. It returns the
-// connection it served (the TLS one on SSL listeners).
-func (b *broker) serveConn(conn net.Conn, l *brokerListener) net.Conn {
-	if l.protocol.tls() {
-		tc := tls.Server(conn, b.c.cfg.tls)
-		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
-		err := tc.HandshakeContext(ctx)
-		cancel()
-		if err != nil {
-			b.log.Debug("TLS handshake", "listener", l.name, "remote", conn.RemoteAddr().String(), "err", err)
-			conn.Close()
-			return conn
-		}
-		conn = tc
-	}
-	sess := b.newSession(conn, l)
-	serveConn(b.ctx, conn, b.cfg.requestMaxBytes, b.log, &b.c.bufs, func(hdr wire.RequestHeader, body []byte, log *slog.Logger) (kmsg.Response, error) {
-		return b.handle(conn, sess, hdr, body, log)
-	}, sess)
-	return conn
-}
-
-// serveConn runs Kafka's request loop on one connection: read a frame,
-// dispatch it, write the response, then read the next, so responses go out
-// in request order. Bad frames and dispatch errors close the connection
-// with a log line. sess, when not nil, is the connection's security state:
-// frames that are raw SASL tokens (after SaslHandshake v0) go to it, and it
-// may ask for the connection to close after a response.
-func serveConn(ctx context.Context, conn net.Conn, maxFrame int32, log *slog.Logger, pool *bufPool, dispatch func(wire.RequestHeader, []byte, *slog.Logger) (kmsg.Response, error), sess *session) {
-	defer conn.Close()
-	log = log.With("remote", conn.RemoteAddr().String())
-	// rbuf and wbuf are the connection's own buffers, kept up to smallBuf;
-	// larger frames and responses come from and go back to the pool once
-	// the response is written. Nothing a handler keeps may alias the
-	// frame: kmsg decodes byte and string fields in place.
-	var rbuf, wbuf []byte
-	frameBuf := func(n int) []byte {
-		if n <= cap(rbuf) {
-			return rbuf[:n]
-		}
-		if n <= smallBuf {
-			rbuf = make([]byte, n)
-			return rbuf
-		}
-		return pool.get(n)
-	}
-	for {
-		frame, err := wire.ReadFrameInto(conn, maxFrame, frameBuf)
-		if err != nil {
-			if errors.Is(err, wire.ErrFrameTooLarge) {
-				log.Warn("closing connection: bad frame", "err", err)
-			} else if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && ctx.Err() == nil {
-				log.Debug("connection read", "err", err)
-			}
-			return
-		}
-		if !serveFrame(ctx, conn, frame, &wbuf, log, pool, dispatch, sess) {
-			return
-		}
-		if len(frame) > smallBuf { // from the pool, not rbuf
-			pool.put(frame)
-		}
-	}
-}
-
-// serveFrame serves one request frame, writing its response (if any) from
-// *wbuf. It reports whether the connection stays open.
-func serveFrame(ctx context.Context, conn net.Conn, frame []byte, wbuf *[]byte, log *slog.Logger, pool *bufPool, dispatch func(wire.RequestHeader, []byte, *slog.Logger) (kmsg.Response, error), sess *session) bool {
-	if sess != nil && sess.rawTokens {
-		out, err := sess.rawToken(frame)
-		if err != nil {
-			log.Debug("closing connection: SASL authentication failed", "err", err)
-			return false
-		}
-		*wbuf = binary.BigEndian.AppendUint32((*wbuf)[:0], uint32(len(out)))
-		_, err = conn.Write(append(*wbuf, out...))
-		return err == nil
-	}
-	hdr, body, err := wire.ParseRequestHeader(frame)
-	if err != nil {
-		log.Warn("closing connection: bad request header", "err", err)
-		return false
-	}
-	if sess != nil {
-		// Whatever the response refers to from the pool goes back once
-		// it is written (or will not be).
-		defer func() {
-			for _, b := range sess.lent {
-				pool.put(b)
-			}
-			clear(sess.lent)
-			sess.lent = sess.lent[:0]
-		}()
-	}
-	resp, err := dispatch(hdr, body, log)
-	if errors.Is(err, errNoResponse) {
-		return true
-	}
-	if err != nil {
-		if !errors.Is(err, errCloseConn) && ctx.Err() == nil {
-			log.Warn("closing connection", "api", kmsg.NameForKey(hdr.Key), "version", hdr.Version, "err", err)
-		}
-		return false
-	}
-	if need := wire.ResponseSizeHint(resp); need > smallBuf && need > cap(*wbuf) {
-		*wbuf = pool.get(need)
-	}
-	*wbuf = wire.AppendResponse((*wbuf)[:0], hdr, resp)
-	if _, err := conn.Write(*wbuf); err != nil {
-		return false
-	}
-	if cap(*wbuf) > smallBuf {
-		pool.put(*wbuf)
-		*wbuf = nil
-	}
-	return sess == nil || !sess.closeAfter
-}
-
-// handle decodes and dispatches one request. A panic in a handler is
-// recovered here: it is logged and the connection is closed.
-func (b *broker) handle(conn net.Conn, sess *session, hdr wire.RequestHeader, body []byte, log *slog.Logger) (resp kmsg.Response, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			log.Error("handler panic; closing connection", "api", kmsg.NameForKey(hdr.Key), "version", hdr.Version, "panic", p, "stack", string(debug.Stack()))
-			resp, err = nil, errCloseConn
-		}
-	}()
-	h, ok := handlers[hdr.Key]
-	if !ok || !hdr.Known {
-		// Kafka closes the connection on an unknown API key.
-		return nil, fmt.Errorf("unsupported api key %d", hdr.Key)
-	}
-	if hdr.Version < h.min || hdr.Version > h.max {
-		if hdr.Key == apiVersionsKey {
-			// KIP-511: answer with UNSUPPORTED_VERSION and our
-			// versions, in a v0 body every client can read.
-			return b.apiVersionsUnsupported(), nil
-		}
-		return nil, fmt.Errorf("unsupported version %d of %s", hdr.Version, kmsg.NameForKey(hdr.Key))
-	}
-	if err := sess.admit(hdr.Key); err != nil {
-		return nil, err
-	}
-	kreq, err := wire.DecodeRequest(hdr, body)
-	if err != nil {
-		return nil, err
-	}
-	if resp, err, ok := b.c.intercept(b.ctx, b.id, kreq); ok {
-		return resp, err
-	}
-	b.waitUnmuted(conn)
-	r := &request{hdr: hdr, kreq: kreq, conn: conn, sess: sess}
-	if b.cfg.security.authorizer {
-		resp, err = b.authorizeAndHandle(h, r)
-	} else {
-		resp, err = h.fn(b, r)
-	}
-	if err == nil {
-		b.applyQuotas(conn, sess, hdr.ClientID, kreq, resp)
-	}
-	return resp, err
 }
 
 // notifyData wakes everything waiting for data or high-watermark changes on
