@@ -19,8 +19,9 @@ import (
 	"github.com/kcluster/kcluster/segment"
 )
 
-// broker is one node. Its metadata view and replicas sit in mu; the view is
-// built only by replaying the metadata log (applyLoop). Each accepted
+// broker is one node. Its metadata view and partitions sit in mu; the view
+// is built only by replaying the metadata log, and applyLoop is the only
+// writer of both (it opens and removes logs without mu). Each accepted
 // connection has one goroutine that reads a request, handles it and writes
 // the response before reading the next, so responses are in request order
 // (as Kafka, which mutes a connection while a request is in flight).
@@ -41,9 +42,8 @@ type broker struct {
 	// offline is set when its log dir failed (faults_storage.go).
 	offline atomic.Bool
 	// applied is the metadata offset the broker has applied and acted on
-	// (mu.state.Offset once reconciled), for heartbeats: they must not
-	// wait for mu, which a large change (a topic of 10,000 partitions)
-	// holds while the broker opens its replicas.
+	// (mu.state.Offset once reconciled), for heartbeats, which never wait
+	// for mu.
 	applied atomic.Int64
 
 	ctx    context.Context
@@ -335,10 +335,35 @@ func (b *broker) dropConns() {
 }
 
 // applyLoop replays the metadata log into the broker's state, then
-// reconciles the broker's replicas with it. The log comes from the
+// reconciles the broker's partitions with it. The log comes from the
 // controller node over the network (Fetch of __cluster_metadata, long
 // polled), so a broker cut from the controller stops learning metadata.
+//
+// Opening a partition's log (its segments, its index in pebble) and
+// removing one take time, and a change of 10,000 partitions once held
+// b.mu for all of it, stalling every handler, fetcher and coordinator
+// that reads the broker's state. So each batch of records goes through
+// three steps:
+//
+//  1. Without b.mu, it is applied to ahead, applyLoop's own copy of the
+//     state, and the partitions ahead assigns to this broker that are not
+//     open yet are opened (openAssigned).
+//  2. With b.mu, the same records are applied to b.mu.state and the
+//     opened partitions installed, removed ones taken out of the map, and
+//     every partition told the new metadata (reconcileLocked): readers see
+//     the state and the partitions change together, never a partition
+//     that is opened but not installed, nor a state naming a partition of
+//     this broker that is not there.
+//  3. Without b.mu, the removed partitions are closed and their logs
+//     deleted (removeLogs).
+//
+// applyLoop is the only writer of b.mu.state and b.mu.replicas (close
+// writes them after applyLoop has returned), so the state cannot move
+// between the steps, and a batch is done, its removed logs deleted, before
+// the next is fetched: a partition is never opened while its removal is
+// under way.
 func (b *broker) applyLoop() {
+	ahead := metadata.NewState()
 	var next int64
 	for {
 		es, err := b.fetchMetadata(next)
@@ -357,6 +382,21 @@ func (b *broker) applyLoop() {
 		if len(es) == 0 {
 			continue
 		}
+		for i, e := range es {
+			if e.Offset != next {
+				b.log.Error("metadata log gap", "want", next, "got", e.Offset)
+				es = es[:i]
+				break
+			}
+			if err := ahead.Apply(e.Offset, e.Record); err != nil {
+				b.log.Error("applying metadata record", "offset", e.Offset, "err", err)
+			}
+			next = e.Offset + 1
+		}
+		opened, ok := b.openAssigned(ahead)
+		if !ok {
+			return // closing
+		}
 		b.mu.Lock()
 		unfenced := func() (n int) {
 			for _, br := range b.mu.state.Brokers {
@@ -368,16 +408,11 @@ func (b *broker) applyLoop() {
 		}
 		before := unfenced()
 		for _, e := range es {
-			if e.Offset != next {
-				b.log.Error("metadata log gap", "want", next, "got", e.Offset)
-				break
-			}
-			if err := b.mu.state.Apply(e.Offset, e.Record); err != nil {
-				b.log.Error("applying metadata record", "offset", e.Offset, "err", err)
-			}
-			next = e.Offset + 1
+			// The same records, in the same order, as ahead: the errors
+			// are ahead's, logged above.
+			_ = b.mu.state.Apply(e.Offset, e.Record)
 		}
-		b.reconcileLocked()
+		removed, unwanted := b.reconcileLocked(opened)
 		if unfenced() > before {
 			// A broker was unfenced: a follower of it that caught up
 			// while it was fenced (the controller refuses a fenced
@@ -392,8 +427,66 @@ func (b *broker) applyLoop() {
 		close(b.mu.changed)
 		b.mu.changed = make(chan struct{})
 		b.mu.Unlock()
+		for _, r := range unwanted {
+			r.close()
+		}
+		b.removeLogs(removed)
 		b.c.notifyEvent()
 	}
+}
+
+// openAssigned opens, without b.mu, the partitions st assigns to this
+// broker that it has not opened. The partitions are not installed: only
+// reconcileLocked makes them reachable. A partition that fails to open is
+// logged and left out, to be tried again at the next batch. It returns
+// false if the broker began closing meanwhile, having closed what it
+// opened (a closed partition leaves the invariants build's registry of
+// logs too).
+func (b *broker) openAssigned(st *metadata.State) (map[tpKey]*partition, bool) {
+	type want struct {
+		k  tpKey
+		t  *metadata.Topic
+		lc *logConfig
+	}
+	var wants []want
+	b.mu.RLock()
+	for _, name := range st.TopicNames() {
+		t := st.Topics[name]
+		var lc *logConfig
+		for _, p := range t.Partitions {
+			k := tpKey{t.ID, p.Partition}
+			if !slices.Contains(p.Replicas, b.id) || b.mu.replicas[k] != nil {
+				continue
+			}
+			if lc == nil {
+				lc = b.c.cfg.logConfigFor(t, st, b.id)
+			}
+			wants = append(wants, want{k, t, lc})
+		}
+	}
+	b.mu.RUnlock()
+	var opened map[tpKey]*partition
+	for _, w := range wants {
+		if b.ctx.Err() != nil {
+			break
+		}
+		r, err := openPartition(b, w.t, w.k.p, w.lc)
+		if err != nil {
+			b.log.Error("opening replica", "topic", w.t.Name, "partition", w.k.p, "err", err)
+			continue
+		}
+		if opened == nil {
+			opened = make(map[tpKey]*partition)
+		}
+		opened[w.k] = r
+	}
+	if b.ctx.Err() != nil {
+		for _, r := range opened {
+			r.close()
+		}
+		return nil, false
+	}
+	return opened, true
 }
 
 // fetchMetadata long-polls the controller for entries from offset next.
@@ -498,20 +591,20 @@ func (b *broker) waitMetadata(ctx context.Context, offset int64) error {
 	}
 }
 
-// reconcileLocked makes the broker's replicas match the metadata: opens
-// replicas of partitions it is assigned, drops those of removed topics, and
-// tells each replica who leads it now.
-func (b *broker) reconcileLocked() {
+// reconcileLocked makes the broker's partitions match the metadata: it
+// installs the opened partitions of those it is assigned, takes those of
+// removed topics and reassigned partitions out of the map (returning them
+// as removed, for removeLogs once b.mu is released), and tells each
+// partition who leads it now. Opened partitions it does not install are
+// returned as unwanted, to be closed.
+func (b *broker) reconcileLocked(opened map[tpKey]*partition) (removed, unwanted []*partition) {
 	st := b.mu.state
 	for k, r := range b.mu.replicas {
 		p := st.Partition(k.id, k.p)
 		if p == nil || !slices.Contains(p.Replicas, b.id) {
 			delete(b.mu.replicas, k)
 			b.fetchers.remove(r)
-			r.close()
-			if err := b.store.RemoveLog(r.logName()); err != nil {
-				b.log.Warn("removing log", "topic", r.topic, "partition", r.part, "err", err)
-			}
+			removed = append(removed, r)
 		}
 	}
 	for _, name := range st.TopicNames() {
@@ -527,15 +620,33 @@ func (b *broker) reconcileLocked() {
 			k := tpKey{t.ID, p.Partition}
 			r := b.mu.replicas[k]
 			if r == nil {
-				var err error
-				r, err = openPartition(b, t, p.Partition, lc)
-				if err != nil {
-					b.log.Error("opening replica", "topic", t.Name, "partition", p.Partition, "err", err)
-					continue
+				if r = opened[k]; r == nil {
+					continue // it failed to open (logged)
 				}
+				delete(opened, k)
 				b.mu.replicas[k] = r
 			}
 			r.update(p, lc)
+		}
+	}
+	// What was opened for a state this one does not assign. The state
+	// cannot move while applyLoop opens (it is the state's only writer),
+	// so this is a safeguard: such a partition is closed, not installed.
+	for _, r := range opened {
+		b.log.Error("opened replica not assigned", "topic", r.topic, "partition", r.part)
+		unwanted = append(unwanted, r)
+	}
+	return removed, unwanted
+}
+
+// removeLogs closes partitions that reconcileLocked took out of the map
+// and deletes their logs, without b.mu. A request that found one before
+// it was taken out finds it closed.
+func (b *broker) removeLogs(removed []*partition) {
+	for _, r := range removed {
+		r.close()
+		if err := b.store.RemoveLog(r.logName()); err != nil {
+			b.log.Warn("removing log", "topic", r.topic, "partition", r.part, "err", err)
 		}
 	}
 }
