@@ -27,7 +27,8 @@ func init() {
 
 // forwardCreateTopics sends the request to the controller, as a KRaft broker
 // forwards it, and answers once this broker's metadata has every topic the
-// controller created, so a Metadata request to the same broker sees them.
+// controller created or found already there, so a Metadata request to the
+// same broker sees them.
 func (b *broker) forwardCreateTopics(req *kmsg.CreateTopicsRequest, r *request) (*kmsg.CreateTopicsResponse, error) {
 	ctx, cancel := context.WithTimeout(b.ctx, requestTimeout(req.TimeoutMillis))
 	defer cancel()
@@ -46,7 +47,7 @@ func (b *broker) forwardCreateTopics(req *kmsg.CreateTopicsRequest, r *request) 
 	if !req.ValidateOnly {
 		b.waitState(ctx, func(st *metadata.State) bool {
 			for _, t := range resp.Topics {
-				if t.ErrorCode == 0 && st.Topics[t.Topic] == nil {
+				if (t.ErrorCode == 0 || t.ErrorCode == kerr.TopicAlreadyExists.Code) && st.Topics[t.Topic] == nil {
 					return false
 				}
 			}

@@ -2,14 +2,10 @@ package kcluster
 
 import (
 	"context"
-	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"sync"
@@ -21,11 +17,11 @@ import (
 
 	"github.com/kcluster/kcluster/metadata"
 	"github.com/kcluster/kcluster/segment"
-	"github.com/kcluster/kcluster/wire"
 )
 
-// broker is one node. Its metadata view and replicas sit in mu; the view is
-// built only by replaying the metadata log (applyLoop). Each accepted
+// broker is one node. Its metadata view and partitions sit in mu; the view
+// is built only by replaying the metadata log, and applyLoop is the only
+// writer of both (it opens and removes logs without mu). Each accepted
 // connection has one goroutine that reads a request, handles it and writes
 // the response before reading the next, so responses are in request order
 // (as Kafka, which mutes a connection while a request is in flight).
@@ -46,9 +42,8 @@ type broker struct {
 	// offline is set when its log dir failed (faults_storage.go).
 	offline atomic.Bool
 	// applied is the metadata offset the broker has applied and acted on
-	// (mu.state.Offset once reconciled), for heartbeats: they must not
-	// wait for mu, which a large change (a topic of 10,000 partitions)
-	// holds while the broker opens its replicas.
+	// (mu.state.Offset once reconciled), for heartbeats, which never wait
+	// for mu.
 	applied atomic.Int64
 
 	ctx    context.Context
@@ -59,9 +54,9 @@ type broker struct {
 		sync.RWMutex
 		state    *metadata.State
 		replicas map[tpKey]*partition
-		conns    map[net.Conn]struct{}
 		changed  chan struct{} // closed and replaced on every metadata apply
 	}
+	srv server // accepted connections (server.go)
 
 	fetchers fetcherSet    // follower side of replication
 	isrWake  chan struct{} // a follower outside an ISR caught up
@@ -103,7 +98,7 @@ func newBroker(c *Cluster, id int32, addr string) (*broker, error) {
 	}
 	b.mu.state = metadata.NewState()
 	b.mu.replicas = make(map[tpKey]*partition)
-	b.mu.conns = make(map[net.Conn]struct{})
+	b.srv.init(ctx, b.log, &c.bufs, &b.wg)
 	b.mu.changed = make(chan struct{})
 	b.fetchers.init(b)
 	b.isrWake = make(chan struct{}, 1)
@@ -332,18 +327,39 @@ func (b *broker) dropConns() {
 	for _, l := range b.lns {
 		l.ln.Close()
 	}
-	b.mu.Lock()
-	for c := range b.mu.conns {
-		c.Close()
-	}
-	b.mu.Unlock()
+	b.srv.closeConns()
 }
 
 // applyLoop replays the metadata log into the broker's state, then
-// reconciles the broker's replicas with it. The log comes from the
+// reconciles the broker's partitions with it. The log comes from the
 // controller node over the network (Fetch of __cluster_metadata, long
 // polled), so a broker cut from the controller stops learning metadata.
+//
+// Opening a partition's log (its segments, its index in pebble) and
+// removing one take time, and a change of 10,000 partitions once held
+// b.mu for all of it, stalling every handler, fetcher and coordinator
+// that reads the broker's state. So each batch of records goes through
+// three steps:
+//
+//  1. Without b.mu, it is applied to ahead, applyLoop's own copy of the
+//     state, and the partitions ahead assigns to this broker that are not
+//     open yet are opened (openAssigned).
+//  2. With b.mu, the same records are applied to b.mu.state and the
+//     opened partitions installed, removed ones taken out of the map, and
+//     every partition told the new metadata (reconcileLocked): readers see
+//     the state and the partitions change together, never a partition
+//     that is opened but not installed, nor a state naming a partition of
+//     this broker that is not there.
+//  3. Without b.mu, the removed partitions are closed and their logs
+//     deleted (removeLogs).
+//
+// applyLoop is the only writer of b.mu.state and b.mu.replicas (close
+// writes them after applyLoop has returned), so the state cannot move
+// between the steps, and a batch is done, its removed logs deleted, before
+// the next is fetched: a partition is never opened while its removal is
+// under way.
 func (b *broker) applyLoop() {
+	ahead := metadata.NewState()
 	var next int64
 	for {
 		es, err := b.fetchMetadata(next)
@@ -362,6 +378,21 @@ func (b *broker) applyLoop() {
 		if len(es) == 0 {
 			continue
 		}
+		for i, e := range es {
+			if e.Offset != next {
+				b.log.Error("metadata log gap", "want", next, "got", e.Offset)
+				es = es[:i]
+				break
+			}
+			if err := ahead.Apply(e.Offset, e.Record); err != nil {
+				b.log.Error("applying metadata record", "offset", e.Offset, "err", err)
+			}
+			next = e.Offset + 1
+		}
+		opened, ok := b.openAssigned(ahead)
+		if !ok {
+			return // closing
+		}
 		b.mu.Lock()
 		unfenced := func() (n int) {
 			for _, br := range b.mu.state.Brokers {
@@ -373,16 +404,11 @@ func (b *broker) applyLoop() {
 		}
 		before := unfenced()
 		for _, e := range es {
-			if e.Offset != next {
-				b.log.Error("metadata log gap", "want", next, "got", e.Offset)
-				break
-			}
-			if err := b.mu.state.Apply(e.Offset, e.Record); err != nil {
-				b.log.Error("applying metadata record", "offset", e.Offset, "err", err)
-			}
-			next = e.Offset + 1
+			// The same records, in the same order, as ahead: the errors
+			// are ahead's, logged above.
+			_ = b.mu.state.Apply(e.Offset, e.Record)
 		}
-		b.reconcileLocked()
+		removed, unwanted := b.reconcileLocked(opened)
 		if unfenced() > before {
 			// A broker was unfenced: a follower of it that caught up
 			// while it was fenced (the controller refuses a fenced
@@ -397,8 +423,66 @@ func (b *broker) applyLoop() {
 		close(b.mu.changed)
 		b.mu.changed = make(chan struct{})
 		b.mu.Unlock()
+		for _, r := range unwanted {
+			r.close()
+		}
+		b.removeLogs(removed)
 		b.c.notifyEvent()
 	}
+}
+
+// openAssigned opens, without b.mu, the partitions st assigns to this
+// broker that it has not opened. The partitions are not installed: only
+// reconcileLocked makes them reachable. A partition that fails to open is
+// logged and left out, to be tried again at the next batch. It returns
+// false if the broker began closing meanwhile, having closed what it
+// opened (a closed partition leaves the invariants build's registry of
+// logs too).
+func (b *broker) openAssigned(st *metadata.State) (map[tpKey]*partition, bool) {
+	type want struct {
+		k  tpKey
+		t  *metadata.Topic
+		lc *logConfig
+	}
+	var wants []want
+	b.mu.RLock()
+	for _, name := range st.TopicNames() {
+		t := st.Topics[name]
+		var lc *logConfig
+		for _, p := range t.Partitions {
+			k := tpKey{t.ID, p.Partition}
+			if !slices.Contains(p.Replicas, b.id) || b.mu.replicas[k] != nil {
+				continue
+			}
+			if lc == nil {
+				lc = b.c.cfg.logConfigFor(t, st, b.id)
+			}
+			wants = append(wants, want{k, t, lc})
+		}
+	}
+	b.mu.RUnlock()
+	var opened map[tpKey]*partition
+	for _, w := range wants {
+		if b.ctx.Err() != nil {
+			break
+		}
+		r, err := openPartition(b, w.t, w.k.p, w.lc)
+		if err != nil {
+			b.log.Error("opening replica", "topic", w.t.Name, "partition", w.k.p, "err", err)
+			continue
+		}
+		if opened == nil {
+			opened = make(map[tpKey]*partition)
+		}
+		opened[w.k] = r
+	}
+	if b.ctx.Err() != nil {
+		for _, r := range opened {
+			r.close()
+		}
+		return nil, false
+	}
+	return opened, true
 }
 
 // fetchMetadata long-polls the controller for entries from offset next.
@@ -503,20 +587,20 @@ func (b *broker) waitMetadata(ctx context.Context, offset int64) error {
 	}
 }
 
-// reconcileLocked makes the broker's replicas match the metadata: opens
-// replicas of partitions it is assigned, drops those of removed topics, and
-// tells each replica who leads it now.
-func (b *broker) reconcileLocked() {
+// reconcileLocked makes the broker's partitions match the metadata: it
+// installs the opened partitions of those it is assigned, takes those of
+// removed topics and reassigned partitions out of the map (returning them
+// as removed, for removeLogs once b.mu is released), and tells each
+// partition who leads it now. Opened partitions it does not install are
+// returned as unwanted, to be closed.
+func (b *broker) reconcileLocked(opened map[tpKey]*partition) (removed, unwanted []*partition) {
 	st := b.mu.state
 	for k, r := range b.mu.replicas {
 		p := st.Partition(k.id, k.p)
 		if p == nil || !slices.Contains(p.Replicas, b.id) {
 			delete(b.mu.replicas, k)
 			b.fetchers.remove(r)
-			r.close()
-			if err := b.store.RemoveLog(r.logName()); err != nil {
-				b.log.Warn("removing log", "topic", r.topic, "partition", r.part, "err", err)
-			}
+			removed = append(removed, r)
 		}
 	}
 	for _, name := range st.TopicNames() {
@@ -532,15 +616,33 @@ func (b *broker) reconcileLocked() {
 			k := tpKey{t.ID, p.Partition}
 			r := b.mu.replicas[k]
 			if r == nil {
-				var err error
-				r, err = openPartition(b, t, p.Partition, lc)
-				if err != nil {
-					b.log.Error("opening replica", "topic", t.Name, "partition", p.Partition, "err", err)
-					continue
+				if r = opened[k]; r == nil {
+					continue // it failed to open (logged)
 				}
+				delete(opened, k)
 				b.mu.replicas[k] = r
 			}
 			r.update(p, lc)
+		}
+	}
+	// What was opened for a state this one does not assign. The state
+	// cannot move while applyLoop opens (it is the state's only writer),
+	// so this is a safeguard: such a partition is closed, not installed.
+	for _, r := range opened {
+		b.log.Error("opened replica not assigned", "topic", r.topic, "partition", r.part)
+		unwanted = append(unwanted, r)
+	}
+	return removed, unwanted
+}
+
+// removeLogs closes partitions that reconcileLocked took out of the map
+// and deletes their logs, without b.mu. A request that found one before
+// it was taken out finds it closed.
+func (b *broker) removeLogs(removed []*partition) {
+	for _, r := range removed {
+		r.close()
+		if err := b.store.RemoveLog(r.logName()); err != nil {
+			b.log.Warn("removing log", "topic", r.topic, "partition", r.part, "err", err)
 		}
 	}
 }
@@ -550,209 +652,4 @@ func (b *broker) partition(id metadata.TopicID, p int32) *partition {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	return b.mu.replicas[tpKey{id, p}]
-}
-
-func (b *broker) acceptLoop(l *brokerListener) {
-	for {
-		conn, err := l.ln.Accept()
-		if err != nil {
-			if b.ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
-				b.log.Warn("accept", "err", err)
-			}
-			return
-		}
-		b.mu.Lock()
-		if b.mu.conns == nil || b.ctx.Err() != nil {
-			b.mu.Unlock()
-			conn.Close()
-			return
-		}
-		b.mu.conns[conn] = struct{}{}
-		b.wg.Add(1)
-		b.mu.Unlock()
-		go func() {
-			defer b.wg.Done()
-			served := b.serveConn(conn, l)
-			b.mu.Lock()
-			delete(b.mu.conns, conn)
-			b.mu.Unlock()
-			b.forgetConn(served)
-		}()
-	}
-}
-
-// errCloseConn is returned by a handler that wants the connection closed
-// without a response (as Kafka does for some malformed requests).
-var errCloseConn = errors.New("close connection")
-
-// request is one decoded request with its header.
-type request struct {
-	hdr  wire.RequestHeader
-	kreq kmsg.Request
-	conn net.Conn
-	sess *session // nil for requests the broker makes itself
-}
-
-// serveConn serves one accepted connection of listener l: the TLS
-// handshake on SSL listeners, then Kafka's request loop. It returns the
-// connection it served (the TLS one on SSL listeners).
-func (b *broker) serveConn(conn net.Conn, l *brokerListener) net.Conn {
-	if l.protocol.tls() {
-		tc := tls.Server(conn, b.c.cfg.tls)
-		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
-		err := tc.HandshakeContext(ctx)
-		cancel()
-		if err != nil {
-			b.log.Debug("TLS handshake", "listener", l.name, "remote", conn.RemoteAddr().String(), "err", err)
-			conn.Close()
-			return conn
-		}
-		conn = tc
-	}
-	sess := b.newSession(conn, l)
-	serveConn(b.ctx, conn, b.cfg.requestMaxBytes, b.log, &b.c.bufs, func(hdr wire.RequestHeader, body []byte, log *slog.Logger) (kmsg.Response, error) {
-		return b.handle(conn, sess, hdr, body, log)
-	}, sess)
-	return conn
-}
-
-// serveConn runs Kafka's request loop on one connection: read a frame,
-// dispatch it, write the response, then read the next, so responses go out
-// in request order. Bad frames and dispatch errors close the connection
-// with a log line. sess, when not nil, is the connection's security state:
-// frames that are raw SASL tokens (after SaslHandshake v0) go to it, and it
-// may ask for the connection to close after a response.
-func serveConn(ctx context.Context, conn net.Conn, maxFrame int32, log *slog.Logger, pool *bufPool, dispatch func(wire.RequestHeader, []byte, *slog.Logger) (kmsg.Response, error), sess *session) {
-	defer conn.Close()
-	log = log.With("remote", conn.RemoteAddr().String())
-	// rbuf and wbuf are the connection's own buffers, kept up to smallBuf;
-	// larger frames and responses come from and go back to the pool once
-	// the response is written. Nothing a handler keeps may alias the
-	// frame: kmsg decodes byte and string fields in place.
-	var rbuf, wbuf []byte
-	frameBuf := func(n int) []byte {
-		if n <= cap(rbuf) {
-			return rbuf[:n]
-		}
-		if n <= smallBuf {
-			rbuf = make([]byte, n)
-			return rbuf
-		}
-		return pool.get(n)
-	}
-	for {
-		frame, err := wire.ReadFrameInto(conn, maxFrame, frameBuf)
-		if err != nil {
-			if errors.Is(err, wire.ErrFrameTooLarge) {
-				log.Warn("closing connection: bad frame", "err", err)
-			} else if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && ctx.Err() == nil {
-				log.Debug("connection read", "err", err)
-			}
-			return
-		}
-		if !serveFrame(ctx, conn, frame, &wbuf, log, pool, dispatch, sess) {
-			return
-		}
-		if len(frame) > smallBuf { // from the pool, not rbuf
-			pool.put(frame)
-		}
-	}
-}
-
-// serveFrame serves one request frame, writing its response (if any) from
-// *wbuf. It reports whether the connection stays open.
-func serveFrame(ctx context.Context, conn net.Conn, frame []byte, wbuf *[]byte, log *slog.Logger, pool *bufPool, dispatch func(wire.RequestHeader, []byte, *slog.Logger) (kmsg.Response, error), sess *session) bool {
-	if sess != nil && sess.rawTokens {
-		out, err := sess.rawToken(frame)
-		if err != nil {
-			log.Debug("closing connection: SASL authentication failed", "err", err)
-			return false
-		}
-		*wbuf = binary.BigEndian.AppendUint32((*wbuf)[:0], uint32(len(out)))
-		_, err = conn.Write(append(*wbuf, out...))
-		return err == nil
-	}
-	hdr, body, err := wire.ParseRequestHeader(frame)
-	if err != nil {
-		log.Warn("closing connection: bad request header", "err", err)
-		return false
-	}
-	if sess != nil {
-		// Whatever the response refers to from the pool goes back once
-		// it is written (or will not be).
-		defer func() {
-			for _, b := range sess.lent {
-				pool.put(b)
-			}
-			clear(sess.lent)
-			sess.lent = sess.lent[:0]
-		}()
-	}
-	resp, err := dispatch(hdr, body, log)
-	if errors.Is(err, errNoResponse) {
-		return true
-	}
-	if err != nil {
-		if !errors.Is(err, errCloseConn) && ctx.Err() == nil {
-			log.Warn("closing connection", "api", kmsg.NameForKey(hdr.Key), "version", hdr.Version, "err", err)
-		}
-		return false
-	}
-	if need := wire.ResponseSizeHint(resp); need > smallBuf && need > cap(*wbuf) {
-		*wbuf = pool.get(need)
-	}
-	*wbuf = wire.AppendResponse((*wbuf)[:0], hdr, resp)
-	if _, err := conn.Write(*wbuf); err != nil {
-		return false
-	}
-	if cap(*wbuf) > smallBuf {
-		pool.put(*wbuf)
-		*wbuf = nil
-	}
-	return sess == nil || !sess.closeAfter
-}
-
-// handle decodes and dispatches one request. A panic in a handler is
-// recovered here: it is logged and the connection is closed.
-func (b *broker) handle(conn net.Conn, sess *session, hdr wire.RequestHeader, body []byte, log *slog.Logger) (resp kmsg.Response, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			log.Error("handler panic; closing connection", "api", kmsg.NameForKey(hdr.Key), "version", hdr.Version, "panic", p, "stack", string(debug.Stack()))
-			resp, err = nil, errCloseConn
-		}
-	}()
-	h, ok := handlers[hdr.Key]
-	if !ok || !hdr.Known {
-		// Kafka closes the connection on an unknown API key.
-		return nil, fmt.Errorf("unsupported api key %d", hdr.Key)
-	}
-	if hdr.Version < h.min || hdr.Version > h.max {
-		if hdr.Key == apiVersionsKey {
-			// KIP-511: answer with UNSUPPORTED_VERSION and our
-			// versions, in a v0 body every client can read.
-			return b.apiVersionsUnsupported(), nil
-		}
-		return nil, fmt.Errorf("unsupported version %d of %s", hdr.Version, kmsg.NameForKey(hdr.Key))
-	}
-	if err := sess.admit(hdr.Key); err != nil {
-		return nil, err
-	}
-	kreq, err := wire.DecodeRequest(hdr, body)
-	if err != nil {
-		return nil, err
-	}
-	if resp, err, ok := b.c.intercept(b.ctx, b.id, kreq); ok {
-		return resp, err
-	}
-	b.waitUnmuted(conn)
-	r := &request{hdr: hdr, kreq: kreq, conn: conn, sess: sess}
-	if b.cfg.security.authorizer {
-		resp, err = b.authorizeAndHandle(h, r)
-	} else {
-		resp, err = h.fn(b, r)
-	}
-	if err == nil {
-		b.applyQuotas(conn, sess, hdr.ClientID, kreq, resp)
-	}
-	return resp, err
 }

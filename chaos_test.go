@@ -77,14 +77,7 @@ func memTryProduce(c *Cluster, id int32, topic, v string) error {
 	}
 	cl := wire.NewClient(conn, "chaos")
 	defer cl.Close()
-	req := kmsg.NewPtrProduceRequest()
-	req.Acks, req.TimeoutMillis = -1, 3000
-	rt := kmsg.NewProduceRequestTopic()
-	rt.Topic = topic
-	rp := kmsg.NewProduceRequestTopicPartition()
-	rp.Records = makeBatch(time.Now().UnixMilli(), v)
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
+	req := produceRequest(topic, 0, -1, 3000, makeBatch(time.Now().UnixMilli(), v))
 	req.SetVersion(11)
 	resp, err := cl.Request(ctx, req)
 	if err != nil {

@@ -17,41 +17,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// createTopic creates a topic with CreateTopics through broker 1 and waits
-// until every running broker has replayed it.
-func createTopic(t *testing.T, c *Cluster, name string, parts int32, rf int16) [16]byte {
-	t.Helper()
-	cl := dial(t, c.Addrs()[0])
-	req := kmsg.NewPtrCreateTopicsRequest()
-	rt := kmsg.NewCreateTopicsRequestTopic()
-	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = name, parts, rf
-	req.Topics = append(req.Topics, rt)
-	req.TimeoutMillis = 10000
-	resp := do[*kmsg.CreateTopicsResponse](t, cl, req, -1)
-	if err := kerr.ErrorForCode(resp.Topics[0].ErrorCode); err != nil {
-		t.Fatalf("create topic %s: %v", name, err)
-	}
-	waitFor(t, c, "every broker to know topic "+name, func(*Cluster) bool { return true })
-	return resp.Topics[0].TopicID
-}
-
-func metadataOf(t *testing.T, cl interface {
-}, addr string, topics ...string) *kmsg.MetadataResponse {
-	t.Helper()
-	c := dial(t, addr)
-	req := kmsg.NewPtrMetadataRequest()
-	for _, n := range topics {
-		mt := kmsg.NewMetadataRequestTopic()
-		mt.Topic = kmsg.StringPtr(n)
-		req.Topics = append(req.Topics, mt)
-		req.AllowAutoTopicCreation = true
-	}
-	if len(topics) == 0 {
-		req.Topics = nil
-	}
-	return do[*kmsg.MetadataResponse](t, c, req, 12)
-}
-
 func TestNewBindsEveryBrokerAndAgreesOnMetadata(t *testing.T) {
 	c := Start(t, Brokers(3))
 	addrs := c.Addrs()
@@ -168,56 +133,6 @@ func TestCreateTopicsRefusesHugePartitionCounts(t *testing.T) {
 			t.Errorf("CreatePartitions to %d: %v, want POLICY_VIOLATION", count, got)
 		}
 	}
-}
-
-// leaderAddr finds the leader of topic/partition from broker 1's metadata.
-func leaderAddr(t *testing.T, c *Cluster, topic string, part int32) (int32, string) {
-	t.Helper()
-	m := metadataOf(t, nil, c.Addrs()[0], topic)
-	for _, p := range m.Topics[0].Partitions {
-		if p.Partition == part {
-			for _, b := range m.Brokers {
-				if b.NodeID == p.Leader {
-					return p.Leader, net.JoinHostPort(b.Host, fmt.Sprint(b.Port))
-				}
-			}
-		}
-	}
-	t.Fatalf("no leader for %s/%d", topic, part)
-	return 0, ""
-}
-
-func produce(t *testing.T, cl interface{}, c *Cluster, addr, topic string, part int32, acks int16, batch []byte) *kmsg.ProduceResponseTopicPartition {
-	t.Helper()
-	req := kmsg.NewPtrProduceRequest()
-	req.Acks = acks
-	req.TimeoutMillis = 10000
-	rt := kmsg.NewProduceRequestTopic()
-	rt.Topic = topic
-	rp := kmsg.NewProduceRequestTopicPartition()
-	rp.Partition = part
-	rp.Records = batch
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
-	resp := do[*kmsg.ProduceResponse](t, dial(t, addr), req, 11)
-	return &resp.Topics[0].Partitions[0]
-}
-
-func fetch(t *testing.T, addr, topic string, id [16]byte, part int32, offset int64, v int16) *kmsg.FetchResponseTopicPartition {
-	t.Helper()
-	req := kmsg.NewPtrFetchRequest()
-	req.MaxWaitMillis = 100
-	req.MinBytes = 1
-	req.MaxBytes = 1 << 20
-	req.SessionEpoch = -1
-	rt := kmsg.NewFetchRequestTopic()
-	rt.Topic, rt.TopicID = topic, id
-	rp := kmsg.NewFetchRequestTopicPartition()
-	rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = part, offset, 1<<20
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
-	resp := do[*kmsg.FetchResponse](t, dial(t, addr), req, v)
-	return &resp.Topics[0].Partitions[0]
 }
 
 func TestProduceAcksAllReplicatesAndFetchesBack(t *testing.T) {
@@ -527,14 +442,7 @@ func TestAcksZeroErrorClosesConnection(t *testing.T) {
 	createTopic(t, c, "z", 1, 1)
 	cl := dial(t, c.Addrs()[0])
 	send := func(topic string) {
-		req := kmsg.NewPtrProduceRequest()
-		req.Acks = 0
-		rt := kmsg.NewProduceRequestTopic()
-		rt.Topic = topic
-		rp := kmsg.NewProduceRequestTopicPartition()
-		rp.Records = makeBatch(1, "v")
-		rt.Partitions = append(rt.Partitions, rp)
-		req.Topics = append(req.Topics, rt)
+		req := produceRequest(topic, 0, 0, 0, makeBatch(1, "v"))
 		req.SetVersion(9)
 		if _, err := cl.Request(context.Background(), req); err != nil {
 			t.Fatal(err)

@@ -172,14 +172,7 @@ func TestPowerCutErrors(t *testing.T) {
 // error, or the request's error (a closed connection) without failing.
 func tryProduce(t *testing.T, c *Cluster, id int32, topic string, acks int16, vals ...string) (int64, error) {
 	t.Helper()
-	req := kmsg.NewPtrProduceRequest()
-	req.Acks, req.TimeoutMillis = acks, 10000
-	rt := kmsg.NewProduceRequestTopic()
-	rt.Topic = topic
-	rp := kmsg.NewProduceRequestTopicPartition()
-	rp.Records = makeBatch(time.Now().UnixMilli(), vals...)
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
+	req := produceRequest(topic, 0, acks, 10000, makeBatch(time.Now().UnixMilli(), vals...))
 	req.SetVersion(11)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

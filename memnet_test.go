@@ -30,14 +30,7 @@ func memClient(t testing.TB, c *Cluster, id int32) *wire.Client {
 // memProduce produces one record with acks to broker id over c.Dial.
 func memProduce(t testing.TB, c *Cluster, id int32, topic string, acks int16, v string) (int64, error) {
 	t.Helper()
-	req := kmsg.NewPtrProduceRequest()
-	req.Acks, req.TimeoutMillis = acks, 30000
-	rt := kmsg.NewProduceRequestTopic()
-	rt.Topic = topic
-	rp := kmsg.NewProduceRequestTopicPartition()
-	rp.Records = makeBatch(time.Now().UnixMilli(), v)
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
+	req := produceRequest(topic, 0, acks, 30000, makeBatch(time.Now().UnixMilli(), v))
 	resp := do[*kmsg.ProduceResponse](t, memClient(t, c, id), req, 11)
 	p := resp.Topics[0].Partitions[0]
 	return p.BaseOffset, kerr.ErrorForCode(p.ErrorCode)

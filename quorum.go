@@ -110,7 +110,7 @@ func (c *Cluster) startController(i int, ln, rln net.Listener) (*controllerNode,
 	id := c.ctrlID(i)
 	ctx, cancel := context.WithCancel(c.ctx)
 	n := &controllerNode{id: id, c: c, log: c.cfg.logger.With("controller", id), ctx: ctx, stop: cancel, ln: ln, rln: rln}
-	n.mu.conns = make(map[net.Conn]struct{})
+	n.srv.init(ctx, n.log, &c.bufs, &n.wg)
 	fail := func(err error) (*controllerNode, error) {
 		n.kill()
 		return nil, fmt.Errorf("kcluster: starting controller %d: %w", id, err)
@@ -189,12 +189,7 @@ func (n *controllerNode) kill() {
 		n.rln.Close()
 	}
 	n.c.net.CloseNode(n.id)
-	n.mu.Lock()
-	for c := range n.mu.conns {
-		c.Close()
-	}
-	n.mu.conns = nil
-	n.mu.Unlock()
+	n.srv.closeConns()
 	if n.raft != nil {
 		n.raft.Close()
 	}
@@ -276,12 +271,12 @@ func (n *controllerNode) raftAcceptLoop() {
 		if err != nil {
 			return
 		}
-		if !n.track(conn) {
+		if !n.srv.track(conn) {
 			return
 		}
 		go func() {
 			defer n.wg.Done()
-			defer n.untrack(conn)
+			defer n.srv.untrack(conn)
 			br := bufio.NewReaderSize(conn, 64<<10)
 			var hdr [4]byte
 			for {
@@ -304,27 +299,6 @@ func (n *controllerNode) raftAcceptLoop() {
 			}
 		}()
 	}
-}
-
-// track registers an accepted connection (and a goroutine for it); false
-// once the node is stopping, with the connection closed.
-func (n *controllerNode) track(conn net.Conn) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.mu.conns == nil {
-		conn.Close()
-		return false
-	}
-	n.mu.conns[conn] = struct{}{}
-	n.wg.Add(1)
-	return true
-}
-
-func (n *controllerNode) untrack(conn net.Conn) {
-	conn.Close()
-	n.mu.Lock()
-	delete(n.mu.conns, conn)
-	n.mu.Unlock()
 }
 
 // controllers returns the running controller nodes.

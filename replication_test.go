@@ -12,42 +12,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 )
 
-// waitFor waits for cond and for every running broker to have applied
-// the whole metadata log, so what the controller committed is what the
-// brokers act on.
-func waitFor(t *testing.T, c *Cluster, what string, cond Condition) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := c.WaitFor(ctx, func(c *Cluster) bool { return cond(c) && metadataSettled(c) }); err != nil {
-		t.Fatalf("waiting for %s: %v", what, err)
-	}
-}
-
-func metadataSettled(c *Cluster) bool { return c.metadataSettled() }
-
-func partState(t *testing.T, c *Cluster, topic string, p int32) PartitionState {
-	t.Helper()
-	st, err := c.PartitionState(topic, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
-}
-
-func addrOf(c *Cluster, id int32) string { return c.Addrs()[id-1] }
-
-// produceTo produces one batch with acks to the current leader.
-func produceTo(t *testing.T, c *Cluster, topic string, acks int16, vals ...string) (int64, error) {
-	t.Helper()
-	st := partState(t, c, topic, 0)
-	if st.Leader < 0 {
-		return 0, kerr.LeaderNotAvailable
-	}
-	rp := produce(t, nil, c, addrOf(c, st.Leader), topic, 0, acks, makeBatch(time.Now().UnixMilli(), vals...))
-	return rp.BaseOffset, kerr.ErrorForCode(rp.ErrorCode)
-}
-
 func inSync(topic string, n int) Condition {
 	cond := FullyReplicated(topic, 0)
 	return func(c *Cluster) bool {
