@@ -9,6 +9,7 @@ package kcluster
 
 import (
 	"cmp"
+	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -38,7 +39,7 @@ func (b *broker) handleDescribeGroups(req *kmsg.DescribeGroupsRequest, r *reques
 		rg := kmsg.NewDescribeGroupsResponseGroup()
 		rg.Group = name
 		rg.AuthorizedOperations = -2147483648
-		err := b.groups.withGroup(name, func(cp *coordPartition, g *group) error {
+		err := b.groups.withGroup(name, func(gs *groupShard, g *group) error {
 			if g == nil {
 				rg.State = stateDead
 				return nil
@@ -75,25 +76,30 @@ func (b *broker) handleListGroups(req *kmsg.ListGroupsRequest, r *request) (*kms
 	match := func(filter []string, v string) bool {
 		return len(filter) == 0 || slices.ContainsFunc(filter, func(f string) bool { return strings.EqualFold(f, v) })
 	}
-	for _, cp := range b.groups.loaded() {
-		cp.mu.Lock()
-		if !cp.mu.loaded && !cp.mu.gone {
-			resp.ErrorCode = kerr.CoordinatorLoadInProgress.Code
-		}
-		for _, name := range sortedKeys(cp.mu.groups) {
-			g := cp.mu.groups[name]
-			state, ptype := g.state, g.protocolType
-			if g.kind == kindConsumer {
-				state, ptype = g.cg.state, "consumer"
+	for _, c := range b.groups.rt.contexts() {
+		var groups []kmsg.ListGroupsResponseGroup
+		err := c.run(func(gs *groupShard) error {
+			for _, name := range sortedKeys(gs.groups) {
+				g := gs.groups[name]
+				state, ptype := g.state, g.protocolType
+				if g.kind == kindConsumer {
+					state, ptype = g.cg.state, "consumer"
+				}
+				if !match(req.StatesFilter, state) || !match(req.TypesFilter, g.kind) {
+					continue
+				}
+				lg := kmsg.NewListGroupsResponseGroup()
+				lg.Group, lg.ProtocolType, lg.GroupState, lg.GroupType = name, ptype, state, g.kind
+				groups = append(groups, lg)
 			}
-			if !match(req.StatesFilter, state) || !match(req.TypesFilter, g.kind) {
-				continue
-			}
-			lg := kmsg.NewListGroupsResponseGroup()
-			lg.Group, lg.ProtocolType, lg.GroupState, lg.GroupType = name, ptype, state, g.kind
-			resp.Groups = append(resp.Groups, lg)
+			return nil
+		})
+		switch {
+		case err == nil:
+			resp.Groups = append(resp.Groups, groups...)
+		case !errors.Is(err, kerr.NotCoordinator): // loading, or not committed yet
+			resp.ErrorCode = errCode(err)
 		}
-		cp.mu.Unlock()
 	}
 	return resp, nil
 }
@@ -103,7 +109,7 @@ func (b *broker) handleDeleteGroups(req *kmsg.DeleteGroupsRequest, r *request) (
 	for _, name := range req.Groups {
 		rg := kmsg.NewDeleteGroupsResponseGroup()
 		rg.Group = name
-		err := b.groups.withGroup(name, func(cp *coordPartition, g *group) error {
+		err := b.groups.withGroup(name, func(gs *groupShard, g *group) error {
 			if g == nil {
 				return kerr.GroupIDNotFound
 			}
@@ -117,11 +123,11 @@ func (b *broker) handleDeleteGroups(req *kmsg.DeleteGroupsRequest, r *request) (
 				}
 			}
 			recs = append(recs, groupTombstone(name))
-			if err := cp.writeRecordsLocked(recs); err != nil {
+			if err := gs.writeLocked(recs); err != nil {
 				return err
 			}
 			g.resetClassic(time.Now())
-			delete(cp.mu.groups, name)
+			delete(gs.groups, name)
 			return nil
 		})
 		rg.ErrorCode = errCode(err)

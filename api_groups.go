@@ -51,20 +51,22 @@ func (b *broker) handleJoinGroup(req *kmsg.JoinGroupRequest, r *request) (*kmsg.
 	var resp *kmsg.JoinGroupResponse
 	var ch chan *kmsg.JoinGroupResponse
 	var rebalance time.Duration
-	err := b.groups.withGroup(req.Group, func(cp *coordPartition, g *group) error {
+	var shard *groupShard
+	err := b.groups.withGroup(req.Group, func(gs *groupShard, g *group) error {
+		shard = gs
 		if g == nil {
 			if req.MemberID != "" {
 				resp = joinError(kerr.UnknownMemberID.Code, req.MemberID)
 				return nil
 			}
-			g = cp.getOrCreateLocked(req.Group)
+			g = gs.getOrCreateLocked(req.Group)
 		}
-		resp, ch = g.joinLocked(cp, req, clientIDOf(r), clientHostOf(r), time.Now())
+		resp, ch = g.joinLocked(gs, req, clientIDOf(r), clientHostOf(r), time.Now())
 		if resp == nil && ch == nil {
 			resp = joinError(kerr.UnknownServerError.Code, req.MemberID)
 		}
 		if g.isDeletable() && len(g.pending) == 0 && len(g.members) == 0 {
-			delete(cp.mu.groups, g.name)
+			delete(gs.groups, g.name)
 		}
 		rebalance = g.maxRebalanceTimeout()
 		return nil
@@ -79,6 +81,11 @@ func (b *broker) handleJoinGroup(req *kmsg.JoinGroupRequest, r *request) (*kmsg.
 		defer cancel()
 		select {
 		case resp = <-ch:
+			// Made when the join phase ended: it leaves once what the
+			// shard had written by then is committed.
+			if err := shard.c.awaitWritten(); err != nil {
+				resp = joinError(errCode(err), req.MemberID)
+			}
 		case <-ctx.Done():
 			resp = joinError(kerr.RebalanceInProgress.Code, req.MemberID)
 		}
@@ -96,8 +103,10 @@ func (b *broker) handleSyncGroup(req *kmsg.SyncGroupRequest, r *request) (*kmsg.
 	var resp *kmsg.SyncGroupResponse
 	var ch chan *kmsg.SyncGroupResponse
 	var timeout time.Duration
-	err := b.groups.withGroup(req.Group, func(cp *coordPartition, g *group) error {
-		resp, ch = g.syncLocked(cp, req, time.Now())
+	var shard *groupShard
+	err := b.groups.withGroup(req.Group, func(gs *groupShard, g *group) error {
+		shard = gs
+		resp, ch = g.syncLocked(gs, req, time.Now())
 		if g != nil {
 			timeout = g.maxRebalanceTimeout()
 		}
@@ -113,6 +122,11 @@ func (b *broker) handleSyncGroup(req *kmsg.SyncGroupRequest, r *request) (*kmsg.
 		defer cancel()
 		select {
 		case resp = <-ch:
+			// As a JoinGroup's: the assignment leaves once committed.
+			if err := shard.c.awaitWritten(); err != nil {
+				resp = kmsg.NewPtrSyncGroupResponse()
+				resp.ErrorCode = errCode(err)
+			}
 		case <-ctx.Done():
 			resp = kmsg.NewPtrSyncGroupResponse()
 			resp.ErrorCode = kerr.RebalanceInProgress.Code
@@ -123,7 +137,7 @@ func (b *broker) handleSyncGroup(req *kmsg.SyncGroupRequest, r *request) (*kmsg.
 
 func (b *broker) handleHeartbeat(req *kmsg.HeartbeatRequest, r *request) (*kmsg.HeartbeatResponse, error) {
 	resp := req.ResponseKind().(*kmsg.HeartbeatResponse)
-	err := b.groups.withGroup(req.Group, func(cp *coordPartition, g *group) error {
+	err := b.groups.withGroup(req.Group, func(gs *groupShard, g *group) error {
 		resp.ErrorCode = g.heartbeatLocked(req, time.Now())
 		return nil
 	})
@@ -139,10 +153,10 @@ func (b *broker) handleLeaveGroup(req *kmsg.LeaveGroupRequest, r *request) (*kms
 	if req.Version < 3 {
 		members = []kmsg.LeaveGroupRequestMember{{MemberID: req.MemberID}}
 	}
-	err := b.groups.withGroup(req.Group, func(cp *coordPartition, g *group) error {
+	err := b.groups.withGroup(req.Group, func(gs *groupShard, g *group) error {
 		now := time.Now()
 		for _, m := range members {
-			code := g.leaveLocked(cp, m.MemberID, m.InstanceID, now)
+			code := g.leaveLocked(gs, m.MemberID, m.InstanceID, now)
 			if req.Version < 3 {
 				resp.ErrorCode = code
 				continue

@@ -52,7 +52,7 @@ func (b *broker) handleOffsetCommit(req *kmsg.OffsetCommitRequest, r *request) (
 	if req.Group == "" {
 		setAll(kerr.InvalidGroupID.Code)
 	} else {
-		err := b.groups.withGroup(req.Group, func(cp *coordPartition, g *group) error {
+		err := b.groups.withGroup(req.Group, func(gs *groupShard, g *group) error {
 			now := time.Now()
 			if g == nil {
 				if req.Generation >= 0 {
@@ -61,11 +61,11 @@ func (b *broker) handleOffsetCommit(req *kmsg.OffsetCommitRequest, r *request) (
 					}
 					return kerr.IllegalGeneration
 				}
-				g = cp.getOrCreateLocked(req.Group)
+				g = gs.getOrCreateLocked(req.Group)
 			}
 			if err := g.validateCommitLocked(req, false); err != nil {
 				if g.isDeletable() {
-					delete(cp.mu.groups, g.name)
+					delete(gs.groups, g.name)
 				}
 				return err
 			}
@@ -79,7 +79,7 @@ func (b *broker) handleOffsetCommit(req *kmsg.OffsetCommitRequest, r *request) (
 					case !b.topicPartitionExists(t.Topic, p.Partition):
 						codes[i][j] = kerr.UnknownTopicOrPartition.Code
 						continue
-					case p.Metadata != nil && len(*p.Metadata) > int(cp.gc.cfg.metadataMax):
+					case p.Metadata != nil && len(*p.Metadata) > int(gs.gc.cfg.metadataMax):
 						codes[i][j] = kerr.OffsetMetadataTooLarge.Code
 						continue
 					}
@@ -101,7 +101,7 @@ func (b *broker) handleOffsetCommit(req *kmsg.OffsetCommitRequest, r *request) (
 					entries = append(entries, o)
 				}
 			}
-			if err := cp.writeRecordsLocked(recs); err != nil {
+			if err := gs.writeLocked(recs); err != nil {
 				for _, a := range ats {
 					codes[a.i][a.j] = errCode(err)
 				}
@@ -111,7 +111,7 @@ func (b *broker) handleOffsetCommit(req *kmsg.OffsetCommitRequest, r *request) (
 				}
 			}
 			if g.isDeletable() {
-				delete(cp.mu.groups, g.name)
+				delete(gs.groups, g.name)
 			}
 			return nil
 		})
@@ -242,7 +242,7 @@ func (b *broker) fetchOffsets(fg fetchGroup, version int16) kmsg.OffsetFetchResp
 		}
 		return rp
 	}
-	err := b.groups.withGroup(fg.name, func(cp *coordPartition, g *group) error {
+	err := b.groups.withGroup(fg.name, func(gs *groupShard, g *group) error {
 		if g != nil && g.kind == kindConsumer && fg.memberID != nil && version >= 9 {
 			m := g.cg.members[*fg.memberID]
 			if m == nil {
@@ -257,7 +257,7 @@ func (b *broker) fetchOffsets(fg fetchGroup, version int16) kmsg.OffsetFetchResp
 			offsets = g.offsets
 		}
 		unstable := func(topic string, p int32) int16 {
-			if fg.stable && cp.pendingTxnOffsetLocked(fg.name, topic, p) {
+			if fg.stable && gs.pendingTxnOffsetLocked(fg.name, topic, p) {
 				return kerr.UnstableOffsetCommit.Code
 			}
 			return 0
@@ -311,7 +311,7 @@ func (b *broker) handleOffsetDelete(req *kmsg.OffsetDeleteRequest, r *request) (
 	for i, t := range req.Topics {
 		codes[i] = make([]int16, len(t.Partitions))
 	}
-	err := b.groups.withGroup(req.Group, func(cp *coordPartition, g *group) error {
+	err := b.groups.withGroup(req.Group, func(gs *groupShard, g *group) error {
 		if g == nil {
 			return kerr.GroupIDNotFound
 		}
@@ -339,14 +339,14 @@ func (b *broker) handleOffsetDelete(req *kmsg.OffsetDeleteRequest, r *request) (
 				}
 			}
 		}
-		if err := cp.writeRecordsLocked(recs); err != nil {
+		if err := gs.writeLocked(recs); err != nil {
 			return err
 		}
 		for _, a := range ats {
 			g.deleteOffset(req.Topics[a.i].Topic, req.Topics[a.i].Partitions[a.j].Partition)
 		}
 		if g.isDeletable() {
-			delete(cp.mu.groups, g.name)
+			delete(gs.groups, g.name)
 		}
 		return nil
 	})
@@ -365,28 +365,4 @@ func (b *broker) handleOffsetDelete(req *kmsg.OffsetDeleteRequest, r *request) (
 		resp.Topics = append(resp.Topics, rt)
 	}
 	return resp, nil
-}
-
-// subscribedTopicsLocked is the union of the members' subscriptions: for
-// classic "consumer" groups decoded from the selected protocol's metadata
-// (ConsumerMemberMetadata), for consumer groups from the heartbeats.
-func (g *group) subscribedTopicsLocked() []string {
-	seen := map[string]bool{}
-	if g.kind == kindConsumer && g.cg != nil {
-		for _, m := range g.cg.members {
-			for _, t := range m.topics {
-				seen[t] = true
-			}
-		}
-	} else {
-		for _, m := range g.members {
-			var meta kmsg.ConsumerMemberMetadata
-			if meta.ReadFrom(m.metadataFor(g.protocol)) == nil {
-				for _, t := range meta.Topics {
-					seen[t] = true
-				}
-			}
-		}
-	}
-	return sortedKeys(seen)
 }

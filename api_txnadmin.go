@@ -72,7 +72,7 @@ func (b *broker) handleDescribeTransactions(req *kmsg.DescribeTransactionsReques
 		ts := kmsg.NewDescribeTransactionsResponseTransactionState()
 		ts.TransactionalID = id
 		ts.ProducerID, ts.ProducerEpoch, ts.StartTimestamp = -1, -1, -1
-		err := b.txns.withTxn(id, func(tp *txnPartition, m *txnMeta) error {
+		err := b.txns.withTxn(id, func(_ *txnShard, m *txnMeta) error {
 			if m == nil {
 				return kerr.TransactionalIDNotFound
 			}
@@ -122,23 +122,25 @@ func (b *broker) handleListTransactions(req *kmsg.ListTransactionsRequest, r *re
 		}
 	}
 	now := time.Now().UnixMilli()
-	for _, tp := range b.txns.loaded() {
-		tp.mu.Lock()
-		if tp.mu.loaded && !tp.mu.gone {
-			for _, m := range tp.mu.txns {
+	for _, c := range b.txns.rt.contexts() {
+		var found []kmsg.ListTransactionsResponseTransactionState
+		if c.run(func(ts *txnShard) error {
+			for _, m := range ts.txns {
 				switch {
 				case len(req.StateFilters) > 0 && !states[m.state.String()]:
 				case len(pids) > 0 && !pids[m.pid]:
 				case req.Version >= 1 && req.DurationFilterMillis >= 0 && (m.state != kmsg.TransactionStateOngoing || now-m.startTs < req.DurationFilterMillis):
 				case pattern != nil && !pattern.MatchString(m.id):
 				default:
-					ts := kmsg.NewListTransactionsResponseTransactionState()
-					ts.TransactionalID, ts.ProducerID, ts.TransactionState = m.id, m.pid, m.state.String()
-					resp.TransactionStates = append(resp.TransactionStates, ts)
+					st := kmsg.NewListTransactionsResponseTransactionState()
+					st.TransactionalID, st.ProducerID, st.TransactionState = m.id, m.pid, m.state.String()
+					found = append(found, st)
 				}
 			}
+			return nil
+		}) == nil {
+			resp.TransactionStates = append(resp.TransactionStates, found...)
 		}
-		tp.mu.Unlock()
 	}
 	sort.Slice(resp.TransactionStates, func(i, j int) bool {
 		return resp.TransactionStates[i].TransactionalID < resp.TransactionStates[j].TransactionalID

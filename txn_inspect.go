@@ -33,18 +33,18 @@ var ErrUnknownTransaction = errors.New("kcluster: unknown transactional id")
 // coordinator.
 func (c *Cluster) Transaction(id string) (TransactionState, error) {
 	for _, b := range c.running() {
-		tp, err := b.txns.partitionForOnce(id)
+		ctx, err := b.txns.rt.contextForNow(id)
 		if err != nil {
 			continue
 		}
-		tp.mu.Lock()
-		m := tp.mu.txns[id]
 		var st TransactionState
-		if m != nil {
-			st = txnStateOf(m, b.id)
-		}
-		tp.mu.Unlock()
-		if m != nil {
+		found := false
+		if ctx.run(func(ts *txnShard) error {
+			if m := ts.txns[id]; m != nil {
+				st, found = txnStateOf(m, b.id), true
+			}
+			return nil
+		}) == nil && found {
 			return st, nil
 		}
 	}
@@ -65,12 +65,16 @@ func txnStateOf(m *txnMeta, coord int32) TransactionState {
 func (c *Cluster) Transactions() []string {
 	var out []string
 	for _, b := range c.running() {
-		for _, tp := range b.txns.loaded() {
-			tp.mu.Lock()
-			for id := range tp.mu.txns {
-				out = append(out, id)
+		for _, ctx := range b.txns.rt.contexts() {
+			var ids []string
+			if ctx.run(func(ts *txnShard) error {
+				for id := range ts.txns {
+					ids = append(ids, id)
+				}
+				return nil
+			}) == nil {
+				out = append(out, ids...)
 			}
-			tp.mu.Unlock()
 		}
 	}
 	sort.Strings(out)
