@@ -9,7 +9,6 @@ package kcluster
 
 import (
 	"cmp"
-	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -76,31 +75,25 @@ func (b *broker) handleListGroups(req *kmsg.ListGroupsRequest, r *request) (*kms
 	match := func(filter []string, v string) bool {
 		return len(filter) == 0 || slices.ContainsFunc(filter, func(f string) bool { return strings.EqualFold(f, v) })
 	}
-	for _, c := range b.groups.rt.contexts() {
-		var groups []kmsg.ListGroupsResponseGroup
-		err := c.run(func(gs *groupShard) error {
-			for _, name := range sortedKeys(gs.groups) {
-				g := gs.groups[name]
-				state, ptype := g.state, g.protocolType
-				if g.kind == kindConsumer {
-					state, ptype = g.cg.state, "consumer"
-				}
-				if !match(req.StatesFilter, state) || !match(req.TypesFilter, g.kind) {
-					continue
-				}
-				lg := kmsg.NewListGroupsResponseGroup()
-				lg.Group, lg.ProtocolType, lg.GroupState, lg.GroupType = name, ptype, state, g.kind
-				groups = append(groups, lg)
+	groups, err := gather(b.groups.rt, func(gs *groupShard) []kmsg.ListGroupsResponseGroup {
+		var out []kmsg.ListGroupsResponseGroup
+		for _, name := range sortedKeys(gs.groups) {
+			g := gs.groups[name]
+			state, ptype := g.state, g.protocolType
+			if g.kind == kindConsumer {
+				state, ptype = g.cg.state, "consumer"
 			}
-			return nil
-		})
-		switch {
-		case err == nil:
-			resp.Groups = append(resp.Groups, groups...)
-		case !errors.Is(err, kerr.NotCoordinator): // loading, or not committed yet
-			resp.ErrorCode = errCode(err)
+			if !match(req.StatesFilter, state) || !match(req.TypesFilter, g.kind) {
+				continue
+			}
+			lg := kmsg.NewListGroupsResponseGroup()
+			lg.Group, lg.ProtocolType, lg.GroupState, lg.GroupType = name, ptype, state, g.kind
+			out = append(out, lg)
 		}
-	}
+		return out
+	})
+	resp.Groups = groups
+	resp.ErrorCode = errCode(err) // a shard loading, or not committed in time
 	return resp, nil
 }
 

@@ -31,26 +31,37 @@ func (b *broker) topicPartitionExists(topic string, p int32) bool {
 	return t != nil && p >= 0 && int(p) < len(t.Partitions)
 }
 
-func (b *broker) handleOffsetCommit(req *kmsg.OffsetCommitRequest, r *request) (*kmsg.OffsetCommitResponse, error) {
-	resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
-	codes := make([][]int16, len(req.Topics))
-	for i, t := range req.Topics {
-		codes[i] = make([]int16, len(t.Partitions))
+// partitionCodes are a request's error codes, by topic and partition
+// index.
+type partitionCodes [][]int16
+
+func newPartitionCodes[T any](topics []T, partitions func(T) int) partitionCodes {
+	codes := make(partitionCodes, len(topics))
+	for i, t := range topics {
+		codes[i] = make([]int16, partitions(t))
 	}
-	setAll := func(code int16) {
-		for i := range codes {
-			for j := range codes[i] {
-				if codes[i][j] == 0 {
-					codes[i][j] = code
-				}
+	return codes
+}
+
+// fill sets code for every partition that has none yet.
+func (codes partitionCodes) fill(code int16) {
+	for i := range codes {
+		for j := range codes[i] {
+			if codes[i][j] == 0 {
+				codes[i][j] = code
 			}
 		}
 	}
+}
+
+func (b *broker) handleOffsetCommit(req *kmsg.OffsetCommitRequest, r *request) (*kmsg.OffsetCommitResponse, error) {
+	resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
+	codes := newPartitionCodes(req.Topics, func(t kmsg.OffsetCommitRequestTopic) int { return len(t.Partitions) })
 	if req.Version == 0 {
 		req.Generation, req.MemberID = -1, ""
 	}
 	if req.Group == "" {
-		setAll(kerr.InvalidGroupID.Code)
+		codes.fill(kerr.InvalidGroupID.Code)
 	} else {
 		err := b.groups.withGroup(req.Group, func(gs *groupShard, g *group) error {
 			now := time.Now()
@@ -75,12 +86,7 @@ func (b *broker) handleOffsetCommit(req *kmsg.OffsetCommitRequest, r *request) (
 			var entries []offsetEntry
 			for i, t := range req.Topics {
 				for j, p := range t.Partitions {
-					switch {
-					case !b.topicPartitionExists(t.Topic, p.Partition):
-						codes[i][j] = kerr.UnknownTopicOrPartition.Code
-						continue
-					case p.Metadata != nil && len(*p.Metadata) > int(gs.gc.cfg.metadataMax):
-						codes[i][j] = kerr.OffsetMetadataTooLarge.Code
+					if codes[i][j] = gs.commitCode(t.Topic, p.Partition, p.Metadata); codes[i][j] != 0 {
 						continue
 					}
 					o := offsetEntry{offset: p.Offset, leaderEpoch: -1, commitTs: now.UnixMilli()}
@@ -116,7 +122,7 @@ func (b *broker) handleOffsetCommit(req *kmsg.OffsetCommitRequest, r *request) (
 			return nil
 		})
 		if err != nil {
-			setAll(errCode(err))
+			codes.fill(errCode(err))
 		}
 		b.c.notifyEvent()
 	}
@@ -131,6 +137,18 @@ func (b *broker) handleOffsetCommit(req *kmsg.OffsetCommitRequest, r *request) (
 		resp.Topics = append(resp.Topics, rt)
 	}
 	return resp, nil
+}
+
+// commitCode is the error code of a commit to topic/p with metadata:
+// the partition must exist and the metadata fit offset.metadata.max.bytes.
+func (gs *groupShard) commitCode(topic string, p int32, metadata *string) int16 {
+	switch {
+	case !gs.gc.b.topicPartitionExists(topic, p):
+		return kerr.UnknownTopicOrPartition.Code
+	case metadata != nil && len(*metadata) > int(gs.gc.cfg.metadataMax):
+		return kerr.OffsetMetadataTooLarge.Code
+	}
+	return 0
 }
 
 // validateCommitLocked checks a commit's member and generation (Kafka's
@@ -307,10 +325,7 @@ func (b *broker) fetchOffsets(fg fetchGroup, version int16) kmsg.OffsetFetchResp
 
 func (b *broker) handleOffsetDelete(req *kmsg.OffsetDeleteRequest, r *request) (*kmsg.OffsetDeleteResponse, error) {
 	resp := req.ResponseKind().(*kmsg.OffsetDeleteResponse)
-	codes := make([][]int16, len(req.Topics))
-	for i, t := range req.Topics {
-		codes[i] = make([]int16, len(t.Partitions))
-	}
+	codes := newPartitionCodes(req.Topics, func(t kmsg.OffsetDeleteRequestTopic) int { return len(t.Partitions) })
 	err := b.groups.withGroup(req.Group, func(gs *groupShard, g *group) error {
 		if g == nil {
 			return kerr.GroupIDNotFound

@@ -61,7 +61,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-	"unicode/utf16"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -316,38 +315,6 @@ func (c *coordinatorContext[S]) fail() {
 	c.rt.kick()
 }
 
-// keyPartition is Kafka's partitionFor: Utils.abs(key.hashCode()) %
-// partitions, with Java's String.hashCode over UTF-16 code units.
-func keyPartition(key string, partitions int32) int32 {
-	var h int32
-	for _, u := range utf16.Encode([]rune(key)) {
-		h = 31*h + int32(u)
-	}
-	if h == -1<<31 {
-		h = 0
-	} else if h < 0 {
-		h = -h
-	}
-	return h % partitions
-}
-
-// numPartitions is the partition count of the coordinator's topic as the
-// metadata has it, or the configured count before the topic exists (as
-// Kafka's coordinators are started with).
-func (rt *coordinatorRuntime[S]) numPartitions() int32 {
-	rt.b.mu.RLock()
-	defer rt.b.mu.RUnlock()
-	if t := rt.b.mu.state.Topics[rt.cfg.topic]; t != nil && len(t.Partitions) > 0 {
-		return int32(len(t.Partitions))
-	}
-	return rt.cfg.partitions
-}
-
-// partitionFor is the partition of the coordinator's topic holding key.
-func (rt *coordinatorRuntime[S]) partitionFor(key string) int32 {
-	return keyPartition(key, rt.numPartitions())
-}
-
 // contextFor returns the loaded shard of key's partition, or
 // NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS. A request that reaches
 // the partition's new leader before its shard is loaded waits for the load
@@ -420,19 +387,6 @@ func (rt *coordinatorRuntime[S]) notifyLoad() {
 	}
 }
 
-// mayLead reports whether this broker's metadata makes it the leader of
-// key's partition (the runtime has not caught up yet), or does not have
-// the topic yet (just created through another broker).
-func (rt *coordinatorRuntime[S]) mayLead(key string) bool {
-	rt.b.mu.RLock()
-	defer rt.b.mu.RUnlock()
-	t := rt.b.mu.state.Topics[rt.cfg.topic]
-	if t == nil || len(t.Partitions) == 0 {
-		return true
-	}
-	return t.Partitions[keyPartition(key, int32(len(t.Partitions)))].Leader == rt.b.id
-}
-
 // contexts returns every shard, loaded or not, by partition.
 func (rt *coordinatorRuntime[S]) contexts() []*coordinatorContext[S] {
 	rt.mu.Lock()
@@ -443,6 +397,15 @@ func (rt *coordinatorRuntime[S]) contexts() []*coordinatorContext[S] {
 	}
 	slices.SortFunc(out, func(a, b *coordinatorContext[S]) int { return cmp.Compare(a.p, b.p) })
 	return out
+}
+
+// runFor runs fn on the shard of key's partition: contextFor, then run.
+func (rt *coordinatorRuntime[S]) runFor(key string, fn func(S) error) error {
+	c, err := rt.contextFor(key)
+	if err != nil {
+		return err
+	}
+	return c.run(fn)
 }
 
 // run runs fn with the shard locked, then waits, without the lock, until
@@ -466,6 +429,38 @@ func (c *coordinatorContext[S]) run(fn func(S) error) error {
 		return werr
 	}
 	return err
+}
+
+// coordinatorKeys returns the keys (group names, transactional ids) that
+// keys finds on each running broker, sorted, once each: the gauges Groups
+// and Transactions.
+func (c *Cluster) coordinatorKeys(keys func(b *broker) []string) []string {
+	var out []string
+	for _, b := range c.running() {
+		out = append(out, keys(b)...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// gather runs fn on every shard of rt, as run does, and returns what it
+// gathered from those that answered, and the error of one that did not
+// (loading, or its writes not committed in time); shards unloaded
+// meanwhile are left out.
+func gather[S coordinatorShard, T any](rt *coordinatorRuntime[S], fn func(S) []T) ([]T, error) {
+	var out []T
+	var firstErr error
+	for _, c := range rt.contexts() {
+		var got []T
+		err := c.run(func(s S) error { got = fn(s); return nil })
+		switch {
+		case err == nil:
+			out = append(out, got...)
+		case !errors.Is(err, kerr.NotCoordinator) && firstErr == nil:
+			firstErr = err
+		}
+	}
+	return out, firstErr
 }
 
 // locked runs fn with the shard locked, if it is loaded, and returns the
@@ -581,79 +576,6 @@ func coordinatorAppendError(err error) error {
 // coordinator's own (no producer).
 func encodeBatch(recs []kmsg.Record, ts int64) []byte {
 	return encodeProducerBatch(recs, ts, -1, -1, -1, 0)
-}
-
-// ensureTopic creates the coordinator's topic through the controller if
-// the metadata does not have it yet (as Kafka does on the first
-// FindCoordinator), and reports whether it exists now.
-func (rt *coordinatorRuntime[S]) ensureTopic() bool {
-	b := rt.b
-	b.mu.RLock()
-	exists := b.mu.state.Topics[rt.cfg.topic] != nil
-	brokers := 0
-	for _, br := range b.mu.state.Brokers {
-		if !br.Fenced {
-			brokers++
-		}
-	}
-	b.mu.RUnlock()
-	if exists {
-		return true
-	}
-	rf := rt.cfg.rf
-	if n := len(b.c.ports); int(rf) > n {
-		rf = int16(n) // Kafka would refuse to create it
-	}
-	if int(rf) > brokers {
-		return false
-	}
-	req := kmsg.NewPtrCreateTopicsRequest()
-	req.SetVersion(7)
-	req.TimeoutMillis = 10000
-	t := kmsg.NewCreateTopicsRequestTopic()
-	t.Topic, t.NumPartitions, t.ReplicationFactor = rt.cfg.topic, rt.cfg.partitions, rf
-	for k, v := range rt.cfg.topicConfigs(rf) {
-		c := kmsg.NewCreateTopicsRequestTopicConfig()
-		c.Name, c.Value = k, kmsg.StringPtr(v)
-		t.Configs = append(t.Configs, c)
-	}
-	req.Topics = append(req.Topics, t)
-	resp, err := b.forwardCreateTopics(req, nil)
-	if err == nil {
-		if err = kerr.ErrorForCode(resp.Topics[0].ErrorCode); errors.Is(err, kerr.TopicAlreadyExists) {
-			err = nil
-		}
-	}
-	if err != nil {
-		b.log.Warn("creating "+rt.cfg.topic, "err", err)
-		return false
-	}
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	return b.mu.state.Topics[rt.cfg.topic] != nil
-}
-
-// coordinatorFor returns the broker coordinating key: the leader of its
-// partition (FindCoordinator), once the topic exists.
-func (rt *coordinatorRuntime[S]) coordinatorFor(key string) (int32, error) {
-	if !rt.ensureTopic() {
-		return -1, kerr.CoordinatorNotAvailable
-	}
-	b := rt.b
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	t := b.mu.state.Topics[rt.cfg.topic]
-	if t == nil || len(t.Partitions) == 0 {
-		return -1, kerr.CoordinatorNotAvailable
-	}
-	p := t.Partitions[keyPartition(key, int32(len(t.Partitions)))]
-	if p.Leader < 0 {
-		return -1, kerr.CoordinatorNotAvailable
-	}
-	if br := b.mu.state.Brokers[p.Leader]; br == nil || br.Fenced {
-		return -1, kerr.CoordinatorNotAvailable
-	}
-	return p.Leader, nil
 }
 
 func minTime(a, b time.Time) time.Time {

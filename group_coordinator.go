@@ -221,11 +221,7 @@ func (gs *groupShard) writeLocked(recs []kmsg.Record) error {
 // does not exist. fn may create it with gs.getOrCreateLocked. The answer
 // waits until what the shard wrote is committed.
 func (gc *groupCoordinator) withGroup(name string, fn func(gs *groupShard, g *group) error) error {
-	c, err := gc.rt.contextFor(name)
-	if err != nil {
-		return err
-	}
-	return c.run(func(gs *groupShard) error { return fn(gs, gs.groups[name]) })
+	return gc.rt.runFor(name, func(gs *groupShard) error { return fn(gs, gs.groups[name]) })
 }
 
 // withGroupNow is withGroup without waiting for a load (for gauges).

@@ -3,6 +3,7 @@ package kcluster
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -165,20 +166,8 @@ func GroupCommitted(group, topic string, partition int32, offset int64) Conditio
 // Groups returns the names of the groups the running coordinators hold,
 // sorted.
 func (c *Cluster) Groups() []string {
-	var out []string
-	for _, b := range c.running() {
-		for _, c := range b.groups.rt.contexts() {
-			var names []string
-			if c.run(func(gs *groupShard) error {
-				for name := range gs.groups {
-					names = append(names, name)
-				}
-				return nil
-			}) == nil {
-				out = append(out, names...)
-			}
-		}
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
+	return c.coordinatorKeys(func(b *broker) []string {
+		names, _ := gather(b.groups.rt, func(gs *groupShard) []string { return slices.Collect(maps.Keys(gs.groups)) })
+		return names
+	})
 }

@@ -26,9 +26,10 @@ package kcluster
 // transactions that ran past their timeout and forgets expired ids.
 
 import (
+	"cmp"
 	"encoding/binary"
+	"maps"
 	"slices"
-	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -103,17 +104,23 @@ func (m *txnMeta) clone() *txnMeta {
 }
 
 func (m *txnMeta) sortedParts() []topicPartition {
-	out := make([]topicPartition, 0, len(m.parts))
-	for tp := range m.parts {
-		out = append(out, tp)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].topic != out[j].topic {
-			return out[i].topic < out[j].topic
-		}
-		return out[i].partition < out[j].partition
+	out := slices.Collect(maps.Keys(m.parts))
+	slices.SortFunc(out, func(a, b topicPartition) int {
+		return cmp.Or(cmp.Compare(a.topic, b.topic), cmp.Compare(a.partition, b.partition))
 	})
 	return out
+}
+
+// byTopic calls fn for each topic of ps, in order, with its partitions,
+// in order.
+func byTopic(ps []topicPartition, fn func(topic string, partitions []int32)) {
+	groups := map[string][]int32{}
+	for _, p := range ps {
+		groups[p.topic] = append(groups[p.topic], p.partition)
+	}
+	for _, t := range sortedKeys(groups) {
+		fn(t, slices.Sorted(slices.Values(groups[t])))
+	}
 }
 
 // record is the meta as its __transaction_state record.
@@ -123,14 +130,11 @@ func (m *txnMeta) record() kmsg.Record {
 	v.Version = 0
 	v.ProducerID, v.ProducerEpoch, v.TimeoutMillis, v.State = m.pid, m.epoch, m.timeout, m.state
 	v.LastUpdateTimestamp, v.StartTimestamp = m.updateTs, m.startTs
-	for _, tp := range m.sortedParts() {
-		if n := len(v.Topics); n == 0 || v.Topics[n-1].Topic != tp.topic {
-			t := kmsg.NewTxnMetadataValueTopic()
-			t.Topic = tp.topic
-			v.Topics = append(v.Topics, t)
-		}
-		v.Topics[len(v.Topics)-1].Partitions = append(v.Topics[len(v.Topics)-1].Partitions, tp.partition)
-	}
+	byTopic(m.sortedParts(), func(topic string, partitions []int32) {
+		t := kmsg.NewTxnMetadataValueTopic()
+		t.Topic, t.Partitions = topic, partitions
+		v.Topics = append(v.Topics, t)
+	})
 	return kmsg.Record{Key: k.AppendTo(nil), Value: v.AppendTo(nil)}
 }
 
@@ -261,11 +265,7 @@ func (ts *txnShard) writeLocked(m *txnMeta) error {
 // withTxn runs fn with id's shard locked; m is nil when the id is unknown.
 // The answer waits until what the shard wrote is committed.
 func (tc *txnCoordinator) withTxn(id string, fn func(ts *txnShard, m *txnMeta) error) error {
-	c, err := tc.rt.contextFor(id)
-	if err != nil {
-		return err
-	}
-	return c.run(func(ts *txnShard) error { return fn(ts, ts.txns[id]) })
+	return tc.rt.runFor(id, func(ts *txnShard) error { return fn(ts, ts.txns[id]) })
 }
 
 // removeExpired forgets transactional ids idle (no transaction open or

@@ -2,7 +2,8 @@ package kcluster
 
 import (
 	"errors"
-	"sort"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -54,31 +55,17 @@ func (c *Cluster) Transaction(id string) (TransactionState, error) {
 func txnStateOf(m *txnMeta, coord int32) TransactionState {
 	st := TransactionState{TransactionalID: m.id, State: m.state.String(), ProducerID: m.pid, ProducerEpoch: m.epoch,
 		Timeout: time.Duration(m.timeout) * time.Millisecond, Coordinator: coord, Partitions: map[string][]int32{}}
-	for _, tp := range m.sortedParts() {
-		st.Partitions[tp.topic] = append(st.Partitions[tp.topic], tp.partition)
-	}
+	byTopic(m.sortedParts(), func(topic string, partitions []int32) { st.Partitions[topic] = partitions })
 	return st
 }
 
 // Transactions returns the transactional ids every running coordinator
 // has, sorted.
 func (c *Cluster) Transactions() []string {
-	var out []string
-	for _, b := range c.running() {
-		for _, ctx := range b.txns.rt.contexts() {
-			var ids []string
-			if ctx.run(func(ts *txnShard) error {
-				for id := range ts.txns {
-					ids = append(ids, id)
-				}
-				return nil
-			}) == nil {
-				out = append(out, ids...)
-			}
-		}
-	}
-	sort.Strings(out)
-	return out
+	return c.coordinatorKeys(func(b *broker) []string {
+		ids, _ := gather(b.txns.rt, func(ts *txnShard) []string { return slices.Collect(maps.Keys(ts.txns)) })
+		return ids
+	})
 }
 
 // TransactionSettled holds when transactional id's coordinator is running

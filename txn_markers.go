@@ -167,18 +167,11 @@ func (tc *txnCoordinator) writeMarkers(leader int32, m *txnMeta, commit bool, co
 	req.SetVersion(1)
 	mk := kmsg.NewWriteTxnMarkersRequestMarker()
 	mk.ProducerID, mk.ProducerEpoch, mk.Committed, mk.CoordinatorEpoch = m.pid, m.epoch, commit, coordEpoch
-	idx := map[string]int{}
-	for _, p := range ps {
-		i, ok := idx[p.topic]
-		if !ok {
-			i = len(mk.Topics)
-			idx[p.topic] = i
-			t := kmsg.NewWriteTxnMarkersRequestMarkerTopic()
-			t.Topic = p.topic
-			mk.Topics = append(mk.Topics, t)
-		}
-		mk.Topics[i].Partitions = append(mk.Topics[i].Partitions, p.partition)
-	}
+	byTopic(ps, func(topic string, partitions []int32) {
+		t := kmsg.NewWriteTxnMarkersRequestMarkerTopic()
+		t.Topic, t.Partitions = topic, partitions
+		mk.Topics = append(mk.Topics, t)
+	})
 	req.Markers = append(req.Markers, mk)
 	// The leader waits up to request.timeout.ms for the markers'
 	// replication: wait a little longer for its answer.

@@ -59,19 +59,7 @@ func (gs *groupShard) completeTxnLocked(pid int64, commit bool) {
 
 func (b *broker) handleTxnOffsetCommit(req *kmsg.TxnOffsetCommitRequest, r *request) (*kmsg.TxnOffsetCommitResponse, error) {
 	resp := req.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
-	codes := make([][]int16, len(req.Topics))
-	for i, t := range req.Topics {
-		codes[i] = make([]int16, len(t.Partitions))
-	}
-	setAll := func(code int16) {
-		for i := range codes {
-			for j := range codes[i] {
-				if codes[i][j] == 0 {
-					codes[i][j] = code
-				}
-			}
-		}
-	}
+	codes := newPartitionCodes(req.Topics, func(t kmsg.TxnOffsetCommitRequestTopic) int { return len(t.Partitions) })
 	if req.Version < 3 {
 		req.Generation, req.MemberID, req.InstanceID = -1, "", nil
 	}
@@ -93,7 +81,7 @@ func (b *broker) handleTxnOffsetCommit(req *kmsg.TxnOffsetCommitRequest, r *requ
 		if req.Version < 2 && code == kerr.ProducerFenced.Code {
 			code = kerr.InvalidProducerEpoch.Code
 		}
-		setAll(code)
+		codes.fill(code)
 	}
 	for i, t := range req.Topics {
 		rt := kmsg.NewTxnOffsetCommitResponseTopic()
@@ -112,7 +100,7 @@ func (b *broker) handleTxnOffsetCommit(req *kmsg.TxnOffsetCommitRequest, r *requ
 // partition, with its shard locked, keeps them pending, and sets each
 // partition's code; guard and verr are the result of the transaction's
 // verification.
-func (b *broker) txnOffsetCommitLocked(req *kmsg.TxnOffsetCommitRequest, gs *groupShard, g *group, codes [][]int16, guard *txnGuard, verr error) error {
+func (b *broker) txnOffsetCommitLocked(req *kmsg.TxnOffsetCommitRequest, gs *groupShard, g *group, codes partitionCodes, guard *txnGuard, verr error) error {
 	if e := gs.c.rep.producerEpoch(req.ProducerID); e > req.ProducerEpoch {
 		return kerr.ProducerFenced
 	}
@@ -136,12 +124,7 @@ func (b *broker) txnOffsetCommitLocked(req *kmsg.TxnOffsetCommitRequest, gs *gro
 	var ats []at
 	for i, t := range req.Topics {
 		for j, p := range t.Partitions {
-			switch {
-			case !b.topicPartitionExists(t.Topic, p.Partition):
-				codes[i][j] = kerr.UnknownTopicOrPartition.Code
-				continue
-			case p.Metadata != nil && len(*p.Metadata) > int(gs.gc.cfg.metadataMax):
-				codes[i][j] = kerr.OffsetMetadataTooLarge.Code
+			if codes[i][j] = gs.commitCode(t.Topic, p.Partition, p.Metadata); codes[i][j] != 0 {
 				continue
 			}
 			o := offsetEntry{offset: p.Offset, leaderEpoch: -1, commitTs: now}
