@@ -9,7 +9,7 @@ package kcluster
 // first (the member keeps its epoch until it acknowledges by no longer
 // reporting them), and partitions another member still owns are withheld
 // until released; a member with its whole target is Stable at the target
-// epoch. Runs with the group's partition locked, like group_classic.go.
+// epoch. Runs with the group's shard locked, like group_classic.go.
 //
 // Consumer-group records (ConsumerGroupMetadata, members, target and
 // current assignments) are not in kmsg, so, unlike classic groups, they are
