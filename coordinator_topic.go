@@ -5,11 +5,15 @@ package kcluster
 // through the controller on the first FindCoordinator that needs it.
 
 import (
+	"context"
 	"errors"
+	"time"
 	"unicode/utf16"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kcluster/kcluster/metadata"
 )
 
 // keyPartition is Kafka's partitionFor: Utils.abs(key.hashCode()) %
@@ -81,9 +85,10 @@ func (rt *coordinatorRuntime[S]) ensureTopic() bool {
 	if int(rf) > brokers {
 		return false
 	}
+	const timeout = 10 * time.Second
 	req := kmsg.NewPtrCreateTopicsRequest()
 	req.SetVersion(7)
-	req.TimeoutMillis = 10000
+	req.TimeoutMillis = int32(timeout.Milliseconds())
 	t := kmsg.NewCreateTopicsRequestTopic()
 	t.Topic, t.NumPartitions, t.ReplicationFactor = rt.cfg.topic, rt.cfg.partitions, rf
 	for k, v := range rt.cfg.topicConfigs(rf) {
@@ -102,9 +107,11 @@ func (rt *coordinatorRuntime[S]) ensureTopic() bool {
 		b.log.Warn("creating "+rt.cfg.topic, "err", err)
 		return false
 	}
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	return b.mu.state.Topics[rt.cfg.topic] != nil
+	// Created, here or through another broker just before: this
+	// broker's metadata has it once it catches up.
+	ctx, cancel := context.WithTimeout(b.ctx, timeout)
+	defer cancel()
+	return b.waitState(ctx, func(st *metadata.State) bool { return st.Topics[rt.cfg.topic] != nil }) == nil
 }
 
 // coordinatorFor returns the broker coordinating key: the leader of its
