@@ -681,3 +681,19 @@ func TestGroupConsumerStaticMember(t *testing.T) {
 		t.Fatalf("group after the static rejoin: %+v", st)
 	}
 }
+
+// A coordinator config that another component already defines is refused
+// when it is registered (regBrokerConfigs), as a second handler for an
+// API key is.
+func TestBrokerConfigDefinedTwice(t *testing.T) {
+	for _, k := range []string{"num.partitions", "offsets.commit.timeout.ms", "transaction.max.timeout.ms"} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s registered twice without a panic", k)
+				}
+			}()
+			regBrokerConfigs(map[string]configDef{k: brokerConfigDefs[k]})
+		}()
+	}
+}

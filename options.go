@@ -197,10 +197,9 @@ var brokerConfigDefs = map[string]configDef{
 	"ssl.client.auth":         {"none", func(b *brokerConfig, v string) error { return b.security.parseClientAuth(v) }},
 }
 
-// regBrokerConfigs adds a component's configs to brokerConfigDefs (the
-// coordinators' group.*, offsets.* and transaction.* configs). It is
-// called only from init functions; a config defined twice panics, as an
-// API key registered twice does (reg).
+// regBrokerConfigs adds a component's configs (the coordinators') to
+// brokerConfigDefs. It is called only from init functions; a config
+// defined twice panics, as an API key registered twice does (reg).
 func regBrokerConfigs(defs map[string]configDef) {
 	for k, d := range defs {
 		if _, dup := brokerConfigDefs[k]; dup {
