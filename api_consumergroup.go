@@ -32,8 +32,8 @@ func (b *broker) handleConsumerGroupHeartbeat(req *kmsg.ConsumerGroupHeartbeatRe
 		}
 	}
 	var resp *kmsg.ConsumerGroupHeartbeatResponse
-	err := b.groups.withGroup(req.Group, func(cp *coordPartition, g *group) error {
-		resp = cp.heartbeatConsumerLocked(req, clientIDOf(r), clientHostOf(r), time.Now())
+	err := b.groups.withGroup(req.Group, func(gs *groupShard, g *group) error {
+		resp = gs.heartbeatConsumerLocked(req, clientIDOf(r), clientHostOf(r), time.Now())
 		return nil
 	})
 	if err != nil {
@@ -48,7 +48,7 @@ func (b *broker) handleConsumerGroupDescribe(req *kmsg.ConsumerGroupDescribeRequ
 		rg := kmsg.NewConsumerGroupDescribeResponseGroup()
 		rg.Group = name
 		rg.AuthorizedOperations = -2147483648
-		err := b.groups.withGroup(name, func(cp *coordPartition, g *group) error {
+		err := b.groups.withGroup(name, func(gs *groupShard, g *group) error {
 			if g == nil || g.kind != kindConsumer || g.cg == nil {
 				msg := "Group " + name + " not found."
 				if g != nil {
@@ -58,7 +58,7 @@ func (b *broker) handleConsumerGroupDescribe(req *kmsg.ConsumerGroupDescribeRequ
 				return kerr.GroupIDNotFound
 			}
 			cg := g.cg
-			ids := cp.topicIDs()
+			ids := gs.topicIDs()
 			assignment := func(m map[string][]int32) kmsg.Assignment {
 				a := kmsg.NewAssignment()
 				for _, t := range sortedKeys(m) {

@@ -38,7 +38,7 @@ func (b *broker) handleDescribeGroups(req *kmsg.DescribeGroupsRequest, r *reques
 		rg := kmsg.NewDescribeGroupsResponseGroup()
 		rg.Group = name
 		rg.AuthorizedOperations = -2147483648
-		err := b.groups.withGroup(name, func(cp *coordPartition, g *group) error {
+		err := b.groups.withGroup(name, func(gs *groupShard, g *group) error {
 			if g == nil {
 				rg.State = stateDead
 				return nil
@@ -75,13 +75,10 @@ func (b *broker) handleListGroups(req *kmsg.ListGroupsRequest, r *request) (*kms
 	match := func(filter []string, v string) bool {
 		return len(filter) == 0 || slices.ContainsFunc(filter, func(f string) bool { return strings.EqualFold(f, v) })
 	}
-	for _, cp := range b.groups.loaded() {
-		cp.mu.Lock()
-		if !cp.mu.loaded && !cp.mu.gone {
-			resp.ErrorCode = kerr.CoordinatorLoadInProgress.Code
-		}
-		for _, name := range sortedKeys(cp.mu.groups) {
-			g := cp.mu.groups[name]
+	groups, err := gather(b.groups.rt, func(gs *groupShard) []kmsg.ListGroupsResponseGroup {
+		var out []kmsg.ListGroupsResponseGroup
+		for _, name := range sortedKeys(gs.groups) {
+			g := gs.groups[name]
 			state, ptype := g.state, g.protocolType
 			if g.kind == kindConsumer {
 				state, ptype = g.cg.state, "consumer"
@@ -91,10 +88,12 @@ func (b *broker) handleListGroups(req *kmsg.ListGroupsRequest, r *request) (*kms
 			}
 			lg := kmsg.NewListGroupsResponseGroup()
 			lg.Group, lg.ProtocolType, lg.GroupState, lg.GroupType = name, ptype, state, g.kind
-			resp.Groups = append(resp.Groups, lg)
+			out = append(out, lg)
 		}
-		cp.mu.Unlock()
-	}
+		return out
+	})
+	resp.Groups = groups
+	resp.ErrorCode = errCode(err) // a shard loading, or not committed in time
 	return resp, nil
 }
 
@@ -103,7 +102,7 @@ func (b *broker) handleDeleteGroups(req *kmsg.DeleteGroupsRequest, r *request) (
 	for _, name := range req.Groups {
 		rg := kmsg.NewDeleteGroupsResponseGroup()
 		rg.Group = name
-		err := b.groups.withGroup(name, func(cp *coordPartition, g *group) error {
+		err := b.groups.withGroup(name, func(gs *groupShard, g *group) error {
 			if g == nil {
 				return kerr.GroupIDNotFound
 			}
@@ -117,11 +116,11 @@ func (b *broker) handleDeleteGroups(req *kmsg.DeleteGroupsRequest, r *request) (
 				}
 			}
 			recs = append(recs, groupTombstone(name))
-			if err := cp.writeRecordsLocked(recs); err != nil {
+			if err := gs.writeLocked(recs); err != nil {
 				return err
 			}
 			g.resetClassic(time.Now())
-			delete(cp.mu.groups, name)
+			delete(gs.groups, name)
 			return nil
 		})
 		rg.ErrorCode = errCode(err)

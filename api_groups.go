@@ -48,41 +48,25 @@ func (b *broker) handleJoinGroup(req *kmsg.JoinGroupRequest, r *request) (*kmsg.
 	if req.InstanceID != nil && req.Version < 5 {
 		return joinError(kerr.UnsupportedVersion.Code, req.MemberID), nil
 	}
-	var resp *kmsg.JoinGroupResponse
-	var ch chan *kmsg.JoinGroupResponse
-	var rebalance time.Duration
-	err := b.groups.withGroup(req.Group, func(cp *coordPartition, g *group) error {
+	fail := func(code int16) *kmsg.JoinGroupResponse { return joinError(code, req.MemberID) }
+	resp := awaitGroup(b, req.Group, fail, func(gs *groupShard, g *group) (*kmsg.JoinGroupResponse, chan *kmsg.JoinGroupResponse, time.Duration) {
 		if g == nil {
 			if req.MemberID != "" {
-				resp = joinError(kerr.UnknownMemberID.Code, req.MemberID)
-				return nil
+				return fail(kerr.UnknownMemberID.Code), nil, 0
 			}
-			g = cp.getOrCreateLocked(req.Group)
+			g = gs.getOrCreateLocked(req.Group)
 		}
-		resp, ch = g.joinLocked(cp, req, clientIDOf(r), clientHostOf(r), time.Now())
+		resp, ch := g.joinLocked(gs, req, clientIDOf(r), clientHostOf(r), time.Now())
 		if resp == nil && ch == nil {
-			resp = joinError(kerr.UnknownServerError.Code, req.MemberID)
+			resp = fail(kerr.UnknownServerError.Code)
 		}
 		if g.isDeletable() && len(g.pending) == 0 && len(g.members) == 0 {
-			delete(cp.mu.groups, g.name)
+			delete(gs.groups, g.name)
 		}
-		rebalance = g.maxRebalanceTimeout()
-		return nil
+		// The join phase ends at the latest at the rebalance timeout,
+		// after the initial delay; and some slack.
+		return resp, ch, g.maxRebalanceTimeout() + b.cfg.group.initialDelay + 5*time.Second
 	})
-	if err != nil {
-		return joinError(errCode(err), req.MemberID), nil
-	}
-	if resp == nil {
-		// Wait for the join phase to end (at the latest the rebalance
-		// timeout, plus the initial delay and some slack).
-		ctx, cancel := context.WithTimeout(b.ctx, rebalance+b.cfg.group.initialDelay+5*time.Second)
-		defer cancel()
-		select {
-		case resp = <-ch:
-		case <-ctx.Done():
-			resp = joinError(kerr.RebalanceInProgress.Code, req.MemberID)
-		}
-	}
 	if req.Version < 7 {
 		resp.ProtocolType = nil
 	}
@@ -93,37 +77,57 @@ func (b *broker) handleJoinGroup(req *kmsg.JoinGroupRequest, r *request) (*kmsg.
 }
 
 func (b *broker) handleSyncGroup(req *kmsg.SyncGroupRequest, r *request) (*kmsg.SyncGroupResponse, error) {
-	var resp *kmsg.SyncGroupResponse
-	var ch chan *kmsg.SyncGroupResponse
-	var timeout time.Duration
-	err := b.groups.withGroup(req.Group, func(cp *coordPartition, g *group) error {
-		resp, ch = g.syncLocked(cp, req, time.Now())
+	fail := func(code int16) *kmsg.SyncGroupResponse {
+		r := kmsg.NewPtrSyncGroupResponse()
+		r.ErrorCode = code
+		return r
+	}
+	return awaitGroup(b, req.Group, fail, func(gs *groupShard, g *group) (*kmsg.SyncGroupResponse, chan *kmsg.SyncGroupResponse, time.Duration) {
+		resp, ch := g.syncLocked(gs, req, time.Now())
+		var timeout time.Duration
 		if g != nil {
 			timeout = g.maxRebalanceTimeout()
 		}
+		return resp, ch, timeout + 5*time.Second
+	}), nil
+}
+
+// awaitGroup serves a JoinGroup or SyncGroup: fn answers at once, or
+// hands back the channel its answer arrives on when the rebalance moves
+// on, waited for up to timeout (then REBALANCE_IN_PROGRESS). An answer
+// that arrives so, made under the shard's lock, leaves once what the
+// shard had written by then is committed.
+func awaitGroup[R any](b *broker, name string, fail func(code int16) R, fn func(gs *groupShard, g *group) (R, chan R, time.Duration)) R {
+	var resp R
+	var ch chan R
+	var timeout time.Duration
+	var shard *groupShard
+	if err := b.groups.withGroup(name, func(gs *groupShard, g *group) error {
+		shard = gs
+		resp, ch, timeout = fn(gs, g)
 		return nil
-	})
-	if err != nil {
-		resp = kmsg.NewPtrSyncGroupResponse()
-		resp.ErrorCode = errCode(err)
-		return resp, nil
+	}); err != nil {
+		return fail(errCode(err))
 	}
-	if resp == nil {
-		ctx, cancel := context.WithTimeout(b.ctx, timeout+5*time.Second)
-		defer cancel()
-		select {
-		case resp = <-ch:
-		case <-ctx.Done():
-			resp = kmsg.NewPtrSyncGroupResponse()
-			resp.ErrorCode = kerr.RebalanceInProgress.Code
+	if ch == nil {
+		return resp
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, timeout)
+	defer cancel()
+	select {
+	case resp = <-ch:
+		if err := shard.c.awaitWritten(); err != nil {
+			return fail(errCode(err))
 		}
+		return resp
+	case <-ctx.Done():
+		return fail(kerr.RebalanceInProgress.Code)
 	}
-	return resp, nil
 }
 
 func (b *broker) handleHeartbeat(req *kmsg.HeartbeatRequest, r *request) (*kmsg.HeartbeatResponse, error) {
 	resp := req.ResponseKind().(*kmsg.HeartbeatResponse)
-	err := b.groups.withGroup(req.Group, func(cp *coordPartition, g *group) error {
+	err := b.groups.withGroup(req.Group, func(gs *groupShard, g *group) error {
 		resp.ErrorCode = g.heartbeatLocked(req, time.Now())
 		return nil
 	})
@@ -139,10 +143,10 @@ func (b *broker) handleLeaveGroup(req *kmsg.LeaveGroupRequest, r *request) (*kms
 	if req.Version < 3 {
 		members = []kmsg.LeaveGroupRequestMember{{MemberID: req.MemberID}}
 	}
-	err := b.groups.withGroup(req.Group, func(cp *coordPartition, g *group) error {
+	err := b.groups.withGroup(req.Group, func(gs *groupShard, g *group) error {
 		now := time.Now()
 		for _, m := range members {
-			code := g.leaveLocked(cp, m.MemberID, m.InstanceID, now)
+			code := g.leaveLocked(gs, m.MemberID, m.InstanceID, now)
 			if req.Version < 3 {
 				resp.ErrorCode = code
 				continue

@@ -31,28 +31,39 @@ func (b *broker) topicPartitionExists(topic string, p int32) bool {
 	return t != nil && p >= 0 && int(p) < len(t.Partitions)
 }
 
-func (b *broker) handleOffsetCommit(req *kmsg.OffsetCommitRequest, r *request) (*kmsg.OffsetCommitResponse, error) {
-	resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
-	codes := make([][]int16, len(req.Topics))
-	for i, t := range req.Topics {
-		codes[i] = make([]int16, len(t.Partitions))
+// partitionCodes are a request's error codes, by topic and partition
+// index.
+type partitionCodes [][]int16
+
+func newPartitionCodes[T any](topics []T, partitions func(T) int) partitionCodes {
+	codes := make(partitionCodes, len(topics))
+	for i, t := range topics {
+		codes[i] = make([]int16, partitions(t))
 	}
-	setAll := func(code int16) {
-		for i := range codes {
-			for j := range codes[i] {
-				if codes[i][j] == 0 {
-					codes[i][j] = code
-				}
+	return codes
+}
+
+// fill sets code for every partition that has none yet.
+func (codes partitionCodes) fill(code int16) {
+	for i := range codes {
+		for j := range codes[i] {
+			if codes[i][j] == 0 {
+				codes[i][j] = code
 			}
 		}
 	}
+}
+
+func (b *broker) handleOffsetCommit(req *kmsg.OffsetCommitRequest, r *request) (*kmsg.OffsetCommitResponse, error) {
+	resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
+	codes := newPartitionCodes(req.Topics, func(t kmsg.OffsetCommitRequestTopic) int { return len(t.Partitions) })
 	if req.Version == 0 {
 		req.Generation, req.MemberID = -1, ""
 	}
 	if req.Group == "" {
-		setAll(kerr.InvalidGroupID.Code)
+		codes.fill(kerr.InvalidGroupID.Code)
 	} else {
-		err := b.groups.withGroup(req.Group, func(cp *coordPartition, g *group) error {
+		err := b.groups.withGroup(req.Group, func(gs *groupShard, g *group) error {
 			now := time.Now()
 			if g == nil {
 				if req.Generation >= 0 {
@@ -61,11 +72,11 @@ func (b *broker) handleOffsetCommit(req *kmsg.OffsetCommitRequest, r *request) (
 					}
 					return kerr.IllegalGeneration
 				}
-				g = cp.getOrCreateLocked(req.Group)
+				g = gs.getOrCreateLocked(req.Group)
 			}
 			if err := g.validateCommitLocked(req, false); err != nil {
 				if g.isDeletable() {
-					delete(cp.mu.groups, g.name)
+					delete(gs.groups, g.name)
 				}
 				return err
 			}
@@ -75,12 +86,7 @@ func (b *broker) handleOffsetCommit(req *kmsg.OffsetCommitRequest, r *request) (
 			var entries []offsetEntry
 			for i, t := range req.Topics {
 				for j, p := range t.Partitions {
-					switch {
-					case !b.topicPartitionExists(t.Topic, p.Partition):
-						codes[i][j] = kerr.UnknownTopicOrPartition.Code
-						continue
-					case p.Metadata != nil && len(*p.Metadata) > int(cp.gc.cfg.metadataMax):
-						codes[i][j] = kerr.OffsetMetadataTooLarge.Code
+					if codes[i][j] = gs.commitCode(t.Topic, p.Partition, p.Metadata); codes[i][j] != 0 {
 						continue
 					}
 					o := offsetEntry{offset: p.Offset, leaderEpoch: -1, commitTs: now.UnixMilli()}
@@ -101,7 +107,7 @@ func (b *broker) handleOffsetCommit(req *kmsg.OffsetCommitRequest, r *request) (
 					entries = append(entries, o)
 				}
 			}
-			if err := cp.writeRecordsLocked(recs); err != nil {
+			if err := gs.writeLocked(recs); err != nil {
 				for _, a := range ats {
 					codes[a.i][a.j] = errCode(err)
 				}
@@ -111,12 +117,12 @@ func (b *broker) handleOffsetCommit(req *kmsg.OffsetCommitRequest, r *request) (
 				}
 			}
 			if g.isDeletable() {
-				delete(cp.mu.groups, g.name)
+				delete(gs.groups, g.name)
 			}
 			return nil
 		})
 		if err != nil {
-			setAll(errCode(err))
+			codes.fill(errCode(err))
 		}
 		b.c.notifyEvent()
 	}
@@ -131,6 +137,18 @@ func (b *broker) handleOffsetCommit(req *kmsg.OffsetCommitRequest, r *request) (
 		resp.Topics = append(resp.Topics, rt)
 	}
 	return resp, nil
+}
+
+// commitCode is the error code of a commit to topic/p with metadata:
+// the partition must exist and the metadata fit offset.metadata.max.bytes.
+func (gs *groupShard) commitCode(topic string, p int32, metadata *string) int16 {
+	switch {
+	case !gs.gc.b.topicPartitionExists(topic, p):
+		return kerr.UnknownTopicOrPartition.Code
+	case metadata != nil && len(*metadata) > int(gs.gc.cfg.metadataMax):
+		return kerr.OffsetMetadataTooLarge.Code
+	}
+	return 0
 }
 
 // validateCommitLocked checks a commit's member and generation (Kafka's
@@ -242,7 +260,7 @@ func (b *broker) fetchOffsets(fg fetchGroup, version int16) kmsg.OffsetFetchResp
 		}
 		return rp
 	}
-	err := b.groups.withGroup(fg.name, func(cp *coordPartition, g *group) error {
+	err := b.groups.withGroup(fg.name, func(gs *groupShard, g *group) error {
 		if g != nil && g.kind == kindConsumer && fg.memberID != nil && version >= 9 {
 			m := g.cg.members[*fg.memberID]
 			if m == nil {
@@ -257,7 +275,7 @@ func (b *broker) fetchOffsets(fg fetchGroup, version int16) kmsg.OffsetFetchResp
 			offsets = g.offsets
 		}
 		unstable := func(topic string, p int32) int16 {
-			if fg.stable && cp.pendingTxnOffsetLocked(fg.name, topic, p) {
+			if fg.stable && gs.pendingTxnOffsetLocked(fg.name, topic, p) {
 				return kerr.UnstableOffsetCommit.Code
 			}
 			return 0
@@ -307,11 +325,8 @@ func (b *broker) fetchOffsets(fg fetchGroup, version int16) kmsg.OffsetFetchResp
 
 func (b *broker) handleOffsetDelete(req *kmsg.OffsetDeleteRequest, r *request) (*kmsg.OffsetDeleteResponse, error) {
 	resp := req.ResponseKind().(*kmsg.OffsetDeleteResponse)
-	codes := make([][]int16, len(req.Topics))
-	for i, t := range req.Topics {
-		codes[i] = make([]int16, len(t.Partitions))
-	}
-	err := b.groups.withGroup(req.Group, func(cp *coordPartition, g *group) error {
+	codes := newPartitionCodes(req.Topics, func(t kmsg.OffsetDeleteRequestTopic) int { return len(t.Partitions) })
+	err := b.groups.withGroup(req.Group, func(gs *groupShard, g *group) error {
 		if g == nil {
 			return kerr.GroupIDNotFound
 		}
@@ -339,14 +354,14 @@ func (b *broker) handleOffsetDelete(req *kmsg.OffsetDeleteRequest, r *request) (
 				}
 			}
 		}
-		if err := cp.writeRecordsLocked(recs); err != nil {
+		if err := gs.writeLocked(recs); err != nil {
 			return err
 		}
 		for _, a := range ats {
 			g.deleteOffset(req.Topics[a.i].Topic, req.Topics[a.i].Partitions[a.j].Partition)
 		}
 		if g.isDeletable() {
-			delete(cp.mu.groups, g.name)
+			delete(gs.groups, g.name)
 		}
 		return nil
 	})
@@ -365,28 +380,4 @@ func (b *broker) handleOffsetDelete(req *kmsg.OffsetDeleteRequest, r *request) (
 		resp.Topics = append(resp.Topics, rt)
 	}
 	return resp, nil
-}
-
-// subscribedTopicsLocked is the union of the members' subscriptions: for
-// classic "consumer" groups decoded from the selected protocol's metadata
-// (ConsumerMemberMetadata), for consumer groups from the heartbeats.
-func (g *group) subscribedTopicsLocked() []string {
-	seen := map[string]bool{}
-	if g.kind == kindConsumer && g.cg != nil {
-		for _, m := range g.cg.members {
-			for _, t := range m.topics {
-				seen[t] = true
-			}
-		}
-	} else {
-		for _, m := range g.members {
-			var meta kmsg.ConsumerMemberMetadata
-			if meta.ReadFrom(m.metadataFor(g.protocol)) == nil {
-				for _, t := range meta.Topics {
-					seen[t] = true
-				}
-			}
-		}
-	}
-	return sortedKeys(seen)
 }

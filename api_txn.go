@@ -9,7 +9,7 @@ package kcluster
 //     produce belongs to an ongoing transaction.
 //   - AddOffsetsToTxn v0-v4: adds the group's __consumer_offsets partition.
 //   - EndTxn v0-v4: PrepareCommit / PrepareAbort, answered once written;
-//     the markers follow (txn_coordinator.go). v5 (KIP-890 part 2, epoch
+//     the markers follow (txn_markers.go). v5 (KIP-890 part 2, epoch
 //     bump per transaction) is not served: kcluster advertises no
 //     transaction.version feature, so clients use the part 1 flow.
 //   - WriteTxnMarkers v0-v1: served by partition leaders, sent by
@@ -68,7 +68,7 @@ func (b *broker) initTransactional(req *kmsg.InitProducerIDRequest) (int64, int1
 	var epoch int16
 	for attempt := 0; ; attempt++ {
 		var again bool
-		err := b.txns.withTxn(id, func(tp *txnPartition, m *txnMeta) error {
+		err := b.txns.withTxn(id, func(ts *txnShard, m *txnMeta) error {
 			if needFresh(m) && fresh < 0 {
 				again = true
 				return nil
@@ -76,10 +76,10 @@ func (b *broker) initTransactional(req *kmsg.InitProducerIDRequest) (int64, int1
 			if m == nil {
 				nm := &txnMeta{id: id, pid: fresh, epoch: 0, lastPid: -1, lastEpoch: -1, timeout: req.TransactionTimeoutMillis,
 					state: kmsg.TransactionStateEmpty, parts: map[topicPartition]struct{}{}, startTs: -1}
-				if err := tp.writeLocked(nm); err != nil {
+				if err := ts.writeLocked(nm); err != nil {
 					return err
 				}
-				tp.mu.txns[id] = nm
+				ts.txns[id] = nm
 				pid, epoch = nm.pid, nm.epoch
 				return nil
 			}
@@ -107,7 +107,7 @@ func (b *broker) initTransactional(req *kmsg.InitProducerIDRequest) (int64, int1
 				// Fence the previous producer: abort its transaction
 				// with a bumped epoch; the client retries and gets an
 				// epoch above that once the abort completes.
-				if err := tp.prepareEndLocked(m, false, true); err != nil {
+				if err := ts.prepareEndLocked(m, false, true); err != nil {
 					return err
 				}
 				return kerr.ConcurrentTransactions
@@ -130,10 +130,10 @@ func (b *broker) initTransactional(req *kmsg.InitProducerIDRequest) (int64, int1
 			nm.state = kmsg.TransactionStateEmpty
 			nm.parts = map[topicPartition]struct{}{}
 			nm.startTs = -1
-			if err := tp.writeLocked(nm); err != nil {
+			if err := ts.writeLocked(nm); err != nil {
 				return err
 			}
-			tp.mu.txns[id] = nm
+			ts.txns[id] = nm
 			pid, epoch = nm.pid, nm.epoch
 			return nil
 		})
@@ -178,7 +178,7 @@ func (b *broker) addPartitions(id string, pid int64, epoch int16, ps []topicPart
 			return out, nil
 		}
 	}
-	err := b.txns.withTxn(id, func(tp *txnPartition, m *txnMeta) error {
+	err := b.txns.withTxn(id, func(ts *txnShard, m *txnMeta) error {
 		if err := checkProducerLocked(m, pid, epoch); err != nil {
 			return err
 		}
@@ -214,10 +214,10 @@ func (b *broker) addPartitions(id string, pid int64, epoch int16, ps []topicPart
 			nm.state = kmsg.TransactionStateOngoing
 			nm.startTs = time.Now().UnixMilli()
 		}
-		if err := tp.writeLocked(nm); err != nil {
+		if err := ts.writeLocked(nm); err != nil {
 			return err
 		}
-		tp.mu.txns[id] = nm
+		ts.txns[id] = nm
 		return nil
 	})
 	if err != nil {
@@ -292,11 +292,11 @@ func (b *broker) handleAddOffsetsToTxn(req *kmsg.AddOffsetsToTxnRequest, r *requ
 		resp.ErrorCode = kerr.InvalidGroupID.Code
 		return resp, nil
 	}
-	if !b.ensureOffsetsTopic() {
+	if !b.groups.rt.ensureTopic() {
 		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
 		return resp, nil
 	}
-	p := topicPartition{offsetsTopic, groupPartition(req.Group, b.groups.numPartitions())}
+	p := topicPartition{offsetsTopic, b.groups.rt.partitionFor(req.Group)}
 	res, _ := b.addPartitions(req.TransactionalID, req.ProducerID, req.ProducerEpoch, []topicPartition{p}, false)
 	err := res[p]
 	if req.Version < 2 && errors.Is(err, kerr.ProducerFenced) {
@@ -308,7 +308,7 @@ func (b *broker) handleAddOffsetsToTxn(req *kmsg.AddOffsetsToTxnRequest, r *requ
 
 func (b *broker) handleEndTxn(req *kmsg.EndTxnRequest, r *request) (*kmsg.EndTxnResponse, error) {
 	resp := req.ResponseKind().(*kmsg.EndTxnResponse)
-	err := b.txns.withTxn(req.TransactionalID, func(tp *txnPartition, m *txnMeta) error {
+	err := b.txns.withTxn(req.TransactionalID, func(ts *txnShard, m *txnMeta) error {
 		if m == nil || m.pid != req.ProducerID {
 			return kerr.InvalidProducerIDMapping
 		}
@@ -324,7 +324,7 @@ func (b *broker) handleEndTxn(req *kmsg.EndTxnRequest, r *request) (*kmsg.EndTxn
 			if m.sending {
 				return kerr.ConcurrentTransactions
 			}
-			return tp.prepareEndLocked(m, req.Commit, false)
+			return ts.prepareEndLocked(m, req.Commit, false)
 		case prepare:
 			return kerr.ConcurrentTransactions // a retry: the markers are on their way
 		case complete:
@@ -345,7 +345,7 @@ func (b *broker) handleEndTxn(req *kmsg.EndTxnRequest, r *request) (*kmsg.EndTxn
 // pending offsets in the group coordinator.
 func (b *broker) handleWriteTxnMarkers(req *kmsg.WriteTxnMarkersRequest, r *request) (*kmsg.WriteTxnMarkersResponse, error) {
 	resp := req.ResponseKind().(*kmsg.WriteTxnMarkersResponse)
-	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.group.commitTimeout)
+	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.txn.requestTimeout)
 	defer cancel()
 	type wait struct {
 		rp   *kmsg.WriteTxnMarkersResponseMarkerTopicPartition
@@ -390,7 +390,7 @@ func (b *broker) handleWriteTxnMarkers(req *kmsg.WriteTxnMarkersRequest, r *requ
 			continue
 		}
 		if w.rep.topic == offsetsTopic {
-			b.groups.completeTxn(w.rep.part, w.pid, w.done, w.end-1)
+			b.groups.rt.replayMarker(w.rep.part, w.pid, w.done, w.end-1)
 		}
 	}
 	return resp, nil
@@ -439,7 +439,7 @@ func (b *broker) verifyTxn(txnID *string, rep *partition, pid int64, epoch int16
 	t.Topic, t.Partitions = rep.topic, []int32{rep.part}
 	tx.Topics = append(tx.Topics, t)
 	req.Transactions = append(req.Transactions, tx)
-	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.group.commitTimeout)
+	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.txn.requestTimeout)
 	defer cancel()
 	kresp, err := b.txns.verify.request(ctx, coord, req)
 	if err != nil {

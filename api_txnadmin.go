@@ -72,21 +72,18 @@ func (b *broker) handleDescribeTransactions(req *kmsg.DescribeTransactionsReques
 		ts := kmsg.NewDescribeTransactionsResponseTransactionState()
 		ts.TransactionalID = id
 		ts.ProducerID, ts.ProducerEpoch, ts.StartTimestamp = -1, -1, -1
-		err := b.txns.withTxn(id, func(tp *txnPartition, m *txnMeta) error {
+		err := b.txns.withTxn(id, func(_ *txnShard, m *txnMeta) error {
 			if m == nil {
 				return kerr.TransactionalIDNotFound
 			}
 			ts.State = m.state.String()
 			ts.TimeoutMillis, ts.StartTimestamp = m.timeout, m.startTs
 			ts.ProducerID, ts.ProducerEpoch = m.pid, m.epoch
-			for _, p := range m.sortedParts() {
-				if n := len(ts.Topics); n == 0 || ts.Topics[n-1].Topic != p.topic {
-					t := kmsg.NewDescribeTransactionsResponseTransactionStateTopic()
-					t.Topic = p.topic
-					ts.Topics = append(ts.Topics, t)
-				}
-				ts.Topics[len(ts.Topics)-1].Partitions = append(ts.Topics[len(ts.Topics)-1].Partitions, p.partition)
-			}
+			byTopic(m.sortedParts(), func(topic string, partitions []int32) {
+				t := kmsg.NewDescribeTransactionsResponseTransactionStateTopic()
+				t.Topic, t.Partitions = topic, partitions
+				ts.Topics = append(ts.Topics, t)
+			})
 			return nil
 		})
 		ts.ErrorCode = errCode(err)
@@ -122,24 +119,22 @@ func (b *broker) handleListTransactions(req *kmsg.ListTransactionsRequest, r *re
 		}
 	}
 	now := time.Now().UnixMilli()
-	for _, tp := range b.txns.loaded() {
-		tp.mu.Lock()
-		if tp.mu.loaded && !tp.mu.gone {
-			for _, m := range tp.mu.txns {
-				switch {
-				case len(req.StateFilters) > 0 && !states[m.state.String()]:
-				case len(pids) > 0 && !pids[m.pid]:
-				case req.Version >= 1 && req.DurationFilterMillis >= 0 && (m.state != kmsg.TransactionStateOngoing || now-m.startTs < req.DurationFilterMillis):
-				case pattern != nil && !pattern.MatchString(m.id):
-				default:
-					ts := kmsg.NewListTransactionsResponseTransactionState()
-					ts.TransactionalID, ts.ProducerID, ts.TransactionState = m.id, m.pid, m.state.String()
-					resp.TransactionStates = append(resp.TransactionStates, ts)
-				}
+	resp.TransactionStates, _ = gather(b.txns.rt, func(ts *txnShard) []kmsg.ListTransactionsResponseTransactionState {
+		var out []kmsg.ListTransactionsResponseTransactionState
+		for _, m := range ts.txns {
+			switch {
+			case len(req.StateFilters) > 0 && !states[m.state.String()]:
+			case len(pids) > 0 && !pids[m.pid]:
+			case req.Version >= 1 && req.DurationFilterMillis >= 0 && (m.state != kmsg.TransactionStateOngoing || now-m.startTs < req.DurationFilterMillis):
+			case pattern != nil && !pattern.MatchString(m.id):
+			default:
+				st := kmsg.NewListTransactionsResponseTransactionState()
+				st.TransactionalID, st.ProducerID, st.TransactionState = m.id, m.pid, m.state.String()
+				out = append(out, st)
 			}
 		}
-		tp.mu.Unlock()
-	}
+		return out
+	})
 	sort.Slice(resp.TransactionStates, func(i, j int) bool {
 		return resp.TransactionStates[i].TransactionalID < resp.TransactionStates[j].TransactionalID
 	})

@@ -4,10 +4,10 @@ package kcluster
 // classic half of GroupMetadataManager): Empty → PreparingRebalance →
 // CompletingRebalance → Stable, with KIP-394 member ids required on the
 // first join, KIP-345 static members, the initial rebalance delay, session
-// and rebalance timeouts. Every method here runs with the group's
-// partition (coordPartition.mu) locked; blocked JoinGroup and SyncGroup
-// requests wait on a channel in their member, answered when the rebalance
-// moves on.
+// and rebalance timeouts. Here: the members, the protocol choice, the
+// group's record, Heartbeat, LeaveGroup and the deadlines; the rebalance
+// itself (JoinGroup, SyncGroup) is in group_classic_rebalance.go. Every
+// method runs with the group's shard locked.
 
 import (
 	"crypto/rand"
@@ -19,49 +19,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
-
-// Group states, by Kafka's names (classic groups use the first five,
-// consumer groups Empty, Assigning, Reconciling, Stable and Dead).
-const (
-	stateEmpty       = "Empty"
-	statePreparing   = "PreparingRebalance"
-	stateCompleting  = "CompletingRebalance"
-	stateStable      = "Stable"
-	stateDead        = "Dead"
-	stateAssigning   = "Assigning"
-	stateReconciling = "Reconciling"
-)
-
-// Group types (ListGroups v5, KIP-848).
-const (
-	kindClassic  = "classic"
-	kindConsumer = "consumer"
-)
-
-type group struct {
-	name       string
-	kind       string
-	state      string
-	stateSince time.Time
-
-	// classic protocol
-	protocolType string
-	protocol     string
-	generation   int32
-	leader       string
-	members      map[string]*member
-	joinOrder    []string             // member ids in join order (leader choice)
-	pending      map[string]time.Time // KIP-394: ids handed out, awaiting their join
-	statics      map[string]string    // group.instance.id → member id
-	joinDeadline time.Time            // PreparingRebalance ends at the latest here
-	initialJoin  bool                 // the rebalance started from Empty (initial delay)
-	newMember    bool                 // a member joined during the current initial delay
-	rebalanceEnd time.Time            // initial delay: never beyond the rebalance timeout
-	syncDeadline time.Time            // CompletingRebalance: the leader's assignment is due
-
-	offsets map[string]map[int32]offsetEntry
-	cg      *consumerGroup // KIP-848 state, for kind consumer
-}
 
 type member struct {
 	id          string
@@ -76,85 +33,6 @@ type member struct {
 	joinCh      chan *kmsg.JoinGroupResponse
 	syncCh      chan *kmsg.SyncGroupResponse
 	joinVersion int16
-}
-
-type offsetEntry struct {
-	offset      int64
-	leaderEpoch int32
-	metadata    string
-	commitTs    int64
-	expireTs    int64
-}
-
-func newGroup(name string, now time.Time) *group {
-	return &group{
-		name: name, kind: kindClassic, state: stateEmpty, stateSince: now,
-		members: map[string]*member{}, pending: map[string]time.Time{}, statics: map[string]string{},
-	}
-}
-
-func (g *group) setState(s string, now time.Time) {
-	if g.state != s {
-		g.state, g.stateSince = s, now
-	}
-}
-
-func (g *group) setOffset(topic string, p int32, o offsetEntry) {
-	if g.offsets == nil {
-		g.offsets = map[string]map[int32]offsetEntry{}
-	}
-	if g.offsets[topic] == nil {
-		g.offsets[topic] = map[int32]offsetEntry{}
-	}
-	g.offsets[topic][p] = o
-}
-
-func (g *group) deleteOffset(topic string, p int32) {
-	if ps := g.offsets[topic]; ps != nil {
-		delete(ps, p)
-		if len(ps) == 0 {
-			delete(g.offsets, topic)
-		}
-	}
-}
-
-func (g *group) numOffsets() int {
-	n := 0
-	for _, ps := range g.offsets {
-		n += len(ps)
-	}
-	return n
-}
-
-// isEmptyState reports whether the group has no members.
-func (g *group) isEmptyState() bool {
-	if g.cg != nil && len(g.cg.members) > 0 {
-		return false
-	}
-	return len(g.members) == 0 && g.state == stateEmpty
-}
-
-// isDeletable reports whether nothing is left of the group.
-func (g *group) isDeletable() bool {
-	return g.isEmptyState() && g.numOffsets() == 0 && g.protocolType == "" && g.cg == nil
-}
-
-// offsetExpired is Kafka's offset expiration condition (KIP-211, and
-// KIP-496 for topics a stable group no longer subscribes to).
-func (g *group) offsetExpired(topic string, o offsetEntry, now time.Time, retention time.Duration) bool {
-	expired := func(base int64) bool { return now.UnixMilli() >= base+retention.Milliseconds() }
-	if o.expireTs > 0 {
-		return now.UnixMilli() >= o.expireTs
-	}
-	switch {
-	case g.isEmptyState() && (g.protocolType != "" || g.cg != nil):
-		return expired(g.stateSince.UnixMilli())
-	case g.protocolType == "" && g.cg == nil:
-		return expired(o.commitTs) // a simple group
-	case g.kind == kindClassic && g.protocolType == "consumer" && g.state == stateStable:
-		return !slices.Contains(g.subscribedTopicsLocked(), topic) && expired(o.commitTs)
-	}
-	return false
 }
 
 // resetClassic drops the group's classic state (a group tombstone).
@@ -341,293 +219,6 @@ func (g *group) maxRebalanceTimeout() time.Duration {
 	return d
 }
 
-func joinError(code int16, memberID string) *kmsg.JoinGroupResponse {
-	r := kmsg.NewPtrJoinGroupResponse()
-	r.ErrorCode, r.MemberID, r.Generation = code, memberID, -1
-	return r
-}
-
-// joinLocked handles a JoinGroup. It returns either an immediate response
-// or a channel the response will arrive on.
-func (g *group) joinLocked(cp *coordPartition, req *kmsg.JoinGroupRequest, clientID, clientHost string, now time.Time) (*kmsg.JoinGroupResponse, chan *kmsg.JoinGroupResponse) {
-	cfg := cp.gc.cfg
-	session := time.Duration(req.SessionTimeoutMillis) * time.Millisecond
-	rebalance := time.Duration(req.RebalanceTimeoutMillis) * time.Millisecond
-	if req.Version == 0 || rebalance <= 0 {
-		rebalance = session
-	}
-	if session < cfg.minSession || session > cfg.maxSession {
-		return joinError(kerr.InvalidSessionTimeout.Code, req.MemberID), nil
-	}
-	if g.kind == kindConsumer {
-		if !g.isEmptyState() {
-			return joinError(kerr.InconsistentGroupProtocol.Code, req.MemberID), nil
-		}
-		g.kind, g.cg = kindClassic, nil
-	}
-	if !g.supportsProtocols(req.ProtocolType, req.Protocols) {
-		return joinError(kerr.InconsistentGroupProtocol.Code, req.MemberID), nil
-	}
-	if req.MemberID == "" {
-		if int32(len(g.members)+len(g.pending)) >= cfg.maxSize {
-			return joinError(kerr.GroupMaxSizeReached.Code, ""), nil
-		}
-		id := newMemberID(clientID)
-		if req.InstanceID != nil {
-			if old, ok := g.statics[*req.InstanceID]; ok && g.members[old] != nil {
-				return g.replaceStaticLocked(cp, old, id, req, clientID, clientHost, session, rebalance, now)
-			}
-		} else if req.Version >= 4 {
-			// KIP-394: hand out the id; the member joins again with it.
-			g.pending[id] = now.Add(session)
-			cp.gc.kick()
-			return joinError(kerr.MemberIDRequired.Code, id), nil
-		}
-		return nil, g.addMemberLocked(cp, id, req, clientID, clientHost, session, rebalance, now)
-	}
-	if _, ok := g.pending[req.MemberID]; ok {
-		delete(g.pending, req.MemberID)
-		return nil, g.addMemberLocked(cp, req.MemberID, req, clientID, clientHost, session, rebalance, now)
-	}
-	m := g.members[req.MemberID]
-	if m == nil {
-		return joinError(kerr.UnknownMemberID.Code, req.MemberID), nil
-	}
-	if req.InstanceID != nil && g.statics[*req.InstanceID] != m.id {
-		return joinError(kerr.FencedInstanceID.Code, req.MemberID), nil
-	}
-	switch g.state {
-	case statePreparing:
-		ch := g.updateMemberLocked(m, req, session, rebalance, now)
-		g.maybeCompleteJoinLocked(cp, now)
-		return nil, ch
-	case stateCompleting:
-		if m.sameProtocols(req.Protocols) {
-			// A member that lost its join response rejoins: answer with
-			// the current generation.
-			return g.joinResponseLocked(m), nil
-		}
-		ch := g.updateMemberLocked(m, req, session, rebalance, now)
-		g.prepareRebalanceLocked(cp, now)
-		g.maybeCompleteJoinLocked(cp, now) // it may be the only member
-		return nil, ch
-	case stateStable:
-		if m.id != g.leader && m.sameProtocols(req.Protocols) {
-			m.deadline = now.Add(m.session)
-			return g.joinResponseLocked(m), nil
-		}
-		ch := g.updateMemberLocked(m, req, session, rebalance, now)
-		g.prepareRebalanceLocked(cp, now)
-		g.maybeCompleteJoinLocked(cp, now) // it may be the only member
-		return nil, ch
-	}
-	return joinError(kerr.UnknownMemberID.Code, req.MemberID), nil
-}
-
-func (g *group) updateMemberLocked(m *member, req *kmsg.JoinGroupRequest, session, rebalance time.Duration, now time.Time) chan *kmsg.JoinGroupResponse {
-	// Request bytes alias the connection's read buffer: copy what is kept.
-	m.protocols = make([]kmsg.JoinGroupRequestProtocol, len(req.Protocols))
-	for i, p := range req.Protocols {
-		m.protocols[i] = kmsg.JoinGroupRequestProtocol{Name: p.Name, Metadata: slices.Clone(p.Metadata)}
-	}
-	m.session, m.rebalance = session, rebalance
-	m.deadline = now.Add(session)
-	m.joinVersion = req.Version
-	if m.joinCh != nil {
-		// A second join from the same member replaces the first.
-		m.joinCh <- joinError(kerr.UnknownMemberID.Code, m.id)
-	}
-	m.joinCh = make(chan *kmsg.JoinGroupResponse, 1)
-	return m.joinCh
-}
-
-func (g *group) addMemberLocked(cp *coordPartition, id string, req *kmsg.JoinGroupRequest, clientID, clientHost string, session, rebalance time.Duration, now time.Time) chan *kmsg.JoinGroupResponse {
-	m := &member{id: id, instanceID: req.InstanceID, clientID: clientID, clientHost: clientHost}
-	if len(g.members) == 0 {
-		g.protocolType = req.ProtocolType
-	}
-	g.members[id] = m
-	g.joinOrder = append(g.joinOrder, id)
-	if m.instanceID != nil {
-		g.statics[*m.instanceID] = id
-	}
-	if g.leader == "" || g.members[g.leader] == nil {
-		g.leader = id
-	}
-	ch := g.updateMemberLocked(m, req, session, rebalance, now)
-	g.newMember = true
-	if g.state != statePreparing {
-		g.prepareRebalanceLocked(cp, now)
-	}
-	g.maybeCompleteJoinLocked(cp, now)
-	return ch
-}
-
-// replaceStaticLocked handles a static member rejoining with a new member
-// id (KIP-345): the old id is fenced; in a Stable group with unchanged
-// protocols the member gets its old assignment back without a rebalance.
-func (g *group) replaceStaticLocked(cp *coordPartition, old, id string, req *kmsg.JoinGroupRequest, clientID, clientHost string, session, rebalance time.Duration, now time.Time) (*kmsg.JoinGroupResponse, chan *kmsg.JoinGroupResponse) {
-	m := g.members[old]
-	if m.joinCh != nil {
-		m.joinCh <- joinError(kerr.FencedInstanceID.Code, old)
-		m.joinCh = nil
-	}
-	if m.syncCh != nil {
-		r := kmsg.NewPtrSyncGroupResponse()
-		r.ErrorCode = kerr.FencedInstanceID.Code
-		m.syncCh <- r
-		m.syncCh = nil
-	}
-	delete(g.members, old)
-	m.id, m.clientID, m.clientHost = id, clientID, clientHost
-	g.members[id] = m
-	g.joinOrder[slices.Index(g.joinOrder, old)] = id
-	g.statics[*req.InstanceID] = id
-	wasLeader := g.leader == old
-	if wasLeader {
-		g.leader = id
-	}
-	switch g.state {
-	case stateStable:
-		if m.sameProtocols(req.Protocols) {
-			m.session, m.rebalance, m.deadline = session, rebalance, now.Add(session)
-			if err := cp.writeRecordsLocked([]kmsg.Record{g.groupRecord(now)}); err != nil {
-				// Undo: the old member id stays the group's.
-				delete(g.members, id)
-				m.id = old
-				g.members[old] = m
-				g.joinOrder[slices.Index(g.joinOrder, id)] = old
-				g.statics[*req.InstanceID] = old
-				if wasLeader {
-					g.leader = old
-				}
-				return joinError(errCode(err), ""), nil
-			}
-			r := g.joinResponseLocked(m)
-			if wasLeader && req.Version >= 9 {
-				// The leader learns the members but must not
-				// reassign (KIP-814).
-				r.SkipAssignment = true
-				r.Members = g.joinMembersLocked()
-			}
-			return r, nil
-		}
-		ch := g.updateMemberLocked(m, req, session, rebalance, now)
-		g.prepareRebalanceLocked(cp, now)
-		return nil, ch
-	case stateCompleting:
-		ch := g.updateMemberLocked(m, req, session, rebalance, now)
-		g.prepareRebalanceLocked(cp, now)
-		return nil, ch
-	default: // PreparingRebalance
-		ch := g.updateMemberLocked(m, req, session, rebalance, now)
-		g.maybeCompleteJoinLocked(cp, now)
-		return nil, ch
-	}
-}
-
-// joinResponseLocked is the current generation's JoinGroup answer for m.
-func (g *group) joinResponseLocked(m *member) *kmsg.JoinGroupResponse {
-	r := kmsg.NewPtrJoinGroupResponse()
-	r.Generation = g.generation
-	r.ProtocolType = kmsg.StringPtr(g.protocolType)
-	r.Protocol = kmsg.StringPtr(g.protocol)
-	r.LeaderID = g.leader
-	r.MemberID = m.id
-	if m.id == g.leader && g.state == stateCompleting {
-		r.Members = g.joinMembersLocked()
-	}
-	return r
-}
-
-func (g *group) joinMembersLocked() []kmsg.JoinGroupResponseMember {
-	var out []kmsg.JoinGroupResponseMember
-	for _, id := range g.joinOrder {
-		m := g.members[id]
-		jm := kmsg.NewJoinGroupResponseMember()
-		jm.MemberID, jm.InstanceID, jm.ProtocolMetadata = m.id, m.instanceID, m.metadataFor(g.protocol)
-		out = append(out, jm)
-	}
-	return out
-}
-
-// prepareRebalanceLocked starts a rebalance: members must rejoin within
-// the rebalance timeout; a group starting from Empty first waits
-// group.initial.rebalance.delay.ms for more members.
-func (g *group) prepareRebalanceLocked(cp *coordPartition, now time.Time) {
-	if g.state == stateCompleting {
-		for _, m := range g.members {
-			m.assignment = nil
-			if m.syncCh != nil {
-				r := kmsg.NewPtrSyncGroupResponse()
-				r.ErrorCode = kerr.RebalanceInProgress.Code
-				m.syncCh <- r
-				m.syncCh = nil
-			}
-		}
-	}
-	initial := g.state == stateEmpty
-	g.setState(statePreparing, now)
-	g.initialJoin = initial && cp.gc.cfg.initialDelay > 0
-	g.newMember = false
-	if g.initialJoin {
-		g.joinDeadline = now.Add(cp.gc.cfg.initialDelay)
-		g.rebalanceEnd = now.Add(g.maxRebalanceTimeout())
-	} else {
-		g.joinDeadline = now.Add(g.maxRebalanceTimeout())
-	}
-	cp.gc.kick()
-}
-
-// maybeCompleteJoinLocked completes the join phase once every member has
-// rejoined and no KIP-394 id is outstanding (never early during the
-// initial delay).
-func (g *group) maybeCompleteJoinLocked(cp *coordPartition, now time.Time) {
-	if g.state != statePreparing || g.initialJoin || len(g.pending) > 0 {
-		return
-	}
-	for _, m := range g.members {
-		if m.joinCh == nil {
-			return
-		}
-	}
-	g.completeJoinLocked(cp, now)
-}
-
-// completeJoinLocked ends the join phase: members that did not rejoin are
-// removed, the generation advances, and every joined member is answered
-// (the leader with the member list).
-func (g *group) completeJoinLocked(cp *coordPartition, now time.Time) {
-	for _, id := range slices.Clone(g.joinOrder) {
-		if m := g.members[id]; m.joinCh == nil {
-			g.dropMemberLocked(m)
-		}
-	}
-	g.generation++
-	if len(g.members) == 0 {
-		g.protocol, g.leader = "", ""
-		g.setState(stateEmpty, now)
-		if err := cp.writeRecordsLocked([]kmsg.Record{g.groupRecord(now)}); err != nil {
-			cp.gc.b.log.Debug("storing empty group", "group", g.name, "err", err)
-		}
-		return
-	}
-	g.protocol = g.selectProtocol()
-	if g.members[g.leader] == nil {
-		g.leader = g.joinOrder[0]
-	}
-	g.setState(stateCompleting, now)
-	g.syncDeadline = now.Add(g.maxRebalanceTimeout())
-	for _, m := range g.members {
-		r := g.joinResponseLocked(m)
-		m.joinCh <- r
-		m.joinCh = nil
-		m.deadline = now.Add(m.session)
-	}
-	cp.gc.kick()
-	cp.gc.b.c.notifyEvent()
-}
-
 // dropMemberLocked removes m from the group's bookkeeping.
 func (g *group) dropMemberLocked(m *member) {
 	if m.joinCh != nil {
@@ -655,92 +246,15 @@ func (g *group) dropMemberLocked(m *member) {
 
 // removeMemberLocked removes a member that left or expired and moves the
 // group on: a rebalance, or the end of the current join phase.
-func (g *group) removeMemberLocked(cp *coordPartition, m *member, now time.Time) {
+func (g *group) removeMemberLocked(gs *groupShard, m *member, now time.Time) {
 	g.dropMemberLocked(m)
 	switch g.state {
 	case stateStable, stateCompleting:
-		g.prepareRebalanceLocked(cp, now)
-		g.maybeCompleteJoinLocked(cp, now)
+		g.prepareRebalanceLocked(gs, now)
+		g.maybeCompleteJoinLocked(gs, now)
 	case statePreparing:
-		g.maybeCompleteJoinLocked(cp, now)
+		g.maybeCompleteJoinLocked(gs, now)
 	}
-}
-
-// syncLocked handles a SyncGroup.
-func (g *group) syncLocked(cp *coordPartition, req *kmsg.SyncGroupRequest, now time.Time) (*kmsg.SyncGroupResponse, chan *kmsg.SyncGroupResponse) {
-	fail := func(code int16) (*kmsg.SyncGroupResponse, chan *kmsg.SyncGroupResponse) {
-		r := kmsg.NewPtrSyncGroupResponse()
-		r.ErrorCode = code
-		return r, nil
-	}
-	if g == nil || g.kind != kindClassic {
-		return fail(kerr.UnknownMemberID.Code)
-	}
-	m, code := g.checkMemberLocked(req.MemberID, req.InstanceID)
-	switch {
-	case code != 0:
-		return fail(code)
-	case req.Generation != g.generation:
-		return fail(kerr.IllegalGeneration.Code)
-	case req.ProtocolType != nil && *req.ProtocolType != g.protocolType,
-		req.Protocol != nil && *req.Protocol != g.protocol:
-		return fail(kerr.InconsistentGroupProtocol.Code)
-	}
-	switch g.state {
-	case statePreparing:
-		return fail(kerr.RebalanceInProgress.Code)
-	case stateStable:
-		m.deadline = now.Add(m.session)
-		r := kmsg.NewPtrSyncGroupResponse()
-		r.ProtocolType, r.Protocol = kmsg.StringPtr(g.protocolType), kmsg.StringPtr(g.protocol)
-		r.MemberAssignment = m.assignment
-		return r, nil
-	case stateCompleting:
-	default:
-		return fail(kerr.UnknownMemberID.Code)
-	}
-	m.deadline = now.Add(m.session)
-	if m.syncCh != nil {
-		m.syncCh <- &kmsg.SyncGroupResponse{ErrorCode: kerr.RebalanceInProgress.Code}
-	}
-	m.syncCh = make(chan *kmsg.SyncGroupResponse, 1)
-	ch := m.syncCh
-	if m.id != g.leader {
-		return nil, ch
-	}
-	assigned := map[string][]byte{}
-	for _, a := range req.GroupAssignment {
-		assigned[a.MemberID] = slices.Clone(a.MemberAssignment) // not the read buffer's
-	}
-	for _, mm := range g.members {
-		mm.assignment = assigned[mm.id]
-	}
-	if err := cp.writeRecordsLocked([]kmsg.Record{g.groupRecord(now)}); err != nil {
-		code := errCode(err)
-		for _, mm := range g.members {
-			mm.assignment = nil
-			if mm.syncCh != nil {
-				r := kmsg.NewPtrSyncGroupResponse()
-				r.ErrorCode = code
-				mm.syncCh <- r
-				mm.syncCh = nil
-			}
-		}
-		g.prepareRebalanceLocked(cp, now)
-		return nil, ch
-	}
-	g.setState(stateStable, now)
-	for _, mm := range g.members {
-		if mm.syncCh != nil {
-			r := kmsg.NewPtrSyncGroupResponse()
-			r.ProtocolType, r.Protocol = kmsg.StringPtr(g.protocolType), kmsg.StringPtr(g.protocol)
-			r.MemberAssignment = mm.assignment
-			mm.syncCh <- r
-			mm.syncCh = nil
-		}
-	}
-	cp.gc.b.c.notifyEvent()
-	return nil, ch
 }
 
 // checkMemberLocked validates a member id and instance id as Kafka's
@@ -786,7 +300,7 @@ func (g *group) heartbeatLocked(req *kmsg.HeartbeatRequest, now time.Time) int16
 }
 
 // leaveLocked removes one member (by member id or, KIP-345, instance id).
-func (g *group) leaveLocked(cp *coordPartition, memberID string, instanceID *string, now time.Time) int16 {
+func (g *group) leaveLocked(gs *groupShard, memberID string, instanceID *string, now time.Time) int16 {
 	if g == nil || g.kind != kindClassic {
 		return kerr.UnknownMemberID.Code
 	}
@@ -802,21 +316,21 @@ func (g *group) leaveLocked(cp *coordPartition, memberID string, instanceID *str
 	}
 	if _, ok := g.pending[memberID]; ok {
 		delete(g.pending, memberID)
-		g.maybeCompleteJoinLocked(cp, now)
+		g.maybeCompleteJoinLocked(gs, now)
 		return 0
 	}
 	m := g.members[memberID]
 	if m == nil {
 		return kerr.UnknownMemberID.Code
 	}
-	g.removeMemberLocked(cp, m, now)
+	g.removeMemberLocked(gs, m, now)
 	return 0
 }
 
 // tickLocked fires the group's passed deadlines and returns its next one.
-func (g *group) tickLocked(cp *coordPartition, now time.Time) time.Time {
+func (g *group) tickLocked(gs *groupShard, now time.Time) time.Time {
 	if g.kind == kindConsumer {
-		return g.tickConsumerLocked(cp, now)
+		return g.tickConsumerLocked(gs, now)
 	}
 	var next time.Time
 	at := func(t time.Time) {
@@ -827,7 +341,7 @@ func (g *group) tickLocked(cp *coordPartition, now time.Time) time.Time {
 	for id, d := range g.pending {
 		if !now.Before(d) {
 			delete(g.pending, id)
-			g.maybeCompleteJoinLocked(cp, now)
+			g.maybeCompleteJoinLocked(gs, now)
 		} else {
 			at(d)
 		}
@@ -843,8 +357,8 @@ func (g *group) tickLocked(cp *coordPartition, now time.Time) time.Time {
 			continue
 		}
 		if !now.Before(m.deadline) {
-			cp.gc.b.log.Debug("group member session expired", "group", g.name, "member", m.id)
-			g.removeMemberLocked(cp, m, now)
+			gs.gc.b.log.Debug("group member session expired", "group", g.name, "member", m.id)
+			g.removeMemberLocked(gs, m, now)
 			continue
 		}
 		at(m.deadline)
@@ -859,12 +373,12 @@ func (g *group) tickLocked(cp *coordPartition, now time.Time) time.Time {
 			// Members keep arriving: wait one more delay, never past
 			// the rebalance timeout (Kafka's InitialDelayedJoin).
 			g.newMember = false
-			g.joinDeadline = minTime(now.Add(cp.gc.cfg.initialDelay), g.rebalanceEnd)
+			g.joinDeadline = minTime(now.Add(gs.gc.cfg.initialDelay), g.rebalanceEnd)
 			at(g.joinDeadline)
 			break
 		}
 		g.initialJoin = false
-		g.completeJoinLocked(cp, now)
+		g.completeJoinLocked(gs, now)
 		if g.state == stateCompleting {
 			at(g.syncDeadline)
 		}
@@ -880,18 +394,11 @@ func (g *group) tickLocked(cp *coordPartition, now time.Time) time.Time {
 				g.dropMemberLocked(m)
 			}
 		}
-		g.prepareRebalanceLocked(cp, now)
-		g.maybeCompleteJoinLocked(cp, now)
+		g.prepareRebalanceLocked(gs, now)
+		g.maybeCompleteJoinLocked(gs, now)
 		if g.state == statePreparing {
 			at(g.joinDeadline)
 		}
 	}
 	return next
-}
-
-func minTime(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
 }

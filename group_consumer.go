@@ -9,7 +9,7 @@ package kcluster
 // first (the member keeps its epoch until it acknowledges by no longer
 // reporting them), and partitions another member still owns are withheld
 // until released; a member with its whole target is Stable at the target
-// epoch. Runs with the group's partition locked, like group_classic.go.
+// epoch. Runs with the group's shard locked, like group_classic.go.
 //
 // Consumer-group records (ConsumerGroupMetadata, members, target and
 // current assignments) are not in kmsg, so, unlike classic groups, they are
@@ -75,8 +75,8 @@ func cgError(code int16, msg string) *kmsg.ConsumerGroupHeartbeatResponse {
 }
 
 // heartbeatConsumerLocked handles a ConsumerGroupHeartbeat.
-func (cp *coordPartition) heartbeatConsumerLocked(req *kmsg.ConsumerGroupHeartbeatRequest, clientID, clientHost string, now time.Time) *kmsg.ConsumerGroupHeartbeatResponse {
-	cfg := cp.gc.cfg
+func (gs *groupShard) heartbeatConsumerLocked(req *kmsg.ConsumerGroupHeartbeatRequest, clientID, clientHost string, now time.Time) *kmsg.ConsumerGroupHeartbeatResponse {
+	cfg := gs.gc.cfg
 	switch {
 	case req.Group == "":
 		return cgError(kerr.InvalidRequest.Code, "GroupId can't be empty.")
@@ -93,7 +93,7 @@ func (cp *coordPartition) heartbeatConsumerLocked(req *kmsg.ConsumerGroupHeartbe
 	case req.ServerAssignor != nil && !slices.Contains(serverAssignors, *req.ServerAssignor):
 		return cgError(kerr.UnsupportedAssignor.Code, "ServerAssignor "+*req.ServerAssignor+" is not supported.")
 	}
-	g := cp.mu.groups[req.Group]
+	g := gs.groups[req.Group]
 	if g != nil && g.kind == kindClassic {
 		if !g.isEmptyState() {
 			return cgError(kerr.GroupIDNotFound.Code, "Group "+req.Group+" is not a consumer group.")
@@ -104,7 +104,7 @@ func (cp *coordPartition) heartbeatConsumerLocked(req *kmsg.ConsumerGroupHeartbe
 		if req.MemberEpoch != 0 {
 			return cgError(kerr.UnknownMemberID.Code, "")
 		}
-		g = cp.getOrCreateLocked(req.Group)
+		g = gs.getOrCreateLocked(req.Group)
 		g.kind = kindConsumer
 	}
 	if g.cg == nil {
@@ -113,7 +113,7 @@ func (cp *coordPartition) heartbeatConsumerLocked(req *kmsg.ConsumerGroupHeartbe
 	cg := g.cg
 	defer func() {
 		if g.isDeletable() && len(cg.members) == 0 && g.numOffsets() == 0 {
-			delete(cp.mu.groups, g.name)
+			delete(gs.groups, g.name)
 		}
 	}()
 
@@ -134,9 +134,9 @@ func (cp *coordPartition) heartbeatConsumerLocked(req *kmsg.ConsumerGroupHeartbe
 			// its assignment until it rejoins or its session ends.
 			m.leftStatic = true
 			m.deadline = now.Add(cfg.cgSession)
-			cp.gc.kick()
+			gs.gc.kick()
 		} else {
-			g.removeConsumerMemberLocked(cp, m, now)
+			g.removeConsumerMemberLocked(gs, m, now)
 		}
 		r := kmsg.NewPtrConsumerGroupHeartbeatResponse()
 		r.MemberID, r.MemberEpoch = kmsg.StringPtr(req.MemberID), req.MemberEpoch
@@ -186,7 +186,7 @@ func (cp *coordPartition) heartbeatConsumerLocked(req *kmsg.ConsumerGroupHeartbe
 			return cgError(kerr.UnknownMemberID.Code, "")
 		}
 		if req.MemberEpoch != m.epoch {
-			if req.MemberEpoch != m.prevEpoch || !cp.ownsExactly(req.Topics, m.assigned) {
+			if req.MemberEpoch != m.prevEpoch || !gs.ownsExactly(req.Topics, m.assigned) {
 				return cgError(kerr.FencedMemberEpoch.Code, "")
 			}
 		}
@@ -214,19 +214,19 @@ func (cp *coordPartition) heartbeatConsumerLocked(req *kmsg.ConsumerGroupHeartbe
 	if req.ServerAssignor != nil && *req.ServerAssignor != m.assignor {
 		m.assignor, changed = *req.ServerAssignor, true
 	}
-	if changed || !maps.Equal(cg.topicSizes, cp.subscribedSizes(g)) {
+	if changed || !maps.Equal(cg.topicSizes, gs.subscribedSizes(g)) {
 		cg.epoch++
-		cp.assignLocked(g)
+		gs.assignLocked(g)
 	}
 	prevEpoch, prevAssigned := m.epoch, m.assigned
 	var owned map[string][]int32
 	if req.Topics != nil {
-		owned = cp.topicNames(req.Topics)
+		owned = gs.topicNames(req.Topics)
 	}
-	cp.reconcileLocked(g, m, owned, now)
+	gs.reconcileLocked(g, m, owned, now)
 	g.updateConsumerStateLocked(now)
-	cp.gc.kick()
-	cp.gc.b.c.notifyEvent()
+	gs.gc.kick()
+	gs.gc.b.c.notifyEvent()
 
 	r := kmsg.NewPtrConsumerGroupHeartbeatResponse()
 	r.MemberID = kmsg.StringPtr(m.id)
@@ -235,7 +235,7 @@ func (cp *coordPartition) heartbeatConsumerLocked(req *kmsg.ConsumerGroupHeartbe
 	if req.MemberEpoch == 0 || m.epoch != prevEpoch || !assignmentsEqual(m.assigned, prevAssigned) ||
 		(req.Topics != nil && !assignmentsEqual(owned, m.assigned)) {
 		a := kmsg.NewConsumerGroupHeartbeatResponseAssignment()
-		ids := cp.topicIDs()
+		ids := gs.topicIDs()
 		for _, t := range sortedKeys(m.assigned) {
 			at := kmsg.NewConsumerGroupHeartbeatResponseAssignmentTopic()
 			at.TopicID, at.Partitions = ids[t], slices.Clone(m.assigned[t])
@@ -273,13 +273,13 @@ func assignmentsEqual(a, b map[string][]int32) bool {
 
 // ownsExactly reports whether the owned partitions a heartbeat reports
 // match an assignment (a member whose last response was lost).
-func (cp *coordPartition) ownsExactly(ts []kmsg.ConsumerGroupHeartbeatRequestTopic, assigned map[string][]int32) bool {
-	return ts != nil && assignmentsEqual(cp.topicNames(ts), assigned)
+func (gs *groupShard) ownsExactly(ts []kmsg.ConsumerGroupHeartbeatRequestTopic, assigned map[string][]int32) bool {
+	return ts != nil && assignmentsEqual(gs.topicNames(ts), assigned)
 }
 
-func (cp *coordPartition) topicNames(ts []kmsg.ConsumerGroupHeartbeatRequestTopic) map[string][]int32 {
+func (gs *groupShard) topicNames(ts []kmsg.ConsumerGroupHeartbeatRequestTopic) map[string][]int32 {
 	out := map[string][]int32{}
-	b := cp.gc.b
+	b := gs.gc.b
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	for _, t := range ts {
@@ -290,9 +290,9 @@ func (cp *coordPartition) topicNames(ts []kmsg.ConsumerGroupHeartbeatRequestTopi
 	return out
 }
 
-func (cp *coordPartition) topicIDs() map[string][16]byte {
+func (gs *groupShard) topicIDs() map[string][16]byte {
 	out := map[string][16]byte{}
-	b := cp.gc.b
+	b := gs.gc.b
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	for name, t := range b.mu.state.Topics {
@@ -304,9 +304,9 @@ func (cp *coordPartition) topicIDs() map[string][16]byte {
 // subscribedSizes is the partition count of every topic a member
 // subscribes to that exists (by name, or by regex; as Kafka's broker-side
 // resolution, a regex can match internal topics too).
-func (cp *coordPartition) subscribedSizes(g *group) map[string]int {
+func (gs *groupShard) subscribedSizes(g *group) map[string]int {
 	out := map[string]int{}
-	b := cp.gc.b
+	b := gs.gc.b
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	for _, m := range g.cg.members {
@@ -340,7 +340,7 @@ func memberTopics(m *cgMember, st *metadata.State) []string {
 // assignLocked recomputes the target assignment at the group epoch with
 // the group's assignor: the one most members ask for (ties and none: the
 // default).
-func (cp *coordPartition) assignLocked(g *group) {
+func (gs *groupShard) assignLocked(g *group) {
 	cg := g.cg
 	votes := map[string]int{}
 	for _, m := range cg.members {
@@ -354,7 +354,7 @@ func (cp *coordPartition) assignLocked(g *group) {
 			cg.assignor = a
 		}
 	}
-	b := cp.gc.b
+	b := gs.gc.b
 	subs := map[string][]string{} // member → topics
 	sizes := map[string]int{}
 	b.mu.RLock()
@@ -514,7 +514,7 @@ func assignUniform(subs map[string][]string, sizes map[string]int, prev map[stri
 // reconcileLocked moves m toward its target assignment (Kafka's
 // CurrentAssignmentBuilder). owned is what the member reports owning, nil
 // if unchanged.
-func (cp *coordPartition) reconcileLocked(g *group, m *cgMember, owned map[string][]int32, now time.Time) {
+func (gs *groupShard) reconcileLocked(g *group, m *cgMember, owned map[string][]int32, now time.Time) {
 	cg := g.cg
 	target := cg.target[m.id]
 	if len(m.revoking) > 0 {
@@ -525,7 +525,7 @@ func (cp *coordPartition) reconcileLocked(g *group, m *cgMember, owned map[strin
 		}
 		m.revoking = map[string][]int32{}
 	}
-	if m.epoch == cg.assignmentEpoch && !cp.hasUnreleased(g, m) {
+	if m.epoch == cg.assignmentEpoch && !gs.hasUnreleased(g, m) {
 		return
 	}
 	keep, revoke := map[string][]int32{}, map[string][]int32{}
@@ -551,7 +551,7 @@ func (cp *coordPartition) reconcileLocked(g *group, m *cgMember, owned map[strin
 			if slices.Contains(next[t], p) {
 				continue
 			}
-			if !cp.ownedByOther(g, m, t, p) {
+			if !gs.ownedByOther(g, m, t, p) {
 				next[t] = append(next[t], p)
 			}
 		}
@@ -577,7 +577,7 @@ func intersects(a, b map[string][]int32) bool {
 	return false
 }
 
-func (cp *coordPartition) ownedByOther(g *group, m *cgMember, t string, p int32) bool {
+func (gs *groupShard) ownedByOther(g *group, m *cgMember, t string, p int32) bool {
 	for _, o := range g.cg.members {
 		if o != m && (slices.Contains(o.assigned[t], p) || slices.Contains(o.revoking[t], p)) {
 			return true
@@ -588,7 +588,7 @@ func (cp *coordPartition) ownedByOther(g *group, m *cgMember, t string, p int32)
 
 // hasUnreleased reports whether m's target has partitions it does not own
 // yet (withheld while another member released them).
-func (cp *coordPartition) hasUnreleased(g *group, m *cgMember) bool {
+func (gs *groupShard) hasUnreleased(g *group, m *cgMember) bool {
 	for t, ps := range g.cg.target[m.id] {
 		for _, p := range ps {
 			if !slices.Contains(m.assigned[t], p) {
@@ -626,19 +626,19 @@ func (g *group) updateConsumerStateLocked(now time.Time) {
 
 // removeConsumerMemberLocked removes a member (leave, session expiry,
 // revocation timeout) and reassigns its partitions.
-func (g *group) removeConsumerMemberLocked(cp *coordPartition, m *cgMember, now time.Time) {
+func (g *group) removeConsumerMemberLocked(gs *groupShard, m *cgMember, now time.Time) {
 	cg := g.cg
 	delete(cg.members, m.id)
 	delete(cg.target, m.id)
 	cg.epoch++
-	cp.assignLocked(g)
+	gs.assignLocked(g)
 	g.updateConsumerStateLocked(now)
-	cp.gc.b.c.notifyEvent()
+	gs.gc.b.c.notifyEvent()
 }
 
 // tickConsumerLocked expires members whose session or revocation deadline
 // passed, and returns the next deadline.
-func (g *group) tickConsumerLocked(cp *coordPartition, now time.Time) time.Time {
+func (g *group) tickConsumerLocked(gs *groupShard, now time.Time) time.Time {
 	var next time.Time
 	if g.cg == nil {
 		return next
@@ -648,8 +648,8 @@ func (g *group) tickConsumerLocked(cp *coordPartition, now time.Time) time.Time 
 		expired := !now.Before(m.deadline)
 		revokeLate := len(m.revoking) > 0 && !now.Before(m.revokeDeadline)
 		if expired || revokeLate {
-			cp.gc.b.log.Debug("consumer group member fenced", "group", g.name, "member", m.id, "session_expired", expired)
-			g.removeConsumerMemberLocked(cp, m, now)
+			gs.gc.b.log.Debug("consumer group member fenced", "group", g.name, "member", m.id, "session_expired", expired)
+			g.removeConsumerMemberLocked(gs, m, now)
 			continue
 		}
 		d := m.deadline

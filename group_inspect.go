@@ -3,6 +3,7 @@ package kcluster
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -62,7 +63,7 @@ func (c *Cluster) Group(name string) (GroupState, error) {
 		if t == nil || len(t.Partitions) == 0 {
 			return
 		}
-		leader = t.Partitions[groupPartition(name, int32(len(t.Partitions)))].Leader
+		leader = t.Partitions[keyPartition(name, int32(len(t.Partitions)))].Leader
 	})
 	if leader < 0 {
 		return st, fmt.Errorf("%w: %s (no coordinator)", ErrUnknownGroup, name)
@@ -73,17 +74,19 @@ func (c *Cluster) Group(name string) (GroupState, error) {
 	}
 	st.Coordinator = leader
 	found := false
-	b.groups.withGroupNow(name, func(cp *coordPartition, g *group) error {
+	snap := st
+	err = b.groups.withGroupNow(name, func(gs *groupShard, g *group) error {
 		if g == nil {
 			return nil
 		}
 		found = true
-		g.snapshotLocked(&st)
+		g.snapshotLocked(&snap)
 		return nil
 	})
-	if !found {
+	if err != nil || !found {
 		return st, fmt.Errorf("%w: %s", ErrUnknownGroup, name)
 	}
+	st = snap
 	st.Lag = map[string]map[int32]int64{}
 	for t, ps := range st.Offsets {
 		for p, off := range ps {
@@ -163,16 +166,8 @@ func GroupCommitted(group, topic string, partition int32, offset int64) Conditio
 // Groups returns the names of the groups the running coordinators hold,
 // sorted.
 func (c *Cluster) Groups() []string {
-	var out []string
-	for _, b := range c.running() {
-		for _, cp := range b.groups.loaded() {
-			cp.mu.Lock()
-			for name := range cp.mu.groups {
-				out = append(out, name)
-			}
-			cp.mu.Unlock()
-		}
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
+	return c.coordinatorKeys(func(b *broker) []string {
+		names, _ := gather(b.groups.rt, func(gs *groupShard) []string { return slices.Collect(maps.Keys(gs.groups)) })
+		return names
+	})
 }

@@ -119,13 +119,13 @@ func TestGroupOffsetFetchUnknownGroup(t *testing.T) {
 func TestGroupNotCoordinator(t *testing.T) {
 	c := Start(t, Brokers(3))
 	_, id := coordinator(t, c, "g")
-	st, err := c.PartitionState(offsetsTopic, groupPartition("g", 10))
+	st, err := c.PartitionState(offsetsTopic, keyPartition("g", 10))
 	if err != nil || st.Leader != id {
-		t.Fatalf("coordinator %d, leader of __consumer_offsets/%d is %d (%v)", id, groupPartition("g", 10), st.Leader, err)
+		t.Fatalf("coordinator %d, leader of __consumer_offsets/%d is %d (%v)", id, keyPartition("g", 10), st.Leader, err)
 	}
-	if p := groupPartition("g", 50); p != 3 {
+	if p := keyPartition("g", 50); p != 3 {
 		// Java: Math.abs("g".hashCode()) % 50 = 103 % 50.
-		t.Fatalf("groupPartition(g, 50) = %d, want 3", p)
+		t.Fatalf("keyPartition(g, 50) = %d, want 3", p)
 	}
 	other := dial(t, c.Addrs()[id%3])
 	req := kmsg.NewPtrHeartbeatRequest()
@@ -156,7 +156,7 @@ func TestGroupRecordsAreKafkas(t *testing.T) {
 	if code := commit(t, cl, "g", j.MemberID, j.Generation, "t", 0, 42); code != 0 {
 		t.Fatalf("OffsetCommit: %v", kerr.ErrorForCode(code))
 	}
-	p := groupPartition("g", 10)
+	p := keyPartition("g", 10)
 	waitCond(t, c, "the records on every replica", FullyReplicated(offsetsTopic, p))
 	st, _ := c.PartitionState(offsetsTopic, p)
 	b, _ := c.brokerByID(st.Leader)
@@ -388,7 +388,7 @@ func TestGroupInternalTopicProduce(t *testing.T) {
 	rt := kmsg.NewProduceRequestTopic()
 	rt.Topic = offsetsTopic
 	rp := kmsg.NewProduceRequestTopicPartition()
-	rp.Partition, rp.Records = groupPartition("g", 10), makeBatch(1, "x")
+	rp.Partition, rp.Records = keyPartition("g", 10), makeBatch(1, "x")
 	rt.Partitions = append(rt.Partitions, rp)
 	req.Topics = append(req.Topics, rt)
 	resp := do[*kmsg.ProduceResponse](t, cl, req, 9)
@@ -588,12 +588,12 @@ func TestGroupOffsetsRetention(t *testing.T) {
 	if st, err := c.Group("g"); err != nil || len(st.Offsets["t"]) != 2 {
 		t.Fatalf("offsets expired early: %+v (%v)", st, err)
 	}
-	before, _ := c.PartitionState(offsetsTopic, groupPartition("g", 10))
+	before, _ := c.PartitionState(offsetsTopic, keyPartition("g", 10))
 	b.groups.expireOffsets(time.Now().Add(7*24*time.Hour + time.Minute))
 	if _, err := c.Group("g"); err == nil {
 		t.Fatal("the group is still there after its offsets expired")
 	}
-	after, _ := c.PartitionState(offsetsTopic, groupPartition("g", 10))
+	after, _ := c.PartitionState(offsetsTopic, keyPartition("g", 10))
 	if after.HighWatermark != before.HighWatermark+2 {
 		t.Fatalf("high watermark %d -> %d, want two tombstones", before.HighWatermark, after.HighWatermark)
 	}
@@ -679,5 +679,21 @@ func TestGroupConsumerStaticMember(t *testing.T) {
 	st, _ := c.Group("g")
 	if len(st.Members) != 1 || st.Members[0].ID != "a2" || st.Generation != a.MemberEpoch {
 		t.Fatalf("group after the static rejoin: %+v", st)
+	}
+}
+
+// A coordinator config that another component already defines is refused
+// when it is registered (regBrokerConfigs), as a second handler for an
+// API key is.
+func TestBrokerConfigDefinedTwice(t *testing.T) {
+	for _, k := range []string{"num.partitions", "offsets.commit.timeout.ms", "transaction.max.timeout.ms"} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s registered twice without a panic", k)
+				}
+			}()
+			regBrokerConfigs(map[string]configDef{k: brokerConfigDefs[k]})
+		}()
 	}
 }

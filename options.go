@@ -95,12 +95,16 @@ func defaultConfig() config {
 	}
 }
 
-// brokerConfigDefs lists every broker config kcluster honours, with Kafka's
-// default (or a test-friendly one, marked) and a parser.
-var brokerConfigDefs = map[string]struct {
+// configDef is a broker config's default and parser.
+type configDef struct {
 	def   string
 	parse func(*brokerConfig, string) error
-}{
+}
+
+// brokerConfigDefs lists every broker config kcluster honours, with Kafka's
+// default (or a test-friendly one, marked) and a parser. Components keep
+// their own and add them with regBrokerConfigs.
+var brokerConfigDefs = map[string]configDef{
 	"num.partitions": {"1", func(b *brokerConfig, v string) error { return parseInt32(&b.numPartitions, v, 1) }},
 	"default.replication.factor": {"1", func(b *brokerConfig, v string) error {
 		var n int32
@@ -191,6 +195,18 @@ var brokerConfigDefs = map[string]struct {
 	// serve.
 	"sasl.enabled.mechanisms": {"PLAIN,SCRAM-SHA-256,SCRAM-SHA-512", func(b *brokerConfig, v string) error { return b.security.parseMechanisms(v) }},
 	"ssl.client.auth":         {"none", func(b *brokerConfig, v string) error { return b.security.parseClientAuth(v) }},
+}
+
+// regBrokerConfigs adds a component's configs (the coordinators') to
+// brokerConfigDefs. It is called only from init functions; a config
+// defined twice panics, as an API key registered twice does (reg).
+func regBrokerConfigs(defs map[string]configDef) {
+	for k, d := range defs {
+		if _, dup := brokerConfigDefs[k]; dup {
+			panic("kcluster: broker config defined twice: " + k)
+		}
+		brokerConfigDefs[k] = d
+	}
 }
 
 func parseInt32(dst *int32, v string, min int64) error {

@@ -2,7 +2,8 @@ package kcluster
 
 import (
 	"errors"
-	"sort"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -33,18 +34,18 @@ var ErrUnknownTransaction = errors.New("kcluster: unknown transactional id")
 // coordinator.
 func (c *Cluster) Transaction(id string) (TransactionState, error) {
 	for _, b := range c.running() {
-		tp, err := b.txns.partitionForOnce(id)
+		ctx, err := b.txns.rt.contextForNow(id)
 		if err != nil {
 			continue
 		}
-		tp.mu.Lock()
-		m := tp.mu.txns[id]
 		var st TransactionState
-		if m != nil {
-			st = txnStateOf(m, b.id)
-		}
-		tp.mu.Unlock()
-		if m != nil {
+		found := false
+		if ctx.run(func(ts *txnShard) error {
+			if m := ts.txns[id]; m != nil {
+				st, found = txnStateOf(m, b.id), true
+			}
+			return nil
+		}) == nil && found {
 			return st, nil
 		}
 	}
@@ -54,27 +55,17 @@ func (c *Cluster) Transaction(id string) (TransactionState, error) {
 func txnStateOf(m *txnMeta, coord int32) TransactionState {
 	st := TransactionState{TransactionalID: m.id, State: m.state.String(), ProducerID: m.pid, ProducerEpoch: m.epoch,
 		Timeout: time.Duration(m.timeout) * time.Millisecond, Coordinator: coord, Partitions: map[string][]int32{}}
-	for _, tp := range m.sortedParts() {
-		st.Partitions[tp.topic] = append(st.Partitions[tp.topic], tp.partition)
-	}
+	byTopic(m.sortedParts(), func(topic string, partitions []int32) { st.Partitions[topic] = partitions })
 	return st
 }
 
 // Transactions returns the transactional ids every running coordinator
 // has, sorted.
 func (c *Cluster) Transactions() []string {
-	var out []string
-	for _, b := range c.running() {
-		for _, tp := range b.txns.loaded() {
-			tp.mu.Lock()
-			for id := range tp.mu.txns {
-				out = append(out, id)
-			}
-			tp.mu.Unlock()
-		}
-	}
-	sort.Strings(out)
-	return out
+	return c.coordinatorKeys(func(b *broker) []string {
+		ids, _ := gather(b.txns.rt, func(ts *txnShard) []string { return slices.Collect(maps.Keys(ts.txns)) })
+		return ids
+	})
 }
 
 // TransactionSettled holds when transactional id's coordinator is running

@@ -191,7 +191,7 @@ func TestTxnCoordinatorProtocol(t *testing.T) {
 	wantCode(t, "marker from an older producer epoch", marker(epoch-1, 100), kerr.InvalidProducerEpoch)
 
 	// __transaction_state has Kafka's records.
-	tsp := groupPartition("raw-id", c.cfg.broker.txn.partitions)
+	tsp := keyPartition("raw-id", c.cfg.broker.txn.partitions)
 	var states []kmsg.TransactionState
 	for _, b := range c.running() {
 		if b.id != coID {
@@ -452,7 +452,7 @@ func TestTxnOffsetCommitPendingAcrossGroupCoordinatorFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, c, "a new group coordinator", func(c *Cluster) bool {
-		st, err := c.PartitionState(offsetsTopic, groupPartition("g-off", 10))
+		st, err := c.PartitionState(offsetsTopic, keyPartition("g-off", 10))
 		return err == nil && st.Leader >= 0 && st.Leader != gid
 	})
 	if _, code := offsetFetchStable(t, c, "g-off", "in", true); kerr.ErrorForCode(code) != kerr.UnstableOffsetCommit {
