@@ -53,4 +53,40 @@
 //
 // The command cmd/kcluster runs the same cluster as a process for clients in
 // other languages.
+//
+// # Where Kafka's parts are
+//
+// For a reader who knows Apache Kafka, by Kafka's names:
+//
+//   - KafkaServer/BrokerServer: broker.go (lifecycle, metadata apply),
+//     server.go (SocketServer and request dispatch, shared with the
+//     controller nodes), controller_client.go (the broker's channel to the
+//     active controller), peers.go (inter-broker clients).
+//   - KafkaApis: one api_*.go file per API key or family, each opening with
+//     the versions it serves; api.go is the registry ApiVersions is built
+//     from. Authorization (AuthHelper, StandardAuthorizer): authz*.go.
+//   - Partition: partition.go (leader state, appends, high watermark, ISR
+//     changes, acks=all); Replica (a follower as its leader sees it):
+//     replica.go; AlterPartitionManager: isr.go.
+//   - ReplicaFetcherThread: fetcher.go (OffsetForLeaderEpoch truncation,
+//     follower appends).
+//   - UnifiedLog, LogSegment, the indexes and the leader-epoch cache:
+//     package segment; LogCleaner and retention: logcleaner.go,
+//     compaction.go; ProducerStateManager: producers*.go; the transaction
+//     index and last stable offset: txn_replica.go.
+//   - CoordinatorRuntime: coordinator*.go (shards of an internal topic's
+//     partitions: load, replay, unload, write and wait for the high
+//     watermark). GroupCoordinator shards: group*.go (classic protocol in
+//     group_classic*.go, KIP-848 in group_consumer.go).
+//     TransactionCoordinator shards: txn_coordinator.go, txn_markers.go
+//     (TransactionMarkerChannelManager), txn_offsets.go.
+//   - QuorumController and the metadata image: package metadata;
+//     controller nodes and Raft (KafkaRaftClient): controller_node.go,
+//     quorum.go.
+//   - Quotas (ClientQuotaManager): quotas.go; security (listeners, SASL,
+//     TLS): security.go, api_sasl.go, api_scram.go.
+//   - What Kafka has no part for: the levers (faults*.go, intercept.go), the
+//     gauges (inspect*.go, group_inspect.go, txn_inspect.go, events.go),
+//     the invariant checks (invariants.go) and the in-memory network
+//     (memnet.go, package network).
 package kcluster
