@@ -119,15 +119,8 @@ func connSeeds() []connSeed {
 	topic.ReplicationFactor = 1
 	ct.Topics = append(ct.Topics, topic)
 	ok = append(ok, ct)
-	prod := kmsg.NewPtrProduceRequest()
+	prod := produceRequest("fuzz", 0, 1, 15000, makeBatch(1, "a", "b"))
 	prod.SetVersion(9)
-	prod.Acks = 1
-	pt := kmsg.NewProduceRequestTopic()
-	pt.Topic = "fuzz"
-	pp := kmsg.NewProduceRequestTopicPartition()
-	pp.Records = makeBatch(1, "a", "b")
-	pt.Partitions = append(pt.Partitions, pp)
-	prod.Topics = append(prod.Topics, pt)
 	ok = append(ok, prod)
 	fetch := kmsg.NewPtrFetchRequest()
 	fetch.SetVersion(12)

@@ -383,14 +383,7 @@ func TestGroupCoordinatorReplay(t *testing.T) {
 func TestGroupInternalTopicProduce(t *testing.T) {
 	c := Start(t, Brokers(1))
 	cl, _ := coordinator(t, c, "g") // creates the topic
-	req := kmsg.NewPtrProduceRequest()
-	req.Acks, req.TimeoutMillis = -1, 5000
-	rt := kmsg.NewProduceRequestTopic()
-	rt.Topic = offsetsTopic
-	rp := kmsg.NewProduceRequestTopicPartition()
-	rp.Partition, rp.Records = keyPartition("g", 10), makeBatch(1, "x")
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
+	req := produceRequest(offsetsTopic, keyPartition("g", 10), -1, 5000, makeBatch(1, "x"))
 	resp := do[*kmsg.ProduceResponse](t, cl, req, 9)
 	if code := resp.Topics[0].Partitions[0].ErrorCode; code != kerr.InvalidTopicException.Code {
 		t.Fatalf("produce to %s: %v, want INVALID_TOPIC_EXCEPTION", offsetsTopic, kerr.ErrorForCode(code))

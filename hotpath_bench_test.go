@@ -51,14 +51,7 @@ func BenchmarkReplicationRound(b *testing.B) {
 	b.SetBytes(int64(len(batch)))
 	b.ResetTimer()
 	for range b.N {
-		preq := kmsg.NewPtrProduceRequest()
-		preq.Acks, preq.TimeoutMillis = -1, 10000
-		pt := kmsg.NewProduceRequestTopic()
-		pt.Topic = "r"
-		pp := kmsg.NewProduceRequestTopicPartition()
-		pp.Partition, pp.Records = 0, batch
-		pt.Partitions = append(pt.Partitions, pp)
-		preq.Topics = append(preq.Topics, pt)
+		preq := produceRequest("r", 0, -1, 10000, batch)
 		resp := do[*kmsg.ProduceResponse](b, leader, preq, 11)
 		if err := kerr.ErrorForCode(resp.Topics[0].Partitions[0].ErrorCode); err != nil {
 			b.Fatal(err)

@@ -135,14 +135,7 @@ func clusterRound(t *testing.T, i int) uint64 {
 	}
 
 	values := []string{fmt.Sprint("a", i), fmt.Sprint("b", i), fmt.Sprint("c", i)}
-	pr := kmsg.NewPtrProduceRequest()
-	pr.Acks, pr.TimeoutMillis = -1, 10000
-	pt := kmsg.NewProduceRequestTopic()
-	pt.Topic = "round"
-	pp := kmsg.NewProduceRequestTopicPartition()
-	pp.Records = makeBatch(time.Now().UnixMilli(), values...)
-	pt.Partitions = append(pt.Partitions, pp)
-	pr.Topics = append(pr.Topics, pt)
+	pr := produceRequest("round", 0, -1, 10000, makeBatch(time.Now().UnixMilli(), values...))
 	pr.SetVersion(11) // by topic name
 	resp, err := cl.Request(ctx, pr)
 	if err != nil {

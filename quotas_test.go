@@ -68,14 +68,7 @@ func TestClientQuotas(t *testing.T) {
 	leader := addrOf(c, partState(t, c, "q", 0).Leader)
 	big := strings.Repeat("x", 200000)
 	send := func(cl *wire.Client) *kmsg.ProduceResponse {
-		req := kmsg.NewPtrProduceRequest()
-		req.Acks, req.TimeoutMillis = 1, 5000
-		rt := kmsg.NewProduceRequestTopic()
-		rt.Topic = "q"
-		rp := kmsg.NewProduceRequestTopicPartition()
-		rp.Records = makeBatch(time.Now().UnixMilli(), big)
-		rt.Partitions = append(rt.Partitions, rp)
-		req.Topics = append(req.Topics, rt)
+		req := produceRequest("q", 0, 1, 5000, makeBatch(time.Now().UnixMilli(), big))
 		resp := do[*kmsg.ProduceResponse](t, cl, req, 9)
 		if err := kerr.ErrorForCode(resp.Topics[0].Partitions[0].ErrorCode); err != nil {
 			t.Fatal(err)

@@ -26,15 +26,8 @@ func txnBatch(pid int64, epoch int16, seq int32, vals ...string) []byte {
 func txnProduce(t *testing.T, c *Cluster, txnID, topic string, part int32, batch []byte) int16 {
 	t.Helper()
 	st := partState(t, c, topic, part)
-	req := kmsg.NewPtrProduceRequest()
+	req := produceRequest(topic, part, -1, 10000, batch)
 	req.TransactionID = kmsg.StringPtr(txnID)
-	req.Acks, req.TimeoutMillis = -1, 10000
-	rt := kmsg.NewProduceRequestTopic()
-	rt.Topic = topic
-	rp := kmsg.NewProduceRequestTopicPartition()
-	rp.Partition, rp.Records = part, batch
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
 	return do[*kmsg.ProduceResponse](t, dial(t, addrOf(c, st.Leader)), req, 11).Topics[0].Partitions[0].ErrorCode
 }
 
