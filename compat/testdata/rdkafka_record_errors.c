@@ -41,7 +41,7 @@ int main(int argc, char **argv) {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	const char *settings[][2] = {
 		{"bootstrap.servers", argv[1]},
-		{"linger.ms", "200"}, /* one batch */
+		{"linger.ms", "1000"}, /* one batch */
 		{"acks", "all"},
 		{"message.timeout.ms", "20000"},
 	};
@@ -62,6 +62,17 @@ int main(int argc, char **argv) {
 		fprintf(stderr, "%s\n", errstr);
 		return 1;
 	}
+	/* Learn the partition's leader first, so that the messages,
+	 * produced at once, wait out linger.ms together: one batch. */
+	rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, argv[2], NULL);
+	const struct rd_kafka_metadata *md;
+	rd_kafka_resp_err_t merr = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
+	if (merr) {
+		fprintf(stderr, "metadata: %s\n", rd_kafka_err2str(merr));
+		return 1;
+	}
+	rd_kafka_metadata_destroy(md);
+	rd_kafka_topic_destroy(rkt);
 	for (int i = 0; i < n; i++) {
 		int keyless = 0;
 		for (int a = 4; a < argc; a++)
