@@ -75,7 +75,7 @@ func TestProduceV0ToV2Refused(t *testing.T) {
 		rt.Topic = "old"
 		rt.Partitions = append(rt.Partitions, kmsg.ProduceRequestTopicPartition{Records: makeBatch(time.Now().UnixMilli(), "x")})
 		req.Topics = append(req.Topics, rt)
-		frame := binary.BigEndian.AppendUint16(nil, 0)           // api key
+		frame := binary.BigEndian.AppendUint16(nil, 0)          // api key
 		frame = binary.BigEndian.AppendUint16(frame, uint16(v)) // version
 		frame = binary.BigEndian.AppendUint32(frame, 7)         // correlation id
 		frame = binary.BigEndian.AppendUint16(frame, 4)         // client id

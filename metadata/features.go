@@ -138,7 +138,7 @@ func ValidateFeatureLevels(levels map[string]int16) error {
 // applyFeatureLevel replays a FeatureLevelRecord (FeatureControlManager's
 // replay): level 0 removes a feature, and kraft.version records are
 // skipped (KAFKA-18979; kraft.version is the quorum's, not the log's).
-func (s *State) applyFeatureLevel(offset int64, r *FeatureLevelRecord) error {
+func (s *State) applyFeatureLevel(r *FeatureLevelRecord) error {
 	if _, ok := supportedFeatures[r.Name]; !ok {
 		return fmt.Errorf("metadata: FeatureLevelRecord for unknown feature %q", r.Name)
 	}
@@ -156,7 +156,6 @@ func (s *State) applyFeatureLevel(offset int64, r *FeatureLevelRecord) error {
 	} else {
 		s.Features[r.Name] = r.FeatureLevel
 	}
-	s.FeaturesOffset = offset
 	return nil
 }
 

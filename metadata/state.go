@@ -59,21 +59,18 @@ type State struct {
 	// Features are the finalized feature levels (features.go), by
 	// name: metadata.version once the cluster is formatted, and every
 	// other feature above level 0 (a feature at level 0 is absent, as
-	// in Kafka). FeaturesOffset is the offset of the last
-	// FeatureLevelRecord, -1 before any.
-	Features       map[string]int16
-	FeaturesOffset int64
+	// in Kafka).
+	Features map[string]int16
 }
 
 // NewState returns the empty state.
 func NewState() *State {
 	return &State{
-		Offset:         -1,
-		FeaturesOffset: -1,
-		Brokers:        make(map[int32]*Broker),
-		Topics:         make(map[string]*Topic),
-		TopicsByID:     make(map[TopicID]*Topic),
-		BrokerConfigs:  make(map[string]map[string]string),
+		Offset:        -1,
+		Brokers:       make(map[int32]*Broker),
+		Topics:        make(map[string]*Topic),
+		TopicsByID:    make(map[TopicID]*Topic),
+		BrokerConfigs: make(map[string]map[string]string),
 	}
 }
 
@@ -183,7 +180,7 @@ func (s *State) Apply(offset int64, r Record) error {
 	case *ScramCredential, *RemoveScramCredential:
 		s.applyScram(r)
 	case *FeatureLevelRecord:
-		return s.applyFeatureLevel(offset, r)
+		return s.applyFeatureLevel(r)
 	default:
 		return fmt.Errorf("metadata: unknown record %T", r)
 	}
