@@ -195,3 +195,18 @@ func TestDescribeTopicPartitionsPaging(t *testing.T) {
 		t.Fatalf("unknown topic: %+v", resp.Topics)
 	}
 }
+
+// Metadata v13 answers as v12 with the top-level error code (KIP-1102)
+// unset: a broker answers from its own metadata.
+func TestMetadataV13(t *testing.T) {
+	c := Start(t, Brokers(2))
+	id := createTopic(t, c, "m13", 2, 2)
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.TopicID = id
+	req.Topics = append(req.Topics, rt)
+	resp := do[*kmsg.MetadataResponse](t, dial(t, c.Addrs()[1]), req, 13)
+	if resp.ErrorCode != 0 || len(resp.Brokers) != 2 || len(resp.Topics) != 1 || resp.Topics[0].Topic == nil || *resp.Topics[0].Topic != "m13" || len(resp.Topics[0].Partitions) != 2 {
+		t.Fatalf("Metadata v13: %+v", resp)
+	}
+}
