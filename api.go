@@ -2,17 +2,27 @@ package kcluster
 
 import (
 	"errors"
+	"maps"
+	"slices"
 	"sort"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kcluster/kcluster/metadata"
 )
 
 // handler serves one API key in a version range.
 type handler struct {
 	min, max int16
 	fn       func(*broker, *request) (kmsg.Response, error)
+	// advMin, when below min, is the lowest version ApiVersions
+	// advertises (advertiseFrom); versions below min are refused all
+	// the same.
+	advMin int16
 }
+
+func (h handler) advertisedMin() int16 { return min(h.min, h.advMin) }
 
 // handlers is the registry of served API keys, filled once by each api_*.go
 // file's init through reg. ApiVersions is built from it, so the versions a
@@ -27,7 +37,7 @@ func reg[Req kmsg.Request, Resp kmsg.Response](min, max int16, fn func(*broker, 
 	if _, dup := handlers[key]; dup {
 		panic("kcluster: api key registered twice: " + kmsg.NameForKey(key))
 	}
-	handlers[key] = handler{min: min, max: max, fn: func(b *broker, r *request) (kmsg.Response, error) {
+	handlers[key] = handler{min: min, max: max, advMin: min, fn: func(b *broker, r *request) (kmsg.Response, error) {
 		resp, err := fn(b, r.kreq.(Req), r)
 		if err != nil {
 			return nil, err
@@ -37,20 +47,38 @@ func reg[Req kmsg.Request, Resp kmsg.Response](min, max int16, fn func(*broker, 
 	}}
 }
 
+// advertiseFrom makes ApiVersions advertise key from version v, below the
+// versions its handler serves, which are still refused when they arrive as
+// every unsupported version is: the connection closes. Kafka 4 does this
+// for Produce v0-v2 (KAFKA-18659): librdkafka before 2.11.1 turns on gzip,
+// snappy and lz4 only when Produce v0 is advertised. Called from init
+// functions only, after the key's reg.
+func advertiseFrom(key, v int16) {
+	h, ok := handlers[key]
+	if !ok || v > h.min {
+		panic("kcluster: advertiseFrom: key not registered or version not below its range: " + kmsg.NameForKey(key))
+	}
+	h.advMin = v
+	handlers[key] = h
+}
+
 // errNoResponse is returned by a handler whose request gets no response
 // (Produce with acks=0).
 var errNoResponse = errors.New("no response")
 
 const apiVersionsKey = 18
 
-// ApiVersions v0-v4 (KIP-35, KIP-511 client software name/version, KIP-584
-// features).
+// ApiVersions v0-v4 (KIP-35; KIP-511 client software name and version;
+// KIP-584 features from v3: the features this software supports, and the
+// levels finalized in the metadata log with the broker's applied metadata
+// offset as their epoch, as Kafka's KRaftMetadataCache.features). Kafka 4.2
+// serves v4; v5 (KIP-1242) is Kafka 4.4's.
 func init() { reg(0, 4, (*broker).handleApiVersions) }
 
 func apiKeys() []kmsg.ApiVersionsResponseApiKey {
 	keys := make([]kmsg.ApiVersionsResponseApiKey, 0, len(handlers))
 	for k, h := range handlers {
-		keys = append(keys, kmsg.ApiVersionsResponseApiKey{ApiKey: k, MinVersion: h.min, MaxVersion: h.max})
+		keys = append(keys, kmsg.ApiVersionsResponseApiKey{ApiKey: k, MinVersion: h.advertisedMin(), MaxVersion: h.max})
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i].ApiKey < keys[j].ApiKey })
 	return keys
@@ -60,7 +88,34 @@ func (b *broker) handleApiVersions(req *kmsg.ApiVersionsRequest, r *request) (*k
 	resp := req.ResponseKind().(*kmsg.ApiVersionsResponse)
 	resp.ApiKeys = apiKeys()
 	resp.FinalizedFeaturesEpoch = -1
+	if req.Version < 3 {
+		return resp, nil
+	}
+	supported := metadata.SupportedFeatures()
+	for _, name := range slices.Sorted(maps.Keys(supported)) {
+		if rg := supported[name]; rg.Max > 0 { // as Kafka's BrokerFeatures
+			resp.SupportedFeatures = append(resp.SupportedFeatures, kmsg.ApiVersionsResponseSupportedFeature{Name: name, MinVersion: rg.Min, MaxVersion: rg.Max})
+		}
+	}
+	b.mu.RLock()
+	st := b.mu.state
+	if len(st.Features) > 0 {
+		resp.FinalizedFeaturesEpoch = st.Offset
+		for _, name := range slices.Sorted(maps.Keys(st.Features)) {
+			level := st.Features[name]
+			resp.FinalizedFeatures = append(resp.FinalizedFeatures, kmsg.ApiVersionsResponseFinalizedFeature{Name: name, MinVersionLevel: level, MaxVersionLevel: level})
+		}
+	}
+	b.mu.RUnlock()
 	return resp, nil
+}
+
+// featureLevel returns a feature's finalized level in this broker's
+// metadata (0 when it is not finalized).
+func (b *broker) featureLevel(name string) int16 {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.mu.state.FeatureLevel(name)
 }
 
 // apiVersionsUnsupported answers an ApiVersions request of a version newer

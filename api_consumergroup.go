@@ -12,6 +12,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kcluster/kcluster/metadata"
 )
 
 func init() {
@@ -26,6 +28,9 @@ func compileRE2(re string) (*regexp.Regexp, error) {
 }
 
 func (b *broker) handleConsumerGroupHeartbeat(req *kmsg.ConsumerGroupHeartbeatRequest, r *request) (*kmsg.ConsumerGroupHeartbeatResponse, error) {
+	if b.featureLevel(metadata.FeatureGroupVersion) < 1 { // group.version 0: the protocol is off, as in Kafka
+		return cgError(kerr.UnsupportedVersion.Code, ""), nil
+	}
 	if req.SubscribedTopicRegex != nil {
 		if _, err := compileRE2(*req.SubscribedTopicRegex); err != nil {
 			return cgError(kerr.InvalidRegularExpression.Code, err.Error()), nil
@@ -44,10 +49,16 @@ func (b *broker) handleConsumerGroupHeartbeat(req *kmsg.ConsumerGroupHeartbeatRe
 
 func (b *broker) handleConsumerGroupDescribe(req *kmsg.ConsumerGroupDescribeRequest, r *request) (*kmsg.ConsumerGroupDescribeResponse, error) {
 	resp := req.ResponseKind().(*kmsg.ConsumerGroupDescribeResponse)
+	off := b.featureLevel(metadata.FeatureGroupVersion) < 1
 	for _, name := range req.Groups {
 		rg := kmsg.NewConsumerGroupDescribeResponseGroup()
 		rg.Group = name
 		rg.AuthorizedOperations = -2147483648
+		if off {
+			rg.ErrorCode = kerr.UnsupportedVersion.Code
+			resp.Groups = append(resp.Groups, rg)
+			continue
+		}
 		err := b.groups.withGroup(name, func(gs *groupShard, g *group) error {
 			if g == nil || g.kind != kindConsumer || g.cg == nil {
 				msg := "Group " + name + " not found."

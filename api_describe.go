@@ -3,9 +3,10 @@ package kcluster
 // DescribeLogDirs v0-v5 (KIP-113; KIP-827 total and usable bytes from v4,
 // answered -1: the FS is not asked; KIP-1066 cordoning from v5: never)
 // and DescribeTopicPartitions v0 (KIP-966, with its response partition
-// limit and cursor; eligible leader replicas are not kept, so those lists
-// are empty). A broker describes its one log directory: the size of every
-// replica it holds.
+// limit, capped at 2000 as Kafka's max.request.partition.size.limit, and
+// its cursor, as Kafka's DescribeTopicPartitionsRequestHandler; eligible
+// leader replicas are not kept, so those lists are empty). A broker
+// describes its one log directory: the size of every replica it holds.
 
 import (
 	"slices"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kcluster/kcluster/metadata"
 )
 
 func init() {
@@ -74,9 +77,10 @@ func (b *broker) handleDescribeLogDirs(req *kmsg.DescribeLogDirsRequest, r *requ
 
 func (b *broker) handleDescribeTopicPartitions(req *kmsg.DescribeTopicPartitionsRequest, r *request) (*kmsg.DescribeTopicPartitionsResponse, error) {
 	resp := req.ResponseKind().(*kmsg.DescribeTopicPartitionsResponse)
-	limit := int(req.ResponsePartitionLimit)
-	if limit <= 0 || limit > 2000 {
-		limit = 2000
+	limit := max(min(2000, int(req.ResponsePartitionLimit)), 1)
+	cursorTopic := ""
+	if req.Cursor != nil {
+		cursorTopic = req.Cursor.Topic
 	}
 	b.mu.RLock()
 	defer b.mu.RUnlock()
@@ -91,36 +95,53 @@ func (b *broker) handleDescribeTopicPartitions(req *kmsg.DescribeTopicPartitions
 		slices.Sort(names)
 		names = slices.Compact(names)
 	}
-	n := 0
+	names = slices.DeleteFunc(names, func(n string) bool { return n < cursorTopic })
+	// A cursor must name a listed topic and a partition >= 0; Kafka
+	// refuses the request otherwise, each named topic with
+	// INVALID_REQUEST.
+	if req.Cursor != nil && (req.Cursor.Partition < 0 || (len(req.Topics) > 0 && !slices.Contains(names, cursorTopic))) {
+		for _, t := range req.Topics {
+			rt := kmsg.NewDescribeTopicPartitionsResponseTopic()
+			rt.Topic, rt.ErrorCode = kmsg.StringPtr(t.Topic), kerr.InvalidRequest.Code
+			resp.Topics = append(resp.Topics, rt)
+		}
+		return resp, nil
+	}
+	remaining := limit
 	for _, name := range names {
-		startPart := int32(0)
-		if req.Cursor != nil {
-			if name < req.Cursor.Topic {
-				continue
-			}
-			if name == req.Cursor.Topic {
-				startPart = req.Cursor.Partition
-			}
+		if remaining == 0 {
+			// The previous topics filled the response: the next
+			// one starts the next page.
+			resp.NextCursor = &kmsg.DescribeTopicPartitionsResponseNextCursor{Topic: name, Partition: 0}
+			break
 		}
 		rt := kmsg.NewDescribeTopicPartitionsResponseTopic()
-		nm := name
-		rt.Topic = &nm
+		rt.Topic = kmsg.StringPtr(name)
 		rt.AuthorizedOperations = -2147483648
+		rt.IsInternal = isInternalTopic(name)
 		t := st.Topics[name]
 		if t == nil {
-			rt.ErrorCode = kerr.UnknownTopicOrPartition.Code
-			resp.Topics = append(resp.Topics, rt)
+			if len(req.Topics) > 0 { // an every-topic request lists what exists
+				rt.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				if !metadata.ValidTopicName(name) {
+					rt.ErrorCode = kerr.InvalidTopicException.Code
+				}
+				resp.Topics = append(resp.Topics, rt)
+			}
 			continue
 		}
 		rt.TopicID = t.ID
-		rt.IsInternal = isInternalTopic(name)
-		for _, p := range t.Partitions[min(int(startPart), len(t.Partitions)):] {
-			if n == limit {
-				resp.NextCursor = &kmsg.DescribeTopicPartitionsResponseNextCursor{Topic: name, Partition: p.Partition}
-				break
-			}
+		start := 0
+		if req.Cursor != nil && name == cursorTopic {
+			start = min(int(req.Cursor.Partition), len(t.Partitions))
+		}
+		end := min(len(t.Partitions), start+remaining)
+		for _, p := range t.Partitions[start:end] {
 			rp := kmsg.NewDescribeTopicPartitionsResponseTopicPartition()
 			rp.Partition, rp.LeaderID, rp.LeaderEpoch = p.Partition, p.Leader, p.LeaderEpoch
+			if st.Brokers[p.Leader] == nil {
+				rp.LeaderID = -1 // Kafka answers no error for a partition without a leader
+			}
 			rp.Replicas, rp.ISR = slices.Clone(p.Replicas), slices.Clone(p.ISR)
 			rp.EligibleLeaderReplicas, rp.LastKnownELR = []int32{}, []int32{}
 			rp.OfflineReplicas = []int32{}
@@ -129,16 +150,14 @@ func (b *broker) handleDescribeTopicPartitions(req *kmsg.DescribeTopicPartitions
 					rp.OfflineReplicas = append(rp.OfflineReplicas, id)
 				}
 			}
-			if p.Leader < 0 {
-				rp.ErrorCode = kerr.LeaderNotAvailable.Code
-			}
 			rt.Partitions = append(rt.Partitions, rp)
-			n++
 		}
 		resp.Topics = append(resp.Topics, rt)
-		if resp.NextCursor != nil {
+		if end < len(t.Partitions) {
+			resp.NextCursor = &kmsg.DescribeTopicPartitionsResponseNextCursor{Topic: name, Partition: int32(end)}
 			break
 		}
+		remaining -= end - start
 	}
 	return resp, nil
 }

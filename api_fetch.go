@@ -1,22 +1,26 @@
 package kcluster
 
-// Fetch v4-v17 (KIP-74 response size limits, KIP-227 fetch sessions
+// Fetch v4-v18 (KIP-74 response size limits, KIP-227 fetch sessions
 // declined: the session id is always 0 and every response is full, KIP-320
 // leader epochs, KIP-392 preferred read replica -1, KIP-516 topic ids from
-// v13, KIP-903 replica state from v15). Followers fetch with a replica id;
-// they read up to the log end and report their log-end offset through the
-// fetch offset. Consumers read below the high watermark (read_uncommitted)
-// or the last stable offset (read_committed, KIP-98: with the aborted
-// transactions of the returned range, from the aborted-transaction index).
+// v13, KIP-903 replica state from v15, KIP-1166 from v18: a follower names
+// the high watermark it knows, and one behind the leader's is answered at
+// once rather than parked, so it learns the new one). Followers fetch with
+// a replica id; they read up to the log end and report their log-end
+// offset through the fetch offset. Consumers read below the high watermark
+// (read_uncommitted) or the last stable offset (read_committed, KIP-98:
+// with the aborted transactions of the returned range, from the
+// aborted-transaction index).
 
 import (
 	"context"
+	"math"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-func init() { reg(4, 17, (*broker).handleFetch) }
+func init() { reg(4, 18, (*broker).handleFetch) }
 
 func (b *broker) handleFetch(req *kmsg.FetchRequest, r *request) (*kmsg.FetchResponse, error) {
 	follower := req.ReplicaID
@@ -47,7 +51,7 @@ func (b *broker) handleFetch(req *kmsg.FetchRequest, r *request) (*kmsg.FetchRes
 		}
 	}()
 	for {
-		resp, total, hasErr, bufs, parts := b.fetchOnce(req, follower, maxBytes, watched == nil)
+		resp, total, hasErr, hwBehind, bufs, parts := b.fetchOnce(req, follower, maxBytes, watched == nil)
 		if hasErr && follower >= 0 && !synced {
 			// A follower may know of a partition or leader epoch
 			// this broker has not applied yet (a topic just created,
@@ -59,7 +63,7 @@ func (b *broker) handleFetch(req *kmsg.FetchRequest, r *request) (*kmsg.FetchRes
 			b.readYourWrites()
 			continue
 		}
-		if total >= int(req.MinBytes) || hasErr || !time.Now().Before(deadline) {
+		if total >= int(req.MinBytes) || hasErr || hwBehind || !time.Now().Before(deadline) {
 			if r.sess != nil {
 				// The batches go back to the pool once the
 				// response is written.
@@ -89,8 +93,9 @@ func (b *broker) handleFetch(req *kmsg.FetchRequest, r *request) (*kmsg.FetchRes
 
 // fetchOnce reads what the fetch asks for once. bufs are the pooled buffers
 // the response's record batches are in; parts, when collect is set, the
-// partitions it read.
-func (b *broker) fetchOnce(req *kmsg.FetchRequest, follower int32, maxBytes int, collect bool) (resp *kmsg.FetchResponse, total int, hasErr bool, bufs [][]byte, parts []*partition) {
+// partitions it read. hwBehind reports a follower (v18+) that named a high
+// watermark below the leader's (KIP-1166).
+func (b *broker) fetchOnce(req *kmsg.FetchRequest, follower int32, maxBytes int, collect bool) (resp *kmsg.FetchResponse, total int, hasErr, hwBehind bool, bufs [][]byte, parts []*partition) {
 	resp = req.ResponseKind().(*kmsg.FetchResponse)
 	resp.SessionID = 0
 	firstData := true
@@ -132,6 +137,9 @@ func (b *broker) fetchOnce(req *kmsg.FetchRequest, follower int32, maxBytes int,
 					rep.noteFollowerStart(follower, p.LogStartOffset) // DeleteRecords' low watermark
 				}
 				rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = res.hw, res.lso, res.logStart
+				if follower >= 0 && req.Version >= 18 && err == nil && p.HighWatermark != math.MaxInt64 && p.HighWatermark < res.hw {
+					hwBehind = true // -1: not known yet
+				}
 				if err == nil && len(res.records) > 0 {
 					if !firstData && len(res.records) > limit {
 						b.c.bufs.put(res.records) // KIP-74: only the first may exceed
@@ -156,5 +164,5 @@ func (b *broker) fetchOnce(req *kmsg.FetchRequest, follower int32, maxBytes int,
 		}
 		resp.Topics = append(resp.Topics, rt)
 	}
-	return resp, total, hasErr, bufs, parts
+	return resp, total, hasErr, hwBehind, bufs, parts
 }

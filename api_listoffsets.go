@@ -1,8 +1,14 @@
 package kcluster
 
-// ListOffsets v1-v9: earliest (-2), latest (-1), max timestamp (-3, KIP-734,
-// v7+), earliest local (-4, v8+), latest tiered (-5, v9+; no tiered storage,
-// so -1), and the first offset at or after a timestamp. Only the leader
+// ListOffsets v1-v11: earliest (-2), latest (-1), max timestamp (-3, KIP-734,
+// v7+), earliest local (-4, KIP-405, v8+), latest tiered (-5, KIP-1005,
+// v9+) and earliest pending upload (-6, KIP-1023, v11+), both answered
+// offset -1 and epoch -1 as Kafka answers them without tiered storage, and
+// the first offset at or after a timestamp. A special timestamp sent below
+// the version that added it, or any other negative one, is
+// UNSUPPORTED_VERSION for its partition, and a partition named twice is
+// INVALID_REQUEST for both (Kafka's ReplicaManager). v10's timeout (KIP-1075)
+// bounds remote-storage lookups, which there are none of. Only the leader
 // answers (NOT_LEADER_OR_FOLLOWER otherwise); KIP-320 leader epochs are
 // checked. Offsets are bounded by the high watermark (read_uncommitted) or
 // the last stable offset (read_committed).
@@ -14,10 +20,24 @@ import (
 	"github.com/kcluster/kcluster/segment"
 )
 
-func init() { reg(1, 9, (*broker).handleListOffsets) }
+func init() { reg(1, 11, (*broker).handleListOffsets) }
+
+// listOffsetsMinVersion is the version each special timestamp needs
+// (Kafka's ReplicaManager timestampMinSupportedVersion).
+var listOffsetsMinVersion = map[int64]int16{-1: 1, -2: 1, -3: 7, -4: 8, -5: 9, -6: 11}
 
 func (b *broker) handleListOffsets(req *kmsg.ListOffsetsRequest, r *request) (*kmsg.ListOffsetsResponse, error) {
 	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
+	type tp struct {
+		topic string
+		part  int32
+	}
+	named := map[tp]int{}
+	for _, t := range req.Topics {
+		for _, p := range t.Partitions {
+			named[tp{t.Topic, p.Partition}]++
+		}
+	}
 	for _, t := range req.Topics {
 		rt := kmsg.NewListOffsetsResponseTopic()
 		rt.Topic = t.Topic
@@ -25,8 +45,13 @@ func (b *broker) handleListOffsets(req *kmsg.ListOffsetsRequest, r *request) (*k
 			rp := kmsg.NewListOffsetsResponseTopicPartition()
 			rp.Partition = p.Partition
 			rp.Timestamp, rp.Offset, rp.LeaderEpoch = -1, -1, -1
-			rep, err := b.lookupPartition(t.Topic, [16]byte{}, p.Partition)
-			if err == nil {
+			var rep *partition
+			var err error
+			if v, special := listOffsetsMinVersion[p.Timestamp]; named[tp{t.Topic, p.Partition}] > 1 {
+				err = kerr.InvalidRequest
+			} else if p.Timestamp < 0 && (!special || req.Version < v) {
+				err = kerr.UnsupportedVersion
+			} else if rep, err = b.lookupPartition(t.Topic, [16]byte{}, p.Partition); err == nil {
 				err = rep.listOffset(&rp, p.Timestamp, p.CurrentLeaderEpoch, req.IsolationLevel == 1)
 			}
 			rp.ErrorCode = errCode(err)
@@ -53,7 +78,7 @@ func (r *partition) listOffset(rp *kmsg.ListOffsetsResponseTopicPartition, ts in
 		rp.Offset, rp.LeaderEpoch = limit, epoch
 	case -2, -4: // earliest, earliest local
 		rp.Offset, rp.LeaderEpoch = r.log.LogStartOffset(), epoch
-	case -5: // latest tiered: nothing is tiered
+	case -5, -6: // latest tiered, earliest pending upload: nothing is tiered
 	case -3: // max timestamp
 		maxTS, _ := r.log.MaxTimestamp()
 		if maxTS < 0 {
@@ -61,9 +86,6 @@ func (r *partition) listOffset(rp *kmsg.ListOffsetsResponseTopicPartition, ts in
 		}
 		return r.findTimestamp(rp, maxTS, limit, true)
 	default:
-		if ts < 0 {
-			return kerr.InvalidRequest
-		}
 		return r.findTimestamp(rp, ts, limit, false)
 	}
 	return nil

@@ -1,7 +1,9 @@
 package kcluster
 
-// Metadata v0-v12 (KIP-516 topic ids from v10; v10+ may name topics by id;
-// KIP-430 authorized operations are answered as "not requested").
+// Metadata v0-v13 (KIP-516 topic ids from v10; v10+ may name topics by id;
+// KIP-430 authorized operations are answered as "not requested"; KIP-1102's
+// top-level error code from v13, for REBOOTSTRAP_REQUIRED, is never set: a
+// broker always answers from its own metadata).
 // Topics are auto-created (num.partitions, default.replication.factor) when
 // auto.create.topics.enable is true and the request allows it (v4+; always
 // for v0-v3). Under an authorizer (authz.go) a topic the principal may
@@ -19,7 +21,7 @@ import (
 	"github.com/kcluster/kcluster/metadata"
 )
 
-func init() { reg(0, 12, (*broker).handleMetadata) }
+func init() { reg(0, 13, (*broker).handleMetadata) }
 
 func (b *broker) handleMetadata(req *kmsg.MetadataRequest, r *request) (*kmsg.MetadataResponse, error) {
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)

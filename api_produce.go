@@ -1,21 +1,37 @@
 package kcluster
 
-// Produce v3-v11 (magic v2 record batches only, as Kafka 4; KIP-74 none;
-// KIP-467 record errors unused; KIP-951 leader hints not sent).
-// Batches are validated (size, magic, CRC-32C), given their offsets and the
-// leader epoch in place, and stored as received, compressed or not.
-// acks=0 gets no response, acks=1 answers after the leader's append,
-// acks=-1 (all) after every ISR member has the batch (the high watermark
-// passed it), or REQUEST_TIMED_OUT at the request's timeout.
+// Produce v3-v13, advertised from v0 as Kafka 4 advertises it
+// (KAFKA-18659: librdkafka before 2.11.1 enables gzip, snappy and lz4 only
+// when Produce v0 is advertised); v0-v2, whose message formats Kafka 4
+// removed (KIP-896), close the connection when they arrive, as Kafka 4's
+// SocketServer refuses a version it does not serve. Magic v2 record batches
+// only; KIP-467 record errors from v8: a batch with refused records fails
+// whole, INVALID_RECORD or INVALID_TIMESTAMP with the records named
+// (logvalidator.go); KIP-516 topic ids from v13, which name topics by id
+// only and are answered by id (UNKNOWN_TOPIC_ID for an id this broker does
+// not know); KIP-951 leader hints not sent. v12 (KIP-890 part 2, a
+// transactional produce adding its partition to the transaction) is
+// served as v11: a transactional batch still needs its partition added
+// first (AddPartitionsToTxn), as with transaction.version 0 or 1.
+// Batches are validated (size, magic, CRC-32C, records), given their
+// offsets and the leader epoch in place, and stored as received,
+// compressed or not. acks=0 gets no response, acks=1 answers after the
+// leader's append, acks=-1 (all) after every ISR member has the batch (the
+// high watermark passed it), or REQUEST_TIMED_OUT at the request's
+// timeout.
 
 import (
 	"context"
+	"errors"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-func init() { reg(3, 11, (*broker).handleProduce) }
+func init() {
+	reg(3, 13, (*broker).handleProduce)
+	advertiseFrom(0, 0)
+}
 
 // lookupPartition resolves a topic name and partition to this broker's replica.
 // It returns UNKNOWN_TOPIC_OR_PARTITION when the metadata has no such
@@ -42,10 +58,20 @@ func (b *broker) lookupPartition(topic string, id [16]byte, part int32) (*partit
 
 func (b *broker) handleProduce(req *kmsg.ProduceRequest, r *request) (*kmsg.ProduceResponse, error) {
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
-	if req.Acks != 0 && req.Acks != 1 && req.Acks != -1 {
-		for _, t := range req.Topics {
-			rt := kmsg.NewProduceResponseTopic()
+	byID := req.Version >= 13 // KIP-516: topics named by id only
+	respTopic := func(t *kmsg.ProduceRequestTopic) kmsg.ProduceResponseTopic {
+		rt := kmsg.NewProduceResponseTopic()
+		if byID {
+			rt.TopicID = t.TopicID
+		} else {
 			rt.Topic = t.Topic
+		}
+		return rt
+	}
+	if req.Acks != 0 && req.Acks != 1 && req.Acks != -1 {
+		for i := range req.Topics {
+			t := &req.Topics[i]
+			rt := respTopic(t)
 			for _, p := range t.Partitions {
 				rp := kmsg.NewProduceResponseTopicPartition()
 				rp.Partition = p.Partition
@@ -62,15 +88,19 @@ func (b *broker) handleProduce(req *kmsg.ProduceRequest, r *request) (*kmsg.Prod
 		end int64
 	}
 	var waits []pending
-	for _, t := range req.Topics {
-		rt := kmsg.NewProduceResponseTopic()
-		rt.Topic = t.Topic
+	for i := range req.Topics {
+		t := &req.Topics[i]
+		rt := respTopic(t)
+		name := t.Topic
+		if byID {
+			name = ""
+		}
 		rt.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(t.Partitions))
 		for i, p := range t.Partitions {
 			rp := &rt.Partitions[i]
 			rp.Default()
 			rp.Partition = p.Partition
-			rep, err := b.lookupPartition(t.Topic, t.TopicID, p.Partition)
+			rep, err := b.lookupPartition(name, t.TopicID, p.Partition)
 			if err == nil && isInternalTopic(rep.topic) {
 				// Only the coordinators append to internal topics.
 				err = kerr.InvalidTopicException
@@ -91,6 +121,21 @@ func (b *broker) handleProduce(req *kmsg.ProduceRequest, r *request) (*kmsg.Prod
 				}
 			}
 			rp.ErrorCode = errCode(err)
+			if err != nil {
+				rp.BaseOffset = -1 // Kafka's INVALID_OFFSET
+			}
+			var re *recordErrors
+			if errors.As(err, &re) && req.Version >= 8 {
+				// KIP-467: the refused records, and the log start
+				// offset, as Kafka answers a failed append.
+				for _, e := range re.records {
+					er := kmsg.NewProduceResponseTopicPartitionErrorRecord()
+					er.RelativeOffset, er.ErrorMessage = e.index, kmsg.StringPtr(e.msg)
+					rp.ErrorRecords = append(rp.ErrorRecords, er)
+				}
+				rp.ErrorMessage = kmsg.StringPtr(re.msg)
+				rp.LogStartOffset = rep.log.LogStartOffset()
+			}
 		}
 		resp.Topics = append(resp.Topics, rt)
 	}

@@ -258,6 +258,8 @@ func init() {
 	authzRules[48] = clusterGate(kmsg.ACLOperationDescribeConfigs) // DescribeClientQuotas
 	authzRules[50] = clusterGate(kmsg.ACLOperationDescribe)        // DescribeUserScramCredentials
 	authzRules[55] = clusterGate(kmsg.ACLOperationDescribe)        // DescribeQuorum
+	authzRules[57] = clusterGate(kmsg.ACLOperationAlter)           // UpdateFeatures
+	authzRules[74] = clusterGate(kmsg.ACLOperationDescribeConfigs) // ListConfigResources
 
 	groupGate := func(get func(kmsg.Request) string) authzRule {
 		return gate(kmsg.ACLOperationRead, kmsg.ACLResourceTypeGroup, get, kerr.GroupAuthorizationFailed)

@@ -10,12 +10,13 @@ import (
 )
 
 // Produce: WRITE on the transactional id of a transactional produce, WRITE
-// on each topic.
+// on each topic (v13 names topics by id: an id this broker does not know
+// is left to the handler, UNKNOWN_TOPIC_ID, as Kafka).
 func authorizeProduce(a authCtx, req *kmsg.ProduceRequest, next func() (kmsg.Response, error)) (kmsg.Response, error) {
 	all := func(code int16, ts []kmsg.ProduceRequestTopic, resp *kmsg.ProduceResponse) {
 		for _, t := range ts {
 			rt := kmsg.NewProduceResponseTopic()
-			rt.Topic = t.Topic
+			rt.Topic, rt.TopicID = t.Topic, t.TopicID
 			for _, p := range t.Partitions {
 				rp := kmsg.NewProduceResponseTopicPartition()
 				rp.Partition, rp.ErrorCode = p.Partition, code
@@ -32,7 +33,15 @@ func authorizeProduce(a authCtx, req *kmsg.ProduceRequest, next func() (kmsg.Res
 		all(errTxnAuthz, req.Topics, resp)
 		return resp, nil
 	}
-	keep, denied := split(req.Topics, func(t kmsg.ProduceRequestTopic) string { return t.Topic }, a.topic(kmsg.ACLOperationWrite))
+	keep, denied := split(req.Topics, func(t kmsg.ProduceRequestTopic) kmsg.ProduceRequestTopic { return t }, func(t kmsg.ProduceRequestTopic) bool {
+		name := t.Topic
+		if req.Version >= 13 {
+			if name = a.topicName(t.TopicID); name == "" {
+				return true
+			}
+		}
+		return a.ok(kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTopic, name)
+	})
 	if len(denied) == 0 {
 		return next()
 	}

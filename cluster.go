@@ -160,6 +160,10 @@ func New(opts ...Option) (*Cluster, error) {
 		return nil, fmt.Errorf("kcluster: no controller became active: %w", err)
 	}
 	c.noteController()
+	if err := c.bootstrapFeatures(wctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("kcluster: writing the finalized features: %w", err)
+	}
 	if err := c.bootstrapScram(wctx); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("kcluster: writing SASLUser's SCRAM credentials: %w", err)
@@ -321,6 +325,19 @@ func (c *Cluster) bootstrapScram(ctx context.Context) error {
 		recs = append(recs, &metadata.ScramCredential{User: u.user, Mechanism: code, Salt: k.salt, StoredKey: k.storedKey, ServerKey: k.serverKey, Iterations: k.iters})
 	}
 	return n.ctrl.AlterScram(ctx, recs)
+}
+
+// bootstrapFeatures writes the finalized feature levels (Feature) into a
+// new cluster's metadata log through the active controller, before any
+// broker starts (kafka-storage format's bootstrap records). A log that has
+// them already (a cluster restarted from its Dir) keeps its own.
+func (c *Cluster) bootstrapFeatures(ctx context.Context) error {
+	n := c.activeController()
+	if n == nil {
+		return errNoController
+	}
+	_, err := n.ctrl.BootstrapFeatures(ctx, c.cfg.features)
+	return err
 }
 
 // isClosed reports whether Close has begun.

@@ -313,8 +313,18 @@ func TestApiVersions(t *testing.T) {
 		got[k.ApiKey] = [2]int16{k.MinVersion, k.MaxVersion}
 	}
 	for key, h := range handlers {
-		if got[key] != [2]int16{h.min, h.max} {
-			t.Errorf("%s: advertised %v, served %d-%d", kmsg.NameForKey(key), got[key], h.min, h.max)
+		if got[key] != [2]int16{h.advertisedMin(), h.max} {
+			t.Errorf("%s: advertised %v, served %d-%d (advertised from %d)", kmsg.NameForKey(key), got[key], h.min, h.max, h.advertisedMin())
+		}
+	}
+	// Produce is advertised from v0 and served from v3, as Kafka 4
+	// (KAFKA-18659); every other key from what it serves.
+	if got[0] != [2]int16{0, 13} {
+		t.Errorf("Produce advertised %v, want [0 13]", got[0])
+	}
+	for key, h := range handlers {
+		if key != 0 && h.advertisedMin() != h.min {
+			t.Errorf("%s advertised from %d, served from %d", kmsg.NameForKey(key), h.advertisedMin(), h.min)
 		}
 	}
 	// A version newer than ours: UNSUPPORTED_VERSION in a v0 body.

@@ -15,12 +15,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
-
-	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/kcluster/kcluster/metadata"
-	"github.com/kcluster/kcluster/segment"
 )
 
 // Kafka's ConfigType (DescribeConfigs v3+).
@@ -357,33 +353,4 @@ func (c *config) logConfigFor(t *metadata.Topic, st *metadata.State, broker int3
 // held).
 func (b *broker) logConfigLocked(t *metadata.Topic) *logConfig {
 	return b.c.cfg.logConfigFor(t, b.mu.state, b.id)
-}
-
-// checkBatchLocked applies the topic configs that judge one produced
-// batch: message.timestamp.before.max.ms and after.max.ms for CreateTime
-// (INVALID_TIMESTAMP), and keys on compacted topics (INVALID_RECORD).
-// Control batches are the coordinators' and pass.
-func (r *partition) checkBatchLocked(batch []byte, h segment.BatchHeader) error {
-	lc := r.mu.lc
-	if h.Attributes&0x20 != 0 {
-		return nil
-	}
-	if !lc.logAppendTime && (lc.tsBeforeMax < math.MaxInt64 || lc.tsAfterMax < math.MaxInt64) {
-		now := time.Now().UnixMilli()
-		if (lc.tsBeforeMax < math.MaxInt64 && h.FirstTimestamp < now-lc.tsBeforeMax) ||
-			(lc.tsAfterMax < math.MaxInt64 && h.MaxTimestamp > now+lc.tsAfterMax) {
-			return kerr.InvalidTimestamp
-		}
-	}
-	if lc.cleanupCompact {
-		ok, err := segment.AllRecordsKeyed(batch)
-		if err != nil {
-			return kerr.CorruptMessage
-		}
-		if !ok {
-			// Kafka: "Compacted topic cannot accept message without key".
-			return kerr.InvalidRecord
-		}
-	}
-	return nil
 }

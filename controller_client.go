@@ -123,6 +123,8 @@ func notController(resp kmsg.Response) bool {
 		}
 	case *kmsg.AllocateProducerIDsResponse:
 		return r.ErrorCode == nc
+	case *kmsg.UpdateFeaturesResponse:
+		return r.ErrorCode == nc
 	case *kmsg.FetchResponse:
 		return r.ErrorCode == nc
 	case *kmsg.CreateTopicsResponse:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -276,6 +277,19 @@ func (c *Cluster) Brokers() []BrokerState {
 		id := int32(i + 1)
 		f, known := fenced[id]
 		out[i] = BrokerState{ID: id, Addr: addrs[i], Running: running[id], Fenced: f || !known}
+	}
+	return out
+}
+
+// FinalizedFeatures returns the finalized feature levels (KIP-584) in the
+// committed metadata, by name: metadata.version and every feature above
+// level 0, as ApiVersions reports them (Feature sets them at start,
+// UpdateFeatures changes them).
+func (c *Cluster) FinalizedFeatures() map[string]int16 {
+	var out map[string]int16
+	c.viewState(func(s *metadata.State) { out = maps.Clone(s.Features) })
+	if out == nil {
+		out = map[string]int16{}
 	}
 	return out
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/kcluster/kcluster/metadata"
 )
 
 // Option configures a cluster. Options are applied in order; a later option
@@ -50,6 +52,9 @@ type config struct {
 	// derived by validate.
 	users      []saslUser
 	scramUsers map[scramUserKey]scramStored
+	// features are the finalized feature levels a new cluster is
+	// formatted with (Feature).
+	features map[string]int16
 }
 
 // brokerConfig holds the parsed broker configs the brokers use, with
@@ -92,6 +97,17 @@ func defaultConfig() config {
 		logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		bcfg:      map[string]string{},
 		clusterID: "",
+		// Kafka 4.2's levels for a new cluster, but two: transaction.version
+		// 0, because the transaction coordinator serves transactions v1
+		// (KIP-890 part 1) and a client that reads 2 uses part 2; and
+		// kraft.version 0, because the quorum's voters are static.
+		features: map[string]int16{
+			metadata.FeatureMetadataVersion:    29, // 4.2-IV1
+			metadata.FeatureKRaftVersion:       0,
+			metadata.FeatureTransactionVersion: 0,
+			metadata.FeatureGroupVersion:       1, // KIP-848
+			metadata.FeatureELRVersion:         1, // KIP-966
+		},
 	}
 }
 
@@ -315,6 +331,9 @@ func (c *config) validate() error {
 	if err := c.validateSecurity(); err != nil {
 		return err
 	}
+	if err := metadata.ValidateFeatureLevels(c.features); err != nil {
+		return fmt.Errorf("kcluster: Feature: %v", err)
+	}
 	if int(c.broker.defaultRF) > c.brokers {
 		return fmt.Errorf("kcluster: default.replication.factor=%d exceeds the %d brokers", c.broker.defaultRF, c.brokers)
 	}
@@ -422,4 +441,26 @@ func TLS(cfg *tls.Config) Option { return optionFunc(func(c *config) { c.tls = c
 // AlterUserScramCredentials can change them.
 func SASLUser(mechanism, user, password string) Option {
 	return optionFunc(func(c *config) { c.users = append(c.users, saslUser{mechanism, user, password}) })
+}
+
+// Feature sets the level a new cluster finalizes a feature at (KIP-584),
+// as kafka-storage format --feature name=level: "metadata.version" (7,
+// 3.3-IV3, to 29, 4.2-IV1), "kraft.version" (0 only: the quorum's voters
+// are static), "transaction.version" (0-2), "group.version" (0-1) or
+// "eligible.leader.replicas.version" (0-1). The levels are written into the
+// metadata log when the cluster is first formatted; a cluster restarted
+// from its Dir keeps the levels its log has, which UpdateFeatures changes.
+// Clients read the finalized levels from ApiVersions and choose their
+// protocols by them: Feature("group.version", 0) makes a cluster that
+// refuses the consumer group protocol (KIP-848), as Kafka 3.x did, for
+// tests of older clients.
+//
+// The defaults are Kafka 4.2's (metadata.version 29, group.version 1,
+// eligible.leader.replicas.version 1) except transaction.version, 0: at
+// level 2 (KIP-890 part 2) Java and franz-go producers bump the epoch on
+// every EndTxn and add partitions by Produce v12, which the transaction
+// coordinator does not implement yet. Eligible leader replicas are not
+// kept: DescribeTopicPartitions answers empty lists.
+func Feature(name string, level int16) Option {
+	return optionFunc(func(c *config) { c.features[name] = level })
 }

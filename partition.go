@@ -254,7 +254,10 @@ func (r *partition) appendAsLeaderGuarded(records []byte, acks int16, guard *txn
 	if len(records) == 0 {
 		return 0, 0, kerr.InvalidRecord
 	}
-	// Validate everything before changing anything.
+	// Validate everything before changing anything. A batch with
+	// refused records is refused with them named (*recordErrors,
+	// logvalidator.go).
+	now := time.Now().UnixMilli()
 	var hdrs []segment.BatchHeader
 	for rest := records; len(rest) > 0; {
 		h, err := segment.ValidateBatch(rest)
@@ -267,7 +270,7 @@ func (r *partition) appendAsLeaderGuarded(records []byte, acks int16, guard *txn
 		if h.TotalSize() > maxBytes {
 			return 0, 0, kerr.MessageTooLarge
 		}
-		if err := r.checkBatchLocked(rest[:h.TotalSize()], h); err != nil {
+		if err := r.validateRecordsLocked(rest[:h.TotalSize()], h, now); err != nil {
 			return 0, 0, err
 		}
 		hdrs = append(hdrs, h)
@@ -293,7 +296,7 @@ func (r *partition) appendAsLeaderGuarded(records []byte, acks int16, guard *txn
 	}
 	base = r.log.LogEndOffset()
 	next := base
-	appendTime := time.Now().UnixMilli()
+	appendTime := now
 	tentative := producerState{}
 	for i, rest := 0, records; len(rest) > 0; i++ {
 		h := hdrs[i]

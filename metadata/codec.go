@@ -8,7 +8,8 @@ import (
 // Records cross the network (brokers fetch the log from the controller) and,
 // in the quorum mode, go into Raft entries, so they have a wire form: JSON
 // with the record type's name. Metadata is small and rare next to data;
-// readability wins over compactness here.
+// readability wins over compactness here. A record Kafka defines in its
+// own format (FeatureLevelRecord) carries Kafka's bytes in the envelope.
 
 type envelope struct {
 	Type string          `json:"type"`
@@ -60,6 +61,8 @@ func DecodeRecord(b []byte) (Record, error) {
 		r = new(ScramCredential)
 	case "RemoveScramCredential":
 		r = new(RemoveScramCredential)
+	case "FeatureLevelRecord":
+		r = new(FeatureLevelRecord)
 	default:
 		return nil, fmt.Errorf("metadata: unknown record type %q", env.Type)
 	}

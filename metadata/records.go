@@ -10,7 +10,11 @@
 package metadata
 
 import (
+	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
 )
 
 // Record is one metadata change. The concrete types below are the only
@@ -113,3 +117,121 @@ func (*PartitionChange) recordType() string  { return "PartitionChange" }
 func (*RemoveTopic) recordType() string      { return "RemoveTopic" }
 func (*ConfigChange) recordType() string     { return "ConfigChange" }
 func (*ProducerIDs) recordType() string      { return "ProducerIDs" }
+
+// FeatureLevelRecord finalizes one feature at a level (KIP-584, KIP-778):
+// Kafka's FeatureLevelRecord (metadata api key 12, version 0). Level 0
+// takes the feature out of the finalized set. Unlike the records above,
+// which travel as JSON, it travels in Kafka's own bytes (AppendTo), inside
+// the record envelope of codec.go.
+type FeatureLevelRecord struct {
+	Name         string
+	FeatureLevel int16
+}
+
+func (*FeatureLevelRecord) recordType() string { return "FeatureLevelRecord" }
+
+// featureLevelRecordKey is FeatureLevelRecord's api key in Kafka's
+// metadata record schema.
+const featureLevelRecordKey = 12
+
+// AppendTo appends the record as Kafka's MetadataRecordSerde writes it:
+// the frame version (1), the api key (12) and the record version (0) as
+// unsigned varints, then the version 0 fields, which are flexible: Name as
+// a compact string (its length + 1 as an unsigned varint, then its bytes),
+// FeatureLevel as a big-endian int16, and an empty tagged-field section
+// (a zero count).
+func (r *FeatureLevelRecord) AppendTo(dst []byte) []byte {
+	dst = binary.AppendUvarint(dst, 1)
+	dst = binary.AppendUvarint(dst, featureLevelRecordKey)
+	dst = binary.AppendUvarint(dst, 0)
+	dst = binary.AppendUvarint(dst, uint64(len(r.Name))+1)
+	dst = append(dst, r.Name...)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(r.FeatureLevel))
+	return binary.AppendUvarint(dst, 0)
+}
+
+// ReadFrom parses bytes written by AppendTo (or by Kafka). Tagged fields
+// it does not know are skipped, as Kafka's reader skips them; trailing
+// bytes are an error, as in MetadataRecordSerde.
+func (r *FeatureLevelRecord) ReadFrom(b []byte) error {
+	uv := func(what string) (uint64, error) {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			return 0, fmt.Errorf("metadata: FeatureLevelRecord: reading %s", what)
+		}
+		b = b[n:]
+		return v, nil
+	}
+	frame, err := uv("frame version")
+	if err != nil {
+		return err
+	}
+	if frame != 1 {
+		return fmt.Errorf("metadata: FeatureLevelRecord: frame version %d, only 1 is known", frame)
+	}
+	key, err := uv("api key")
+	if err != nil {
+		return err
+	}
+	if key != featureLevelRecordKey {
+		return fmt.Errorf("metadata: FeatureLevelRecord: api key %d, want %d", key, featureLevelRecordKey)
+	}
+	version, err := uv("version")
+	if err != nil {
+		return err
+	}
+	if version != 0 {
+		return fmt.Errorf("metadata: FeatureLevelRecord: version %d, only 0 is known", version)
+	}
+	n, err := uv("name length")
+	if err != nil {
+		return err
+	}
+	if n == 0 || n-1 > uint64(len(b)) {
+		return errors.New("metadata: FeatureLevelRecord: bad name length")
+	}
+	name := string(b[:n-1])
+	b = b[n-1:]
+	if len(b) < 2 {
+		return errors.New("metadata: FeatureLevelRecord: short feature level")
+	}
+	level := int16(binary.BigEndian.Uint16(b))
+	b = b[2:]
+	tags, err := uv("tagged field count")
+	if err != nil {
+		return err
+	}
+	for ; tags > 0; tags-- {
+		if _, err := uv("tag"); err != nil {
+			return err
+		}
+		size, err := uv("tag size")
+		if err != nil {
+			return err
+		}
+		if size > uint64(len(b)) {
+			return errors.New("metadata: FeatureLevelRecord: bad tagged field size")
+		}
+		b = b[size:]
+	}
+	if len(b) > 0 {
+		return fmt.Errorf("metadata: FeatureLevelRecord: %d bytes of garbage after the record", len(b))
+	}
+	r.Name, r.FeatureLevel = name, level
+	return nil
+}
+
+// MarshalJSON puts the record's Kafka bytes in the envelope (as a base64
+// JSON string).
+func (r *FeatureLevelRecord) MarshalJSON() ([]byte, error) {
+	return json.Marshal(r.AppendTo(nil))
+}
+
+// UnmarshalJSON reads what MarshalJSON wrote.
+func (r *FeatureLevelRecord) UnmarshalJSON(b []byte) error {
+	var raw []byte
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	return r.ReadFrom(raw)
+}

@@ -56,6 +56,11 @@ type State struct {
 	ClientQuotas   map[string]*Quota // by QuotaKey (quotas.go)
 	ACLs           map[string]*ACL   // by record id (acls.go)
 	Scram          map[ScramKey]*ScramCredential
+	// Features are the finalized feature levels (features.go), by
+	// name: metadata.version once the cluster is formatted, and every
+	// other feature above level 0 (a feature at level 0 is absent, as
+	// in Kafka).
+	Features map[string]int16
 }
 
 // NewState returns the empty state.
@@ -174,6 +179,8 @@ func (s *State) Apply(offset int64, r Record) error {
 		delete(s.ACLs, r.ID)
 	case *ScramCredential, *RemoveScramCredential:
 		s.applyScram(r)
+	case *FeatureLevelRecord:
+		return s.applyFeatureLevel(r)
 	default:
 		return fmt.Errorf("metadata: unknown record %T", r)
 	}

@@ -1,7 +1,7 @@
 // Command kcluster runs a kcluster cluster as a process, for clients in any
 // language: it prints the bootstrap addresses and serves until interrupted.
 //
-//	go run ./cmd/kcluster -brokers 3 -ports 9092,9093,9094 -c min.insync.replicas=2
+//	go run ./cmd/kcluster -brokers 3 -ports 9092,9093,9094 -c min.insync.replicas=2 -feature group.version=0
 package main
 
 import (
@@ -41,8 +41,9 @@ func run(args []string) error {
 	dir := fs.String("dir", "", "store data on disk under this directory (default: in memory)")
 	clusterID := fs.String("cluster-id", "", "cluster id (default: random)")
 	verbose := fs.Bool("v", false, "log at debug level")
-	var cfgs, users kvFlag
+	var cfgs, users, features kvFlag
 	fs.Var(&cfgs, "c", "broker config key=value with Kafka's names (repeatable)")
+	fs.Var(&features, "feature", "finalized feature level name=level for a new cluster, as kafka-storage format --feature (repeatable), e.g. transaction.version=0 group.version=0 for a 3.x-like cluster")
 	fs.Var(&users, "sasl-user", "MECHANISM:user:password (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) served on a SASL_PLAINTEXT listener named SASL (repeatable)")
 	tlsDir := fs.String("tls-dir", "", "add an SSL listener named SSL with a throwaway CA, writing its certificate to DIR/ca.pem")
 	if err := fs.Parse(args); err != nil {
@@ -84,6 +85,14 @@ func run(args []string) error {
 			return fmt.Errorf("-c %q: want key=value", kv)
 		}
 		opts = append(opts, kcluster.BrokerConfig(k, v))
+	}
+	for _, kv := range features {
+		name, v, ok := strings.Cut(kv, "=")
+		level, err := strconv.ParseInt(strings.TrimSpace(v), 10, 16)
+		if !ok || err != nil {
+			return fmt.Errorf("-feature %q: want name=level", kv)
+		}
+		opts = append(opts, kcluster.Feature(strings.TrimSpace(name), int16(level)))
 	}
 	for _, u := range users {
 		parts := strings.SplitN(u, ":", 3)
