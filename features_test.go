@@ -34,11 +34,11 @@ func finalized(resp *kmsg.ApiVersionsResponse) map[string]int16 {
 }
 
 // A new cluster is formatted with the default levels (Kafka 4.2's but
-// transaction.version 0), which ApiVersions v3+ reports with the
+// transaction.version and eligible.leader.replicas.version 0), which ApiVersions v3+ reports with the
 // features this software supports; v0-v2 carry none.
 func TestApiVersionsFeatures(t *testing.T) {
 	c := Start(t, Brokers(2))
-	want := map[string]int16{"metadata.version": 29, "group.version": 1, "eligible.leader.replicas.version": 1}
+	want := map[string]int16{"metadata.version": 29, "group.version": 1}
 	if got := c.FinalizedFeatures(); !maps.Equal(got, want) {
 		t.Fatalf("FinalizedFeatures() = %v, want %v", got, want)
 	}
@@ -82,7 +82,7 @@ func TestFeatureOption(t *testing.T) {
 		{Feature("transaction.version", 3)},
 		{Feature("kraft.version", 1)},
 		{Feature("share.version", 1)},
-		{Feature("metadata.version", 22)}, // ELR 1 (the default) needs 4.0-IV1
+		{Feature("metadata.version", 22), Feature("eligible.leader.replicas.version", 1)}, // ELR 1 needs 4.0-IV1
 	} {
 		if c, err := New(append([]Option{Brokers(1)}, bad...)...); err == nil {
 			c.Close()
@@ -184,7 +184,7 @@ func TestFeaturesSurviveRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	want := map[string]int16{"metadata.version": 29, "transaction.version": 1, "eligible.leader.replicas.version": 1}
+	want := map[string]int16{"metadata.version": 29, "transaction.version": 1}
 	if got := finalized(apiVersions(t, c.Addrs()[0], 4)); !maps.Equal(got, want) {
 		t.Fatalf("after the restart: %v, want %v", got, want)
 	}
