@@ -95,8 +95,18 @@ type fetcher struct {
 	mu struct {
 		sync.Mutex
 		parts map[*partition]struct{}
+		// inflight are the partitions of the fetch the leader may be
+		// holding (parked for up to replica.fetch.wait.max.ms); kick
+		// cancels that fetch, and kicked says it was cancelled so.
+		inflight map[*partition]struct{}
+		kick     context.CancelFunc
+		kicked   bool
 	}
 }
+
+// errKicked is a fetch cancelled because the fetcher gained a partition
+// the fetch did not name.
+var errKicked = errors.New("fetch cancelled for a new partition")
 
 func newFetcher(b *broker, leader int32) *fetcher {
 	ctx, cancel := context.WithCancel(b.ctx)
@@ -113,9 +123,20 @@ func (f *fetcher) wake() {
 	}
 }
 
+// addPart makes the fetcher fetch r too. A fetch in flight without r (the
+// leader may hold it for up to replica.fetch.wait.max.ms) is cancelled,
+// so r starts replicating at once rather than when that fetch returns:
+// a new topic's or a new leader's partition would otherwise wait out the
+// parked fetch (Kafka's fetcher does), and so would everything waiting
+// for its high watermark, such as a cluster's first group. The
+// cancellation closes the connection; the next fetch goes on a new one.
 func (f *fetcher) addPart(r *partition) {
 	f.mu.Lock()
 	f.mu.parts[r] = struct{}{}
+	if _, ok := f.mu.inflight[r]; !ok && f.mu.kick != nil && !f.mu.kicked {
+		f.mu.kicked = true
+		f.mu.kick()
+	}
 	f.mu.Unlock()
 	f.wake()
 }
@@ -205,9 +226,12 @@ func (f *fetcher) run() {
 			if f.ctx.Err() != nil {
 				return
 			}
-			f.b.log.Debug("replica fetch", "leader", f.leader, "err", err)
 			cl.Close()
 			cl = nil
+			if err == errKicked {
+				continue // at once, with the new partition
+			}
+			f.b.log.Debug("replica fetch", "leader", f.leader, "err", err)
 			if !backoff() {
 				return
 			}
@@ -420,8 +444,22 @@ func (f *fetcher) fetchOnce(cl *wire.Client, parts []*partition) error {
 	}
 	ctx, cancel := context.WithTimeout(f.ctx, f.b.cfg.replicaFetchWaitMax+10*time.Second)
 	defer cancel()
+	inflight := make(map[*partition]struct{}, len(lookup))
+	for _, s := range lookup {
+		inflight[s.r] = struct{}{}
+	}
+	f.mu.Lock()
+	f.mu.inflight, f.mu.kick, f.mu.kicked = inflight, cancel, false
+	f.mu.Unlock()
 	kresp, err := cl.Request(ctx, req)
+	f.mu.Lock()
+	kicked := f.mu.kicked
+	f.mu.inflight, f.mu.kick, f.mu.kicked = nil, nil, false
+	f.mu.Unlock()
 	if err != nil {
+		if kicked && f.ctx.Err() == nil {
+			return errKicked
+		}
 		return err
 	}
 	resp := kresp.(*kmsg.FetchResponse)

@@ -123,3 +123,48 @@ func TestFailoverInSynctestBubble(t *testing.T) {
 	})
 	t.Logf("failover took %v of Kafka time in %v of wall time", kafkaTime, time.Since(wall))
 }
+
+// A follower starts fetching a partition it gains at once, rather than
+// when the fetch its leader holds (up to replica.fetch.wait.max.ms) comes
+// back: an acks=all produce to a new topic, while the followers' fetches
+// of an older topic are parked, is answered without waiting them out. In
+// a synctest bubble, so the time is the bubble's and the same every run.
+func TestFollowerFetchesANewPartitionAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, err := New(InMemoryNetwork(), Brokers(2), BrokerConfig("replica.fetch.wait.max.ms", "500"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		create := func(name string, parts int32) {
+			req := kmsg.NewPtrCreateTopicsRequest()
+			rt := kmsg.NewCreateTopicsRequestTopic()
+			rt.Topic, rt.NumPartitions, rt.ReplicationFactor = name, parts, 2
+			req.Topics = append(req.Topics, rt)
+			req.TimeoutMillis = 30000
+			resp := do[*kmsg.CreateTopicsResponse](t, memClient(t, c, 1), req, -1)
+			if err := kerr.ErrorForCode(resp.Topics[0].ErrorCode); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Each broker leads a partition of "a" and follows the other's:
+		// both have a fetcher with a parked fetch.
+		create("a", 2)
+		ctx := context.Background()
+		for p := range int32(2) {
+			if err := c.WaitFor(ctx, FullyReplicated("a", p)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(1250 * time.Millisecond) // mid-way through a parked fetch
+		start := time.Now()
+		create("b", 1)
+		st := partState(t, c, "b", 0)
+		if _, err := memProduce(t, c, st.Leader, "b", -1, "x"); err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d >= 100*time.Millisecond {
+			t.Fatalf("creating a topic and an acks=all produce to it took %v of bubble time: the follower waited out its parked fetch", d)
+		}
+	})
+}
