@@ -72,7 +72,8 @@ func main() {
 	runs := flag.Int("runs", 5, "runs per measurement (medians are reported)")
 	records := flag.Int("records", 100000, "1 KiB records per throughput run (100 MB: long enough that a run is not one scheduling hiccup)")
 	child := flag.String("child", "", "internal: run one system's cluster for the RSS measurement")
-	only := flag.String("only", "", "comma-separated measurements to run (default all): start,produce,manypartitions,consume,rss,partitions,failover")
+	idle := flag.String("idle", "", "internal: run one system's cluster for the idle measurement")
+	only := flag.String("only", "", "comma-separated measurements to run (default all): typical,suite,idle,start,produce,manypartitions,consume,rss,partitions,failover")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (both systems; narrow it with -only) to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -87,6 +88,13 @@ func main() {
 		}
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
+	if *idle != "" {
+		if err := idleChild(*idle); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *child != "" {
 		if err := rssChild(*child); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -96,6 +104,17 @@ func main() {
 	}
 	want := func(m string) bool { return *only == "" || slices.Contains(strings.Split(*only, ","), m) }
 	t := &table{}
+	if want("typical") {
+		t.typicalRows(*runs)
+	}
+	if want("suite") {
+		for _, par := range []int{8, 1} {
+			t.sideBySide(fmt.Sprintf("suite of 40 typical tests, %d at a time", par), "ms", max(*runs/2, 1), func(s system) (float64, error) { return suite(s, 40, par) })
+		}
+	}
+	if want("idle") {
+		t.idleRows(*runs)
+	}
 	if want("start") {
 		t.sideBySide("start to first acks=all ack (3 brokers)", "ms", *runs, startToFirstAck)
 	}
