@@ -34,7 +34,10 @@ func (b *broker) handleFetch(req *kmsg.FetchRequest, r *request) (*kmsg.FetchRes
 	if maxWait < 0 {
 		maxWait = 0
 	}
-	deadline := time.Now().Add(maxWait)
+	// A parked fetch is answered a little before its MaxWait: a client
+	// whose read deadline is its MaxWait (kafka-go's reader) would
+	// otherwise race the empty answer against its own timeout.
+	deadline := time.Now().Add(maxWait - min(maxWait/20, 5*time.Millisecond))
 	maxBytes := int(req.MaxBytes)
 	if maxBytes <= 0 {
 		maxBytes = 1 << 30

@@ -56,7 +56,7 @@ var groupConfigDefs = map[string]configDef{
 		return err
 	}},
 	// Test-friendly: Kafka's default is 3000.
-	"group.initial.rebalance.delay.ms": {"50", func(b *brokerConfig, v string) error { return parseMillis(&b.group.initialDelay, v) }},
+	"group.initial.rebalance.delay.ms": {"0", func(b *brokerConfig, v string) error { return parseMillis(&b.group.initialDelay, v) }},
 	// Test-friendly: Kafka's default is 6000.
 	"group.min.session.timeout.ms": {"100", func(b *brokerConfig, v string) error { return parseMillis(&b.group.minSession, v) }},
 	"group.max.session.timeout.ms": {"1800000", func(b *brokerConfig, v string) error { return parseMillis(&b.group.maxSession, v) }},
