@@ -328,7 +328,7 @@ func TestProducerSnapshotAcrossRestart(t *testing.T) {
 
 func TestProducerSnapshotEncoding(t *testing.T) {
 	r := &partition{}
-	r.mu.producers = producerState{7: {epoch: 3, coordEpoch: 4, batches: []producerBatch{{0, 4, 10, 14}, {5, 5, 20, 20}}}, 9: {epoch: 0, coordEpoch: -1}}
+	r.mu.producers = producerState{7: {epoch: 3, coordEpoch: 4, lastTs: 1234, batches: []producerBatch{{0, 4, 10, 14}, {5, 5, 20, 20}}}, 9: {epoch: 0, coordEpoch: -1}}
 	r.mu.txns.reset()
 	r.mu.txns.ongoing[9] = 30
 	r.mu.txns.completed = []completedTxn{{7, 10, 25}}
@@ -336,8 +336,13 @@ func TestProducerSnapshotEncoding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := ps[7]; e == nil || e.epoch != 3 || e.coordEpoch != 4 || len(e.batches) != 2 || e.batches[1] != (producerBatch{5, 5, 20, 20}) || ps[9] == nil {
+	if e := ps[7]; e == nil || e.epoch != 3 || e.coordEpoch != 4 || e.lastTs != 1234 || len(e.batches) != 2 || e.batches[1] != (producerBatch{5, 5, 20, 20}) || ps[9] == nil {
 		t.Fatalf("producers %+v", ps)
+	}
+	// A version 1 snapshot (no last timestamps) still loads.
+	v1 := []byte{1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7, 0, 3, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	if ps, _, err := decodeProducerSnapshot(v1); err != nil || ps[7] == nil || ps[7].epoch != 3 || ps[7].coordEpoch != 4 || ps[7].lastTs != -1 {
+		t.Fatalf("version 1 snapshot: %+v %v", ps, err)
 	}
 	if tr.ongoing[9] != 30 || len(tr.completed) != 1 || tr.completed[0] != (completedTxn{7, 10, 25}) {
 		t.Fatalf("transactions %+v", tr)
