@@ -428,6 +428,17 @@ func TestTxnOffsetCommitPendingAcrossGroupCoordinatorFailover(t *testing.T) {
 	co, pid, epoch := initProducer(t, c, "tx-off")
 
 	gco, gid := coordinator(t, c, "g-off")
+	// The transaction coordinator answers for partitions its metadata
+	// has (UNKNOWN_TOPIC_OR_PARTITION otherwise, as Kafka's): wait for
+	// __consumer_offsets, just created, to reach every broker.
+	waitFor(t, c, "every broker to know "+offsetsTopic, func(c *Cluster) bool {
+		for _, b := range c.running() {
+			if !b.topicPartitionExists(offsetsTopic, 0) {
+				return false
+			}
+		}
+		return true
+	})
 	txnCommit := func(tc *kmsg.TxnOffsetCommitRequest) int16 {
 		return do[*kmsg.TxnOffsetCommitResponse](t, gco, tc, 3).Topics[0].Partitions[0].ErrorCode
 	}

@@ -340,6 +340,14 @@ func TestTxnOffsetCommitV5AddsPartition(t *testing.T) {
 	createTopic(t, c, "in", 1, 3)
 	co, pid, epoch := initProducer(t, c, "tx-v5")
 	gco, _ := coordinator(t, c, "g-v5")
+	waitFor(t, c, "every broker to know "+offsetsTopic, func(c *Cluster) bool {
+		for _, b := range c.running() {
+			if !b.topicPartitionExists(offsetsTopic, 0) {
+				return false
+			}
+		}
+		return true
+	})
 	commit := func(v int16) int16 {
 		tc := kmsg.NewPtrTxnOffsetCommitRequest()
 		tc.TransactionalID, tc.Group, tc.ProducerID, tc.ProducerEpoch, tc.Generation = "tx-v5", "g-v5", pid, epoch, -1
