@@ -14,10 +14,16 @@ package kcluster
 // failover never leaves a transaction half-done (txn_markers.go).
 //
 // States are Kafka's (kmsg.TransactionState): Empty → Ongoing (first
-// AddPartitionsToTxn / AddOffsetsToTxn) → PrepareCommit / PrepareAbort
+// AddPartitionsToTxn / AddOffsetsToTxn, or a partition leader's add for a
+// Produce v12+ / TxnOffsetCommit v5) → PrepareCommit / PrepareAbort
 // (EndTxn, a transaction timeout, or fencing by a new InitProducerId) →
 // CompleteCommit / CompleteAbort once WriteTxnMarkers has reached every
-// partition of the transaction.
+// partition of the transaction. At transaction version 2 (KIP-890 part 2,
+// EndTxn v5) the Prepare state bumps the producer epoch, the markers carry
+// it, and an exhausted epoch completes with a new producer id. Records
+// are TxnMetadataValue v1 (PreviousProducerId, NextProducerId,
+// ClientTransactionVersion) from transaction.version 1, v0 below it, as
+// Kafka's; both load.
 //
 // Timeouts are Kafka's: a state change waits for its replication up to
 // the transaction's own timeout; the coordinator's other waits (a read

@@ -330,6 +330,10 @@ func TestTxnV2EpochExhaustion(t *testing.T) {
 		t.Fatalf("InitProducerId retried across the rotation: %v %d/%d", kerr.ErrorForCode(ir.ErrorCode), ir.ProducerID, ir.ProducerEpoch)
 	}
 	wantCode(t, "new producer id", txnProduceV(t, c, "ex-id", "ex", 0, txnBatch(next, 0, 0, "b"), 12), nil)
+	// A producer id without an epoch is INVALID_REQUEST, as Kafka's
+	// KafkaApis answers it.
+	req.ProducerID, req.ProducerEpoch = next, -1
+	wantCode(t, "InitProducerId with no epoch", do[*kmsg.InitProducerIDResponse](t, co, req, 5).ErrorCode, kerr.InvalidRequest)
 }
 
 // TxnOffsetCommit v5 adds the group's __consumer_offsets partition to the
