@@ -119,12 +119,19 @@ func (b *broker) featureLevel(name string) int16 {
 }
 
 // apiVersionsUnsupported answers an ApiVersions request of a version newer
-// than ours: UNSUPPORTED_VERSION with our ranges, encoded as v0 so the
-// client can read it whatever it sent (KIP-511).
+// than ours: UNSUPPORTED_VERSION, encoded as v0 so the client can read it
+// whatever it sent, with ApiVersions' own range only, as Kafka's
+// ApiVersionsRequest.getErrorResponse (KIP-511): the client retries at the
+// highest version we serve and learns the rest, finalized features
+// included, from that answer.
 func (b *broker) apiVersionsUnsupported() kmsg.Response {
 	resp := kmsg.NewPtrApiVersionsResponse()
 	resp.SetVersion(0)
 	resp.ErrorCode = kerr.UnsupportedVersion.Code
-	resp.ApiKeys = apiKeys()
+	for _, k := range apiKeys() {
+		if k.ApiKey == apiVersionsKey {
+			resp.ApiKeys = append(resp.ApiKeys, k)
+		}
+	}
 	return resp
 }

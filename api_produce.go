@@ -9,11 +9,13 @@ package kcluster
 // whole, INVALID_RECORD or INVALID_TIMESTAMP with the records named
 // (logvalidator.go); KIP-516 topic ids from v13, which name topics by id
 // only and are answered by id (UNKNOWN_TOPIC_ID for an id this broker does
-// not know); KIP-951 leader hints not sent. v12 (KIP-890 part 2, a
-// transactional produce adding its partition to the transaction) is
-// served as v11: a transactional batch still needs its partition added
-// first (AddPartitionsToTxn), as with transaction.version 0 or 1.
-// Batches are validated (size, magic, CRC-32C, records), given their
+// not know); KIP-951 leader hints not sent. A transactional produce is
+// checked with the transaction coordinator before the first write of its
+// transaction on a partition (txn_verify.go): up to v11 the partition must
+// be in the transaction (KIP-890 part 1; not in it: INVALID_TXN_STATE, or
+// TRANSACTION_ABORTABLE from v11), from v12 the leader adds it (KIP-890
+// part 2: the client sends no AddPartitionsToTxn), for all the request's
+// partitions in one request to the coordinator. Batches are validated (size, magic, CRC-32C, records), given their
 // offsets and the leader epoch in place, and stored as received,
 // compressed or not. acks=0 gets no response, acks=1 answers after the
 // leader's append, acks=-1 (all) after every ISR member has the batch (the
@@ -87,27 +89,63 @@ func (b *broker) handleProduce(req *kmsg.ProduceRequest, r *request) (*kmsg.Prod
 		rep *partition
 		end int64
 	}
-	var waits []pending
+	// Look every partition up first, and verify (or add) the
+	// transactional ones with the coordinator in one request.
+	type part struct {
+		rep *partition
+		err error
+		txn *txnWrite
+	}
+	parts := make([][]part, len(req.Topics))
+	var txnWrites []*txnWrite
+	txnPid, txnEpoch := int64(-1), int16(-1)
 	for i := range req.Topics {
 		t := &req.Topics[i]
-		rt := respTopic(t)
 		name := t.Topic
 		if byID {
 			name = ""
 		}
-		rt.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(t.Partitions))
-		for i, p := range t.Partitions {
-			rp := &rt.Partitions[i]
-			rp.Default()
-			rp.Partition = p.Partition
+		parts[i] = make([]part, len(t.Partitions))
+		for j, p := range t.Partitions {
 			rep, err := b.lookupPartition(name, t.TopicID, p.Partition)
 			if err == nil && isInternalTopic(rep.topic) {
 				// Only the coordinators append to internal topics.
 				err = kerr.InvalidTopicException
 			}
+			parts[i][j] = part{rep: rep, err: err}
+			if err != nil {
+				continue
+			}
+			pid, epoch, ok := transactionalBatch(p.Records)
+			switch {
+			case !ok:
+			case txnPid >= 0 && (pid != txnPid || epoch != txnEpoch):
+				// One producer per request, as Kafka's ReplicaManager.
+				parts[i][j].err = kerr.InvalidProducerIDMapping
+			default:
+				txnPid, txnEpoch = pid, epoch
+				w := &txnWrite{rep: rep}
+				parts[i][j].txn = w
+				txnWrites = append(txnWrites, w)
+			}
+		}
+	}
+	if len(txnWrites) > 0 {
+		b.verifyTxnWrites(req.TransactionID, txnPid, txnEpoch, txnWrites, produceTxnOp(req.Version))
+	}
+	var waits []pending
+	for i := range req.Topics {
+		t := &req.Topics[i]
+		rt := respTopic(t)
+		rt.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(t.Partitions))
+		for j, p := range t.Partitions {
+			rp := &rt.Partitions[j]
+			rp.Default()
+			rp.Partition = p.Partition
+			rep, err := parts[i][j].rep, parts[i][j].err
 			var guard *txnGuard
-			if err == nil {
-				guard, err = b.verifyTxnProduce(req.TransactionID, rep, p.Records)
+			if w := parts[i][j].txn; err == nil && w != nil {
+				guard, err = w.guard, w.err
 			}
 			if err == nil {
 				var base, end int64

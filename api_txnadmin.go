@@ -1,8 +1,9 @@
 package kcluster
 
 // The transaction admin APIs (KIP-664): DescribeProducers v0 (a partition
-// leader's producer state: each producer's epoch, last sequence and open
-// transaction), DescribeTransactions v0 (a coordinator's state of
+// leader's producer state, as Kafka's ProducerStateEntry: each producer's
+// epoch, last sequence, last timestamp, last marker's coordinator epoch and
+// open transaction), DescribeTransactions v0 (a coordinator's state of
 // transactional ids) and ListTransactions v0-v2 (each broker lists the
 // transactional ids it coordinates; v1 KIP-994 duration filter, v2
 // KIP-1152 transactional id pattern).
@@ -53,7 +54,7 @@ func (r *partition) describeProducers() ([]kmsg.DescribeProducersResponseTopicPa
 	for pid, e := range r.mu.producers {
 		ap := kmsg.NewDescribeProducersResponseTopicPartitionActiveProducer()
 		ap.ProducerID, ap.ProducerEpoch = pid, int32(e.epoch)
-		ap.LastSequence, ap.LastTimestamp, ap.CoordinatorEpoch, ap.CurrentTxnStartOffset = -1, -1, e.coordEpoch, -1
+		ap.LastSequence, ap.LastTimestamp, ap.CoordinatorEpoch, ap.CurrentTxnStartOffset = -1, e.lastTs, e.coordEpoch, -1
 		if n := len(e.batches); n > 0 {
 			ap.LastSequence = e.batches[n-1].lastSeq
 		}

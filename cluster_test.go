@@ -327,7 +327,8 @@ func TestApiVersions(t *testing.T) {
 			t.Errorf("%s advertised from %d, served from %d", kmsg.NameForKey(key), h.advertisedMin(), h.min)
 		}
 	}
-	// A version newer than ours: UNSUPPORTED_VERSION in a v0 body.
+	// A version newer than ours: UNSUPPORTED_VERSION in a v0 body, with
+	// ApiVersions' range only (KIP-511), as Kafka answers it.
 	conn, err := net.Dial("tcp", c.Addrs()[0])
 	if err != nil {
 		t.Fatal(err)
@@ -350,7 +351,8 @@ func TestApiVersions(t *testing.T) {
 	if err := v0.ReadFrom(body); err != nil {
 		t.Fatal(err)
 	}
-	if binary.BigEndian.Uint32(hdr[4:]) != 7 || v0.ErrorCode != kerr.UnsupportedVersion.Code || len(v0.ApiKeys) != len(handlers) {
+	if binary.BigEndian.Uint32(hdr[4:]) != 7 || v0.ErrorCode != kerr.UnsupportedVersion.Code || len(v0.ApiKeys) != 1 ||
+		v0.ApiKeys[0].ApiKey != apiVersionsKey || v0.ApiKeys[0].MaxVersion != handlers[apiVersionsKey].max {
 		t.Fatalf("unsupported ApiVersions answer: corr %d err %d keys %d", binary.BigEndian.Uint32(hdr[4:]), v0.ErrorCode, len(v0.ApiKeys))
 	}
 }

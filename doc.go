@@ -79,7 +79,8 @@
 //     watermark). GroupCoordinator shards: group*.go (classic protocol in
 //     group_classic*.go, KIP-848 in group_consumer.go).
 //     TransactionCoordinator shards: txn_coordinator.go, txn_markers.go
-//     (TransactionMarkerChannelManager), txn_offsets.go.
+//     (TransactionMarkerChannelManager), txn_offsets.go; a partition
+//     leader's AddPartitionsToTxnManager: txn_verify.go.
 //   - QuorumController and the metadata image: package metadata;
 //     controller nodes and Raft (KafkaRaftClient): controller_node.go,
 //     quorum.go.

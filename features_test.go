@@ -34,11 +34,11 @@ func finalized(resp *kmsg.ApiVersionsResponse) map[string]int16 {
 }
 
 // A new cluster is formatted with the default levels (Kafka 4.2's but
-// transaction.version and eligible.leader.replicas.version 0), which ApiVersions v3+ reports with the
-// features this software supports; v0-v2 carry none.
+// eligible.leader.replicas.version 0), which ApiVersions v3+ reports with
+// the features this software supports; v0-v2 carry none.
 func TestApiVersionsFeatures(t *testing.T) {
 	c := Start(t, Brokers(2))
-	want := map[string]int16{"metadata.version": 29, "group.version": 1}
+	want := map[string]int16{"metadata.version": 29, "transaction.version": 2, "group.version": 1}
 	if got := c.FinalizedFeatures(); !maps.Equal(got, want) {
 		t.Fatalf("FinalizedFeatures() = %v, want %v", got, want)
 	}
@@ -113,7 +113,7 @@ func featureUpdate(name string, level int16, typ metadata.UpgradeType) kmsg.Upda
 // answering broker's next ApiVersions; every version answers as Kafka's
 // (v0-v1 with per-feature results on success, v2 top-level only).
 func TestUpdateFeatures(t *testing.T) {
-	c := Start(t, Brokers(3))
+	c := Start(t, Brokers(3), Feature("transaction.version", 0))
 	addr := c.Addrs()[1]
 	before := apiVersions(t, addr, 4).FinalizedFeaturesEpoch
 
@@ -171,7 +171,7 @@ func TestUpdateFeatures(t *testing.T) {
 // options it is restarted with (a cluster is formatted once).
 func TestFeaturesSurviveRestart(t *testing.T) {
 	dir := t.TempDir()
-	c, err := New(Brokers(1), Dir(dir), Feature("group.version", 0))
+	c, err := New(Brokers(1), Dir(dir), Feature("group.version", 0), Feature("transaction.version", 0))
 	if err != nil {
 		t.Fatal(err)
 	}

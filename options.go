@@ -97,17 +97,15 @@ func defaultConfig() config {
 		logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		bcfg:      map[string]string{},
 		clusterID: "",
-		// Kafka 4.2's levels for a new cluster, but three: transaction.version
-		// 0, because the transaction coordinator serves transactions v1
-		// (KIP-890 part 1) and a client that reads 2 uses part 2;
-		// kraft.version 0, because the quorum's voters are static; and
+		// Kafka 4.2's levels for a new cluster, but two: kraft.version 0,
+		// because the quorum's voters are static; and
 		// eligible.leader.replicas.version 0, because eligible leader
 		// replicas (KIP-966) are not kept yet: a cluster advertises only
 		// what it serves.
 		features: map[string]int16{
 			metadata.FeatureMetadataVersion:    29, // 4.2-IV1
 			metadata.FeatureKRaftVersion:       0,
-			metadata.FeatureTransactionVersion: 0,
+			metadata.FeatureTransactionVersion: 2, // KIP-890 part 2
 			metadata.FeatureGroupVersion:       1, // KIP-848
 			metadata.FeatureELRVersion:         0, // KIP-966: not kept yet
 		},
@@ -458,14 +456,16 @@ func SASLUser(mechanism, user, password string) Option {
 // refuses the consumer group protocol (KIP-848), as Kafka 3.x did, for
 // tests of older clients.
 //
-// The defaults are Kafka 4.2's (metadata.version 29, group.version 1)
-// except transaction.version, 0: at level 2 (KIP-890 part 2) Java and
+// The defaults are Kafka 4.2's (metadata.version 29, transaction.version
+// 2, group.version 1) but eligible.leader.replicas.version, 0 (Kafka 4.2:
+// 1): eligible leader replicas (KIP-966) are not kept yet, and level 1,
+// which the feature checks accept, changes nothing (DescribeTopicPartitions
+// answers empty lists). At transaction.version 2 (KIP-890 part 2) Java and
 // franz-go producers bump the epoch on every EndTxn and add partitions by
-// Produce v12, which the transaction coordinator does not implement yet;
-// and eligible.leader.replicas.version, 0 (Kafka 4.2: 1): eligible leader
-// replicas (KIP-966) are not kept yet, and level 1, which the feature
-// checks accept, changes nothing (DescribeTopicPartitions answers empty
-// lists).
+// Produce v12 and TxnOffsetCommit v5; Feature("transaction.version", 0)
+// makes a cluster whose clients use the KIP-890 part 1 flow
+// (AddPartitionsToTxn, AddOffsetsToTxn, one epoch per producer session),
+// as Kafka 3.x's.
 func Feature(name string, level int16) Option {
 	return optionFunc(func(c *config) { c.features[name] = level })
 }

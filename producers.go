@@ -31,6 +31,10 @@ type producerEntry struct {
 	// last marker (-1 before any); markers from an older coordinator
 	// are refused (txn_replica.go).
 	coordEpoch int32
+	// lastTs is the timestamp of the producer's last batch (its max
+	// timestamp) or marker, as Kafka's ProducerStateEntry keeps it and
+	// DescribeProducers reports it.
+	lastTs int64
 }
 
 // producerState is guarded by the owning replica's mu.
@@ -93,6 +97,7 @@ func (ps producerState) update(h segment.BatchHeader) {
 		e = &producerEntry{epoch: h.ProducerEpoch, coordEpoch: coordEpoch}
 		ps[h.ProducerID] = e
 	}
+	e.lastTs = h.MaxTimestamp
 	if h.BaseSequence < 0 {
 		return // transactional markers and non-idempotent batches
 	}

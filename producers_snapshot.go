@@ -15,7 +15,9 @@ import (
 	"errors"
 )
 
-const producerSnapshotVersion = 1
+// producerSnapshotVersion 2 adds each producer's last timestamp; version
+// 1 snapshots load with none (-1).
+const producerSnapshotVersion = 2
 
 var errBadSnapshot = errors.New("malformed producer snapshot")
 
@@ -28,6 +30,7 @@ func (r *partition) encodeProducerSnapshotLocked() []byte {
 		b = binary.BigEndian.AppendUint64(b, uint64(pid))
 		b = binary.BigEndian.AppendUint16(b, uint16(e.epoch))
 		b = binary.BigEndian.AppendUint32(b, uint32(e.coordEpoch))
+		b = binary.BigEndian.AppendUint64(b, uint64(e.lastTs))
 		b = append(b, byte(len(e.batches)))
 		for _, pb := range e.batches {
 			b = binary.BigEndian.AppendUint32(b, uint32(pb.firstSeq))
@@ -57,9 +60,10 @@ func decodeProducerSnapshot(b []byte) (producerState, txnTracker, error) {
 	t.reset()
 	ps := producerState{}
 	bad := func() (producerState, txnTracker, error) { return nil, txnTracker{}, errBadSnapshot }
-	if len(b) < 1 || b[0] != producerSnapshotVersion {
+	if len(b) < 1 || b[0] < 1 || b[0] > producerSnapshotVersion {
 		return bad()
 	}
+	withTs := b[0] >= 2
 	b = b[1:]
 	u32 := func() (uint32, bool) {
 		if len(b) < 4 {
@@ -86,9 +90,15 @@ func decodeProducerSnapshot(b []byte) (producerState, txnTracker, error) {
 		if !ok || len(b) < 7 {
 			return bad()
 		}
-		e := &producerEntry{epoch: int16(binary.BigEndian.Uint16(b)), coordEpoch: int32(binary.BigEndian.Uint32(b[2:]))}
-		nb := int(b[6])
-		b = b[7:]
+		e := &producerEntry{epoch: int16(binary.BigEndian.Uint16(b)), coordEpoch: int32(binary.BigEndian.Uint32(b[2:])), lastTs: -1}
+		b = b[6:]
+		if withTs {
+			if e.lastTs, ok = u64(); !ok || len(b) < 1 {
+				return bad()
+			}
+		}
+		nb := int(b[0])
+		b = b[1:]
 		if nb > producerBatchesKept || len(b) < nb*24 {
 			return bad()
 		}

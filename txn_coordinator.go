@@ -14,10 +14,16 @@ package kcluster
 // failover never leaves a transaction half-done (txn_markers.go).
 //
 // States are Kafka's (kmsg.TransactionState): Empty → Ongoing (first
-// AddPartitionsToTxn / AddOffsetsToTxn) → PrepareCommit / PrepareAbort
+// AddPartitionsToTxn / AddOffsetsToTxn, or a partition leader's add for a
+// Produce v12+ / TxnOffsetCommit v5) → PrepareCommit / PrepareAbort
 // (EndTxn, a transaction timeout, or fencing by a new InitProducerId) →
 // CompleteCommit / CompleteAbort once WriteTxnMarkers has reached every
-// partition of the transaction.
+// partition of the transaction. At transaction version 2 (KIP-890 part 2,
+// EndTxn v5) the Prepare state bumps the producer epoch, the markers carry
+// it, and an exhausted epoch completes with a new producer id. Records
+// are TxnMetadataValue v1 (PreviousProducerId, NextProducerId,
+// ClientTransactionVersion) from transaction.version 1, v0 below it, as
+// Kafka's; both load.
 //
 // Timeouts are Kafka's: a state change waits for its replication up to
 // the transaction's own timeout; the coordinator's other waits (a read
@@ -35,6 +41,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kcluster/kcluster/metadata"
 )
 
 const txnTopic = "__transaction_state"
@@ -50,6 +58,7 @@ type txnConfig struct {
 	expiration     time.Duration // transactional.id.expiration.ms
 	removeEvery    time.Duration // transaction.remove.expired.transaction.cleanup.interval.ms
 	requestTimeout time.Duration // request.timeout.ms
+	addRetryMax    time.Duration // add.partitions.to.txn.retry.backoff.max.ms
 }
 
 var txnConfigDefs = map[string]configDef{
@@ -75,23 +84,40 @@ var txnConfigDefs = map[string]configDef{
 	// verification) and the transaction coordinator's waits other than a
 	// state change's.
 	"request.timeout.ms": {"5000", func(b *brokerConfig, v string) error { return parseMillis(&b.txn.requestTimeout, v) }},
+	// Kafka's default. How long a partition leader's add of its
+	// partition to a transaction (a Produce v12+, a TxnOffsetCommit v5)
+	// waits for the producer's previous transaction to complete before
+	// answering CONCURRENT_TRANSACTIONS (api_txn.go's addPartitions).
+	"add.partitions.to.txn.retry.backoff.max.ms": {"100", func(b *brokerConfig, v string) error { return parseMillis(&b.txn.addRetryMax, v) }},
 }
 
 func init() { regBrokerConfigs(txnConfigDefs) }
 
 // txnMeta is one transactional id's state (Kafka's TransactionMetadata).
 type txnMeta struct {
-	id        string
-	pid       int64
+	id  string
+	pid int64
+	// prevPid is the producer id before the last state change (Kafka's
+	// prevProducerId, its TxnMetadataValue's PreviousProducerId): a
+	// retry from a producer whose id was rotated is recognized by it.
+	prevPid int64
+	// nextPid is the producer id the producer gets when this
+	// transaction completes, allocated when its EndTxn (transaction
+	// version 2) found the epoch exhausted (Kafka's nextProducerId); -1
+	// otherwise.
+	nextPid   int64
 	epoch     int16
-	lastPid   int64
-	lastEpoch int16
+	lastEpoch int16 // the epoch before the last bump, for retries (-1: none; not in the record, as Kafka's)
 	timeout   int32 // ms
 	state     kmsg.TransactionState
 	parts     map[topicPartition]struct{}
 	startTs   int64 // ms, when the transaction became Ongoing
 	updateTs  int64 // ms
-	sending   bool  // markers of a Prepare state are in flight
+	// tv is the transaction version of the request that made the last
+	// change (Kafka's clientTransactionVersion): at 2 the transaction's
+	// end bumps the epoch (KIP-890 part 2).
+	tv      int16
+	sending bool // markers of a Prepare state are in flight
 }
 
 func (m *txnMeta) clone() *txnMeta {
@@ -123,13 +149,31 @@ func byTopic(ps []topicPartition, fn func(topic string, partitions []int32)) {
 	}
 }
 
-// record is the meta as its __transaction_state record.
-func (m *txnMeta) record() kmsg.Record {
+// txnValueVersion is the TxnMetadataValue version Kafka writes at a
+// finalized transaction.version (TransactionVersion's
+// transactionLogValueVersion): 0 at level 0, the flexible 1, with the
+// tagged PreviousProducerId, NextProducerId and ClientTransactionVersion,
+// from level 1.
+func txnValueVersion(level int16) int16 {
+	if level >= 1 {
+		return 1
+	}
+	return 0
+}
+
+// record is the meta as its __transaction_state record, its value at
+// version (txnValueVersion), laid out as Kafka's TransactionLog writes it:
+// no partition list (null) in the Empty state.
+func (m *txnMeta) record(version int16) kmsg.Record {
 	k := kmsg.TxnMetadataKey{Version: 0, TransactionalID: m.id}
 	v := kmsg.NewTxnMetadataValue()
-	v.Version = 0
+	v.Version = version
 	v.ProducerID, v.ProducerEpoch, v.TimeoutMillis, v.State = m.pid, m.epoch, m.timeout, m.state
 	v.LastUpdateTimestamp, v.StartTimestamp = m.updateTs, m.startTs
+	v.PreviousProducerID, v.NextProducerID, v.ClientTransactionVersion = m.prevPid, m.nextPid, m.tv
+	if m.state != kmsg.TransactionStateEmpty {
+		v.Topics = []kmsg.TxnMetadataValueTopic{}
+	}
 	byTopic(m.sortedParts(), func(topic string, partitions []int32) {
 		t := kmsg.NewTxnMetadataValueTopic()
 		t.Topic, t.Partitions = topic, partitions
@@ -138,10 +182,13 @@ func (m *txnMeta) record() kmsg.Record {
 	return kmsg.Record{Key: k.AppendTo(nil), Value: v.AppendTo(nil)}
 }
 
-// txnMetaFrom decodes a __transaction_state value.
+// txnMetaFrom decodes a __transaction_state value. A version 0 value has
+// no PreviousProducerId, NextProducerId or ClientTransactionVersion: they
+// decode as -1, -1 and 0, as Kafka's TransactionLog reads them.
 func txnMetaFrom(id string, v *kmsg.TxnMetadataValue) *txnMeta {
-	m := &txnMeta{id: id, pid: v.ProducerID, epoch: v.ProducerEpoch, lastPid: -1, lastEpoch: -1, timeout: v.TimeoutMillis,
-		state: v.State, startTs: v.StartTimestamp, updateTs: v.LastUpdateTimestamp, parts: map[topicPartition]struct{}{}}
+	m := &txnMeta{id: id, pid: v.ProducerID, prevPid: v.PreviousProducerID, nextPid: v.NextProducerID, epoch: v.ProducerEpoch,
+		lastEpoch: -1, timeout: v.TimeoutMillis, state: v.State, startTs: v.StartTimestamp, updateTs: v.LastUpdateTimestamp,
+		tv: v.ClientTransactionVersion, parts: map[topicPartition]struct{}{}}
 	for _, t := range v.Topics {
 		for _, p := range t.Partitions {
 			m.parts[topicPartition{t.Topic, p}] = struct{}{}
@@ -165,6 +212,7 @@ type txnCoordinator struct {
 	// a WriteTxnMarkers that waits for its markers' replication.
 	markers peerClients
 	verify  peerClients
+	spare   sparePids // producer ids for transitions of exhausted epochs
 }
 
 // txnShard is one __transaction_state partition's transactional ids
@@ -174,6 +222,27 @@ type txnShard struct {
 	tc   *txnCoordinator
 	c    *coordinatorContext[*txnShard]
 	txns map[string]*txnMeta
+	// done is closed when a transaction of the shard next completes (its
+	// Complete state is written) or the shard unloads: a partition
+	// leader's add waits on it (completions).
+	done chan struct{}
+}
+
+// completions returns a channel closed when a transaction of the shard
+// next completes, or the shard unloads.
+func (ts *txnShard) completions() <-chan struct{} {
+	if ts.done == nil {
+		ts.done = make(chan struct{})
+	}
+	return ts.done
+}
+
+// completedLocked wakes the waiters of completions.
+func (ts *txnShard) completedLocked() {
+	if ts.done != nil {
+		close(ts.done)
+		ts.done = nil
+	}
 }
 
 func newTxnCoordinator(b *broker) *txnCoordinator {
@@ -225,13 +294,15 @@ func (ts *txnShard) replay(_, _ int64, key, value []byte) {
 	if v.ReadFrom(value) != nil {
 		return
 	}
-	// As Kafka's TransactionLog: the last producer id is known (here
-	// from the previous record), the last epoch is not.
 	m := txnMetaFrom(k.TransactionalID, &v)
-	if old := ts.txns[k.TransactionalID]; old != nil && old.pid != m.pid {
-		m.lastPid = old.pid
-	} else if old != nil {
-		m.lastPid = old.lastPid
+	if v.Version == 0 {
+		// A record of transaction.version 0 (an older cluster's, or
+		// this one's before an upgrade) has no PreviousProducerId:
+		// it is known from the id's previous record.
+		m.prevPid = m.pid
+		if old := ts.txns[k.TransactionalID]; old != nil {
+			m.prevPid = old.pid
+		}
 	}
 	ts.txns[k.TransactionalID] = m
 }
@@ -251,14 +322,25 @@ func (ts *txnShard) onLoaded() {
 	}
 }
 
-func (ts *txnShard) onUnloaded() { ts.txns = nil }
+func (ts *txnShard) onUnloaded() {
+	ts.txns = nil
+	ts.completedLocked()
+}
 
-// writeLocked appends m's record; the caller installs m before it unlocks,
-// and the response waits for the record up to the transaction's timeout,
-// as Kafka's TransactionStateManager waits. Errors are a client's.
+// writeLocked appends m's record, as the next state of its id (the one
+// installed, if any): m's previous producer id is that state's. The
+// caller installs m before it unlocks, and the response waits for the
+// record up to the transaction's timeout, as Kafka's
+// TransactionStateManager waits. The value's version follows the
+// finalized transaction.version, as Kafka's. Errors are a client's.
 func (ts *txnShard) writeLocked(m *txnMeta) error {
+	m.prevPid = m.pid
+	if old := ts.txns[m.id]; old != nil {
+		m.prevPid = old.pid
+	}
 	m.updateTs = time.Now().UnixMilli()
-	_, err := ts.c.appendLocked([]kmsg.Record{m.record()}, time.Duration(m.timeout)*time.Millisecond)
+	rec := m.record(txnValueVersion(ts.tc.b.featureLevel(metadata.FeatureTransactionVersion)))
+	_, err := ts.c.appendLocked([]kmsg.Record{rec}, time.Duration(m.timeout)*time.Millisecond)
 	return err
 }
 
@@ -318,19 +400,62 @@ func (tc *txnCoordinator) removeExpired(now time.Time) {
 
 // abortTimedOut aborts every Ongoing transaction older than its timeout,
 // bumping the producer epoch so the producer is fenced (Kafka's
-// abortTimedOutTransactions).
+// abortTimedOutTransactions), at the finalized transaction.version. One
+// whose exhausted epoch needs a new producer id (transaction.version 2)
+// gets it from the controller without the shard's lock, and is aborted
+// next round if it is still due then.
 func (tc *txnCoordinator) abortTimedOut(now time.Time) {
+	tv := tc.b.featureLevel(metadata.FeatureTransactionVersion)
 	for _, c := range tc.rt.contexts() {
+		var needPid []string
 		c.locked(func(ts *txnShard) {
 			for _, m := range ts.txns {
 				if m.state != kmsg.TransactionStateOngoing || m.sending || now.UnixMilli() < m.startTs+int64(m.timeout) {
 					continue
 				}
+				next := int64(-1)
+				if tv >= tv2 && epochExhausted(m.epoch) {
+					if next = tc.spare.take(); next < 0 {
+						needPid = append(needPid, m.id)
+						continue
+					}
+				}
 				tc.b.log.Info("aborting timed-out transaction", "transactional_id", m.id, "producer_id", m.pid, "epoch", m.epoch)
-				if err := ts.prepareEndLocked(m, false, true); err != nil {
+				if err := ts.fenceLocked(m, tv, next); err != nil {
 					tc.b.log.Debug("aborting timed-out transaction", "transactional_id", m.id, "err", err)
 				}
 			}
 		})
+		for range needPid {
+			if pid, err := tc.b.nextProducerID(); err == nil {
+				tc.spare.put(pid)
+			}
+		}
 	}
+}
+
+// sparePids holds producer ids taken from the broker's block for a
+// transition that needed one under a shard's lock and found none: the
+// next such transition takes it (the block is the broker's; an id taken
+// and never used is lost, as Kafka's are).
+type sparePids struct {
+	mu  sync.Mutex
+	ids []int64
+}
+
+func (s *sparePids) take() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.ids) == 0 {
+		return -1
+	}
+	id := s.ids[0]
+	s.ids = s.ids[1:]
+	return id
+}
+
+func (s *sparePids) put(id int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ids = append(s.ids, id)
 }

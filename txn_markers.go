@@ -22,27 +22,83 @@ import (
 // bumped once more and still leave room for the fencing bump.
 func epochExhausted(e int16) bool { return e >= 32767-1 }
 
-// prepareEndLocked moves m (installed in ts) to PrepareCommit/PrepareAbort
-// (with its epoch bumped to fence, if bumpEpoch), writes it, and starts
-// the markers.
-func (ts *txnShard) prepareEndLocked(m *txnMeta, commit bool, bumpEpoch bool) error {
+// Transaction versions, as the transaction.version feature's levels and
+// the ClientTransactionVersion of a state change (Kafka's
+// TransactionVersion): at tv2 every end of a transaction bumps the epoch
+// (KIP-890 part 2).
+const (
+	tv0 int16 = 0
+	tv2 int16 = 2
+)
+
+// prepareEndLocked moves m (installed in ts, Ongoing, or for an abort at
+// transaction version 2 also Empty or Complete: noPartitionAdded) to
+// PrepareCommit/PrepareAbort as Kafka's prepareAbortOrCommit: at
+// transaction version tv 2 the epoch is bumped, and nextPid (>= 0 when
+// the epoch is exhausted) is the producer id the transaction completes
+// with. It writes the state and starts the markers.
+func (ts *txnShard) prepareEndLocked(m *txnMeta, commit bool, tv int16, nextPid int64, noPartitionAdded bool) (*txnMeta, error) {
 	nm := m.clone()
 	nm.state = kmsg.TransactionStatePrepareAbort
 	if commit {
 		nm.state = kmsg.TransactionStatePrepareCommit
 	}
-	if bumpEpoch && !epochExhausted(nm.epoch) {
-		// Fencing: the old epoch is not remembered as a retry of
-		// this one (Kafka's prepareFenceProducerEpoch).
-		nm.lastPid, nm.lastEpoch = nm.pid, -1
-		nm.epoch++
+	if tv >= tv2 {
+		nm.lastEpoch, nm.epoch = m.epoch, m.epoch+1
+	}
+	nm.nextPid, nm.tv = nextPid, tv
+	if noPartitionAdded {
+		nm.startTs = time.Now().UnixMilli()
 	}
 	if err := ts.writeLocked(nm); err != nil {
-		return err
+		return nil, err
 	}
 	ts.txns[nm.id] = nm
 	ts.startMarkersLocked(nm, ts.c.writtenLocked())
-	return nil
+	return nm, nil
+}
+
+// fenceLocked aborts m's ongoing transaction with the producer epoch
+// bumped, so its producer is fenced (Kafka's prepareFenceProducerEpoch,
+// the PrepareEpochFence transition, and the abort that follows it): a new
+// InitProducerId for the id, or the transaction's timeout. Kafka never
+// writes PrepareEpochFence; the record is the PrepareAbort it turns into.
+// The abort is the coordinator's, at the finalized transaction.version
+// tv: below 2 the epoch is bumped once and the retry of the previous epoch
+// is forgotten; at 2 it is bumped once too (never twice: an epoch of
+// 32766 becomes 32767, not an overflow), and an exhausted epoch completes
+// with nextPid, a new producer id, as an EndTxn would.
+func (ts *txnShard) fenceLocked(m *txnMeta, tv int16, nextPid int64) error {
+	if m.epoch == 32767 {
+		return kerr.InvalidTxnState // cannot happen: a client's epoch is never above 32766
+	}
+	if tv >= tv2 {
+		_, err := ts.prepareEndLocked(m, false, tv, nextPid, false)
+		return err
+	}
+	fenced := m.clone()
+	fenced.epoch, fenced.lastEpoch = m.epoch+1, -1
+	_, err := ts.prepareEndLocked(fenced, false, tv0, -1, false)
+	return err
+}
+
+// completed is Kafka's prepareComplete: the Complete state after
+// m's Prepare state, with no partitions; at transaction version 2 a
+// transaction whose epoch was exhausted completes with its next producer
+// id, at epoch 0.
+func completed(m *txnMeta) *txnMeta {
+	nm := m.clone()
+	nm.sending = false
+	nm.state = kmsg.TransactionStateCompleteAbort
+	if m.state == kmsg.TransactionStatePrepareCommit {
+		nm.state = kmsg.TransactionStateCompleteCommit
+	}
+	if m.tv >= tv2 && m.nextPid >= 0 {
+		nm.pid, nm.epoch = m.nextPid, 0
+	}
+	nm.nextPid = -1
+	nm.parts = map[topicPartition]struct{}{}
+	return nm
 }
 
 // startMarkersLocked launches the marker sender of a Prepare state whose
@@ -130,13 +186,7 @@ func (tc *txnCoordinator) sendMarkers(c *coordinatorContext[*txnShard], snap *tx
 		if m == nil || m.pid != snap.pid || m.epoch != snap.epoch || m.state != snap.state {
 			return
 		}
-		nm := m.clone()
-		nm.sending = false
-		nm.state = kmsg.TransactionStateCompleteAbort
-		if commit {
-			nm.state = kmsg.TransactionStateCompleteCommit
-		}
-		nm.parts = map[topicPartition]struct{}{}
+		nm := completed(m)
 		if err := ts.writeLocked(nm); err != nil {
 			// The partition moved or its ISR is short: the Prepare
 			// state stays in the log and its next coordinator finishes
@@ -149,6 +199,7 @@ func (tc *txnCoordinator) sendMarkers(c *coordinatorContext[*txnShard], snap *tx
 			return
 		}
 		ts.txns[nm.id] = nm
+		ts.completedLocked()
 		written = true
 	})
 	if !written {
@@ -164,9 +215,10 @@ func (tc *txnCoordinator) sendMarkers(c *coordinatorContext[*txnShard], snap *tx
 // partitions still to do.
 func (tc *txnCoordinator) writeMarkers(leader int32, m *txnMeta, commit bool, coordEpoch int32, ps []topicPartition) []topicPartition {
 	req := kmsg.NewPtrWriteTxnMarkersRequest()
-	req.SetVersion(1)
+	req.SetVersion(2)
 	mk := kmsg.NewWriteTxnMarkersRequestMarker()
 	mk.ProducerID, mk.ProducerEpoch, mk.Committed, mk.CoordinatorEpoch = m.pid, m.epoch, commit, coordEpoch
+	mk.TransactionVersion = int8(m.tv) // KIP-1228: a leader checks a version 2 marker's epoch strictly
 	byTopic(ps, func(topic string, partitions []int32) {
 		t := kmsg.NewWriteTxnMarkersRequestMarkerTopic()
 		t.Topic, t.Partitions = topic, partitions

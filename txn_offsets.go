@@ -1,9 +1,11 @@
 package kcluster
 
-// TxnOffsetCommit v0-v4 (KIP-98; KIP-447 group generation and member from
-// v3): a transactional producer commits a group's offsets as part of its
-// transaction. Once the transaction coordinator confirms the group's
-// partition is in the transaction (KIP-890 part 1, as for a produce), the
+// TxnOffsetCommit v0-v5 (KIP-98; KIP-447 group generation and member from
+// v3; v5, KIP-890 part 2: the group's partition is added to the
+// transaction here, the client sends no AddOffsetsToTxn): a transactional
+// producer commits a group's offsets as part of its transaction. Once the
+// transaction coordinator confirms the group's partition is in the
+// transaction (KIP-890 part 1, as for a produce), or adds it (v5), the
 // offsets are written to the group's __consumer_offsets partition as a
 // transactional batch (the producer's id and epoch) and kept
 // pending in the group coordinator; the transaction's commit marker applies
@@ -21,7 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-func init() { reg(0, 4, (*broker).handleTxnOffsetCommit) }
+func init() { reg(0, 5, (*broker).handleTxnOffsetCommit) }
 
 // txnOffset is one pending transactional offset commit.
 type txnOffset struct {
@@ -65,13 +67,14 @@ func (b *broker) handleTxnOffsetCommit(req *kmsg.TxnOffsetCommitRequest, r *requ
 	}
 	c, err := b.groups.rt.contextFor(req.Group)
 	if err == nil {
-		// As a produce (KIP-890 part 1): the transaction coordinator
-		// must have this partition in the producer's transaction
-		// (AddOffsetsToTxn came first). Asked before taking the
-		// group's lock, which heartbeats, joins and the markers of
-		// other transactions need meanwhile; the guard fails the
-		// append below if a marker ends the transaction in between.
-		guard, verr := b.verifyTxn(&req.TransactionalID, c.rep, req.ProducerID, req.ProducerEpoch)
+		// As a produce (KIP-890): the transaction coordinator must
+		// have this partition in the producer's transaction
+		// (AddOffsetsToTxn came first), or add it (v5). Asked before
+		// taking the group's lock, which heartbeats, joins and the
+		// markers of other transactions need meanwhile; the guard
+		// fails the append below if a marker ends the transaction in
+		// between.
+		guard, verr := b.verifyTxn(&req.TransactionalID, c.rep, req.ProducerID, req.ProducerEpoch, txnOffsetCommitTxnOp(req.Version))
 		err = c.run(func(gs *groupShard) error {
 			return b.txnOffsetCommitLocked(req, gs, gs.groups[req.Group], codes, guard, verr)
 		})
@@ -145,12 +148,15 @@ func (b *broker) txnOffsetCommitLocked(req *kmsg.TxnOffsetCommitRequest, gs *gro
 	batch := encodeProducerBatch(recs, now, req.ProducerID, req.ProducerEpoch, -1, attrTransactional)
 	// Errors as Kafka's TxnOffsetCommit answers them: a fenced producer
 	// is PRODUCER_FENCED, a transaction not (or no longer) open
-	// INVALID_TXN_STATE, the rest as the coordinator's.
+	// INVALID_TXN_STATE or TRANSACTION_ABORTABLE (v4+), an add while the
+	// previous transaction completes CONCURRENT_TRANSACTIONS, the rest as
+	// the coordinator's.
 	mapErr := func(err error) error {
 		switch {
 		case errors.Is(err, kerr.InvalidProducerEpoch):
 			return kerr.ProducerFenced
-		case errors.Is(err, kerr.InvalidTxnState):
+		case errors.Is(err, kerr.InvalidTxnState), errors.Is(err, kerr.TransactionAbortable),
+			errors.Is(err, kerr.ConcurrentTransactions):
 			return err
 		}
 		return coordinatorAppendError(err)

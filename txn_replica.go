@@ -137,10 +137,13 @@ func (r *partition) lsoLocked() int64 {
 }
 
 // hasOpenTxnLocked reports whether producer pid has a transaction open on
-// this partition.
-func (r *partition) hasOpenTxnLocked(pid int64) bool {
+// this partition at epoch (Kafka's hasOngoingTransaction): at transactions
+// v2 the epoch moves with every transaction, and a write of the next one
+// must not slip into the previous one, whose marker has not arrived yet.
+func (r *partition) hasOpenTxnLocked(pid int64, epoch int16) bool {
 	_, ok := r.mu.txns.ongoing[pid]
-	return ok
+	e := r.mu.producers[pid]
+	return ok && e != nil && e.epoch == epoch
 }
 
 // txnGuard is a partition leader's record of a transaction verification
@@ -151,17 +154,28 @@ func (r *partition) hasOpenTxnLocked(pid int64) bool {
 type txnGuard struct {
 	pid  int64
 	open bool
+	// prev is the first offset of an earlier transaction of the producer
+	// still open on the partition when the verification began (-1:
+	// none): at transactions v2 the next transaction's first write can
+	// be verified (its partition added) while the previous one's marker
+	// is on its way. That marker ends the earlier transaction, not the
+	// one verified, and leaves the guard standing; any other marker
+	// voids it.
+	prev int64
 }
 
-// beginVerification returns the guard for a transactional produce of pid,
-// and whether its transaction is open already (nothing to verify).
-func (r *partition) beginVerification(pid int64) (*txnGuard, bool) {
+// beginVerification returns the guard for a transactional write of pid at
+// epoch, and whether its transaction is open already (nothing to verify).
+func (r *partition) beginVerification(pid int64, epoch int16) (*txnGuard, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.hasOpenTxnLocked(pid) {
+	if r.hasOpenTxnLocked(pid, epoch) {
 		return &txnGuard{pid: pid, open: true}, true
 	}
-	g := &txnGuard{pid: pid}
+	g := &txnGuard{pid: pid, prev: -1}
+	if first, ok := r.mu.txns.ongoing[pid]; ok {
+		g.prev = first
+	}
 	if r.mu.guards == nil {
 		r.mu.guards = map[int64]*txnGuard{}
 	}
@@ -177,7 +191,7 @@ func (r *partition) checkTxnGuardLocked(h segment.BatchHeader, g *txnGuard) erro
 	if g == nil || h.Attributes&attrTransactional == 0 || h.Attributes&attrControl != 0 || h.ProducerID != g.pid {
 		return nil
 	}
-	if r.hasOpenTxnLocked(h.ProducerID) {
+	if r.hasOpenTxnLocked(h.ProducerID, h.ProducerEpoch) {
 		return nil
 	}
 	if g.open || r.mu.guards[h.ProducerID] != g {
@@ -234,15 +248,18 @@ func encodeProducerBatch(recs []kmsg.Record, ts int64, pid int64, epoch int16, s
 // older producer epoch than the partition knows is refused
 // (INVALID_PRODUCER_EPOCH), and one from an older coordinator epoch than
 // the producer's last marker (TRANSACTION_COORDINATOR_FENCED: a deposed
-// coordinator), as Kafka's ProducerAppendInfo does.
-func (r *partition) appendMarker(pid int64, epoch int16, commit bool, coordEpoch int32) (int64, error) {
+// coordinator), as Kafka's ProducerAppendInfo does. A marker of
+// transaction version tv 2, whose epoch was bumped past its transaction's
+// writes, must be above the producer's epoch (KIP-1228): one that is not
+// is a late or repeated marker of a transaction already ended.
+func (r *partition) appendMarker(pid int64, epoch int16, commit bool, coordEpoch int32, tv int16) (int64, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mu.closed || r.mu.leader != r.b.id {
 		return 0, kerr.NotLeaderForPartition
 	}
 	if e := r.mu.producers[pid]; e != nil {
-		if epoch < e.epoch {
+		if epoch < e.epoch || tv >= tv2 && epoch == e.epoch {
 			return 0, kerr.InvalidProducerEpoch
 		}
 		if coordEpoch < e.coordEpoch {
@@ -261,9 +278,16 @@ func (r *partition) appendMarker(pid int64, epoch int16, commit bool, coordEpoch
 		r.b.log.Error("append failed", "topic", r.topic, "partition", r.part, "err", err)
 		return 0, kerr.KafkaStorageError
 	}
+	first, open := r.mu.txns.ongoing[pid]
 	r.mu.producers.update(h)
 	r.applyTxnLocked(h, batch)
-	delete(r.mu.guards, pid) // a verification from before the marker is void
+	// A verification from before the marker is void, but for the
+	// marker of an earlier transaction still open then (txnGuard.prev).
+	if g := r.mu.guards[pid]; g != nil && open && g.prev == first {
+		g.prev = -1
+	} else {
+		delete(r.mu.guards, pid)
+	}
 	r.maybeAdvanceHWLocked()
 	r.notify()
 	return base + 1, nil
@@ -271,7 +295,7 @@ func (r *partition) appendMarker(pid int64, epoch int16, commit bool, coordEpoch
 
 // waitMarker writes a marker and waits until the ISR has it.
 func (r *partition) writeMarker(ctx context.Context, pid int64, epoch int16, commit bool, coordEpoch int32) error {
-	end, err := r.appendMarker(pid, epoch, commit, coordEpoch)
+	end, err := r.appendMarker(pid, epoch, commit, coordEpoch, tv0)
 	if err != nil {
 		return err
 	}

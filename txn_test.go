@@ -25,10 +25,16 @@ func txnBatch(pid int64, epoch int16, seq int32, vals ...string) []byte {
 
 func txnProduce(t *testing.T, c *Cluster, txnID, topic string, part int32, batch []byte) int16 {
 	t.Helper()
+	return txnProduceV(t, c, txnID, topic, part, batch, 11)
+}
+
+// txnProduceV is txnProduce at a Produce version.
+func txnProduceV(t *testing.T, c *Cluster, txnID, topic string, part int32, batch []byte, v int16) int16 {
+	t.Helper()
 	st := partState(t, c, topic, part)
 	req := produceRequest(topic, part, -1, 10000, batch)
 	req.TransactionID = kmsg.StringPtr(txnID)
-	return do[*kmsg.ProduceResponse](t, dial(t, addrOf(c, st.Leader)), req, 11).Topics[0].Partitions[0].ErrorCode
+	return do[*kmsg.ProduceResponse](t, dial(t, addrOf(c, st.Leader)), req, v).Topics[0].Partitions[0].ErrorCode
 }
 
 func findTxnCoordinator(t *testing.T, c *Cluster, id string) (*wire.Client, int32) {
@@ -122,8 +128,10 @@ func TestTxnCoordinatorProtocol(t *testing.T) {
 		t.Fatalf("first epoch %d", epoch)
 	}
 	// KIP-890: the leader asks the coordinator, which has no ongoing
-	// transaction with this partition.
-	wantCode(t, "produce before AddPartitionsToTxn", txnProduce(t, c, "raw-id", "raw", 1, txnBatch(pid, epoch, 0, "x")), kerr.InvalidTxnState)
+	// transaction with this partition: TRANSACTION_ABORTABLE, or, to a
+	// client too old to know it (Produce v10), INVALID_TXN_STATE.
+	wantCode(t, "produce before AddPartitionsToTxn", txnProduce(t, c, "raw-id", "raw", 1, txnBatch(pid, epoch, 0, "x")), kerr.TransactionAbortable)
+	wantCode(t, "produce v10 before AddPartitionsToTxn", txnProduceV(t, c, "raw-id", "raw", 1, txnBatch(pid, epoch, 0, "x"), 10), kerr.InvalidTxnState)
 
 	wantCode(t, "AddPartitionsToTxn, wrong epoch", addPartition(t, co, "raw-id", pid, epoch+1, "raw", 0), kerr.ProducerFenced)
 	wantCode(t, "AddPartitionsToTxn, wrong producer id", addPartition(t, co, "raw-id", pid+1, epoch, "raw", 0), kerr.InvalidProducerIDMapping)
@@ -320,7 +328,7 @@ func TestProducerSnapshotAcrossRestart(t *testing.T) {
 
 func TestProducerSnapshotEncoding(t *testing.T) {
 	r := &partition{}
-	r.mu.producers = producerState{7: {epoch: 3, coordEpoch: 4, batches: []producerBatch{{0, 4, 10, 14}, {5, 5, 20, 20}}}, 9: {epoch: 0, coordEpoch: -1}}
+	r.mu.producers = producerState{7: {epoch: 3, coordEpoch: 4, lastTs: 1234, batches: []producerBatch{{0, 4, 10, 14}, {5, 5, 20, 20}}}, 9: {epoch: 0, coordEpoch: -1}}
 	r.mu.txns.reset()
 	r.mu.txns.ongoing[9] = 30
 	r.mu.txns.completed = []completedTxn{{7, 10, 25}}
@@ -328,8 +336,13 @@ func TestProducerSnapshotEncoding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := ps[7]; e == nil || e.epoch != 3 || e.coordEpoch != 4 || len(e.batches) != 2 || e.batches[1] != (producerBatch{5, 5, 20, 20}) || ps[9] == nil {
+	if e := ps[7]; e == nil || e.epoch != 3 || e.coordEpoch != 4 || e.lastTs != 1234 || len(e.batches) != 2 || e.batches[1] != (producerBatch{5, 5, 20, 20}) || ps[9] == nil {
 		t.Fatalf("producers %+v", ps)
+	}
+	// A version 1 snapshot (no last timestamps) still loads.
+	v1 := []byte{1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7, 0, 3, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	if ps, _, err := decodeProducerSnapshot(v1); err != nil || ps[7] == nil || ps[7].epoch != 3 || ps[7].coordEpoch != 4 || ps[7].lastTs != -1 {
+		t.Fatalf("version 1 snapshot: %+v %v", ps, err)
 	}
 	if tr.ongoing[9] != 30 || len(tr.completed) != 1 || tr.completed[0] != (completedTxn{7, 10, 25}) {
 		t.Fatalf("transactions %+v", tr)
@@ -415,6 +428,17 @@ func TestTxnOffsetCommitPendingAcrossGroupCoordinatorFailover(t *testing.T) {
 	co, pid, epoch := initProducer(t, c, "tx-off")
 
 	gco, gid := coordinator(t, c, "g-off")
+	// The transaction coordinator answers for partitions its metadata
+	// has (UNKNOWN_TOPIC_OR_PARTITION otherwise, as Kafka's): wait for
+	// __consumer_offsets, just created, to reach every broker.
+	waitFor(t, c, "every broker to know "+offsetsTopic, func(c *Cluster) bool {
+		for _, b := range c.running() {
+			if !b.topicPartitionExists(offsetsTopic, 0) {
+				return false
+			}
+		}
+		return true
+	})
 	txnCommit := func(tc *kmsg.TxnOffsetCommitRequest) int16 {
 		return do[*kmsg.TxnOffsetCommitResponse](t, gco, tc, 3).Topics[0].Partitions[0].ErrorCode
 	}
@@ -481,27 +505,27 @@ func TestTxnVerificationGuard(t *testing.T) {
 	b.mu.RUnlock()
 	rep := b.partition(id, 0)
 	const pid = 77
-	g, open := rep.beginVerification(pid)
+	g, open := rep.beginVerification(pid, 0)
 	if open {
 		t.Fatal("no transaction should be open")
 	}
-	if _, err := rep.appendMarker(pid, 0, false, 0); err != nil {
+	if _, err := rep.appendMarker(pid, 0, false, 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := rep.appendAsLeaderGuarded(txnBatch(pid, 0, 0, "late"), 1, g); err != kerr.InvalidTxnState {
 		t.Fatalf("append after a marker voided the verification: %v, want INVALID_TXN_STATE", err)
 	}
-	g, _ = rep.beginVerification(pid)
+	g, _ = rep.beginVerification(pid, 0)
 	if _, _, err := rep.appendAsLeaderGuarded(txnBatch(pid, 0, 0, "ok"), 1, g); err != nil {
 		t.Fatalf("append with a live verification: %v", err)
 	}
 	// The transaction is open now: later batches need no verification,
 	// but a guard taken while it was open fails once a marker ends it.
-	g, open = rep.beginVerification(pid)
+	g, open = rep.beginVerification(pid, 0)
 	if !open {
 		t.Fatal("transaction not open after its first batch")
 	}
-	if _, err := rep.appendMarker(pid, 0, true, 0); err != nil {
+	if _, err := rep.appendMarker(pid, 0, true, 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := rep.appendAsLeaderGuarded(txnBatch(pid, 0, 1, "after-commit"), 1, g); err != kerr.InvalidTxnState {

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kcluster/kcluster"
 )
@@ -220,5 +222,147 @@ func TestTxnSingleBroker(t *testing.T) {
 	}
 	if got := readAll(ctx, t, c, "single", true, 1); !slices.Equal(got, []string{"true"}) {
 		t.Fatalf("read_committed: %v", got)
+	}
+}
+
+// A consume-transform-produce loop (franz-go's GroupTransactSession)
+// against transaction.version 0 and 2 takes the path a Kafka 4.2 cluster
+// at that level leads it to: at 0, AddPartitionsToTxn and AddOffsetsToTxn
+// from the client and EndTxn up to v4; at 2 (KIP-890 part 2), none of
+// either, Produce v12+ and TxnOffsetCommit v5 adding the partitions, and
+// EndTxn v5 bumping the epoch. Either way every input comes out exactly
+// once under read_committed and the group's offsets cover the input.
+func TestTxnSessionTransactionVersions(t *testing.T) {
+	for _, tv := range []int16{0, 2} {
+		t.Run(fmt.Sprintf("tv%d", tv), func(t *testing.T) {
+			ctx := testContext(t)
+			c := kcluster.Start(t, kcluster.Brokers(3), kcluster.Feature("transaction.version", tv))
+			var mu sync.Mutex
+			versions := map[int16]map[int16]bool{} // key -> versions seen
+			c.Intercept(0, -1, func(in kcluster.Intercepted) kcluster.Action {
+				k := in.Request.Key()
+				switch k {
+				case int16(kmsg.Produce), int16(kmsg.AddPartitionsToTxn), int16(kmsg.AddOffsetsToTxn), int16(kmsg.EndTxn), int16(kmsg.TxnOffsetCommit):
+					if k == int16(kmsg.Produce) && in.Request.(*kmsg.ProduceRequest).TransactionID == nil ||
+						k == int16(kmsg.AddPartitionsToTxn) && in.Request.GetVersion() >= 4 { // a partition leader's
+						return kcluster.Action{}
+					}
+					mu.Lock()
+					if versions[k] == nil {
+						versions[k] = map[int16]bool{}
+					}
+					versions[k][in.Request.GetVersion()] = true
+					mu.Unlock()
+				}
+				return kcluster.Action{}
+			})
+			seed, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...), kgo.DefaultProduceTopic("tv-in"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer seed.Close()
+			adm := kadm.NewClient(seed)
+			for _, topic := range []string{"tv-in", "tv-out"} {
+				if _, err := adm.CreateTopic(ctx, 2, 3, nil, topic); err != nil {
+					t.Fatal(err)
+				}
+			}
+			const total = 200
+			for i := 0; i < total; i++ {
+				if err := seed.ProduceSync(ctx, &kgo.Record{Value: []byte(fmt.Sprintf("in-%03d", i)), Partition: int32(i % 2)}).FirstErr(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			sess, err := kgo.NewGroupTransactSession(kgo.SeedBrokers(c.Addrs()...), kgo.TransactionalID("tv-copier"),
+				kgo.ConsumerGroup("tv-group"), kgo.ConsumeTopics("tv-in"), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+				kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DefaultProduceTopic("tv-out"),
+				kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.FetchMaxWait(100*time.Millisecond),
+				kgo.FetchMaxPartitionBytes(500)) // a few records a transaction
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sess.Close()
+			copied, txns := 0, 0
+			for copied < total {
+				fs := sess.PollFetches(ctx)
+				if ctx.Err() != nil {
+					t.Fatalf("copied %d of %d", copied, total)
+				}
+				var recs []*kgo.Record
+				fs.EachRecord(func(r *kgo.Record) { recs = append(recs, r) })
+				if len(recs) == 0 {
+					continue
+				}
+				if err := sess.Begin(); err != nil {
+					t.Fatal(err)
+				}
+				for i, r := range recs {
+					sess.Produce(ctx, &kgo.Record{Value: r.Value, Partition: int32(i % 2)}, nil)
+				}
+				ok, err := sess.End(ctx, kgo.TryCommit)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ok {
+					copied += len(recs)
+					txns++
+				}
+			}
+			if err := seed.ProduceSync(ctx, &kgo.Record{Topic: "tv-out", Value: []byte("end"), Partition: 0},
+				&kgo.Record{Topic: "tv-out", Value: []byte("end"), Partition: 1}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			ends := 0
+			got := readUntil(ctx, t, c, "tv-out", true, func(vs []string) bool {
+				ends = 0
+				for _, v := range vs {
+					if v == "end" {
+						ends++
+					}
+				}
+				return ends == 2
+			})
+			seen := map[string]int{}
+			for _, v := range got {
+				if v != "end" {
+					seen[v]++
+				}
+			}
+			for i := 0; i < total; i++ {
+				if v := fmt.Sprintf("in-%03d", i); seen[v] != 1 {
+					t.Errorf("%s seen %d times", v, seen[v])
+				}
+			}
+			if err := c.WaitFor(ctx, func(c *kcluster.Cluster) bool {
+				g, err := c.Group("tv-group")
+				return err == nil && g.Offsets["tv-in"][0]+g.Offsets["tv-in"][1] == total
+			}); err != nil {
+				g, _ := c.Group("tv-group")
+				t.Fatalf("group offsets %v, want %d in all", g.Offsets, total)
+			}
+			st, err := c.Transaction("tv-copier")
+			if err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			maxOf := func(k kmsg.Key) int16 {
+				m := int16(-1)
+				for v := range versions[int16(k)] {
+					m = max(m, v)
+				}
+				return m
+			}
+			t.Logf("transaction.version %d: %d transactions, epoch %d; versions %v", tv, txns, st.ProducerEpoch, versions)
+			if tv >= 2 {
+				if versions[int16(kmsg.AddPartitionsToTxn)] != nil || versions[int16(kmsg.AddOffsetsToTxn)] != nil ||
+					maxOf(kmsg.Produce) < 12 || maxOf(kmsg.EndTxn) != 5 || maxOf(kmsg.TxnOffsetCommit) != 5 || int(st.ProducerEpoch) < txns {
+					t.Fatalf("transactions v2 path: versions %v, epoch %d after %d transactions", versions, st.ProducerEpoch, txns)
+				}
+			} else if versions[int16(kmsg.AddPartitionsToTxn)] == nil || versions[int16(kmsg.AddOffsetsToTxn)] == nil ||
+				maxOf(kmsg.Produce) > 11 || maxOf(kmsg.EndTxn) > 4 || maxOf(kmsg.TxnOffsetCommit) > 4 || st.ProducerEpoch != 0 {
+				t.Fatalf("transactions v1 path: versions %v, epoch %d", versions, st.ProducerEpoch)
+			}
+		})
 	}
 }
