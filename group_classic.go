@@ -48,7 +48,7 @@ func (g *group) resetClassic(now time.Time) {
 // is Empty.
 func (g *group) restoreClassic(v *kmsg.GroupMetadataValue, now time.Time, cfg *groupConfig) {
 	g.resetClassic(now)
-	g.kind = kindClassic
+	g.kind, g.cg = kindClassic, nil
 	g.protocolType, g.generation = v.ProtocolType, v.Generation
 	if v.Protocol != nil {
 		g.protocol = *v.Protocol

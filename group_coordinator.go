@@ -19,6 +19,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kcluster/kcluster/internal/grouprecords"
 )
 
 const offsetsTopic = "__consumer_offsets"
@@ -98,6 +100,9 @@ type groupShard struct {
 	// txnOffsets are transactional offset commits awaiting their
 	// transaction's marker, by producer id (txn_offsets.go).
 	txnOffsets map[int64][]txnOffset
+	// names maps topic ids to names while the shard loads (consumer
+	// group assignments are written by topic id).
+	names map[[16]byte]string
 }
 
 func newGroupCoordinator(b *broker) *groupCoordinator {
@@ -133,6 +138,10 @@ func (gs *groupShard) replay(_, pid int64, key, value []byte) {
 		gs.replayTxnOffset(pid, key, value)
 		return
 	}
+	if t, ok := grouprecords.Type(key); ok && grouprecords.Known(t) {
+		gs.replayConsumerRecord(key, value)
+		return
+	}
 	replayRecord(gs.groups, key, value, gs.now, gs.gc.cfg)
 }
 
@@ -140,7 +149,12 @@ func (gs *groupShard) replayEndTransactionMarker(pid int64, commit bool) {
 	gs.completeTxnLocked(pid, commit)
 }
 
-func (gs *groupShard) onLoaded() {}
+// onLoaded starts the loaded consumer groups' member sessions and wakes
+// run for their deadlines.
+func (gs *groupShard) onLoaded() {
+	gs.onLoadedConsumerLocked(time.Now())
+	gs.gc.kick()
+}
 
 // onUnloaded answers every waiting request with NOT_COORDINATOR.
 func (gs *groupShard) onUnloaded() {
@@ -150,9 +164,11 @@ func (gs *groupShard) onUnloaded() {
 	gs.groups, gs.txnOffsets = nil, nil
 }
 
-// replayRecord applies one __consumer_offsets record. Record types this
-// coordinator does not keep (KIP-848 and share-group records, transactional
-// markers) are skipped, as a Kafka broker skips unknown record versions.
+// replayRecord applies one OffsetCommit or GroupMetadata record of
+// __consumer_offsets. Record types this coordinator does not keep
+// (share-group and streams-group records, consumer-group regular
+// expressions) are skipped, as a Kafka broker skips unknown record
+// versions; KIP-848 consumer-group records are replayConsumerRecord's.
 func replayRecord(groups map[string]*group, key, value []byte, now time.Time, cfg *groupConfig) {
 	if len(key) < 2 {
 		return
@@ -278,7 +294,10 @@ func (gc *groupCoordinator) expireOffsets(now time.Time) {
 					}
 				}
 				deleteGroup := len(expired) == g.numOffsets() && g.isEmptyState()
-				if deleteGroup && g.protocolType != "" {
+				switch {
+				case deleteGroup && g.cg != nil:
+					recs = append(recs, consumerGroupTombstones(name, g.cg)...)
+				case deleteGroup && g.protocolType != "":
 					recs = append(recs, groupTombstone(name))
 				}
 				if len(recs) == 0 {
