@@ -39,7 +39,7 @@ type member struct {
 func (g *group) resetClassic(now time.Time) {
 	g.failWaitersLocked(kerr.UnknownMemberID.Code)
 	g.members, g.pending, g.statics, g.joinOrder = map[string]*member{}, map[string]time.Time{}, map[string]string{}, nil
-	g.protocolType, g.protocol, g.leader = "", "", ""
+	g.protocolType, g.protocol, g.leader, g.generation = "", "", "", 0
 	g.setState(stateEmpty, now)
 }
 

@@ -39,6 +39,7 @@ package kcluster
 // written by topic id, as Kafka writes them.
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"time"
@@ -46,6 +47,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kcluster/kcluster/internal/grouprecords"
+	"github.com/kcluster/kcluster/internal/invariants"
 )
 
 // groupSnapshot is a group as it was before a change, to write the
@@ -93,7 +95,88 @@ func (gs *groupShard) persistConsumerLocked(s groupSnapshot) error {
 		after = g.cg
 	}
 	recs = append(recs, consumerGroupRecords(s.name, before, after, gs.topicIDs)...)
-	return gs.writeLocked(recs)
+	if err := gs.writeLocked(recs); err != nil {
+		return err
+	}
+	if invariants.Enabled {
+		if msg := gs.checkRecordsLocked(s.name, before, after, recs); msg != "" {
+			gs.gc.b.c.invariantViolated(msg)
+		}
+	}
+	return nil
+}
+
+// checkRecordsLocked replays recs onto a copy of before, as a new
+// coordinator would, and returns how the result differs from after (""
+// if it does not): the records of a change must rebuild it.
+func (gs *groupShard) checkRecordsLocked(name string, before, after *consumerGroup, recs []kmsg.Record) string {
+	scratch := &groupShard{gc: gs.gc, now: gs.now, groups: map[string]*group{}}
+	if before != nil {
+		g := newGroup(name, gs.now)
+		g.kind, g.cg = kindConsumer, before.clone()
+		scratch.groups[name] = g
+	}
+	for _, r := range recs {
+		if t, ok := grouprecords.Type(r.Key); ok && grouprecords.Known(t) {
+			scratch.replayConsumerRecord(r.Key, r.Value)
+		}
+	}
+	var got *consumerGroup
+	if g := scratch.groups[name]; g != nil {
+		got = g.cg
+	}
+	if diff := diffPersisted(got, after, gs.topicIDs()); diff != "" {
+		return "consumer group " + name + ": its records rebuild a different group: " + diff
+	}
+	return ""
+}
+
+// diffPersisted describes how two consumer groups differ in what their
+// records hold, assignments of topics that have no id (deleted) aside.
+func diffPersisted(a, b *consumerGroup, ids map[string][16]byte) string {
+	if (a == nil) != (b == nil) {
+		return fmt.Sprintf("one is deleted (%v, %v)", a == nil, b == nil)
+	}
+	if a == nil {
+		return ""
+	}
+	known := func(m map[string][]int32) map[string][]int32 {
+		out := map[string][]int32{}
+		for t, ps := range m {
+			if _, ok := ids[t]; ok {
+				out[t] = ps
+			}
+		}
+		return out
+	}
+	if a.epoch != b.epoch || a.assignmentEpoch != b.assignmentEpoch || a.metadataHash != b.metadataHash {
+		return fmt.Sprintf("epochs %d/%d hash %x, want %d/%d hash %x", a.epoch, a.assignmentEpoch, a.metadataHash, b.epoch, b.assignmentEpoch, b.metadataHash)
+	}
+	if !slices.Equal(sortedKeys(a.members), sortedKeys(b.members)) {
+		return fmt.Sprintf("members %v, want %v", sortedKeys(a.members), sortedKeys(b.members))
+	}
+	for id, m := range a.members {
+		o := b.members[id]
+		if !sameMemberMetadata(m, o) {
+			return fmt.Sprintf("member %s: metadata %+v, want %+v", id, m, o)
+		}
+		if m.epoch != o.epoch || m.prevEpoch != o.prevEpoch || m.state != o.state ||
+			!assignmentsEqual(known(m.assigned), known(o.assigned)) || !assignmentsEqual(known(m.revoking), known(o.revoking)) {
+			return fmt.Sprintf("member %s: epoch %d/%d state %d assigned %v revoking %v, want %d/%d state %d assigned %v revoking %v",
+				id, m.epoch, m.prevEpoch, m.state, m.assigned, m.revoking, o.epoch, o.prevEpoch, o.state, o.assigned, o.revoking)
+		}
+	}
+	for _, id := range sortedKeys(b.target) {
+		if !assignmentsEqual(known(a.target[id]), known(b.target[id])) {
+			return fmt.Sprintf("target of %s: %v, want %v", id, a.target[id], b.target[id])
+		}
+	}
+	for _, id := range sortedKeys(a.target) {
+		if _, ok := b.target[id]; !ok && len(known(a.target[id])) > 0 {
+			return fmt.Sprintf("target of %s: %v, want none", id, a.target[id])
+		}
+	}
+	return ""
 }
 
 // clone is a deep copy of the consumer group (nil for nil).

@@ -1,6 +1,7 @@
 package kcluster
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -279,6 +280,11 @@ func TestGroupConsumerRecords(t *testing.T) {
 		t.Fatalf("%d records after an idle heartbeat, want %d", n, len(recs))
 	}
 
+	// A committed offset keeps the empty group from the offsets expiry
+	// (which deletes an empty group without offsets) until DeleteGroups.
+	if code := commit(t, cl, "g", "a", 1, "t", 0, 5); code != 0 {
+		t.Fatalf("commit: %v", kerr.ErrorForCode(code))
+	}
 	// The leave: current assignment, target, member tombstones; the new
 	// epoch; the (empty) target at it.
 	if r := cgBeat(t, cl, "a", nil, leaveEpoch, nil); r.ErrorCode != 0 {
@@ -467,5 +473,107 @@ func TestDescribeGroupsV6(t *testing.T) {
 		if g.ErrorCode != 0 || g.State != "Dead" {
 			t.Fatalf("v5 %s: %+v", tc.group, g)
 		}
+	}
+}
+
+// replayedShard replays group g's __consumer_offsets partition into a new
+// shard, as a new coordinator loading it would.
+func replayedShard(t *testing.T, c *Cluster) *groupShard {
+	t.Helper()
+	p := keyPartition("g", 10)
+	st, _ := c.PartitionState(offsetsTopic, p)
+	b, _ := c.brokerByID(st.Leader)
+	b.mu.RLock()
+	tid := b.mu.state.Topics[offsetsTopic].ID
+	b.mu.RUnlock()
+	data, err := b.partition(tid, p).log.Read(0, 1<<20, st.HighWatermark)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := b.groups.rt.newShard(nil)
+	if _, err := replayBatches(&c.dec, data, gs); err != nil {
+		t.Fatal(err)
+	}
+	gs.onLoaded()
+	return gs
+}
+
+// checkReplay checks that replaying group g's partition gives the group
+// its coordinator has: kind, consumer group, classic generation and
+// members, offsets.
+func checkReplay(t *testing.T, c *Cluster, cl *wire.Client, what string) {
+	t.Helper()
+	replayed := replayedShard(t, c).groups["g"]
+	_, id := coordinator(t, c, "g")
+	b, _ := c.brokerByID(id)
+	var problem string // t.Fatalf must not run with the shard locked
+	if err := b.groups.withGroupNow("g", func(gs *groupShard, live *group) error {
+		switch {
+		case (live == nil) != (replayed == nil):
+			problem = fmt.Sprintf("live group %v, replayed %v", live != nil, replayed != nil)
+		case live == nil:
+		case live.kind != replayed.kind || live.generation != replayed.generation || live.protocolType != replayed.protocolType ||
+			len(live.members) != len(replayed.members) || live.numOffsets() != replayed.numOffsets():
+			problem = fmt.Sprintf("live %s group gen %d %q %d members %d offsets, replayed %s gen %d %q %d members %d offsets",
+				live.kind, live.generation, live.protocolType, len(live.members), live.numOffsets(),
+				replayed.kind, replayed.generation, replayed.protocolType, len(replayed.members), replayed.numOffsets())
+		default:
+			problem = diffPersisted(replayed.cg, live.cg, gs.topicIDs())
+			if problem == "" && live.cg != nil && replayed.cg.state != live.cg.state {
+				problem = fmt.Sprintf("replayed state %s, live %s", replayed.cg.state, live.cg.state)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if problem != "" {
+		t.Fatalf("%s: %s", what, problem)
+	}
+}
+
+// TestGroupConversionReplay: an empty classic group that a consumer-protocol
+// member joins becomes a consumer group, its GroupMetadata tombstoned; an
+// empty consumer group that a classic member joins becomes a classic group
+// again, its consumer-group records tombstoned. At every step a replay of
+// the partition gives the group the coordinator holds, offsets included.
+func TestGroupConversionReplay(t *testing.T) {
+	c := Start(t, Brokers(1))
+	createTopic(t, c, "t", 2, 1)
+	cl, _ := coordinator(t, c, "g")
+	j := join(t, cl, "g", nil, 10000)
+	syncGroup(t, cl, "g", j.MemberID, j.Generation, map[string][]byte{j.MemberID: nil})
+	if code := commit(t, cl, "g", j.MemberID, j.Generation, "t", 0, 7); code != 0 {
+		t.Fatalf("commit: %v", kerr.ErrorForCode(code))
+	}
+	leave := kmsg.NewPtrLeaveGroupRequest()
+	leave.Group, leave.Members = "g", []kmsg.LeaveGroupRequestMember{{MemberID: j.MemberID}}
+	if r := do[*kmsg.LeaveGroupResponse](t, cl, leave, 5); r.ErrorCode != 0 || r.Members[0].ErrorCode != 0 {
+		t.Fatalf("LeaveGroup: %+v", r)
+	}
+	checkReplay(t, c, cl, "empty classic group")
+
+	n := len(consumerRecords(t, c))
+	a := cgJoin(t, cl, "a", nil, nil, "t")
+	if a.ErrorCode != 0 {
+		t.Fatalf("consumer join of the empty classic group: %v", kerr.ErrorForCode(a.ErrorCode))
+	}
+	if n != 0 {
+		t.Fatalf("%d consumer records before the conversion", n)
+	}
+	checkReplay(t, c, cl, "converted to a consumer group")
+	if st, _ := c.Group("g"); st.Type != "consumer" || st.Offsets["t"][0] != 7 {
+		t.Fatalf("converted group: %+v", st)
+	}
+
+	if r := cgBeat(t, cl, "a", nil, leaveEpoch, nil); r.ErrorCode != 0 {
+		t.Fatalf("leave: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	checkReplay(t, c, cl, "empty consumer group")
+	j = join(t, cl, "g", nil, 10000)
+	syncGroup(t, cl, "g", j.MemberID, j.Generation, map[string][]byte{j.MemberID: nil})
+	checkReplay(t, c, cl, "converted back to a classic group")
+	if st, _ := c.Group("g"); st.Type != "classic" || st.State != "Stable" || st.Offsets["t"][0] != 7 {
+		t.Fatalf("group converted back: %+v", st)
 	}
 }

@@ -3,10 +3,13 @@ package kcluster
 // The group coordinator (Kafka's GroupCoordinator), on the coordinator
 // runtime (coordinator.go): a group's coordinator is the leader of
 // partition abs(javaHash(group)) % offsets.topic.num.partitions of the
-// internal topic __consumer_offsets. Group metadata (GroupMetadataKey/Value,
-// key version 2) and committed offsets (OffsetCommitKey/Value, key version
-// 1) are records in that partition, appended through the normal leader
-// path and answered only once the high watermark covers them. Each
+// internal topic __consumer_offsets. Classic group metadata
+// (GroupMetadataKey/Value, key version 2), KIP-848 consumer groups (the
+// ConsumerGroup* records, types 3 to 8: group_consumer_records.go) and
+// committed offsets (OffsetCommitKey/Value, key version 1) are records in
+// that partition, appended through the normal leader path and answered
+// only once the high watermark covers them; a new leader replays them.
+// Each
 // partition is a shard (groupShard, Kafka's GroupCoordinatorShard) holding
 // its groups and the transactional offset commits awaiting their marker.
 // The runtime's goroutine (run) also fires the groups' deadlines (session
@@ -210,10 +213,14 @@ func replayRecord(groups map[string]*group, key, value []byte, now time.Time, cf
 			return
 		}
 		if value == nil {
-			if g := groups[k.Group]; g != nil {
+			// The group's metadata goes; its offsets have records of
+			// their own (DeleteGroups tombstones them first; a group
+			// that became a consumer group keeps them).
+			if g := groups[k.Group]; g != nil && g.kind == kindClassic {
 				g.resetClassic(now)
-				g.offsets = nil
-				delete(groups, k.Group)
+				if g.isDeletable() {
+					delete(groups, k.Group)
+				}
 			}
 			return
 		}

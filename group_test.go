@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kcluster/kcluster/internal/grouprecords"
 	"github.com/kcluster/kcluster/wire"
 )
 
@@ -447,6 +448,12 @@ func TestGroupConsumerProtocol(t *testing.T) {
 	a = cgHeartbeat(t, cl, "a", 1, nil, aOwned, nil)
 	if a.ErrorCode != 0 || a.MemberEpoch != 1 || countOwned(ownedOf(a)) != 2 {
 		t.Fatalf("revocation: %+v", a)
+	}
+	// A coordinator loading the group now has a revoking, and b
+	// waiting: a's rebalance timeout starts again at the load.
+	checkReplay(t, c, cl, "a revoking")
+	if m := replayedShard(t, c).groups["g"].cg.members["a"]; m.state != grouprecords.MemberUnrevokedPartitions || len(m.revoking["t"]) != 2 || time.Until(m.revokeDeadline) <= 0 {
+		t.Fatalf("replayed revoking member: %+v", m)
 	}
 	// a acknowledges (reports owning only two): it moves to epoch 2.
 	a = cgHeartbeat(t, cl, "a", 1, nil, ownedOf(a), nil)
