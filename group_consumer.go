@@ -280,7 +280,13 @@ func (gs *groupShard) heartbeatChangeLocked(req *kmsg.ConsumerGroupHeartbeatRequ
 	r.MemberID = kmsg.StringPtr(m.id)
 	r.MemberEpoch = m.epoch
 	r.HeartbeatIntervalMillis = int32(cfg.cgHeartbeat.Milliseconds())
-	if req.MemberEpoch == 0 || m.epoch != prevEpoch || !assignmentsEqual(m.assigned, prevAssigned) ||
+	// The assignment goes to a member that sent a full request (joining,
+	// or after an error: rebalance timeout, subscription and owned
+	// partitions all set), whose assignment changed, or that reports
+	// owning something else.
+	full := req.MemberEpoch == 0 || req.RebalanceTimeoutMillis != -1 &&
+		(req.SubscribedTopicNames != nil || req.SubscribedTopicRegex != nil) && req.Topics != nil
+	if full || m.epoch != prevEpoch || !assignmentsEqual(m.assigned, prevAssigned) ||
 		(req.Topics != nil && !assignmentsEqual(owned, m.assigned)) {
 		a := kmsg.NewConsumerGroupHeartbeatResponseAssignment()
 		ids := gs.topicIDs()

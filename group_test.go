@@ -615,6 +615,7 @@ func TestGroupConsumerRegex(t *testing.T) {
 	if r.ErrorCode != 0 || countOwned(ownedOf(r)) != 3 || len(r.Assignment.Topics) != 2 {
 		t.Fatalf("regex subscription: %+v", r)
 	}
+	checkReplay(t, c, cl, "a member subscribed by regex")
 	req.MemberID, req.SubscribedTopicRegex = "m2", kmsg.StringPtr("orders-[")
 	if r := do[*kmsg.ConsumerGroupHeartbeatResponse](t, cl, req, 1); r.ErrorCode != kerr.InvalidRegularExpression.Code {
 		t.Fatalf("invalid regex: %v", kerr.ErrorForCode(r.ErrorCode))
