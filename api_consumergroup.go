@@ -100,6 +100,9 @@ func (b *broker) handleConsumerGroupDescribe(req *kmsg.ConsumerGroupDescribeRequ
 			rg.ErrorCode = errCode(err)
 		} else {
 			rg.ErrorMessage = nil
+			if req.IncludeAuthorizedOperations {
+				rg.AuthorizedOperations = authCtx{b, r.sess}.authorizedOperations(kmsg.ACLResourceTypeGroup, name, groupOperations)
+			}
 		}
 		resp.Groups = append(resp.Groups, rg)
 	}

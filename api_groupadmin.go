@@ -1,7 +1,9 @@
 package kcluster
 
-// Group administration: DescribeGroups v0-v5 (KIP-430 authorized
-// operations from v3, KIP-345 instance ids from v4), ListGroups v0-v5
+// Group administration: DescribeGroups v0-v6 (KIP-430 authorized
+// operations from v3, KIP-345 instance ids from v4, KIP-1043
+// GROUP_ID_NOT_FOUND with an error message for an unknown or non-classic
+// group from v6, Dead without an error before), ListGroups v0-v5
 // (KIP-518 state filter from v4, KIP-848 type filter from v5) and
 // DeleteGroups v0-v2. DescribeGroups and DeleteGroups go to the group's
 // coordinator; ListGroups lists the groups a broker coordinates, so a
@@ -18,7 +20,7 @@ import (
 )
 
 func init() {
-	reg(0, 5, (*broker).handleDescribeGroups)
+	reg(0, 6, (*broker).handleDescribeGroups)
 	reg(0, 5, (*broker).handleListGroups)
 	reg(0, 2, (*broker).handleDeleteGroups)
 }
@@ -39,12 +41,17 @@ func (b *broker) handleDescribeGroups(req *kmsg.DescribeGroupsRequest, r *reques
 		rg.Group = name
 		rg.AuthorizedOperations = -2147483648
 		err := b.groups.withGroup(name, func(gs *groupShard, g *group) error {
-			if g == nil {
+			if g == nil || g.kind == kindConsumer {
 				rg.State = stateDead
-				return nil
-			}
-			if g.kind == kindConsumer {
-				return kerr.GroupIDNotFound // not a classic group
+				if req.Version < 6 {
+					return nil
+				}
+				msg := "Group " + name + " not found."
+				if g != nil {
+					msg = "Group " + name + " is not a classic group."
+				}
+				rg.ErrorMessage = &msg
+				return kerr.GroupIDNotFound
 			}
 			rg.State, rg.ProtocolType = g.state, g.protocolType
 			stable := g.state == stateStable
@@ -64,6 +71,8 @@ func (b *broker) handleDescribeGroups(req *kmsg.DescribeGroupsRequest, r *reques
 		})
 		if err != nil {
 			rg.ErrorCode = errCode(err)
+		} else if req.IncludeAuthorizedOperations {
+			rg.AuthorizedOperations = authCtx{b, r.sess}.authorizedOperations(kmsg.ACLResourceTypeGroup, name, groupOperations)
 		}
 		resp.Groups = append(resp.Groups, rg)
 	}
@@ -115,11 +124,16 @@ func (b *broker) handleDeleteGroups(req *kmsg.DeleteGroupsRequest, r *request) (
 					recs = append(recs, offsetTombstone(name, t, p))
 				}
 			}
-			recs = append(recs, groupTombstone(name))
+			if g.cg != nil {
+				recs = append(recs, consumerGroupTombstones(name, g.cg)...)
+			} else {
+				recs = append(recs, groupTombstone(name))
+			}
 			if err := gs.writeLocked(recs); err != nil {
 				return err
 			}
 			g.resetClassic(time.Now())
+			g.cg = nil
 			delete(gs.groups, name)
 			return nil
 		})

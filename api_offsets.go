@@ -1,14 +1,18 @@
 package kcluster
 
-// OffsetCommit v0-v9 (v1 commit timestamps, v2-v4 retention time, KIP-320
-// leader epochs from v6, KIP-345 instance ids from v7, KIP-848 member
-// epochs from v9), OffsetFetch v0-v9 (v2 top-level errors and all
-// partitions with null topics, KIP-447 require-stable from v7, KIP-709
-// batched groups from v8, KIP-848 member epochs from v9) and OffsetDelete
-// v0 (KIP-496). Offsets are OffsetCommitKey/OffsetCommitValue records in
-// the group's __consumer_offsets partition; a commit is answered once the
-// high watermark covers it. OffsetFetch of an unknown group answers offset
-// -1 with no error, as Kafka does.
+// OffsetCommit v0-v10 (v1 commit timestamps, v2-v4 retention time,
+// KIP-320 leader epochs from v6, KIP-345 instance ids from v7, KIP-848
+// member epochs from v9, topics named by id instead of name from v10),
+// OffsetFetch v0-v10 (v2 top-level errors and all partitions with null
+// topics, KIP-447 require-stable from v7, KIP-709 batched groups from v8,
+// KIP-848 member epochs from v9, topics by id from v10) and OffsetDelete
+// v0 (KIP-496). From v10 a topic id the metadata does not have is
+// answered UNKNOWN_TOPIC_ID on each of its partitions, and a fetch of
+// every topic names them by id (leaving out those deleted since), as
+// Kafka 4.2. Offsets are OffsetCommitKey/OffsetCommitValue records in the
+// group's __consumer_offsets partition, by topic name; a commit is
+// answered once the high watermark covers it. OffsetFetch of an unknown
+// group answers offset -1 with no error, as Kafka does.
 
 import (
 	"time"
@@ -18,8 +22,8 @@ import (
 )
 
 func init() {
-	reg(0, 9, (*broker).handleOffsetCommit)
-	reg(0, 9, (*broker).handleOffsetFetch)
+	reg(0, 10, (*broker).handleOffsetCommit)
+	reg(0, 10, (*broker).handleOffsetFetch)
 	reg(0, 0, (*broker).handleOffsetDelete)
 }
 
@@ -29,6 +33,31 @@ func (b *broker) topicPartitionExists(topic string, p int32) bool {
 	defer b.mu.RUnlock()
 	t := b.mu.state.Topics[topic]
 	return t != nil && p >= 0 && int(p) < len(t.Partitions)
+}
+
+// topicNamesByID returns the names of the topics ids name ("" for an id
+// the metadata does not have).
+func (b *broker) topicNamesByID(ids [][16]byte) []string {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		if t := b.mu.state.TopicsByID[id]; t != nil {
+			out[i] = t.Name
+		}
+	}
+	return out
+}
+
+// topicIDsByName returns the ids of the topics the metadata has.
+func (b *broker) topicIDsByName() map[string][16]byte {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	out := make(map[string][16]byte, len(b.mu.state.Topics))
+	for name, t := range b.mu.state.Topics {
+		out[name] = t.ID
+	}
+	return out
 }
 
 // partitionCodes are a request's error codes, by topic and partition
@@ -60,6 +89,20 @@ func (b *broker) handleOffsetCommit(req *kmsg.OffsetCommitRequest, r *request) (
 	if req.Version == 0 {
 		req.Generation, req.MemberID = -1, ""
 	}
+	if req.Version >= 10 {
+		ids := make([][16]byte, len(req.Topics))
+		for i, t := range req.Topics {
+			ids[i] = t.TopicID
+		}
+		for i, name := range b.topicNamesByID(ids) {
+			req.Topics[i].Topic = name
+			if name == "" {
+				for j := range codes[i] {
+					codes[i][j] = kerr.UnknownTopicID.Code
+				}
+			}
+		}
+	}
 	if req.Group == "" {
 		codes.fill(kerr.InvalidGroupID.Code)
 	} else {
@@ -86,6 +129,9 @@ func (b *broker) handleOffsetCommit(req *kmsg.OffsetCommitRequest, r *request) (
 			var entries []offsetEntry
 			for i, t := range req.Topics {
 				for j, p := range t.Partitions {
+					if codes[i][j] != 0 {
+						continue // an unknown topic id
+					}
 					if codes[i][j] = gs.commitCode(t.Topic, p.Partition, p.Metadata); codes[i][j] != 0 {
 						continue
 					}
@@ -128,7 +174,7 @@ func (b *broker) handleOffsetCommit(req *kmsg.OffsetCommitRequest, r *request) (
 	}
 	for i, t := range req.Topics {
 		rt := kmsg.NewOffsetCommitResponseTopic()
-		rt.Topic = t.Topic
+		rt.Topic, rt.TopicID = t.Topic, t.TopicID
 		for j, p := range t.Partitions {
 			rp := kmsg.NewOffsetCommitResponseTopicPartition()
 			rp.Partition, rp.ErrorCode = p.Partition, codes[i][j]
@@ -218,6 +264,15 @@ func (b *broker) handleOffsetFetch(req *kmsg.OffsetFetchRequest, r *request) (*k
 	resp := req.ResponseKind().(*kmsg.OffsetFetchResponse)
 	if req.Version >= 8 {
 		for _, rg := range req.Groups {
+			if req.Version >= 10 {
+				ids := make([][16]byte, len(rg.Topics))
+				for i, t := range rg.Topics {
+					ids[i] = t.TopicID
+				}
+				for i, name := range b.topicNamesByID(ids) {
+					rg.Topics[i].Topic = name
+				}
+			}
 			fg := fetchGroup{stable: req.RequireStable, name: rg.Group, memberID: rg.MemberID, epoch: rg.MemberEpoch, topics: rg.Topics}
 			resp.Groups = append(resp.Groups, b.fetchOffsets(fg, req.Version))
 		}
@@ -281,9 +336,20 @@ func (b *broker) fetchOffsets(fg fetchGroup, version int16) kmsg.OffsetFetchResp
 			return 0
 		}
 		if fg.topics == nil {
+			var ids map[string][16]byte
+			if version >= 10 {
+				ids = b.topicIDsByName()
+			}
 			for _, t := range sortedKeys(offsets) {
 				rt := kmsg.NewOffsetFetchResponseGroupTopic()
 				rt.Topic = t
+				if version >= 10 {
+					id, ok := ids[t]
+					if !ok {
+						continue // deleted since: it has no id to answer by
+					}
+					rt.TopicID = id
+				}
 				for _, p := range sortedKeys(offsets[t]) {
 					o := offsets[t][p]
 					rt.Partitions = append(rt.Partitions, partition(p, &o, unstable(t, p)))
@@ -294,8 +360,12 @@ func (b *broker) fetchOffsets(fg fetchGroup, version int16) kmsg.OffsetFetchResp
 		}
 		for _, t := range fg.topics {
 			rt := kmsg.NewOffsetFetchResponseGroupTopic()
-			rt.Topic = t.Topic
+			rt.Topic, rt.TopicID = t.Topic, t.TopicID
 			for _, p := range t.Partitions {
+				if version >= 10 && t.Topic == "" {
+					rt.Partitions = append(rt.Partitions, partition(p, nil, kerr.UnknownTopicID.Code))
+					continue
+				}
 				var op *offsetEntry
 				if o, ok := offsets[t.Topic][p]; ok {
 					op = &o

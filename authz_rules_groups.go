@@ -9,12 +9,14 @@ import (
 // The authorization rules (authz.go) of the APIs of consumer groups:
 // offsets, coordinators, group descriptions and deletion.
 
-// OffsetCommit: READ on the group, READ on each topic.
+// OffsetCommit: READ on the group, READ on each topic (named by id from
+// v10: an id the metadata does not have is left to the handler, which
+// answers UNKNOWN_TOPIC_ID).
 func authorizeOffsetCommit(a authCtx, req *kmsg.OffsetCommitRequest, next func() (kmsg.Response, error)) (kmsg.Response, error) {
 	fill := func(resp *kmsg.OffsetCommitResponse, ts []kmsg.OffsetCommitRequestTopic, code int16) {
 		for _, t := range ts {
 			rt := kmsg.NewOffsetCommitResponseTopic()
-			rt.Topic = t.Topic
+			rt.Topic, rt.TopicID = t.Topic, t.TopicID
 			for _, p := range t.Partitions {
 				rp := kmsg.NewOffsetCommitResponseTopicPartition()
 				rp.Partition, rp.ErrorCode = p.Partition, code
@@ -28,7 +30,14 @@ func authorizeOffsetCommit(a authCtx, req *kmsg.OffsetCommitRequest, next func()
 		fill(resp, req.Topics, errGroupAuthz)
 		return resp, nil
 	}
-	keep, denied := split(req.Topics, func(t kmsg.OffsetCommitRequestTopic) string { return t.Topic }, a.topic(kmsg.ACLOperationRead))
+	readable := a.topic(kmsg.ACLOperationRead)
+	keep, denied := split(req.Topics, func(t kmsg.OffsetCommitRequestTopic) kmsg.OffsetCommitRequestTopic { return t }, func(t kmsg.OffsetCommitRequestTopic) bool {
+		if req.Version >= 10 {
+			n := a.topicName(t.TopicID)
+			return n == "" || readable(n)
+		}
+		return readable(t.Topic)
+	})
 	if len(denied) == 0 {
 		return next()
 	}
@@ -53,6 +62,10 @@ func authorizeOffsetFetch(a authCtx, req *kmsg.OffsetFetchRequest, next func() (
 			n := t.Topic
 			if n == "" {
 				n = a.topicName(t.TopicID)
+			}
+			if n == "" && !all {
+				out = append(out, t) // an unknown topic id: UNKNOWN_TOPIC_ID
+				continue
 			}
 			if !topicOK(n) {
 				if all {
@@ -241,4 +254,22 @@ func authorizeConsumerGroupDescribe(a authCtx, req *kmsg.ConsumerGroupDescribeRe
 		resp.Groups = append(resp.Groups, rg)
 	}
 	return resp, nil
+}
+
+// groupOperations are the operations an ACL may grant on a group
+// (Kafka's AclEntry.supportedOperations(GROUP)).
+var groupOperations = []kmsg.ACLOperation{kmsg.ACLOperationRead, kmsg.ACLOperationDescribe, kmsg.ACLOperationDelete}
+
+// authorizedOperations is Kafka's AuthHelper.authorizedOperations for a
+// describe that asks for them (IncludeAuthorizedOperations): the bit
+// field, bit n for operation code n, of the operations of ops the
+// principal may do on the resource; all of them without an authorizer.
+func (a authCtx) authorizedOperations(rt kmsg.ACLResourceType, name string, ops []kmsg.ACLOperation) int32 {
+	var bits int32
+	for _, op := range ops {
+		if !a.b.cfg.security.authorizer || a.ok(op, rt, name) {
+			bits |= 1 << op
+		}
+	}
+	return bits
 }

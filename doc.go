@@ -77,7 +77,9 @@
 //   - CoordinatorRuntime: coordinator*.go (shards of an internal topic's
 //     partitions: load, replay, unload, write and wait for the high
 //     watermark). GroupCoordinator shards: group*.go (classic protocol in
-//     group_classic*.go, KIP-848 in group_consumer.go).
+//     group_classic*.go, KIP-848 in group_consumer.go, its records
+//     (GroupCoordinatorRecordHelpers) in group_consumer_records.go and
+//     internal/grouprecords).
 //     TransactionCoordinator shards: txn_coordinator.go, txn_markers.go
 //     (TransactionMarkerChannelManager), txn_offsets.go; a partition
 //     leader's AddPartitionsToTxnManager: txn_verify.go.

@@ -39,7 +39,7 @@ type member struct {
 func (g *group) resetClassic(now time.Time) {
 	g.failWaitersLocked(kerr.UnknownMemberID.Code)
 	g.members, g.pending, g.statics, g.joinOrder = map[string]*member{}, map[string]time.Time{}, map[string]string{}, nil
-	g.protocolType, g.protocol, g.leader = "", "", ""
+	g.protocolType, g.protocol, g.leader, g.generation = "", "", "", 0
 	g.setState(stateEmpty, now)
 }
 
@@ -48,7 +48,7 @@ func (g *group) resetClassic(now time.Time) {
 // is Empty.
 func (g *group) restoreClassic(v *kmsg.GroupMetadataValue, now time.Time, cfg *groupConfig) {
 	g.resetClassic(now)
-	g.kind = kindClassic
+	g.kind, g.cg = kindClassic, nil
 	g.protocolType, g.generation = v.ProtocolType, v.Generation
 	if v.Protocol != nil {
 		g.protocol = *v.Protocol

@@ -39,6 +39,13 @@ func (g *group) joinLocked(gs *groupShard, req *kmsg.JoinGroupRequest, clientID,
 		if !g.isEmptyState() {
 			return joinError(kerr.InconsistentGroupProtocol.Code, req.MemberID), nil
 		}
+		// An empty consumer group becomes a classic group: its records
+		// are tombstoned first (Kafka's maybeDeleteEmptyConsumerGroup).
+		if g.cg != nil {
+			if err := gs.writeLocked(consumerGroupTombstones(g.name, g.cg)); err != nil {
+				return joinError(errCode(err), req.MemberID), nil
+			}
+		}
 		g.kind, g.cg = kindClassic, nil
 	}
 	if !g.supportsProtocols(req.ProtocolType, req.Protocols) {

@@ -1,24 +1,28 @@
 package kcluster
 
 // KIP-848 consumer groups: the coordinator owns the assignment. Every
-// member change (join, leave, expiry, a new subscription, a subscribed
-// topic's partition count) bumps the group epoch and recomputes the target
-// assignment with the group's server-side assignor (uniform or range).
-// Each member then reconciles to its target on its heartbeats, as Kafka's
-// CurrentAssignmentBuilder does: partitions it must give up are revoked
-// first (the member keeps its epoch until it acknowledges by no longer
-// reporting them), and partitions another member still owns are withheld
-// until released; a member with its whole target is Stable at the target
-// epoch. Runs with the group's shard locked, like group_classic.go.
+// member change (join, leave, expiry, a new subscription, a change in the
+// subscribed topics' metadata) bumps the group epoch and recomputes the
+// target assignment with the group's server-side assignor (uniform or
+// range). Each member then reconciles to its target on its heartbeats, as
+// Kafka's CurrentAssignmentBuilder does: partitions it must give up are
+// revoked first (the member keeps its epoch until it acknowledges by no
+// longer reporting them), and partitions another member still owns are
+// withheld until released; a member with its whole target is Stable at
+// the target epoch. Runs with the group's shard locked, like
+// group_classic.go.
 //
-// Consumer-group records (ConsumerGroupMetadata, members, target and
-// current assignments) are not in kmsg, so, unlike classic groups, they are
-// kept in memory only: after a coordinator failover, members get
-// UNKNOWN_MEMBER_ID and rejoin at epoch 0. Their committed offsets are
-// OffsetCommit records and survive.
+// The group's state is persisted as Kafka's GroupMetadataManager
+// persists it, in records of the group's __consumer_offsets partition
+// (group_consumer_records.go): a heartbeat (or an expiry) changes the
+// group in memory, the change is written as the records that describe it,
+// and the change is undone if they cannot be appended. A new coordinator
+// replays them, so members keep their epochs and assignments across a
+// coordinator failover.
 
 import (
-	"maps"
+	"encoding/binary"
+	"hash/fnv"
 	"slices"
 	"sort"
 	"time"
@@ -26,12 +30,20 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kcluster/kcluster/internal/grouprecords"
 	"github.com/kcluster/kcluster/metadata"
 )
 
 // serverAssignors are the assignors a consumer group may name, the first
 // the default (group.consumer.assignors).
 var serverAssignors = []string{"uniform", "range"}
+
+// Member epochs with a meaning of their own (Kafka's
+// ConsumerGroupMember.LEAVE_GROUP_*).
+const (
+	leaveEpoch       = -1 // the member leaves
+	leaveStaticEpoch = -2 // a static member leaves for a restart and keeps its place
+)
 
 // consumerGroup is a KIP-848 consumer group's state.
 type consumerGroup struct {
@@ -41,7 +53,9 @@ type consumerGroup struct {
 	assignor        string
 	members         map[string]*cgMember
 	target          map[string]map[string][]int32 // member → topic → partitions
-	topicSizes      map[string]int                // subscribed topics' partition counts at the last assignment
+	// metadataHash is the hash of the subscribed topics' metadata at the
+	// last epoch bump (KIP-1101): a different hash bumps the epoch.
+	metadataHash int64
 }
 
 type cgMember struct {
@@ -49,20 +63,36 @@ type cgMember struct {
 	instanceID           *string
 	rackID               *string
 	clientID, clientHost string
-	epoch, prevEpoch     int32
-	topics               []string // subscribed topic names
-	regex                *string
-	assignor             string
-	rebalance            time.Duration
-	deadline             time.Time          // session expiry
-	revokeDeadline       time.Time          // unrevoked partitions must be released by then
-	assigned             map[string][]int32 // current assignment
-	revoking             map[string][]int32 // partitions pending revocation
-	leftStatic           bool               // left with epoch -2, expected back
+	// epoch is the member epoch, leaveStaticEpoch for a static member
+	// away for a restart.
+	epoch, prevEpoch int32
+	state            int8     // grouprecords.Member*: where its reconciliation is
+	topics           []string // subscribed topic names
+	regex            *string
+	assignor         string
+	rebalance        time.Duration
+	deadline         time.Time          // session expiry
+	revokeDeadline   time.Time          // unrevoked partitions must be released by then
+	assigned         map[string][]int32 // current assignment
+	revoking         map[string][]int32 // partitions pending revocation
 }
 
 func newConsumerGroup() *consumerGroup {
 	return &consumerGroup{state: stateEmpty, members: map[string]*cgMember{}, target: map[string]map[string][]int32{}, assignor: serverAssignors[0]}
+}
+
+func newCGMember(id string) *cgMember {
+	return &cgMember{id: id, assigned: map[string][]int32{}, revoking: map[string][]int32{}}
+}
+
+// staticMember returns the member holding instance id, or nil.
+func (cg *consumerGroup) staticMember(instanceID string) *cgMember {
+	for _, m := range cg.members {
+		if m.instanceID != nil && *m.instanceID == instanceID {
+			return m
+		}
+	}
+	return nil
 }
 
 func cgError(code int16, msg string) *kmsg.ConsumerGroupHeartbeatResponse {
@@ -74,9 +104,11 @@ func cgError(code int16, msg string) *kmsg.ConsumerGroupHeartbeatResponse {
 	return r
 }
 
-// heartbeatConsumerLocked handles a ConsumerGroupHeartbeat.
+// heartbeatConsumerLocked handles a ConsumerGroupHeartbeat: it changes the
+// group (heartbeatChangeLocked), then writes the records of the change;
+// if the request is refused or the records cannot be written, the group
+// is as it was.
 func (gs *groupShard) heartbeatConsumerLocked(req *kmsg.ConsumerGroupHeartbeatRequest, clientID, clientHost string, now time.Time) *kmsg.ConsumerGroupHeartbeatResponse {
-	cfg := gs.gc.cfg
 	switch {
 	case req.Group == "":
 		return cgError(kerr.InvalidRequest.Code, "GroupId can't be empty.")
@@ -88,16 +120,41 @@ func (gs *groupShard) heartbeatConsumerLocked(req *kmsg.ConsumerGroupHeartbeatRe
 		return cgError(kerr.InvalidRequest.Code, "TopicPartitions must be empty when (re-)joining.")
 	case req.MemberEpoch == 0 && req.SubscribedTopicNames == nil && req.SubscribedTopicRegex == nil:
 		return cgError(kerr.InvalidRequest.Code, "SubscribedTopicNames or SubscribedTopicRegex must be set in first request.")
-	case req.MemberEpoch < -2:
+	case req.MemberEpoch < leaveStaticEpoch:
 		return cgError(kerr.InvalidRequest.Code, "MemberEpoch is invalid.")
+	case req.MemberEpoch == leaveStaticEpoch && req.InstanceID == nil:
+		return cgError(kerr.InvalidRequest.Code, "InstanceId can't be null.")
 	case req.ServerAssignor != nil && !slices.Contains(serverAssignors, *req.ServerAssignor):
 		return cgError(kerr.UnsupportedAssignor.Code, "ServerAssignor "+*req.ServerAssignor+" is not supported.")
 	}
+	snap := gs.snapshotLocked(req.Group)
+	resp := gs.heartbeatChangeLocked(req, clientID, clientHost, now)
+	if resp.ErrorCode != 0 {
+		gs.restoreLocked(snap)
+		return resp
+	}
+	if err := gs.persistConsumerLocked(snap); err != nil {
+		gs.restoreLocked(snap)
+		return cgError(errCode(err), "")
+	}
+	gs.gc.kick()
+	gs.gc.b.c.notifyEvent()
+	return resp
+}
+
+// heartbeatChangeLocked applies a heartbeat to the group in memory, with
+// Kafka's checks in Kafka's order (GroupMetadataManager's
+// consumerGroupHeartbeat and consumerGroupLeave).
+func (gs *groupShard) heartbeatChangeLocked(req *kmsg.ConsumerGroupHeartbeatRequest, clientID, clientHost string, now time.Time) *kmsg.ConsumerGroupHeartbeatResponse {
+	cfg := gs.gc.cfg
 	g := gs.groups[req.Group]
 	if g != nil && g.kind == kindClassic {
-		if !g.isEmptyState() {
+		if req.MemberEpoch != 0 || !g.isEmptyState() {
 			return cgError(kerr.GroupIDNotFound.Code, "Group "+req.Group+" is not a consumer group.")
 		}
+		// An empty classic group becomes a consumer group; its
+		// GroupMetadata is tombstoned (persistConsumerLocked).
+		g.resetClassic(now)
 		g.kind = kindConsumer
 	}
 	if g == nil {
@@ -111,83 +168,80 @@ func (gs *groupShard) heartbeatConsumerLocked(req *kmsg.ConsumerGroupHeartbeatRe
 		g.cg = newConsumerGroup()
 	}
 	cg := g.cg
-	defer func() {
-		if g.isDeletable() && len(cg.members) == 0 && g.numOffsets() == 0 {
-			delete(gs.groups, g.name)
-		}
-	}()
 
-	if req.MemberEpoch < 0 { // leave (-1) or static leave (-2)
-		m := cg.members[req.MemberID]
-		if m == nil && req.InstanceID != nil {
-			for _, mm := range cg.members {
-				if mm.instanceID != nil && *mm.instanceID == *req.InstanceID {
-					m = mm
-				}
-			}
-		}
-		if m == nil {
-			return cgError(kerr.UnknownMemberID.Code, "")
-		}
-		if req.MemberEpoch == -2 && m.instanceID != nil {
-			// KIP-848 static member leaving for a restart: it keeps
-			// its assignment until it rejoins or its session ends.
-			m.leftStatic = true
-			m.deadline = now.Add(cfg.cgSession)
-			gs.gc.kick()
-		} else {
-			g.removeConsumerMemberLocked(gs, m, now)
-		}
-		r := kmsg.NewPtrConsumerGroupHeartbeatResponse()
-		r.MemberID, r.MemberEpoch = kmsg.StringPtr(req.MemberID), req.MemberEpoch
-		return r
+	if req.MemberEpoch < 0 {
+		return gs.leaveConsumerLocked(g, req, now)
 	}
 
-	m := cg.members[req.MemberID]
-	changed, rejoined := false, false
-	if req.MemberEpoch == 0 {
-		if m == nil && req.InstanceID != nil {
-			for _, mm := range cg.members {
-				if mm.instanceID == nil || *mm.instanceID != *req.InstanceID {
-					continue
-				}
-				if !mm.leftStatic {
-					return cgError(kerr.UnreleasedInstanceID.Code, "Static member "+*req.InstanceID+" has not left the group.")
-				}
-				// The static member is back under a new member id: it
-				// takes over its assignment and epoch, no rebalance.
-				delete(cg.members, mm.id)
-				cg.target[req.MemberID] = cg.target[mm.id]
-				delete(cg.target, mm.id)
-				mm.id, mm.leftStatic = req.MemberID, false
-				cg.members[mm.id] = mm
-				m = mm
-				rejoined = true
+	// Kafka's throwIfConsumerGroupIsFull, before the member is looked up.
+	if int32(len(cg.members)) >= cfg.cgMaxSize && (req.MemberID == "" || cg.members[req.MemberID] == nil) {
+		return cgError(kerr.GroupMaxSizeReached.Code, "The consumer group has reached its maximum capacity of "+itoa(cfg.cgMaxSize)+" members.")
+	}
+	memberID := req.MemberID
+	if memberID == "" {
+		memberID = newMemberID("")[1:]
+	}
+	var owned map[string][]int32
+	if req.Topics != nil {
+		owned = gs.topicNames(req.Topics)
+	}
+
+	var m *cgMember
+	changed := false
+	if req.InstanceID != nil {
+		// A static member (Kafka's getOrMaybeSubscribeStaticConsumerGroupMember).
+		existing := cg.staticMember(*req.InstanceID)
+		switch {
+		case req.MemberEpoch == 0 && existing == nil:
+			if m = cg.members[memberID]; m == nil {
+				m, changed = newCGMember(memberID), true
+				cg.members[memberID] = m
 			}
-		}
-		if m == nil {
-			if int32(len(cg.members)) >= cfg.cgMaxSize {
-				return cgError(kerr.GroupMaxSizeReached.Code, "")
+		case req.MemberEpoch == 0:
+			if existing.epoch != leaveStaticEpoch {
+				return cgError(kerr.UnreleasedInstanceID.Code, "Static member "+memberID+" with instance id "+*req.InstanceID+
+					" cannot join the group because the instance id is owned by "+existing.id+" member.")
 			}
-			id := req.MemberID
-			if id == "" {
-				id = newMemberID("")[1:]
+			// The static member is back under a new member id: it
+			// replaces its old self, with its assignment and target,
+			// at epoch 0; it is at the target epoch again after this
+			// heartbeat's reconciliation, without a rebalance.
+			m = &cgMember{
+				id: memberID, instanceID: existing.instanceID, rackID: existing.rackID,
+				clientID: existing.clientID, clientHost: existing.clientHost,
+				topics: existing.topics, regex: existing.regex, assignor: existing.assignor, rebalance: existing.rebalance,
+				assigned: existing.assigned, revoking: existing.revoking,
 			}
-			m = &cgMember{id: id, assigned: map[string][]int32{}, revoking: map[string][]int32{}}
-			cg.members[id] = m
-			changed = true
-		} else if !rejoined {
-			// A rejoin at epoch 0 of a known member: it lost its
-			// assignment; start it over.
-			m.assigned, m.revoking, m.epoch = map[string][]int32{}, map[string][]int32{}, 0
+			target := cg.target[existing.id]
+			delete(cg.members, existing.id)
+			delete(cg.target, existing.id)
+			cg.members[memberID], cg.target[memberID] = m, target
+		case existing == nil:
+			return cgError(kerr.UnknownMemberID.Code, "Instance id "+*req.InstanceID+" is unknown.")
+		case existing.id != memberID:
+			return cgError(kerr.FencedInstanceID.Code, "Static member "+memberID+" with instance id "+*req.InstanceID+
+				" was fenced by member "+existing.id+".")
+		default:
+			m = existing
+			if code := checkMemberEpoch(m, req.MemberEpoch, owned); code != 0 {
+				return cgError(code, "")
+			}
 		}
 	} else {
-		if m == nil {
+		m = cg.members[memberID]
+		switch {
+		case req.MemberEpoch == 0 && m == nil:
+			m, changed = newCGMember(memberID), true
+			cg.members[memberID] = m
+		case req.MemberEpoch == 0:
+			// A known member back at epoch 0 lost its assignment:
+			// it starts over.
+			m.assigned, m.revoking, m.epoch, m.prevEpoch = map[string][]int32{}, map[string][]int32{}, 0, 0
+		case m == nil:
 			return cgError(kerr.UnknownMemberID.Code, "")
-		}
-		if req.MemberEpoch != m.epoch {
-			if req.MemberEpoch != m.prevEpoch || !gs.ownsExactly(req.Topics, m.assigned) {
-				return cgError(kerr.FencedMemberEpoch.Code, "")
+		default:
+			if code := checkMemberEpoch(m, req.MemberEpoch, owned); code != 0 {
+				return cgError(code, "")
 			}
 		}
 	}
@@ -214,25 +268,25 @@ func (gs *groupShard) heartbeatConsumerLocked(req *kmsg.ConsumerGroupHeartbeatRe
 	if req.ServerAssignor != nil && *req.ServerAssignor != m.assignor {
 		m.assignor, changed = *req.ServerAssignor, true
 	}
-	if changed || !maps.Equal(cg.topicSizes, gs.subscribedSizes(g)) {
+	if changed || cg.metadataHash != gs.subscriptionHash(g) {
 		cg.epoch++
 		gs.assignLocked(g)
 	}
 	prevEpoch, prevAssigned := m.epoch, m.assigned
-	var owned map[string][]int32
-	if req.Topics != nil {
-		owned = gs.topicNames(req.Topics)
-	}
 	gs.reconcileLocked(g, m, owned, now)
 	g.updateConsumerStateLocked(now)
-	gs.gc.kick()
-	gs.gc.b.c.notifyEvent()
 
 	r := kmsg.NewPtrConsumerGroupHeartbeatResponse()
 	r.MemberID = kmsg.StringPtr(m.id)
 	r.MemberEpoch = m.epoch
 	r.HeartbeatIntervalMillis = int32(cfg.cgHeartbeat.Milliseconds())
-	if req.MemberEpoch == 0 || m.epoch != prevEpoch || !assignmentsEqual(m.assigned, prevAssigned) ||
+	// The assignment goes to a member that sent a full request (joining,
+	// or after an error: rebalance timeout, subscription and owned
+	// partitions all set), whose assignment changed, or that reports
+	// owning something else.
+	full := req.MemberEpoch == 0 || req.RebalanceTimeoutMillis != -1 &&
+		(req.SubscribedTopicNames != nil || req.SubscribedTopicRegex != nil) && req.Topics != nil
+	if full || m.epoch != prevEpoch || !assignmentsEqual(m.assigned, prevAssigned) ||
 		(req.Topics != nil && !assignmentsEqual(owned, m.assigned)) {
 		a := kmsg.NewConsumerGroupHeartbeatResponseAssignment()
 		ids := gs.topicIDs()
@@ -244,6 +298,65 @@ func (gs *groupShard) heartbeatConsumerLocked(req *kmsg.ConsumerGroupHeartbeatRe
 		r.Assignment = &a
 	}
 	return r
+}
+
+// leaveConsumerLocked handles a heartbeat with epoch -1 (leave) or -2 (a
+// static member leaving for a restart), as Kafka's consumerGroupLeave.
+func (gs *groupShard) leaveConsumerLocked(g *group, req *kmsg.ConsumerGroupHeartbeatRequest, now time.Time) *kmsg.ConsumerGroupHeartbeatResponse {
+	cg := g.cg
+	var m *cgMember
+	if req.InstanceID == nil {
+		if m = cg.members[req.MemberID]; m == nil {
+			return cgError(kerr.UnknownMemberID.Code, "")
+		}
+	} else {
+		if m = cg.staticMember(*req.InstanceID); m == nil {
+			return cgError(kerr.UnknownMemberID.Code, "Instance id "+*req.InstanceID+" is unknown.")
+		}
+		if m.id != req.MemberID {
+			return cgError(kerr.FencedInstanceID.Code, "Static member "+req.MemberID+" with instance id "+*req.InstanceID+
+				" was fenced by member "+m.id+".")
+		}
+	}
+	r := kmsg.NewPtrConsumerGroupHeartbeatResponse()
+	r.MemberID, r.MemberEpoch = kmsg.StringPtr(req.MemberID), req.MemberEpoch
+	if req.MemberEpoch == leaveStaticEpoch {
+		// It keeps its assignment (and its partitions stay its own)
+		// until it rejoins or its session ends.
+		m.epoch, m.revoking = leaveStaticEpoch, map[string][]int32{}
+		m.deadline = now.Add(gs.gc.cfg.cgSession)
+		g.updateConsumerStateLocked(now)
+		r.MemberID = kmsg.StringPtr(m.id)
+		return r
+	}
+	g.removeConsumerMemberLocked(gs, m, now)
+	return r
+}
+
+// checkMemberEpoch is Kafka's throwIfConsumerGroupMemberEpochIsInvalid: a
+// heartbeat at an epoch ahead of the member's is fenced; one behind it is
+// accepted only at the member's previous epoch while owning no more than
+// its assignment (the response that bumped it was lost).
+func checkMemberEpoch(m *cgMember, epoch int32, owned map[string][]int32) int16 {
+	switch {
+	case epoch > m.epoch:
+		return kerr.FencedMemberEpoch.Code
+	case epoch < m.epoch && (epoch != m.prevEpoch || owned == nil || !isSubset(owned, m.assigned)):
+		return kerr.FencedMemberEpoch.Code
+	}
+	return 0
+}
+
+// isSubset reports whether every partition of a is in b.
+func isSubset(a, b map[string][]int32) bool {
+	for t, ps := range a {
+		for _, p := range ps {
+			if !slices.Contains(b[t], p) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func assignmentsEqual(a, b map[string][]int32) bool {
@@ -271,12 +384,6 @@ func assignmentsEqual(a, b map[string][]int32) bool {
 	return true
 }
 
-// ownsExactly reports whether the owned partitions a heartbeat reports
-// match an assignment (a member whose last response was lost).
-func (gs *groupShard) ownsExactly(ts []kmsg.ConsumerGroupHeartbeatRequestTopic, assigned map[string][]int32) bool {
-	return ts != nil && assignmentsEqual(gs.topicNames(ts), assigned)
-}
-
 func (gs *groupShard) topicNames(ts []kmsg.ConsumerGroupHeartbeatRequestTopic) map[string][]int32 {
 	out := map[string][]int32{}
 	b := gs.gc.b
@@ -301,20 +408,63 @@ func (gs *groupShard) topicIDs() map[string][16]byte {
 	return out
 }
 
-// subscribedSizes is the partition count of every topic a member
-// subscribes to that exists (by name, or by regex; as Kafka's broker-side
-// resolution, a regex can match internal topics too).
-func (gs *groupShard) subscribedSizes(g *group) map[string]int {
-	out := map[string]int{}
+// subscriptionHash is the hash of the metadata of the topics g's members
+// subscribe to, as they are now (0 for none).
+func (gs *groupShard) subscriptionHash(g *group) int64 {
 	b := gs.gc.b
 	b.mu.RLock()
 	defer b.mu.RUnlock()
+	seen := map[string]bool{}
 	for _, m := range g.cg.members {
 		for _, t := range memberTopics(m, b.mu.state) {
-			out[t] = len(b.mu.state.Topics[t].Partitions)
+			seen[t] = true
 		}
 	}
-	return out
+	return topicsHash(b.mu.state, sortedKeys(seen))
+}
+
+// topicsHash is kcluster's metadata hash of a group's subscribed topics
+// (KIP-1101, Kafka's computeGroupHash over computeTopicHash): for each
+// existing topic, by name, its id, name, partition count and, per
+// partition, the sorted racks of its replicas; 0 when there is none. The
+// inputs are Kafka's; the function (64-bit FNV-1a) is not Kafka's XXH3,
+// so a Kafka broker reading kcluster's records would find the hash
+// changed and bump the group epoch once, as after its own hash changes.
+func topicsHash(st *metadata.State, topics []string) int64 {
+	h := fnv.New64a()
+	var buf []byte
+	n := 0
+	for _, name := range topics {
+		t := st.Topics[name]
+		if t == nil {
+			continue
+		}
+		n++
+		buf = append(buf[:0], 0) // hash version
+		buf = append(buf, t.ID[:]...)
+		buf = binary.BigEndian.AppendUint32(buf, uint32(len(name)))
+		buf = append(buf, name...)
+		buf = binary.BigEndian.AppendUint32(buf, uint32(len(t.Partitions)))
+		for i, p := range t.Partitions {
+			buf = binary.BigEndian.AppendUint32(buf, uint32(i))
+			var racks []string
+			for _, r := range p.Replicas {
+				if br := st.Brokers[r]; br != nil && br.Rack != nil {
+					racks = append(racks, *br.Rack)
+				}
+			}
+			slices.Sort(racks)
+			for _, r := range racks {
+				buf = binary.BigEndian.AppendUint32(buf, uint32(len(r)))
+				buf = append(buf, r...)
+			}
+		}
+		h.Write(buf)
+	}
+	if n == 0 {
+		return 0
+	}
+	return int64(h.Sum64())
 }
 
 // memberTopics is the existing topics m subscribes to.
@@ -342,18 +492,7 @@ func memberTopics(m *cgMember, st *metadata.State) []string {
 // default).
 func (gs *groupShard) assignLocked(g *group) {
 	cg := g.cg
-	votes := map[string]int{}
-	for _, m := range cg.members {
-		if m.assignor != "" {
-			votes[m.assignor]++
-		}
-	}
-	cg.assignor = serverAssignors[0]
-	for _, a := range serverAssignors {
-		if votes[a] > votes[cg.assignor] {
-			cg.assignor = a
-		}
-	}
+	cg.assignor = chooseAssignor(cg)
 	b := gs.gc.b
 	subs := map[string][]string{} // member → topics
 	sizes := map[string]int{}
@@ -364,14 +503,32 @@ func (gs *groupShard) assignLocked(g *group) {
 			sizes[t] = len(b.mu.state.Topics[t].Partitions)
 		}
 	}
+	cg.metadataHash = topicsHash(b.mu.state, sortedKeys(sizes))
 	b.mu.RUnlock()
-	cg.topicSizes = sizes
 	if cg.assignor == "range" {
 		cg.target = assignRange(subs, sizes)
 	} else {
 		cg.target = assignUniform(subs, sizes, cg.target)
 	}
 	cg.assignmentEpoch = cg.epoch
+}
+
+// chooseAssignor is the group's assignor: the one most members ask for
+// (ties and none: the default).
+func chooseAssignor(cg *consumerGroup) string {
+	votes := map[string]int{}
+	for _, m := range cg.members {
+		if m.assignor != "" {
+			votes[m.assignor]++
+		}
+	}
+	best := serverAssignors[0]
+	for _, a := range serverAssignors {
+		if votes[a] > votes[best] {
+			best = a
+		}
+	}
+	return best
 }
 
 // assignRange gives each member, per topic, a contiguous range of
@@ -512,9 +669,21 @@ func assignUniform(subs map[string][]string, sizes map[string]int, prev map[stri
 }
 
 // reconcileLocked moves m toward its target assignment (Kafka's
-// CurrentAssignmentBuilder). owned is what the member reports owning, nil
-// if unchanged.
+// CurrentAssignmentBuilder), and sets its state. owned is what the member
+// reports owning, nil if unchanged.
 func (gs *groupShard) reconcileLocked(g *group, m *cgMember, owned map[string][]int32, now time.Time) {
+	gs.reconcileStepLocked(g, m, owned, now)
+	switch {
+	case len(m.revoking) > 0:
+		m.state = grouprecords.MemberUnrevokedPartitions
+	case gs.hasUnreleased(g, m):
+		m.state = grouprecords.MemberUnreleasedPartitions
+	default:
+		m.state = grouprecords.MemberStable
+	}
+}
+
+func (gs *groupShard) reconcileStepLocked(g *group, m *cgMember, owned map[string][]int32, now time.Time) {
 	cg := g.cg
 	target := cg.target[m.id]
 	if len(m.revoking) > 0 {
@@ -637,21 +806,33 @@ func (g *group) removeConsumerMemberLocked(gs *groupShard, m *cgMember, now time
 }
 
 // tickConsumerLocked expires members whose session or revocation deadline
-// passed, and returns the next deadline.
+// passed (Kafka's session and rebalance timeouts), writes the records of
+// their removal, and returns the next deadline.
 func (g *group) tickConsumerLocked(gs *groupShard, now time.Time) time.Time {
-	var next time.Time
 	if g.cg == nil {
-		return next
+		return time.Time{}
 	}
+	var expired []*cgMember
 	for _, id := range sortedKeys(g.cg.members) {
 		m := g.cg.members[id]
-		expired := !now.Before(m.deadline)
-		revokeLate := len(m.revoking) > 0 && !now.Before(m.revokeDeadline)
-		if expired || revokeLate {
-			gs.gc.b.log.Debug("consumer group member fenced", "group", g.name, "member", m.id, "session_expired", expired)
-			g.removeConsumerMemberLocked(gs, m, now)
-			continue
+		if !now.Before(m.deadline) || len(m.revoking) > 0 && !now.Before(m.revokeDeadline) {
+			expired = append(expired, m)
 		}
+	}
+	if len(expired) > 0 {
+		snap := gs.snapshotLocked(g.name)
+		for _, m := range expired {
+			gs.gc.b.log.Debug("consumer group member fenced", "group", g.name, "member", m.id, "session_expired", !now.Before(m.deadline))
+			g.removeConsumerMemberLocked(gs, m, now)
+		}
+		if err := gs.persistConsumerLocked(snap); err != nil {
+			gs.restoreLocked(snap)
+			gs.gc.b.log.Debug("fencing consumer group members", "group", g.name, "err", err)
+			return now.Add(100 * time.Millisecond) // and try again
+		}
+	}
+	var next time.Time
+	for _, m := range g.cg.members {
 		d := m.deadline
 		if len(m.revoking) > 0 && m.revokeDeadline.Before(d) {
 			d = m.revokeDeadline

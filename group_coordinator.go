@@ -3,10 +3,13 @@ package kcluster
 // The group coordinator (Kafka's GroupCoordinator), on the coordinator
 // runtime (coordinator.go): a group's coordinator is the leader of
 // partition abs(javaHash(group)) % offsets.topic.num.partitions of the
-// internal topic __consumer_offsets. Group metadata (GroupMetadataKey/Value,
-// key version 2) and committed offsets (OffsetCommitKey/Value, key version
-// 1) are records in that partition, appended through the normal leader
-// path and answered only once the high watermark covers them. Each
+// internal topic __consumer_offsets. Classic group metadata
+// (GroupMetadataKey/Value, key version 2), KIP-848 consumer groups (the
+// ConsumerGroup* records, types 3 to 8: group_consumer_records.go) and
+// committed offsets (OffsetCommitKey/Value, key version 1) are records in
+// that partition, appended through the normal leader path and answered
+// only once the high watermark covers them; a new leader replays them.
+// Each
 // partition is a shard (groupShard, Kafka's GroupCoordinatorShard) holding
 // its groups and the transactional offset commits awaiting their marker.
 // The runtime's goroutine (run) also fires the groups' deadlines (session
@@ -19,6 +22,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kcluster/kcluster/internal/grouprecords"
 )
 
 const offsetsTopic = "__consumer_offsets"
@@ -98,6 +103,9 @@ type groupShard struct {
 	// txnOffsets are transactional offset commits awaiting their
 	// transaction's marker, by producer id (txn_offsets.go).
 	txnOffsets map[int64][]txnOffset
+	// names maps topic ids to names while the shard loads (consumer
+	// group assignments are written by topic id).
+	names map[[16]byte]string
 }
 
 func newGroupCoordinator(b *broker) *groupCoordinator {
@@ -133,6 +141,10 @@ func (gs *groupShard) replay(_, pid int64, key, value []byte) {
 		gs.replayTxnOffset(pid, key, value)
 		return
 	}
+	if t, ok := grouprecords.Type(key); ok && grouprecords.Known(t) {
+		gs.replayConsumerRecord(key, value)
+		return
+	}
 	replayRecord(gs.groups, key, value, gs.now, gs.gc.cfg)
 }
 
@@ -140,7 +152,12 @@ func (gs *groupShard) replayEndTransactionMarker(pid int64, commit bool) {
 	gs.completeTxnLocked(pid, commit)
 }
 
-func (gs *groupShard) onLoaded() {}
+// onLoaded starts the loaded consumer groups' member sessions and wakes
+// run for their deadlines.
+func (gs *groupShard) onLoaded() {
+	gs.onLoadedConsumerLocked(time.Now())
+	gs.gc.kick()
+}
 
 // onUnloaded answers every waiting request with NOT_COORDINATOR.
 func (gs *groupShard) onUnloaded() {
@@ -150,9 +167,11 @@ func (gs *groupShard) onUnloaded() {
 	gs.groups, gs.txnOffsets = nil, nil
 }
 
-// replayRecord applies one __consumer_offsets record. Record types this
-// coordinator does not keep (KIP-848 and share-group records, transactional
-// markers) are skipped, as a Kafka broker skips unknown record versions.
+// replayRecord applies one OffsetCommit or GroupMetadata record of
+// __consumer_offsets. Record types this coordinator does not keep
+// (share-group and streams-group records, consumer-group regular
+// expressions) are skipped, as a Kafka broker skips unknown record
+// versions; KIP-848 consumer-group records are replayConsumerRecord's.
 func replayRecord(groups map[string]*group, key, value []byte, now time.Time, cfg *groupConfig) {
 	if len(key) < 2 {
 		return
@@ -194,10 +213,14 @@ func replayRecord(groups map[string]*group, key, value []byte, now time.Time, cf
 			return
 		}
 		if value == nil {
-			if g := groups[k.Group]; g != nil {
+			// The group's metadata goes; its offsets have records of
+			// their own (DeleteGroups tombstones them first; a group
+			// that became a consumer group keeps them).
+			if g := groups[k.Group]; g != nil && g.kind == kindClassic {
 				g.resetClassic(now)
-				g.offsets = nil
-				delete(groups, k.Group)
+				if g.isDeletable() {
+					delete(groups, k.Group)
+				}
 			}
 			return
 		}
@@ -278,7 +301,10 @@ func (gc *groupCoordinator) expireOffsets(now time.Time) {
 					}
 				}
 				deleteGroup := len(expired) == g.numOffsets() && g.isEmptyState()
-				if deleteGroup && g.protocolType != "" {
+				switch {
+				case deleteGroup && g.cg != nil:
+					recs = append(recs, consumerGroupTombstones(name, g.cg)...)
+				case deleteGroup && g.protocolType != "":
 					recs = append(recs, groupTombstone(name))
 				}
 				if len(recs) == 0 {

@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kcluster/kcluster/internal/grouprecords"
 	"github.com/kcluster/kcluster/wire"
 )
 
@@ -448,6 +449,12 @@ func TestGroupConsumerProtocol(t *testing.T) {
 	if a.ErrorCode != 0 || a.MemberEpoch != 1 || countOwned(ownedOf(a)) != 2 {
 		t.Fatalf("revocation: %+v", a)
 	}
+	// A coordinator loading the group now has a revoking, and b
+	// waiting: a's rebalance timeout starts again at the load.
+	checkReplay(t, c, cl, "a revoking")
+	if m := replayedShard(t, c).groups["g"].cg.members["a"]; m.state != grouprecords.MemberUnrevokedPartitions || len(m.revoking["t"]) != 2 || time.Until(m.revokeDeadline) <= 0 {
+		t.Fatalf("replayed revoking member: %+v", m)
+	}
 	// a acknowledges (reports owning only two): it moves to epoch 2.
 	a = cgHeartbeat(t, cl, "a", 1, nil, ownedOf(a), nil)
 	if a.ErrorCode != 0 || a.MemberEpoch != 2 {
@@ -608,6 +615,7 @@ func TestGroupConsumerRegex(t *testing.T) {
 	if r.ErrorCode != 0 || countOwned(ownedOf(r)) != 3 || len(r.Assignment.Topics) != 2 {
 		t.Fatalf("regex subscription: %+v", r)
 	}
+	checkReplay(t, c, cl, "a member subscribed by regex")
 	req.MemberID, req.SubscribedTopicRegex = "m2", kmsg.StringPtr("orders-[")
 	if r := do[*kmsg.ConsumerGroupHeartbeatResponse](t, cl, req, 1); r.ErrorCode != kerr.InvalidRegularExpression.Code {
 		t.Fatalf("invalid regex: %v", kerr.ErrorForCode(r.ErrorCode))
@@ -688,5 +696,53 @@ func TestBrokerConfigDefinedTwice(t *testing.T) {
 			}()
 			regBrokerConfigs(map[string]configDef{k: brokerConfigDefs[k]})
 		}()
+	}
+}
+
+// TestOffsetsV10: OffsetCommit and OffsetFetch v10 name topics by id
+// (KIP-848): a commit by id is read back by name (v9) and by id (v10); an
+// id the metadata does not have is UNKNOWN_TOPIC_ID on each of its
+// partitions; a v10 fetch of every topic answers by id.
+func TestOffsetsV10(t *testing.T) {
+	c := Start(t, Brokers(1))
+	tid := createTopic(t, c, "t", 2, 1)
+	cl, _ := coordinator(t, c, "g")
+	unknown := [16]byte{0xde, 0xad}
+	creq := kmsg.NewPtrOffsetCommitRequest()
+	creq.Group, creq.Generation = "g", -1
+	creq.Topics = []kmsg.OffsetCommitRequestTopic{
+		{TopicID: tid, Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: 1, Offset: 42, LeaderEpoch: -1}}},
+		{TopicID: unknown, Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: 0, Offset: 1, LeaderEpoch: -1}, {Partition: 1, Offset: 1, LeaderEpoch: -1}}},
+	}
+	cr := do[*kmsg.OffsetCommitResponse](t, cl, creq, 10)
+	if len(cr.Topics) != 2 || cr.Topics[0].TopicID != tid || cr.Topics[0].Partitions[0].ErrorCode != 0 || cr.Topics[1].TopicID != unknown {
+		t.Fatalf("OffsetCommit v10: %+v", cr)
+	}
+	for _, p := range cr.Topics[1].Partitions {
+		if p.ErrorCode != kerr.UnknownTopicID.Code {
+			t.Fatalf("unknown topic id, partition %d: %v", p.Partition, kerr.ErrorForCode(p.ErrorCode))
+		}
+	}
+	if st, _ := c.Group("g"); st.Offsets["t"][1] != 42 {
+		t.Fatalf("committed offsets %v", st.Offsets)
+	}
+
+	freq := kmsg.NewPtrOffsetFetchRequest()
+	freq.Groups = []kmsg.OffsetFetchRequestGroup{{Group: "g", MemberEpoch: -1, Topics: []kmsg.OffsetFetchRequestGroupTopic{
+		{TopicID: tid, Partitions: []int32{0, 1}}, {TopicID: unknown, Partitions: []int32{0}},
+	}}}
+	g := do[*kmsg.OffsetFetchResponse](t, cl, freq, 10).Groups[0]
+	if g.ErrorCode != 0 || len(g.Topics) != 2 || g.Topics[0].TopicID != tid || g.Topics[0].Partitions[0].Offset != -1 ||
+		g.Topics[0].Partitions[1].Offset != 42 || g.Topics[1].TopicID != unknown || g.Topics[1].Partitions[0].ErrorCode != kerr.UnknownTopicID.Code {
+		t.Fatalf("OffsetFetch v10: %+v", g)
+	}
+	freq.Groups[0].Topics = nil // every topic
+	g = do[*kmsg.OffsetFetchResponse](t, cl, freq, 10).Groups[0]
+	if len(g.Topics) != 1 || g.Topics[0].TopicID != tid || len(g.Topics[0].Partitions) != 1 || g.Topics[0].Partitions[0].Offset != 42 {
+		t.Fatalf("OffsetFetch v10 of every topic: %+v", g)
+	}
+	freq.Groups[0].Topics = []kmsg.OffsetFetchRequestGroupTopic{{Topic: "t", Partitions: []int32{1}}}
+	if g := do[*kmsg.OffsetFetchResponse](t, cl, freq, 9).Groups[0]; g.Topics[0].Topic != "t" || g.Topics[0].Partitions[0].Offset != 42 {
+		t.Fatalf("OffsetFetch v9 by name: %+v", g)
 	}
 }
