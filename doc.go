@@ -77,7 +77,8 @@
 //   - CoordinatorRuntime: coordinator*.go (shards of an internal topic's
 //     partitions: load, replay, unload, write and wait for the high
 //     watermark). GroupCoordinator shards: group*.go (classic protocol in
-//     group_classic*.go, KIP-848 in group_consumer.go, its records
+//     group_classic*.go, KIP-848 in group_consumer.go, its assignors
+//     (UniformAssignor, RangeAssignor) in group_consumer_assign.go, its records
 //     (GroupCoordinatorRecordHelpers) in group_consumer_records.go and
 //     internal/grouprecords).
 //     TransactionCoordinator shards: txn_coordinator.go, txn_markers.go

@@ -452,17 +452,22 @@ func rssOf(name string, rf int16) (float64, error) {
 	return strconv.ParseFloat(strings.TrimSpace(lines.Text()), 64)
 }
 
+// systemNamed returns the system called name.
+func systemNamed(name string) (system, error) {
+	for _, s := range systems {
+		if s.name == name {
+			return s, nil
+		}
+	}
+	return system{}, fmt.Errorf("unknown system %q", name)
+}
+
 // rssChild runs one system's cluster, prints its addresses, and on a line
 // from stdin prints its peak RSS in MiB.
 func rssChild(name string) error {
-	var s *system
-	for i := range systems {
-		if systems[i].name == name {
-			s = &systems[i]
-		}
-	}
-	if s == nil {
-		return fmt.Errorf("unknown system %q", name)
+	s, err := systemNamed(name)
+	if err != nil {
+		return err
 	}
 	addrs, stop, err := s.start("")
 	if err != nil {

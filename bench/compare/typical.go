@@ -178,14 +178,9 @@ func idleOf(name string) (cpu, rss float64, err error) {
 
 // idleChild is the child of idleOf.
 func idleChild(name string) error {
-	var s *system
-	for i := range systems {
-		if systems[i].name == name {
-			s = &systems[i]
-		}
-	}
-	if s == nil {
-		return fmt.Errorf("unknown system %q", name)
+	s, err := systemNamed(name)
+	if err != nil {
+		return err
 	}
 	addrs, stop, err := s.start("")
 	if err != nil {
