@@ -3,6 +3,7 @@ package kcluster
 import (
 	"encoding/binary"
 	"hash/crc32"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -223,13 +224,8 @@ func TestTxnCoordinatorProtocol(t *testing.T) {
 	}
 	want := []kmsg.TransactionState{kmsg.TransactionStateEmpty, kmsg.TransactionStateOngoing, kmsg.TransactionStatePrepareAbort,
 		kmsg.TransactionStateCompleteAbort, kmsg.TransactionStateEmpty}
-	if len(states) != len(want) {
+	if !slices.Equal(states, want) {
 		t.Fatalf("__transaction_state states %v, want %v", states, want)
-	}
-	for i := range want {
-		if states[i] != want[i] {
-			t.Fatalf("__transaction_state states %v, want %v", states, want)
-		}
 	}
 }
 

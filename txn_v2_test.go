@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"slices"
 	"testing"
 	"time"
 
@@ -279,13 +280,8 @@ func TestTxnV2Protocol(t *testing.T) {
 	want := []kmsg.TransactionState{kmsg.TransactionStateEmpty, kmsg.TransactionStateOngoing, kmsg.TransactionStatePrepareCommit,
 		kmsg.TransactionStateCompleteCommit, kmsg.TransactionStatePrepareAbort, kmsg.TransactionStateCompleteAbort,
 		kmsg.TransactionStateOngoing, kmsg.TransactionStatePrepareAbort, kmsg.TransactionStateCompleteAbort}
-	if len(states) != len(want) {
+	if !slices.Equal(states, want) {
 		t.Fatalf("states %v, want %v", states, want)
-	}
-	for i := range want {
-		if states[i] != want[i] {
-			t.Fatalf("states %v, want %v", states, want)
-		}
 	}
 }
 
