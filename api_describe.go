@@ -1,6 +1,6 @@
 package kcluster
 
-// DescribeLogDirs v0-v5 (KIP-113; KIP-827 total and usable bytes from v4,
+// DescribeLogDirs v1-v5 (KIP-113; v0 is gone in Kafka 4, KIP-896; KIP-827 total and usable bytes from v4,
 // answered -1: the FS is not asked; KIP-1066 cordoning from v5: never)
 // and DescribeTopicPartitions v0 (KIP-966, with its response partition
 // limit, capped at 2000 as Kafka's max.request.partition.size.limit, and
@@ -20,7 +20,7 @@ import (
 )
 
 func init() {
-	reg(0, 5, (*broker).handleDescribeLogDirs)
+	reg(1, 5, (*broker).handleDescribeLogDirs)
 	reg(0, 0, (*broker).handleDescribeTopicPartitions)
 }
 

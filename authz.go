@@ -296,6 +296,7 @@ func init() {
 	authzRules[31] = rule(authorizeDeleteACLs)
 	authzRules[32] = rule(authorizeDescribeConfigs)
 	authzRules[33] = rule(authorizeAlterConfigs)
+	authzRules[34] = rule(authorizeAlterReplicaLogDirs)
 	authzRules[37] = rule(authorizeCreatePartitions)
 	authzRules[42] = rule(authorizeDeleteGroups)
 	authzRules[44] = rule(authorizeIncrementalAlterConfigs)

@@ -6,6 +6,7 @@ package kcluster
 // authz_rules_txn.go.
 
 import (
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -436,4 +437,14 @@ func runKept[Resp kmsg.Response](req kmsg.Request, kept bool, next func() (kmsg.
 		return zero, err
 	}
 	return kresp.(Resp), nil
+}
+
+// authorizeAlterReplicaLogDirs: ALTER on the cluster, or every partition
+// is CLUSTER_AUTHORIZATION_FAILED (the response has no top-level error),
+// as Kafka's handleAlterReplicaLogDirsRequest.
+func authorizeAlterReplicaLogDirs(a authCtx, req *kmsg.AlterReplicaLogDirsRequest, next func() (kmsg.Response, error)) (kmsg.Response, error) {
+	if a.ok(kmsg.ACLOperationAlter, kmsg.ACLResourceTypeCluster, clusterResourceName) {
+		return next()
+	}
+	return alterReplicaLogDirsResponse(req, func(string, string, int32) int16 { return kerr.ClusterAuthorizationFailed.Code }), nil
 }

@@ -271,6 +271,31 @@ func TestACLAdminAPIs(t *testing.T) {
 	if resp, err := req.RequestWith(tctx(t), userClient(t, c, "alice")); err != nil || resp.Results[0].ErrorCode != kerr.ClusterAuthorizationFailed.Code {
 		t.Fatalf("alice creating an ACL: %v %+v", err, resp)
 	}
+	// AlterReplicaLogDirs has no top-level error: each partition is
+	// CLUSTER_AUTHORIZATION_FAILED without ALTER on the cluster.
+	ard := kmsg.NewPtrAlterReplicaLogDirsRequest()
+	ardDir := kmsg.NewAlterReplicaLogDirsRequestDir()
+	ardDir.Dir = "/x"
+	ardTopic := kmsg.NewAlterReplicaLogDirsRequestDirTopic()
+	ardTopic.Topic, ardTopic.Partitions = "t", []int32{0, 1}
+	ardDir.Topics = append(ardDir.Topics, ardTopic)
+	ard.Dirs = append(ard.Dirs, ardDir)
+	// Straight to the broker: the client would shard by the topic's
+	// replicas, which alice may not describe.
+	alter := func(cl *kgo.Client) (*kmsg.AlterReplicaLogDirsResponse, error) {
+		resp, err := cl.Broker(1).Request(tctx(t), ard)
+		if err != nil {
+			return nil, err
+		}
+		return resp.(*kmsg.AlterReplicaLogDirsResponse), nil
+	}
+	if resp, err := alter(userClient(t, c, "alice")); err != nil || len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 2 ||
+		resp.Topics[0].Partitions[0].ErrorCode != kerr.ClusterAuthorizationFailed.Code || resp.Topics[0].Partitions[1].ErrorCode != kerr.ClusterAuthorizationFailed.Code {
+		t.Fatalf("alice moving a replica: %v %+v", err, resp)
+	}
+	if resp, err := alter(admin); err != nil || resp.Topics[0].Partitions[0].ErrorCode != kerr.LogDirNotFound.Code {
+		t.Fatalf("admin moving a replica to a dir that does not exist: %v %+v", err, resp)
+	}
 	createACLs(t, admin,
 		aclSpec{kmsg.ACLResourceTypeGroup, "g", kmsg.ACLResourcePatternTypeLiteral, "User:alice", kmsg.ACLOperationRead, kmsg.ACLPermissionTypeAllow},
 		aclSpec{kmsg.ACLResourceTypeTopic, "t-", kmsg.ACLResourcePatternTypePrefixed, "User:alice", kmsg.ACLOperationRead, kmsg.ACLPermissionTypeAllow},

@@ -69,3 +69,62 @@ func TestDescribeTopicPartitions(t *testing.T) {
 		t.Fatalf("second page: %+v cursor %+v", resp.Topics, resp.NextCursor)
 	}
 }
+
+// AlterReplicaLogDirs: a broker has one log dir, so a replica may only be
+// asked to stay there; another dir is LOG_DIR_NOT_FOUND, a partition the
+// broker holds no replica of REPLICA_NOT_AVAILABLE, an unknown one
+// UNKNOWN_TOPIC_OR_PARTITION, as Kafka's ReplicaManager answers.
+func TestAlterReplicaLogDirs(t *testing.T) {
+	c := Start(t, Brokers(3))
+	createTopic(t, c, "ard", 1, 2)
+	st := partState(t, c, "ard", 0)
+	var holder, other int32
+	for id := int32(1); id <= 3; id++ {
+		if _, ok := st.LogSizes[id]; ok {
+			holder = id
+		} else {
+			other = id
+		}
+	}
+	dirOf := func(id int32) string {
+		resp := do[*kmsg.DescribeLogDirsResponse](t, dial(t, c.Addrs()[id-1]), kmsg.NewPtrDescribeLogDirsRequest(), -1)
+		return resp.Dirs[0].Dir
+	}
+	alter := func(id int32, dir string, topic string, v int16) []kmsg.AlterReplicaLogDirsResponseTopicPartition {
+		t.Helper()
+		req := kmsg.NewPtrAlterReplicaLogDirsRequest()
+		d := kmsg.NewAlterReplicaLogDirsRequestDir()
+		d.Dir = dir
+		rt := kmsg.NewAlterReplicaLogDirsRequestDirTopic()
+		rt.Topic, rt.Partitions = topic, []int32{0}
+		d.Topics = append(d.Topics, rt)
+		req.Dirs = append(req.Dirs, d)
+		resp := do[*kmsg.AlterReplicaLogDirsResponse](t, dial(t, c.Addrs()[id-1]), req, v)
+		if len(resp.Topics) != 1 || resp.Topics[0].Topic != topic || len(resp.Topics[0].Partitions) != 1 {
+			t.Fatalf("broker %d: %+v", id, resp.Topics)
+		}
+		return resp.Topics[0].Partitions
+	}
+	for _, tc := range []struct {
+		name  string
+		id    int32
+		dir   string
+		topic string
+		want  error
+	}{
+		{"stays in its dir", holder, dirOf(holder), "ard", nil},
+		{"another dir", holder, dirOf(holder) + "-2", "ard", kerr.LogDirNotFound},
+		{"no replica here", other, dirOf(other), "ard", kerr.ReplicaNotAvailable},
+		{"unknown topic", holder, dirOf(holder), "nope", kerr.UnknownTopicOrPartition},
+	} {
+		for _, v := range []int16{1, 2} {
+			got := alter(tc.id, tc.dir, tc.topic, v)[0]
+			if err := kerr.ErrorForCode(got.ErrorCode); err != tc.want {
+				t.Errorf("%s (v%d): %v, want %v", tc.name, v, err, tc.want)
+			}
+		}
+	}
+	if after := partState(t, c, "ard", 0); !slices.Equal(after.Replicas, st.Replicas) {
+		t.Fatalf("replicas moved: %v, then %v", st.Replicas, after.Replicas)
+	}
+}

@@ -1,0 +1,67 @@
+package kcluster
+
+// AlterReplicaLogDirs v1-v2 (KIP-113; v0 is gone in Kafka 4, KIP-896).
+// A broker has one log directory (logDirName), so a replica can only be
+// asked to stay where it is. Kafka's ReplicaManager.alterReplicaLogDirs
+// answers, per partition:
+//   - LOG_DIR_NOT_FOUND when the destination is not one of the broker's
+//     log dirs;
+//   - KAFKA_STORAGE_ERROR when that dir has failed (FailDisk);
+//   - UNKNOWN_TOPIC_OR_PARTITION for a partition the metadata does not
+//     have, REPLICA_NOT_AVAILABLE for one this broker holds no replica of;
+//   - NONE when the replica is already in the destination: no future
+//     replica is made, nothing moves.
+// CLUSTER_AUTHORIZATION_FAILED for every partition without ALTER on the
+// cluster (authz_rules.go).
+
+import (
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func init() { reg(1, 2, (*broker).handleAlterReplicaLogDirs) }
+
+func (b *broker) handleAlterReplicaLogDirs(req *kmsg.AlterReplicaLogDirsRequest, r *request) (*kmsg.AlterReplicaLogDirsResponse, error) {
+	return alterReplicaLogDirsResponse(req, func(dir, topic string, part int32) int16 {
+		switch {
+		case dir != b.logDirName():
+			return kerr.LogDirNotFound.Code
+		case b.offline.Load():
+			return kerr.KafkaStorageError.Code
+		}
+		_, err := b.lookupPartition(topic, [16]byte{}, part)
+		switch {
+		case err == nil:
+			return 0
+		case err == kerr.NotLeaderForPartition:
+			return kerr.ReplicaNotAvailable.Code
+		default:
+			return kerr.UnknownTopicOrPartition.Code
+		}
+	}), nil
+}
+
+// alterReplicaLogDirsResponse answers every partition of req with the code
+// fn gives it, grouped by topic as Kafka groups them.
+func alterReplicaLogDirsResponse(req *kmsg.AlterReplicaLogDirsRequest, fn func(dir, topic string, part int32) int16) *kmsg.AlterReplicaLogDirsResponse {
+	resp := req.ResponseKind().(*kmsg.AlterReplicaLogDirsResponse)
+	byTopic := map[string]int{}
+	for _, d := range req.Dirs {
+		for _, t := range d.Topics {
+			i, ok := byTopic[t.Topic]
+			if !ok {
+				i = len(resp.Topics)
+				byTopic[t.Topic] = i
+				rt := kmsg.NewAlterReplicaLogDirsResponseTopic()
+				rt.Topic = t.Topic
+				resp.Topics = append(resp.Topics, rt)
+			}
+			for _, p := range t.Partitions {
+				rp := kmsg.NewAlterReplicaLogDirsResponseTopicPartition()
+				rp.Partition, rp.ErrorCode = p, fn(d.Dir, t.Topic, p)
+				resp.Topics[i].Partitions = append(resp.Topics[i].Partitions, rp)
+			}
+		}
+	}
+	return resp
+}
