@@ -154,8 +154,12 @@ func (gs *groupShard) heartbeatChangeLocked(req *kmsg.ConsumerGroupHeartbeatRequ
 		g.kind = kindConsumer
 	}
 	if g == nil {
+		// A member that is not joining (epoch != 0), or one leaving,
+		// names a group this coordinator does not have: Kafka's
+		// getOrMaybeCreateConsumerGroup and consumerGroupLeave answer
+		// GROUP_ID_NOT_FOUND, and the member rejoins with epoch 0.
 		if req.MemberEpoch != 0 {
-			return cgError(kerr.UnknownMemberID.Code, "")
+			return cgError(kerr.GroupIDNotFound.Code, "Consumer group "+req.Group+" not found.")
 		}
 		g = gs.getOrCreateLocked(req.Group)
 		g.kind = kindConsumer

@@ -361,6 +361,29 @@ func TestGroupConsumerStaticMemberFencing(t *testing.T) {
 	}
 }
 
+// TestGroupConsumerUnknownGroup: a heartbeat past epoch 0, or a leave, to
+// a group the coordinator does not have is GROUP_ID_NOT_FOUND with
+// Kafka's message (GroupMetadataManager's getOrMaybeCreateConsumerGroup
+// and consumerGroupLeave), and creates no group.
+func TestGroupConsumerUnknownGroup(t *testing.T) {
+	c := Start(t, Brokers(1))
+	createTopic(t, c, "t", 2, 1)
+	cl, _ := coordinator(t, c, "g")
+	for _, epoch := range []int32{5, leaveEpoch, leaveStaticEpoch} {
+		var instance *string
+		if epoch == leaveStaticEpoch {
+			instance = kmsg.StringPtr("i1")
+		}
+		r := cgBeat(t, cl, "m", instance, epoch, nil)
+		if r.ErrorCode != kerr.GroupIDNotFound.Code || r.ErrorMessage == nil || *r.ErrorMessage != "Consumer group g not found." {
+			t.Errorf("epoch %d: %v %v, want GROUP_ID_NOT_FOUND", epoch, kerr.ErrorForCode(r.ErrorCode), r.ErrorMessage)
+		}
+	}
+	if st, err := c.Group("g"); err == nil {
+		t.Fatalf("the refused heartbeats made a group: %+v", st)
+	}
+}
+
 // TestGroupConsumerMaxSize: a consumer group at group.consumer.max.size
 // answers GROUP_MAX_SIZE_REACHED, with Kafka's message, to any member id
 // it does not have, before anything else is checked: a new member, a
