@@ -396,7 +396,12 @@ func (f *fetcher) fetchOnce(cl *wire.Client, parts []*partition) error {
 		return err
 	}
 	req := kmsg.NewPtrFetchRequest()
-	req.SetVersion(15)
+	// v18 as Kafka 4.2's followers: KIP-903's replica state, and
+	// KIP-1166's high watermark, so a leader whose high watermark is
+	// ahead of this replica's answers at once instead of parking the
+	// fetch (the follower learns the new high watermark a round trip
+	// after it moves, not a fetch wait later).
+	req.SetVersion(18)
 	req.ReplicaState.ID, req.ReplicaState.Epoch = f.b.id, f.b.epoch // KIP-903
 	req.MaxWaitMillis = int32(f.b.cfg.replicaFetchWaitMax / time.Millisecond)
 	req.MinBytes = 1
@@ -410,7 +415,7 @@ func (f *fetcher) fetchOnce(cl *wire.Client, parts []*partition) error {
 	lookup := map[key]sent{}
 	for _, r := range parts {
 		r.mu.Lock()
-		epoch, closed, leader, need := r.mu.epoch, r.mu.closed, r.mu.leader, r.mu.needTruncate
+		epoch, closed, leader, need, hw := r.mu.epoch, r.mu.closed, r.mu.leader, r.mu.needTruncate, r.mu.hw
 		r.mu.Unlock()
 		if closed || leader != f.leader || need {
 			continue
@@ -430,6 +435,7 @@ func (f *fetcher) fetchOnce(cl *wire.Client, parts []*partition) error {
 		p.FetchOffset = r.log.LogEndOffset()
 		p.LogStartOffset = r.log.LogStartOffset()
 		p.PartitionMaxBytes = f.b.cfg.replicaFetchMax
+		p.HighWatermark = hw
 		req.Topics[i].Partitions = append(req.Topics[i].Partitions, p)
 		lookup[key{r.id, r.part}] = sent{r: r, leader: leader, epoch: epoch, offset: p.FetchOffset}
 	}

@@ -168,3 +168,56 @@ func TestFollowerFetchesANewPartitionAtOnce(t *testing.T) {
 		}
 	})
 }
+
+// A follower learns a new high watermark at once (KIP-1166: its Fetch v18
+// names its own high watermark, and a leader ahead of it answers instead
+// of parking the fetch), not a replica.fetch.wait.max.ms later. In a
+// synctest bubble, so the time is the bubble's and the same every run.
+func TestFollowerLearnsTheHighWatermarkAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, err := New(InMemoryNetwork(), Brokers(3), BrokerConfig("replica.fetch.wait.max.ms", "500"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		req := kmsg.NewPtrCreateTopicsRequest()
+		rt := kmsg.NewCreateTopicsRequestTopic()
+		rt.Topic, rt.NumPartitions, rt.ReplicationFactor = "hw", 1, 3
+		req.Topics = append(req.Topics, rt)
+		req.TimeoutMillis = 30000
+		if resp := do[*kmsg.CreateTopicsResponse](t, memClient(t, c, 1), req, -1); resp.Topics[0].ErrorCode != 0 {
+			t.Fatal(kerr.ErrorForCode(resp.Topics[0].ErrorCode))
+		}
+		ctx := context.Background()
+		if err := c.WaitFor(ctx, FullyReplicated("hw", 0)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1250 * time.Millisecond) // the followers' fetches are parked
+		st := partState(t, c, "hw", 0)
+		start := time.Now()
+		if _, err := memProduce(t, c, st.Leader, "hw", -1, "x"); err != nil {
+			t.Fatal(err)
+		}
+		leaderHW := partState(t, c, "hw", 0).HighWatermark
+		allKnow := func(c *Cluster) bool {
+			st, err := c.PartitionState("hw", 0)
+			if err != nil || len(st.HighWatermarks) != 3 {
+				return false
+			}
+			for _, hw := range st.HighWatermarks {
+				if hw < leaderHW {
+					return false
+				}
+			}
+			return true
+		}
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := c.WaitFor(wctx, allKnow); err != nil {
+			t.Fatalf("the followers did not learn high watermark %d: %v (%+v)", leaderHW, err, partState(t, c, "hw", 0).HighWatermarks)
+		}
+		if d := time.Since(start); d >= 100*time.Millisecond {
+			t.Fatalf("the followers learned the high watermark %v of bubble time after the produce: they waited out a parked fetch", d)
+		}
+	})
+}
