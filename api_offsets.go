@@ -153,12 +153,13 @@ func (b *broker) handleOffsetCommit(req *kmsg.OffsetCommitRequest, r *request) (
 					entries = append(entries, o)
 				}
 			}
-			if err := gs.writeLocked(recs); err != nil {
+			if end, err := gs.c.appendLocked(recs, 0); err != nil {
 				for _, a := range ats {
 					codes[a.i][a.j] = errCode(err)
 				}
 			} else {
 				for k, a := range ats {
+					entries[k].recordOffset = end - int64(len(recs)-k)
 					g.setOffset(req.Topics[a.i].Topic, req.Topics[a.i].Partitions[a.j].Partition, entries[k])
 				}
 			}

@@ -61,6 +61,11 @@ type offsetEntry struct {
 	metadata    string
 	commitTs    int64
 	expireTs    int64
+	// recordOffset is where the commit's record is in __consumer_offsets:
+	// a transaction's offsets, applied at its commit marker, replace
+	// only an offset committed before them (Kafka's
+	// OffsetMetadataManager.replayEndTransactionMarker).
+	recordOffset int64
 }
 
 func newGroup(name string, now time.Time) *group {

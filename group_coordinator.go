@@ -136,16 +136,16 @@ func (b *broker) groupCoordinatorFor(group string) (int32, error) {
 	return b.groups.rt.coordinatorFor(group)
 }
 
-func (gs *groupShard) replay(_, pid int64, key, value []byte) {
+func (gs *groupShard) replay(offset, pid int64, key, value []byte) {
 	if pid >= 0 {
-		gs.replayTxnOffset(pid, key, value)
+		gs.replayTxnOffset(offset, pid, key, value)
 		return
 	}
 	if t, ok := grouprecords.Type(key); ok && grouprecords.Known(t) {
 		gs.replayConsumerRecord(key, value)
 		return
 	}
-	replayRecord(gs.groups, key, value, gs.now, gs.gc.cfg)
+	replayRecord(gs.groups, offset, key, value, gs.now, gs.gc.cfg)
 }
 
 func (gs *groupShard) replayEndTransactionMarker(pid int64, commit bool) {
@@ -172,7 +172,7 @@ func (gs *groupShard) onUnloaded() {
 // (share-group and streams-group records, consumer-group regular
 // expressions) are skipped, as a Kafka broker skips unknown record
 // versions; KIP-848 consumer-group records are replayConsumerRecord's.
-func replayRecord(groups map[string]*group, key, value []byte, now time.Time, cfg *groupConfig) {
+func replayRecord(groups map[string]*group, offset int64, key, value []byte, now time.Time, cfg *groupConfig) {
 	if len(key) < 2 {
 		return
 	}
@@ -205,7 +205,7 @@ func replayRecord(groups map[string]*group, key, value []byte, now time.Time, cf
 		}
 		get(k.Group).setOffset(k.Topic, k.Partition, offsetEntry{
 			offset: val.Offset, leaderEpoch: val.LeaderEpoch, metadata: val.Metadata,
-			commitTs: val.CommitTimestamp, expireTs: val.ExpireTimestamp,
+			commitTs: val.CommitTimestamp, expireTs: val.ExpireTimestamp, recordOffset: offset,
 		})
 	case 2:
 		var k kmsg.GroupMetadataKey

@@ -54,7 +54,14 @@ func (gs *groupShard) completeTxnLocked(pid int64, commit bool) {
 		return
 	}
 	for _, o := range pend {
-		gs.getOrCreateLocked(o.group).setOffset(o.tp.topic, o.tp.partition, o.o)
+		g := gs.getOrCreateLocked(o.group)
+		// An offset committed after the transaction's (a plain
+		// commit while it was open) stays: Kafka materializes a
+		// transactional offset only over an older record.
+		if prev, ok := g.offsets[o.tp.topic][o.tp.partition]; ok && prev.recordOffset > o.o.recordOffset {
+			continue
+		}
+		g.setOffset(o.tp.topic, o.tp.partition, o.o)
 	}
 	gs.gc.b.c.notifyEvent()
 }
@@ -162,14 +169,18 @@ func (b *broker) txnOffsetCommitLocked(req *kmsg.TxnOffsetCommitRequest, gs *gro
 		return coordinatorAppendError(err)
 	}
 	err := verr
+	var end int64
 	if err == nil {
-		_, err = gs.c.appendBatchLocked(batch, guard, 0)
+		end, err = gs.c.appendBatchLocked(batch, guard, 0)
 	}
 	if err != nil {
 		for _, a := range ats {
 			codes[a.i][a.j] = errCode(mapErr(err))
 		}
 		return nil
+	}
+	for k := range pend {
+		pend[k].o.recordOffset = end - int64(len(pend)-k)
 	}
 	gs.txnOffsets[req.ProducerID] = append(gs.txnOffsets[req.ProducerID], pend...)
 	return nil
@@ -187,7 +198,7 @@ func (r *partition) producerEpoch(pid int64) int16 {
 
 // replayTxnOffset keeps a transactional offset commit of producer pid,
 // replayed from the log, pending until its transaction's marker.
-func (gs *groupShard) replayTxnOffset(pid int64, key, value []byte) {
+func (gs *groupShard) replayTxnOffset(offset, pid int64, key, value []byte) {
 	if len(key) < 2 || binary.BigEndian.Uint16(key) > 1 || value == nil {
 		return
 	}
@@ -198,5 +209,6 @@ func (gs *groupShard) replayTxnOffset(pid int64, key, value []byte) {
 	}
 	gs.txnOffsets[pid] = append(gs.txnOffsets[pid], txnOffset{k.Group, topicPartition{k.Topic, k.Partition}, offsetEntry{
 		offset: v.Offset, leaderEpoch: v.LeaderEpoch, metadata: v.Metadata, commitTs: v.CommitTimestamp, expireTs: v.ExpireTimestamp,
+		recordOffset: offset,
 	}})
 }

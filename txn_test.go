@@ -671,3 +671,71 @@ func TestTxnOffsetCommitVerifiesOutsideGroupLock(t *testing.T) {
 	}
 	wantCode(t, "TxnOffsetCommit", r.resp.(*kmsg.TxnOffsetCommitResponse).Topics[0].Partitions[0].ErrorCode, nil)
 }
+
+// A transaction's committed offset replaces only an offset committed
+// before it: a plain commit made while the transaction was open is newer
+// in __consumer_offsets and stays, as Kafka's
+// OffsetMetadataManager.replayEndTransactionMarker keeps it; an older one
+// is replaced. Replaying the log on a restart gives the same offsets.
+func TestTxnOffsetCommitKeepsALaterPlainCommit(t *testing.T) {
+	c := Start(t, Brokers(1))
+	createTopic(t, c, "in", 2, 1)
+	co, pid, epoch := initProducer(t, c, "tx-late")
+	gco, _ := coordinator(t, c, "g-late")
+	plain := func(p int32, off int64) {
+		t.Helper()
+		req := kmsg.NewPtrOffsetCommitRequest()
+		req.Group, req.Generation = "g-late", -1
+		rt := kmsg.NewOffsetCommitRequestTopic()
+		rt.Topic = "in"
+		rp := kmsg.NewOffsetCommitRequestTopicPartition()
+		rp.Partition, rp.Offset, rp.LeaderEpoch = p, off, -1
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		wantCode(t, "OffsetCommit", do[*kmsg.OffsetCommitResponse](t, gco, req, 8).Topics[0].Partitions[0].ErrorCode, nil)
+	}
+	// Partition 1: committed before the transaction's offset.
+	plain(1, 30)
+	ao := kmsg.NewPtrAddOffsetsToTxnRequest()
+	ao.TransactionalID, ao.ProducerID, ao.ProducerEpoch, ao.Group = "tx-late", pid, epoch, "g-late"
+	wantCode(t, "AddOffsetsToTxn", do[*kmsg.AddOffsetsToTxnResponse](t, co, ao, 3).ErrorCode, nil)
+	tc := kmsg.NewPtrTxnOffsetCommitRequest()
+	tc.TransactionalID, tc.Group, tc.ProducerID, tc.ProducerEpoch, tc.Generation = "tx-late", "g-late", pid, epoch, -1
+	rt := kmsg.NewTxnOffsetCommitRequestTopic()
+	rt.Topic = "in"
+	for p := range int32(2) {
+		rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+		rp.Partition, rp.Offset, rp.LeaderEpoch = p, 42, -1
+		rt.Partitions = append(rt.Partitions, rp)
+	}
+	tc.Topics = append(tc.Topics, rt)
+	for _, p := range do[*kmsg.TxnOffsetCommitResponse](t, gco, tc, 3).Topics[0].Partitions {
+		wantCode(t, "TxnOffsetCommit", p.ErrorCode, nil)
+	}
+	// Partition 0: committed after it, while the transaction is open.
+	plain(0, 50)
+	wantCode(t, "EndTxn commit", endTxn(t, co, "tx-late", pid, epoch, true), nil)
+	waitFor(t, c, "the transaction settled", TransactionSettled("tx-late"))
+	want := map[int32]int64{0: 50, 1: 42}
+	check := func(when string) {
+		t.Helper()
+		waitFor(t, c, "the group loaded "+when, func(c *Cluster) bool {
+			g, err := c.Group("g-late")
+			return err == nil && len(g.Offsets["in"]) == 2
+		})
+		g, _ := c.Group("g-late")
+		for p, off := range want {
+			if got := g.Offsets["in"][p]; got != off {
+				t.Errorf("%s: partition %d at %d, want %d", when, p, got, off)
+			}
+		}
+	}
+	check("after the commit")
+	if err := c.StopBroker(1); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RestartBroker(1); err != nil {
+		t.Fatal(err)
+	}
+	check("after a restart")
+}
