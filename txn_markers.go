@@ -180,28 +180,52 @@ func (tc *txnCoordinator) sendMarkers(c *coordinatorContext[*txnShard], snap *tx
 		case <-t.C:
 		}
 	}
-	written := false
-	end, _ := c.locked(func(ts *txnShard) {
-		m := ts.txns[snap.id]
-		if m == nil || m.pid != snap.pid || m.epoch != snap.epoch || m.state != snap.state {
-			return
-		}
-		nm := completed(m)
-		if err := ts.writeLocked(nm); err != nil {
-			// The partition moved or its ISR is short: the Prepare
-			// state stays in the log and its next coordinator finishes
-			// it; if this broker stays coordinator, retry the whole send.
-			tc.b.log.Debug("completing transaction", "transactional_id", m.id, "err", err)
-			m.sending = false
-			if !errors.Is(err, kerr.NotCoordinator) {
-				ts.startMarkersLocked(m, ts.c.writtenLocked())
+	// The Complete state: while its write fails because the partition's
+	// ISR is short (or another append error a coordinator outlives), it
+	// is retried after a backoff or as soon as the metadata changes (the
+	// ISR grows back), as Kafka's TransactionMarkerChannelManager retries
+	// its log appends; the markers are written already. A lost
+	// coordinatorship ends it: the Prepare state stays in the log and the
+	// next coordinator finishes the transaction.
+	var written bool
+	var end int64
+	for {
+		retry := false
+		tc.b.mu.RLock()
+		changed := tc.b.mu.changed
+		tc.b.mu.RUnlock()
+		end, _ = c.locked(func(ts *txnShard) {
+			m := ts.txns[snap.id]
+			if m == nil || m.pid != snap.pid || m.epoch != snap.epoch || m.state != snap.state {
+				return
 			}
-			return
+			nm := completed(m)
+			if err := ts.writeLocked(nm); err != nil {
+				tc.b.log.Debug("completing transaction", "transactional_id", m.id, "err", err)
+				if errors.Is(err, kerr.NotCoordinator) {
+					m.sending = false
+				} else {
+					retry = true
+				}
+				return
+			}
+			ts.txns[nm.id] = nm
+			ts.completedLocked()
+			written = true
+		})
+		if !retry {
+			break
 		}
-		ts.txns[nm.id] = nm
-		ts.completedLocked()
-		written = true
-	})
+		t := time.NewTimer(backoff)
+		select {
+		case <-c.ctx.Done():
+			t.Stop()
+			return
+		case <-changed:
+			t.Stop()
+		case <-t.C:
+		}
+	}
 	if !written {
 		return
 	}
