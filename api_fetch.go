@@ -136,6 +136,7 @@ func (b *broker) fetchOnce(req *kmsg.FetchRequest, follower int32, maxBytes int,
 				}
 				var res fetchResult
 				res, err = rep.read(follower, followerEpoch, p.FetchOffset, max(limit, 1), p.CurrentLeaderEpoch, req.IsolationLevel == 1, b.c.bufs.get)
+				b.c.markFetch(b.id, rep.topic, follower, len(res.records), err)
 				if follower >= 0 && err == nil {
 					rep.noteFollowerStart(follower, p.LogStartOffset) // DeleteRecords' low watermark
 				}
