@@ -67,6 +67,7 @@ func (b *broker) handleFetch(req *kmsg.FetchRequest, r *request) (*kmsg.FetchRes
 			continue
 		}
 		if total >= int(req.MinBytes) || hasErr || hwBehind || !time.Now().Before(deadline) {
+			b.c.markFetch(b.id, follower, resp)
 			if r.sess != nil {
 				// The batches go back to the pool once the
 				// response is written.
@@ -136,7 +137,6 @@ func (b *broker) fetchOnce(req *kmsg.FetchRequest, follower int32, maxBytes int,
 				}
 				var res fetchResult
 				res, err = rep.read(follower, followerEpoch, p.FetchOffset, max(limit, 1), p.CurrentLeaderEpoch, req.IsolationLevel == 1, b.c.bufs.get)
-				b.c.markFetch(b.id, rep.topic, follower, len(res.records), err)
 				if follower >= 0 && err == nil {
 					rep.noteFollowerStart(follower, p.LogStartOffset) // DeleteRecords' low watermark
 				}

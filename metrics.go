@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -124,20 +125,33 @@ func (c *Cluster) markProduce(id int32, topic string, bytes int, messages int64,
 	t.messagesIn.Add(messages)
 }
 
-// markFetch counts what broker id's fetch of topic read: BytesOutPerSec
-// for consumers, ReplicationBytesOutPerSec for followers (as Kafka's
-// updateBytesOut), and the fetch requests of consumers.
-func (c *Cluster) markFetch(id int32, topic string, follower int32, bytes int, err error) {
-	t := c.brokerMeters(id).topic(topic)
-	if follower >= 0 {
-		t.replicationBytesOut.Add(int64(bytes))
-		return
+// markFetch counts the fetch response broker id answers: per topic,
+// BytesOutPerSec for consumers and ReplicationBytesOutPerSec for followers
+// (as Kafka's updateBytesOut), and the partitions consumers fetched
+// (TotalFetchRequestsPerSec, FailedFetchRequestsPerSec).
+func (c *Cluster) markFetch(id, follower int32, resp *kmsg.FetchResponse) {
+	bm := c.brokerMeters(id)
+	for _, rt := range resp.Topics {
+		var t *topicMeters
+		for _, p := range rt.Partitions {
+			if p.ErrorCode == kerr.UnknownTopicOrPartition.Code || p.ErrorCode == kerr.UnknownTopicID.Code {
+				continue // no meters for names no topic has
+			}
+			if t == nil {
+				t = bm.topic(rt.Topic)
+			}
+			n := int64(len(p.RecordBatches))
+			if follower >= 0 {
+				t.replicationBytesOut.Add(n)
+				continue
+			}
+			t.fetchRequests.Add(1)
+			if p.ErrorCode != 0 {
+				t.failedFe.Add(1)
+			}
+			t.bytesOut.Add(n)
+		}
 	}
-	t.fetchRequests.Add(1)
-	if err != nil {
-		t.failedFe.Add(1)
-	}
-	t.bytesOut.Add(int64(bytes))
 }
 
 // isrDeltas tells, for each proposal, whether it removes members of the
