@@ -35,7 +35,7 @@ type collector struct{ c *kcluster.Cluster }
 func (s *server) metrics() http.HandlerFunc {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collector{s.c})
-	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.HTTPErrorOnError})
 	return h.ServeHTTP
 }
 
