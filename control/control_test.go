@@ -160,6 +160,17 @@ func TestBrokerLevers(t *testing.T) {
 	must(t, ts, 200, "POST", "/api/brokers/"+itoa(f)+"/restart", nil, nil)
 	must(t, ts, 200, "POST", "/api/wait", map[string]any{"condition": "fullyReplicated", "topic": "t"}, nil)
 
+	must(t, ts, 200, "POST", "/api/cleanlogs", nil, nil)
+	// A failed disk is a fault; its DELETE repairs it (the broker may
+	// halt meanwhile, at a high-watermark checkpoint).
+	must(t, ts, 404, "POST", "/api/brokers/9/faildisk", nil, nil)
+	var disk map[string]any
+	must(t, ts, 201, "POST", "/api/brokers/"+itoa(f)+"/faildisk", nil, &disk)
+	if disk["kind"] != "faildisk" || disk["spec"].(map[string]any)["broker"] != float64(f) {
+		t.Fatalf("faildisk: %v", disk)
+	}
+	must(t, ts, 200, "DELETE", "/api/faults/"+disk["id"].(string), nil, nil)
+
 	// A wait that cannot hold times out with 408.
 	must(t, ts, 408, "POST", "/api/wait", map[string]any{"condition": "isrSize", "topic": "t", "size": 5, "timeoutMs": 50}, &res)
 	if res["held"] != false {
