@@ -64,7 +64,7 @@ var (
 	mLeaderCount  = metricDef{"kafka_server_replicamanager_leadercount", "Partitions this broker leads.", gauge, []string{"broker"}}
 	mIsrShrinks   = metricDef{"kafka_server_replicamanager_isrshrinks_total", "ISR shrinks this broker, as leader, had committed (IsrShrinksPerSec Count).", counter, []string{"broker"}}
 	mIsrExpands   = metricDef{"kafka_server_replicamanager_isrexpands_total", "ISR expansions this broker, as leader, had committed (IsrExpandsPerSec Count).", counter, []string{"broker"}}
-	mBrokerUp     = metricDef{"kafka_server_kafkaserver_brokerstate", "The broker's state as Kafka numbers it: 3 running, 0 not running (fenced brokers show 1, starting).", gauge, []string{"broker"}}
+	mBrokerUp     = metricDef{"kafka_server_kafkaserver_brokerstate", "The broker's state as Kafka numbers it: 3 running, 1 up but fenced (starting), 0 not running.", gauge, []string{"broker"}}
 	mBytesIn      = metricDef{"kafka_server_brokertopicmetrics_bytesin_total", "Record batch bytes appended by produce requests on the leader (BytesInPerSec Count).", counter, []string{"broker", "topic"}}
 	mMessagesIn   = metricDef{"kafka_server_brokertopicmetrics_messagesin_total", "Records appended by produce requests on the leader (MessagesInPerSec Count).", counter, []string{"broker", "topic"}}
 	mBytesOut     = metricDef{"kafka_server_brokertopicmetrics_bytesout_total", "Record batch bytes sent to consumers (BytesOutPerSec Count).", counter, []string{"broker", "topic"}}
