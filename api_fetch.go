@@ -67,6 +67,7 @@ func (b *broker) handleFetch(req *kmsg.FetchRequest, r *request) (*kmsg.FetchRes
 			continue
 		}
 		if total >= int(req.MinBytes) || hasErr || hwBehind || !time.Now().Before(deadline) {
+			b.c.markFetch(b.id, follower, resp)
 			if r.sess != nil {
 				// The batches go back to the pool once the
 				// response is written.

@@ -150,6 +150,7 @@ func (b *broker) handleProduce(req *kmsg.ProduceRequest, r *request) (*kmsg.Prod
 			if err == nil {
 				var base, end int64
 				base, end, err = rep.appendAsLeaderGuarded(p.Records, req.Acks, guard)
+				b.c.markProduce(b.id, rep.topic, len(p.Records), end-base, err)
 				if err == nil {
 					rp.BaseOffset = base
 					rp.LogStartOffset = rep.log.LogStartOffset()

@@ -61,6 +61,7 @@ type Cluster struct {
 	icpt  intercepts // request hooks (Intercept)
 	disks disks      // every broker's storage device (faults_storage.go)
 	evlog eventLog   // Events
+	stats meters     // BrokerMetrics (metrics.go)
 	heals struct {   // every heal of a Cut, Isolate or Partition, for Heal
 		sync.Mutex
 		m []func()

@@ -89,6 +89,10 @@
 //     quorum.go.
 //   - Quotas (ClientQuotaManager): quotas.go; security (listeners, SASL,
 //     TLS): security.go, api_sasl.go, api_scram.go.
+//   - The meters of BrokerTopicStats, RequestMetrics and ReplicaManager's
+//     ISR changes: metrics.go (BrokerMetrics); package control serves them
+//     as Prometheus metrics under the JMX exporter's names, with the
+//     levers and gauges over HTTP (cmd/kcluster -http).
 //   - What Kafka has no part for: the levers (faults*.go, intercept.go), the
 //     gauges (inspect*.go, group_inspect.go, txn_inspect.go, events.go),
 //     the invariant checks (invariants.go) and the in-memory network

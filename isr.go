@@ -85,6 +85,7 @@ func (b *broker) alterPartitions(ctx context.Context, props []isrProposal) {
 		}
 		req.Topics[i].Partitions = append(req.Topics[i].Partitions, p)
 	}
+	deltas := isrDeltas(props)
 	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	kresp, err := b.pc.request(actx, req)
@@ -105,12 +106,13 @@ func (b *broker) alterPartitions(ctx context.Context, props []isrProposal) {
 			errs[key{t.TopidID, p.Partition}] = p.ErrorCode
 		}
 	}
-	for _, pr := range props {
+	for i, pr := range props {
 		code, ok := errs[key{pr.r.id, pr.r.part}]
 		if !ok || code != 0 {
 			b.log.Debug("AlterPartition refused", "topic", pr.r.topic, "partition", pr.r.part, "isr", pr.isr, "err", kerr.ErrorForCode(code), "answered", ok)
 			continue
 		}
+		b.c.markISR(b.id, deltas[i])
 		b.log.Info("ISR changed", "topic", pr.r.topic, "partition", pr.r.part, "isr", pr.isr)
 	}
 }

@@ -288,6 +288,7 @@ func (b *broker) handle(conn net.Conn, sess *session, hdr wire.RequestHeader, bo
 	if err != nil {
 		return nil, err
 	}
+	defer b.c.markRequest(b.id, kreq, time.Now())
 	if resp, err, ok := b.c.intercept(b.ctx, b.id, kreq); ok {
 		return resp, err
 	}

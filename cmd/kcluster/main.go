@@ -1,21 +1,31 @@
 // Command kcluster runs a kcluster cluster as a process, for clients in any
 // language: it prints the bootstrap addresses and serves until interrupted.
+// With -http it also serves the control API (package control: levers,
+// gauges, events, Kafka's metrics at /metrics) and prints its URL as
+// "http: http://HOST:PORT" after the bootstrap line.
 //
 //	go run ./cmd/kcluster -brokers 3 -ports 9092,9093,9094 -c min.insync.replicas=2 -feature group.version=0
+//	go run ./cmd/kcluster -http 127.0.0.1:0
 package main
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/kcluster/kcluster"
+	"github.com/kcluster/kcluster/control"
 	"github.com/kcluster/kcluster/tlstest"
 )
 
@@ -45,6 +55,7 @@ func run(args []string) error {
 	fs.Var(&cfgs, "c", "broker config key=value with Kafka's names (repeatable)")
 	fs.Var(&features, "feature", "finalized feature level name=level for a new cluster, as kafka-storage format --feature (repeatable), e.g. transaction.version=0 group.version=0 for a 3.x-like cluster")
 	fs.Var(&users, "sasl-user", "MECHANISM:user:password (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) served on a SASL_PLAINTEXT listener named SASL (repeatable)")
+	httpAddr := fs.String("http", "", "serve the control API and /metrics on this address, e.g. 127.0.0.1:0 (a port alone listens on loopback; default: off)")
 	tlsDir := fs.String("tls-dir", "", "add an SSL listener named SSL with a throwaway CA, writing its certificate to DIR/ca.pem")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -125,15 +136,50 @@ func run(args []string) error {
 	// stop us as soon as it has read them.
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	var hln net.Listener
+	if *httpAddr != "" {
+		addr := *httpAddr
+		if h, p, err := net.SplitHostPort(addr); err == nil && h == "" {
+			addr = net.JoinHostPort("127.0.0.1", p) // loopback unless told otherwise
+		}
+		var err error
+		if hln, err = net.Listen("tcp", addr); err != nil {
+			return fmt.Errorf("-http: %v", err)
+		}
+		defer hln.Close()
+	}
 	c, err := kcluster.New(opts...)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	var srv *http.Server
+	served := make(chan error, 1)
+	if hln != nil {
+		srv = &http.Server{Handler: control.Handler(c), ReadHeaderTimeout: 10 * time.Second}
+		go func() { served <- srv.Serve(hln) }()
+	}
 	fmt.Println(strings.Join(c.Addrs(), ","))
 	for _, name := range extra {
 		fmt.Printf("listener %s: %s\n", name, strings.Join(c.ListenerAddrs(name), ","))
 	}
-	<-sig
+	if srv != nil {
+		fmt.Printf("http: http://%s\n", hln.Addr())
+	}
+	select {
+	case <-sig:
+	case err := <-served:
+		return fmt.Errorf("-http: %v", err)
+	}
+	if srv != nil {
+		// The cluster first: its close ends the event streams and
+		// waits, so the server then finds its connections idle.
+		c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			srv.Close()
+		}
+	}
 	return nil
 }
