@@ -221,3 +221,28 @@ func TestELRReplayAndCodec(t *testing.T) {
 		t.Fatalf("old record decoded with ELR %v %v", d.ELR, d.LastKnownELR)
 	}
 }
+
+// TestELRClearedWhenMinISRChanges: a change of min.insync.replicas, the
+// topic's or the cluster default, clears the ELR it was kept by, as
+// Kafka's controller does.
+func TestELRClearedWhenMinISRChanges(t *testing.T) {
+	for _, resource := range []int8{ResourceTopic, ResourceBroker} {
+		c, _, _ := newELRController(t, 3, 2, 1)
+		ctx := context.Background()
+		c.FenceBroker(ctx, 3)
+		c.FenceBroker(ctx, 2)
+		wantPartition(t, c, 1, []int32{1}, []int32{2}, nil)
+		name := "t"
+		if resource == ResourceBroker {
+			name = ""
+		}
+		one := "1"
+		err := c.AlterConfigs(ctx, resource, name, func(map[string]string) (map[string]*string, error) {
+			return map[string]*string{"min.insync.replicas": &one}, nil
+		}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantPartition(t, c, 1, []int32{1}, nil, nil)
+	}
+}
