@@ -246,3 +246,24 @@ func TestELRClearedWhenMinISRChanges(t *testing.T) {
 		wantPartition(t, c, 1, []int32{1}, nil, nil)
 	}
 }
+
+// TestELRMemberRejoiningISRLeavesELR: with min.insync.replicas 3 every
+// shrink below three feeds the ELR, and a member that rejoins the ISR
+// leaves the ELR while the others stay.
+func TestELRMemberRejoiningISRLeavesELR(t *testing.T) {
+	c, _, epochs := newELRController(t, 3, 3, 1)
+	ctx := context.Background()
+	c.FenceBroker(ctx, 3)
+	wantPartition(t, c, 1, []int32{1, 2}, []int32{3}, nil)
+	c.FenceBroker(ctx, 2)
+	wantPartition(t, c, 1, []int32{1}, []int32{2, 3}, nil)
+	restart(t, c, epochs, 2, true)
+	p := part(c, "t")
+	if err := c.AlterPartition(ctx, p.TopicID, 0, 1, p.LeaderEpoch, p.PartitionEpoch, []int32{1, 2}, []int64{epochs[0], epochs[1]}); err != nil {
+		t.Fatal(err)
+	}
+	wantPartition(t, c, 1, []int32{1, 2}, []int32{3}, nil)
+	// Broker 3 restarts uncleanly: it leaves the ELR.
+	restart(t, c, epochs, 3, false)
+	wantPartition(t, c, 1, []int32{1, 2}, []int32{}, nil)
+}
