@@ -4,8 +4,8 @@ package kcluster
 // answered -1: the FS is not asked; KIP-1066 cordoning from v5: never)
 // and DescribeTopicPartitions v0 (KIP-966, with its response partition
 // limit, capped at 2000 as Kafka's max.request.partition.size.limit, and
-// its cursor, as Kafka's DescribeTopicPartitionsRequestHandler; eligible
-// leader replicas are not kept, so those lists are empty). A broker
+// its cursor, as Kafka's DescribeTopicPartitionsRequestHandler, and the
+// partitions' eligible leader replicas and last known ELR). A broker
 // describes its one log directory: the size of every replica it holds.
 
 import (
@@ -143,7 +143,10 @@ func (b *broker) handleDescribeTopicPartitions(req *kmsg.DescribeTopicPartitions
 				rp.LeaderID = -1 // Kafka answers no error for a partition without a leader
 			}
 			rp.Replicas, rp.ISR = slices.Clone(p.Replicas), slices.Clone(p.ISR)
-			rp.EligibleLeaderReplicas, rp.LastKnownELR = []int32{}, []int32{}
+			// KIP-966: empty unless eligible.leader.replicas.version
+			// is 1 and the ISR is below min.insync.replicas.
+			rp.EligibleLeaderReplicas = append([]int32{}, p.ELR...)
+			rp.LastKnownELR = append([]int32{}, p.LastKnownELR...)
 			rp.OfflineReplicas = []int32{}
 			for _, id := range p.Replicas {
 				if br := st.Brokers[id]; br == nil || br.Fenced {

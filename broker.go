@@ -36,6 +36,10 @@ type broker struct {
 	port  int32
 	store *segment.Store
 	epoch int64 // registration epoch
+	// prevEpoch is the epoch its clean shutdown file named, -1 after a
+	// crash or a power cut (segment.Store.TakeCleanShutdown): it
+	// registers with it as PreviousBrokerEpoch (KIP-966).
+	prevEpoch int64
 	// stopping is set by a controlled shutdown: heartbeats stop, so the
 	// broker is not unfenced again on its way out.
 	stopping atomic.Bool
@@ -122,6 +126,11 @@ func newBroker(c *Cluster, id int32, addr string) (*broker, error) {
 		return nil, err
 	}
 	b.store = st
+	if b.prevEpoch, err = st.TakeCleanShutdown(); err != nil {
+		st.Close()
+		cancel()
+		return nil, err
+	}
 	ln, err := c.net.Listen(id, addr)
 	if err != nil {
 		st.Close()
@@ -165,7 +174,7 @@ func (b *broker) register(ctx context.Context) error {
 		l.Name, l.Host, l.Port, l.SecurityProtocol = bl.name, b.host, uint16(bl.port), bl.protocol.code()
 		req.Listeners = append(req.Listeners, l)
 	}
-	req.PreviousBrokerEpoch = -1
+	req.PreviousBrokerEpoch = b.prevEpoch
 	// While a quorum elects there is no active controller: try again,
 	// as a Kafka broker does, for up to 30 s.
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -290,8 +299,8 @@ func (b *broker) waitingOn() string {
 }
 
 // close stops the broker. graceful checkpoints high watermarks and syncs
-// every log first (a controlled shutdown); otherwise (a kill) the logs are
-// closed as they are.
+// every log first (a controlled shutdown), then leaves the clean shutdown
+// file; otherwise (a kill) the logs are closed as they are.
 func (b *broker) close(graceful bool) {
 	b.dropConns()
 	b.cancel()
@@ -315,6 +324,11 @@ func (b *broker) close(graceful bool) {
 	b.mu.Unlock()
 	if err := b.store.Close(); err != nil {
 		b.log.Warn("closing storage", "err", err)
+	} else if graceful && !b.offline.Load() {
+		// Every log synced and closed: the next start is a clean one.
+		if err := b.store.WriteCleanShutdown(b.epoch); err != nil {
+			b.log.Warn("writing the clean shutdown file", "err", err)
+		}
 	}
 	b.waiting.Store("")
 }

@@ -155,7 +155,7 @@ var topicConfigDefs = []topicConfigDef{
 		"the background cleaner cleans a log once this share of it is dirty"},
 	{"min.compaction.lag.ms", cfgLong, "0", []synonym{{"log.cleaner.min.compaction.lag.ms", 1}}, atLeast(0),
 		"records younger than this are not compacted"},
-	{"min.insync.replicas", cfgInt, "1", []synonym{{"min.insync.replicas", 1}}, intAtLeast(1), "acks=all needs this many ISR members"},
+	{"min.insync.replicas", cfgInt, "1", []synonym{{"min.insync.replicas", 1}}, intAtLeast(1), "acks=all needs this many ISR members, and the high watermark advances only with as many (at most the replication factor)"},
 	{"preallocate", cfgBoolean, "false", []synonym{{"log.preallocate", 1}}, isBool, "accepted; segments are not preallocated"},
 	{"retention.bytes", cfgLong, "-1", []synonym{{"log.retention.bytes", 1}}, atLeast(-1),
 		"oldest segments are deleted while the partition is larger than this (-1: no limit)"},

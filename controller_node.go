@@ -199,7 +199,7 @@ func (n *controllerNode) handleBrokerRegistration(req *kmsg.BrokerRegistrationRe
 			reg.Host, reg.Port = l.Host, int32(l.Port)
 		}
 	}
-	epoch, err := n.ctrl.RegisterBroker(n.ctx, reg)
+	epoch, err := n.ctrl.RegisterBroker(n.ctx, reg, req.PreviousBrokerEpoch)
 	resp.ErrorCode = errCode(err)
 	resp.BrokerEpoch = epoch
 	return resp, nil

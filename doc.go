@@ -84,7 +84,9 @@
 //     TransactionCoordinator shards: txn_coordinator.go, txn_markers.go
 //     (TransactionMarkerChannelManager), txn_offsets.go; a partition
 //     leader's AddPartitionsToTxnManager: txn_verify.go.
-//   - QuorumController and the metadata image: package metadata;
+//   - QuorumController and the metadata image: package metadata (its
+//     PartitionChangeBuilder, with KIP-966's eligible leader replicas:
+//     metadata/partition_change.go);
 //     controller nodes and Raft (KafkaRaftClient): controller_node.go,
 //     quorum.go.
 //   - Quotas (ClientQuotaManager): quotas.go; security (listeners, SASL,

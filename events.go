@@ -21,8 +21,11 @@ const (
 	BrokerUnfenced EventKind = "broker unfenced" // its heartbeat was accepted
 	LeaderChanged  EventKind = "leader changed"  // a partition got a new leader (-1: offline)
 	ISRChanged     EventKind = "ISR changed"     // a partition's committed ISR changed
-	TopicCreated   EventKind = "topic created"
-	TopicDeleted   EventKind = "topic deleted"
+	// ELRChanged: a partition's eligible leader replicas (KIP-966) or
+	// last known ELR changed.
+	ELRChanged   EventKind = "ELR changed"
+	TopicCreated EventKind = "topic created"
+	TopicDeleted EventKind = "topic deleted"
 	// ReplicasChanged: a partition's replicas changed (a reassignment
 	// started, completed or was cancelled, or partitions were added).
 	ReplicasChanged EventKind = "replicas changed"
@@ -40,17 +43,19 @@ const (
 // Event is one thing that happened in the cluster, with the time it
 // happened (for metadata events, when the controller committed it).
 type Event struct {
-	Time        time.Time
-	Kind        EventKind
-	Broker      int32 // broker events
-	Topic       string
-	Partition   int32
-	Leader      int32   // LeaderChanged
-	LeaderEpoch int32   // LeaderChanged
-	ISR         []int32 // ISRChanged
-	Replicas    []int32 // ReplicasChanged: the replicas after the change
-	Config      string  // ConfigChanged
-	Controller  int32   // controller events: the node id
+	Time         time.Time
+	Kind         EventKind
+	Broker       int32 // broker events
+	Topic        string
+	Partition    int32
+	Leader       int32   // LeaderChanged
+	LeaderEpoch  int32   // LeaderChanged
+	ISR          []int32 // ISRChanged
+	ELR          []int32 // ELRChanged: the ELR after the change
+	LastKnownELR []int32 // ELRChanged: the last known ELR after the change
+	Replicas     []int32 // ReplicasChanged: the replicas after the change
+	Config       string  // ConfigChanged
+	Controller   int32   // controller events: the node id
 }
 
 // String renders the event on one line.
@@ -65,6 +70,8 @@ func (e Event) String() string {
 		return fmt.Sprintf("%s %s %d", ts, e.Kind, e.Controller)
 	case ISRChanged:
 		return fmt.Sprintf("%s %s/%d ISR %v", ts, e.Topic, e.Partition, e.ISR)
+	case ELRChanged:
+		return fmt.Sprintf("%s %s/%d ELR %v last known %v", ts, e.Topic, e.Partition, e.ELR, e.LastKnownELR)
 	case ReplicasChanged:
 		return fmt.Sprintf("%s %s/%d replicas %v", ts, e.Topic, e.Partition, e.Replicas)
 	case ConfigChanged:
@@ -99,7 +106,7 @@ func (c *Cluster) record(e Event) {
 }
 
 // Events returns every event so far, oldest first: broker up/down, fencing,
-// leader and ISR changes, topic creation and deletion. A test or an
+// leader, ISR and ELR changes, topic creation and deletion. A test or an
 // experiment prints them as a timeline.
 func (c *Cluster) Events() []Event {
 	c.evlog.mu.Lock()
@@ -150,6 +157,9 @@ func (c *Cluster) onMetadata(es []metadata.Entry, st *metadata.State) {
 			}
 			if r.ISR != nil {
 				c.record(Event{Kind: ISRChanged, Topic: p.Topic, Partition: p.Partition, ISR: slices.Clone(p.ISR)})
+			}
+			if r.ELR != nil || r.LastKnownELR != nil {
+				c.record(Event{Kind: ELRChanged, Topic: p.Topic, Partition: p.Partition, ELR: slices.Clone(p.ELR), LastKnownELR: slices.Clone(p.LastKnownELR)})
 			}
 			if r.Replicas != nil {
 				c.record(Event{Kind: ReplicasChanged, Topic: p.Topic, Partition: p.Partition, Replicas: slices.Clone(p.Replicas)})

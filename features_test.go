@@ -33,12 +33,12 @@ func finalized(resp *kmsg.ApiVersionsResponse) map[string]int16 {
 	return out
 }
 
-// A new cluster is formatted with the default levels (Kafka 4.2's but
-// eligible.leader.replicas.version 0), which ApiVersions v3+ reports with
-// the features this software supports; v0-v2 carry none.
+// A new cluster is formatted with the default levels (Kafka 4.2's),
+// which ApiVersions v3+ reports with the features this software supports;
+// v0-v2 carry none.
 func TestApiVersionsFeatures(t *testing.T) {
 	c := Start(t, Brokers(2))
-	want := map[string]int16{"metadata.version": 29, "transaction.version": 2, "group.version": 1}
+	want := map[string]int16{"metadata.version": 29, "transaction.version": 2, "group.version": 1, "eligible.leader.replicas.version": 1}
 	if got := c.FinalizedFeatures(); !maps.Equal(got, want) {
 		t.Fatalf("FinalizedFeatures() = %v, want %v", got, want)
 	}
@@ -184,7 +184,7 @@ func TestFeaturesSurviveRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	want := map[string]int16{"metadata.version": 29, "transaction.version": 1}
+	want := map[string]int16{"metadata.version": 29, "transaction.version": 1, "eligible.leader.replicas.version": 1}
 	if got := finalized(apiVersions(t, c.Addrs()[0], 4)); !maps.Equal(got, want) {
 		t.Fatalf("after the restart: %v, want %v", got, want)
 	}

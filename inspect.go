@@ -41,6 +41,16 @@ type PartitionState struct {
 	// and the target replicas.
 	AddingReplicas   []int32
 	RemovingReplicas []int32
+	// ELR is the partition's eligible leader replicas (KIP-966, with
+	// eligible.leader.replicas.version 1): replicas that left the ISR
+	// while it was below min.insync.replicas, so hold every committed
+	// record; with the ISR empty one of them is elected leader once its
+	// broker is up. LastKnownELR is the leader the partition had when its
+	// ISR became empty (Kafka keeps the last known leader there). Both are
+	// empty (nil) while the ISR is at least min.insync.replicas, and always
+	// with the feature at 0.
+	ELR          []int32
+	LastKnownELR []int32
 }
 
 // ErrUnknownPartition is returned by PartitionState for a topic or
@@ -64,6 +74,12 @@ func (c *Cluster) PartitionState(topic string, partition int32) (PartitionState,
 		st.Leader, st.LeaderEpoch = p.Leader, p.LeaderEpoch
 		st.Replicas, st.ISR = slices.Clone(p.Replicas), slices.Clone(p.ISR)
 		st.AddingReplicas, st.RemovingReplicas = slices.Clone(p.AddingReplicas), slices.Clone(p.RemovingReplicas)
+		if len(p.ELR) > 0 {
+			st.ELR = slices.Clone(p.ELR)
+		}
+		if len(p.LastKnownELR) > 0 {
+			st.LastKnownELR = slices.Clone(p.LastKnownELR)
+		}
 	})
 	if !found {
 		return st, fmt.Errorf("%w: %s/%d", ErrUnknownPartition, topic, partition)
@@ -244,6 +260,9 @@ func (c *Cluster) String() string {
 			}
 			if len(st.AddingReplicas) > 0 || len(st.RemovingReplicas) > 0 {
 				fmt.Fprintf(&sb, " adding %v removing %v", st.AddingReplicas, st.RemovingReplicas)
+			}
+			if len(st.ELR) > 0 || len(st.LastKnownELR) > 0 {
+				fmt.Fprintf(&sb, " elr %v last-known-elr %v", st.ELR, st.LastKnownELR)
 			}
 			sb.WriteString("\n")
 		}

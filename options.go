@@ -97,17 +97,15 @@ func defaultConfig() config {
 		logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		bcfg:      map[string]string{},
 		clusterID: "",
-		// Kafka 4.2's levels for a new cluster, but two: kraft.version 0,
-		// because the quorum's voters are static; and
-		// eligible.leader.replicas.version 0, because eligible leader
-		// replicas (KIP-966) are not kept yet: a cluster advertises only
-		// what it serves.
+		// Kafka 4.2's levels for a new cluster, but kraft.version 0,
+		// because the quorum's voters are static: a cluster advertises
+		// only what it serves.
 		features: map[string]int16{
 			metadata.FeatureMetadataVersion:    29, // 4.2-IV1
 			metadata.FeatureKRaftVersion:       0,
 			metadata.FeatureTransactionVersion: 2, // KIP-890 part 2
 			metadata.FeatureGroupVersion:       1, // KIP-848
-			metadata.FeatureELRVersion:         0, // KIP-966: not kept yet
+			metadata.FeatureELRVersion:         1, // KIP-966
 		},
 	}
 }
@@ -456,11 +454,17 @@ func SASLUser(mechanism, user, password string) Option {
 // refuses the consumer group protocol (KIP-848), as Kafka 3.x did, for
 // tests of older clients.
 //
-// The defaults are Kafka 4.2's (metadata.version 29, transaction.version
-// 2, group.version 1) but eligible.leader.replicas.version, 0 (Kafka 4.2:
-// 1): eligible leader replicas (KIP-966) are not kept yet, and level 1,
-// which the feature checks accept, changes nothing (DescribeTopicPartitions
-// answers empty lists). At transaction.version 2 (KIP-890 part 2) Java and
+// The defaults are Kafka 4.2's: metadata.version 29, transaction.version
+// 2, group.version 1, eligible.leader.replicas.version 1. At
+// eligible.leader.replicas.version 1 (KIP-966) the controller keeps each
+// partition's eligible leader replicas: a replica that leaves an ISR
+// below min.insync.replicas joins the ELR, the ISR may become empty, a
+// live ELR member is elected when it is, and a broker that restarts
+// without a clean shutdown (killed or power cut, not stopped) leaves every
+// ELR; DescribeTopicPartitions and PartitionState report them.
+// Feature("eligible.leader.replicas.version", 0) keeps the last ISR
+// member in the ISR whatever happens to it, as Kafka 3.x. At
+// transaction.version 2 (KIP-890 part 2) Java and
 // franz-go producers bump the epoch on every EndTxn and add partitions by
 // Produce v12 and TxnOffsetCommit v5; Feature("transaction.version", 0)
 // makes a cluster whose clients use the KIP-890 part 1 flow

@@ -201,8 +201,16 @@ func (r *partition) isLeader() bool {
 }
 
 // maybeAdvanceHWLocked sets the high watermark to the smallest log-end
-// offset over the ISR, if that is higher than it was.
+// offset over the ISR, if that is higher than it was. As Kafka's (since
+// 3.7, KIP-966's strict min ISR), it does not move while the ISR is
+// smaller than min.insync.replicas (at most the replication factor): a
+// record is committed only once that many replicas have it, so any
+// replica that leaves the ISR below that size holds every committed
+// record, which is what lets the controller elect it from the ELR.
 func (r *partition) maybeAdvanceHWLocked() {
+	if len(r.mu.isr) < min(r.minISRLocked(), len(r.mu.replicas)) {
+		return
+	}
 	hw := r.log.LogEndOffset()
 	for _, id := range r.mu.isr {
 		if id == r.b.id {

@@ -151,6 +151,7 @@ func (c *Cluster) startController(i int, ln, rln net.Listener) (*controllerNode,
 	ctrl, err := metadata.NewController(ctx, n.mlog, clusterID, metadata.ControllerConfig{
 		SessionTimeout:       c.cfg.broker.sessionTimeout,
 		UncleanElection:      c.cfg.broker.uncleanElection,
+		MinInsyncReplicas:    c.cfg.broker.minISR,
 		AutoLeaderRebalance:  c.cfg.broker.autoRebalance,
 		LeaderImbalanceCheck: c.cfg.broker.imbalanceCheck,
 		OnChange:             c.onMetadata,

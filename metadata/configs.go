@@ -66,7 +66,39 @@ func (c *Controller) AlterConfigs(ctx context.Context, resourceType int8, name s
 	if len(recs) == 0 {
 		return nil
 	}
-	return c.proposeLocked(ctx, recs...)
+	return c.proposeLocked(ctx, append(recs, c.clearELRLocked(recs)...)...)
+}
+
+// clearELRLocked returns the changes that clear the eligible leader
+// replicas and last known ELR of the partitions whose min.insync.replicas
+// recs change: a topic's, or with the cluster default every topic's. As
+// Kafka's controller (its ClearElrRecord), the ELR kept by the old min ISR
+// is not trusted under the new one.
+func (c *Controller) clearELRLocked(recs []Record) []Record {
+	var topics []string
+	for _, r := range recs {
+		cc := r.(*ConfigChange)
+		switch {
+		case cc.Key != "min.insync.replicas":
+		case cc.ResourceType == ResourceTopic:
+			topics = append(topics, cc.Name)
+		case cc.ResourceType == ResourceBroker && cc.Name == "":
+			topics = c.mu.state.TopicNames()
+		}
+	}
+	var out []Record
+	for _, name := range topics {
+		t := c.mu.state.Topics[name]
+		if t == nil {
+			continue
+		}
+		for _, p := range t.Partitions {
+			if len(p.ELR) > 0 || len(p.LastKnownELR) > 0 {
+				out = append(out, &PartitionChange{TopicID: p.TopicID, Partition: p.Partition, ELR: []int32{}, LastKnownELR: []int32{}})
+			}
+		}
+	}
+	return out
 }
 
 func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

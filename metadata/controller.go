@@ -64,6 +64,7 @@ type beat struct {
 type ControllerConfig struct {
 	SessionTimeout       time.Duration // broker.session.timeout.ms
 	UncleanElection      bool          // unclean.leader.election.enable (cluster default)
+	MinInsyncReplicas    int           // min.insync.replicas (cluster default; 0 is 1), for the ELR
 	AutoLeaderRebalance  bool          // auto.leader.rebalance.enable
 	LeaderImbalanceCheck time.Duration // leader.imbalance.check.interval.seconds
 	Now                  func() time.Time
@@ -211,8 +212,10 @@ func (c *Controller) proposeLocked(ctx context.Context, recs ...Record) error {
 }
 
 // RegisterBroker registers (or re-registers) a broker and returns its new
-// epoch. A new registration starts unfenced in the single-node log.
-func (c *Controller) RegisterBroker(ctx context.Context, r RegisterBroker) (int64, error) {
+// epoch. previousEpoch is the broker epoch the broker's clean shutdown file
+// named (BrokerRegistration's PreviousBrokerEpoch, KIP-966), -1 if it
+// found none. A new registration starts fenced.
+func (c *Controller) RegisterBroker(ctx context.Context, r RegisterBroker, previousEpoch int64) (int64, error) {
 	if err := c.lockActive(ctx); err != nil {
 		return 0, err
 	}
@@ -220,12 +223,15 @@ func (c *Controller) RegisterBroker(ctx context.Context, r RegisterBroker) (int6
 	recs := []Record{&r}
 	if old := c.mu.state.Brokers[r.ID]; old != nil {
 		r.Epoch = old.Epoch + 1
-		// A broker registering again restarted: whatever its last
-		// stop, its log may have lost what it had not synced (a power
-		// cut), so it leaves every ISR and must catch up to rejoin, as
-		// Kafka's controller does on a re-registration
-		// (handleBrokerShutdown).
-		recs = append(recs, c.removeBrokerLocked(r.ID)...)
+		// A broker registering again restarted, so it leaves every ISR
+		// and must catch up to rejoin, as Kafka's controller does on a
+		// re-registration. Without a clean shutdown of its previous
+		// registration (its previous epoch is not the one it names),
+		// its log may have lost what it had not synced (a power cut):
+		// it leaves every ELR too (Kafka's handleBrokerUncleanShutdown),
+		// so it is never elected with what it lost.
+		unclean := previousEpoch != old.Epoch
+		recs = append(recs, c.removeBrokerLocked(r.ID, unclean)...)
 	}
 	// A (re)registered broker starts fenced; its first heartbeat, sent
 	// once it has caught up with the metadata log, unfences it.

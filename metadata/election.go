@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -175,59 +176,57 @@ func (c *Controller) FenceBrokerAt(ctx context.Context, id int32, epoch int64) e
 
 func (c *Controller) fenceLocked(ctx context.Context, id int32) error {
 	recs := []Record{&FenceBroker{ID: id, Fenced: true}}
-	return c.proposeLocked(ctx, append(recs, c.removeBrokerLocked(id)...)...)
+	return c.proposeLocked(ctx, append(recs, c.removeBrokerLocked(id, false)...)...)
 }
 
 // removeBrokerLocked returns the changes that take broker id out of every
-// ISR (never leaving one empty) and move its leaderships to other live ISR
-// members.
-func (c *Controller) removeBrokerLocked(id int32) []Record {
+// ISR and move its leaderships to other replicas (Kafka's
+// handleBrokerFenced). Without eligible leader replicas the last ISR
+// member stays, so that it (and only it) can lead again cleanly; with
+// them the ISR may become empty, and the members that leave an ISR below
+// min.insync.replicas join the ELR (partition_change.go). unclean is a
+// broker that restarted without a clean shutdown (Kafka's
+// handleBrokerUncleanShutdown): it leaves every ELR too, and may not lead
+// until it is back in an ISR.
+func (c *Controller) removeBrokerLocked(id int32, unclean bool) []Record {
 	var recs []Record
 	st := c.mu.state
+	acceptable := func(r int32) bool { return r != id && c.liveLocked(r) }
 	for _, name := range st.TopicNames() {
 		t := st.Topics[name]
 		for _, p := range t.Partitions {
-			if !slices.Contains(p.ISR, id) && p.Leader != id {
+			if !slices.Contains(p.ISR, id) && p.Leader != id && !(unclean && slices.Contains(p.ELR, id)) {
 				continue
 			}
-			isr := slices.DeleteFunc(slices.Clone(p.ISR), func(r int32) bool { return r == id })
-			ch := &PartitionChange{TopicID: p.TopicID, Partition: p.Partition}
-			if len(isr) == 0 {
-				// The ISR is never left empty: the last member stays,
-				// so that it (and only it) can lead again cleanly.
-				isr = []int32{id}
+			b := c.changeLocked(t, p, acceptable)
+			if unclean {
+				b.uncleanShutdown = id
 			}
-			ch.ISR = isr
-			if p.Leader == id {
-				leader := c.chooseLeaderLocked(t, p, isr, id)
-				ch.Leader = &leader
+			b.isr = without(p.ISR, []int32{id})
+			if ch := b.build(); ch != nil {
+				recs = append(recs, ch)
 			}
-			recs = append(recs, ch)
 		}
 	}
 	return recs
 }
 
-// chooseLeaderLocked picks the first live ISR member in replica order, or,
-// with unclean election enabled, any live replica; -1 when there is none.
-func (c *Controller) chooseLeaderLocked(t *Topic, p *Partition, isr []int32, exclude int32) int32 {
-	live := func(r int32) bool {
-		b := c.mu.state.Brokers[r]
-		return r != exclude && b != nil && !b.Fenced
+// minISRLocked is the min.insync.replicas the controller keeps the ELR
+// by: the topic's, else the cluster-wide dynamic default, else the
+// static one, at most the replication factor (Kafka's
+// getTopicEffectiveMinIsr).
+func (c *Controller) minISRLocked(t *Topic, p *Partition) int {
+	n := max(c.cfg.MinInsyncReplicas, 1)
+	v, ok := t.Configs["min.insync.replicas"]
+	if !ok {
+		v, ok = c.mu.state.BrokerConfigs[""]["min.insync.replicas"]
 	}
-	for _, r := range p.Replicas {
-		if slices.Contains(isr, r) && live(r) {
-			return r
+	if ok {
+		if m, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && m >= 1 {
+			n = m
 		}
 	}
-	if c.uncleanLocked(t) {
-		for _, r := range p.Replicas {
-			if live(r) {
-				return r
-			}
-		}
-	}
-	return -1
+	return min(n, max(len(p.Replicas), 1))
 }
 
 func (c *Controller) uncleanLocked(t *Topic) bool {
@@ -244,23 +243,22 @@ func (c *Controller) uncleanLocked(t *Topic) bool {
 }
 
 // electOnUnfenceLocked gives leaderless partitions a leader now that id is
-// back: id if it is in the ISR (clean), or, with unclean election, if it is
-// a replica (its ISR then restarts as just id).
+// back (Kafka's handleBrokerUnfenced): a live ISR member, or with the ISR
+// empty a live ELR member (clean); with the ISR and ELR empty the last
+// known leader; with unclean election any live replica (its ISR then
+// restarts as just it).
 func (c *Controller) electOnUnfenceLocked(id int32) []Record {
 	var recs []Record
 	st := c.mu.state
+	acceptable := func(r int32) bool { return r == id || c.liveLocked(r) }
 	for _, name := range st.TopicNames() {
 		t := st.Topics[name]
 		for _, p := range t.Partitions {
-			if p.Leader >= 0 || !slices.Contains(p.Replicas, id) {
+			if p.Leader >= 0 {
 				continue
 			}
-			leader := id
-			switch {
-			case slices.Contains(p.ISR, id):
-				recs = append(recs, &PartitionChange{TopicID: p.TopicID, Partition: p.Partition, Leader: &leader})
-			case c.uncleanLocked(t):
-				recs = append(recs, &PartitionChange{TopicID: p.TopicID, Partition: p.Partition, Leader: &leader, ISR: []int32{id}})
+			if ch := c.changeLocked(t, p, acceptable).build(); ch != nil {
+				recs = append(recs, ch)
 			}
 		}
 	}
@@ -277,13 +275,18 @@ func (c *Controller) rebalanceLeaders(ctx context.Context) {
 	var recs []Record
 	st := c.mu.state
 	for _, name := range st.TopicNames() {
-		for _, p := range st.Topics[name].Partitions {
+		t := st.Topics[name]
+		for _, p := range t.Partitions {
 			pref := p.Replicas[0]
 			b := st.Brokers[pref]
 			if p.Leader == pref || b == nil || b.Fenced || !slices.Contains(p.ISR, pref) {
 				continue
 			}
-			recs = append(recs, &PartitionChange{TopicID: p.TopicID, Partition: p.Partition, Leader: &pref})
+			ch := c.changeLocked(t, p, nil)
+			ch.election = electPreferred
+			if rec := ch.build(); rec != nil {
+				recs = append(recs, rec)
+			}
 		}
 	}
 	if len(recs) > 0 {
@@ -327,8 +330,11 @@ func (c *Controller) AlterPartition(ctx context.Context, id TopicID, part, leade
 			return kerr.IneligibleReplica
 		}
 	}
-	if done := c.completeReassignmentLocked(p, isr); done != nil {
-		return c.proposeLocked(ctx, done)
+	b := c.changeLocked(c.mu.state.TopicsByID[id], p, nil)
+	b.isr = slices.Clone(isr)
+	ch := b.build()
+	if ch == nil {
+		return nil
 	}
-	return c.proposeLocked(ctx, &PartitionChange{TopicID: id, Partition: part, ISR: slices.Clone(isr)})
+	return c.proposeLocked(ctx, ch)
 }

@@ -26,7 +26,7 @@ func newClockedController(t *testing.T, brokers int, unclean bool) (*Controller,
 	}
 	var epochs []int64
 	for i := 1; i <= brokers; i++ {
-		e, err := c.RegisterBroker(context.Background(), RegisterBroker{ID: int32(i)})
+		e, err := c.RegisterBroker(context.Background(), RegisterBroker{ID: int32(i)}, -1)
 		if err != nil {
 			t.Fatal(err)
 		}

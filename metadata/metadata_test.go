@@ -22,7 +22,7 @@ func newTestController(t *testing.T, brokers int) (*Controller, *MemLog) {
 		t.Fatal(err)
 	}
 	for i := 1; i <= brokers; i++ {
-		epoch, err := c.RegisterBroker(context.Background(), RegisterBroker{ID: int32(i), Host: "h", Port: int32(9000 + i)})
+		epoch, err := c.RegisterBroker(context.Background(), RegisterBroker{ID: int32(i), Host: "h", Port: int32(9000 + i)}, -1)
 		if err != nil {
 			t.Fatal(err)
 		}

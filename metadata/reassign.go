@@ -154,7 +154,7 @@ func (c *Controller) Reassign(ctx context.Context, topic string, part int32, tar
 		if len(p.AddingReplicas) == 0 && len(p.RemovingReplicas) == 0 {
 			return kerr.NoReassignmentInProgress
 		}
-		return c.proposeLocked(ctx, c.finishLocked(p, orig, p.ISR))
+		return c.proposeChangeLocked(ctx, c.finishLocked(p, orig))
 	}
 	if len(target) == 0 {
 		return kerr.InvalidReplicaAssignment
@@ -175,55 +175,41 @@ func (c *Controller) Reassign(ctx context.Context, topic string, part int32, tar
 		if len(intersect(p.ISR, target)) == 0 {
 			return kerr.InvalidReplicaAssignment
 		}
-		return c.proposeLocked(ctx, c.finishLocked(p, target, p.ISR))
+		return c.proposeChangeLocked(ctx, c.finishLocked(p, target))
 	}
-	full := append(slices.Clone(target), removing...)
-	return c.proposeLocked(ctx, &PartitionChange{TopicID: p.TopicID, Partition: p.Partition,
-		Replicas: full, ISR: intersect(p.ISR, full), AddingReplicas: adding, RemovingReplicas: removing})
+	b := c.changeLocked(t, p, nil)
+	b.replicas = append(slices.Clone(target), removing...)
+	b.adding, b.removing = adding, removing
+	return c.proposeChangeLocked(ctx, b.build())
+}
+
+// proposeChangeLocked proposes ch unless it is nil (nothing changes).
+func (c *Controller) proposeChangeLocked(ctx context.Context, ch *PartitionChange) error {
+	if ch == nil {
+		return nil
+	}
+	return c.proposeLocked(ctx, ch)
 }
 
 // finishLocked is the change that makes replicas the partition's
-// assignment with isr cut to them, clears the reassignment state, and
-// moves leadership if the leader is not among them.
-func (c *Controller) finishLocked(p *Partition, replicas, isr []int32) *PartitionChange {
-	ch := &PartitionChange{TopicID: p.TopicID, Partition: p.Partition, Replicas: slices.Clone(replicas),
-		AddingReplicas: []int32{}, RemovingReplicas: []int32{}}
-	newISR := intersect(isr, replicas)
-	if len(newISR) == 0 {
-		newISR = slices.Clone(isr)
+// assignment with the ISR cut to them (or kept whole if none of it
+// stays), clears the reassignment state, and moves leadership if the
+// leader is not among them; nil if nothing changes.
+func (c *Controller) finishLocked(p *Partition, replicas []int32) *PartitionChange {
+	b := c.changeLocked(c.mu.state.TopicsByID[p.TopicID], p, nil)
+	b.replicas = slices.Clone(replicas)
+	if isr := intersect(p.ISR, replicas); len(isr) > 0 {
+		b.isr = isr
 	}
-	ch.ISR = newISR
-	if !slices.Contains(replicas, p.Leader) {
-		leader := int32(-1)
-		for _, r := range replicas {
-			if b := c.mu.state.Brokers[r]; b != nil && !b.Fenced && slices.Contains(newISR, r) {
-				leader = r
-				break
-			}
-		}
-		ch.Leader = &leader
-	}
-	return ch
-}
-
-// completeReassignmentLocked returns the change that completes p's
-// reassignment if every adding replica is in isr, or nil.
-func (c *Controller) completeReassignmentLocked(p *Partition, isr []int32) *PartitionChange {
-	if len(p.AddingReplicas) == 0 {
-		return nil
-	}
-	for _, r := range p.AddingReplicas {
-		if !slices.Contains(isr, r) {
-			return nil
-		}
-	}
-	return c.finishLocked(p, without(p.Replicas, p.RemovingReplicas), isr)
+	b.adding, b.removing = []int32{}, []int32{}
+	return b.build()
 }
 
 // ElectLeader elects a leader for one partition (KIP-460): preferred moves
-// leadership to the first replica when it is live and in the ISR; unclean
-// gives a leaderless partition a leader, from the ISR if it can, else any
-// live replica (which then is the whole ISR).
+// leadership to the first replica when it is live and in the ISR (or, with
+// the ISR empty, the ELR); unclean gives a leaderless partition a leader,
+// from the ISR or ELR if it can, else any live replica (which then is the
+// whole ISR).
 func (c *Controller) ElectLeader(ctx context.Context, topic string, part int32, unclean bool) error {
 	if err := c.lockActive(ctx); err != nil {
 		return err
@@ -234,29 +220,25 @@ func (c *Controller) ElectLeader(ctx context.Context, topic string, part int32, 
 		return kerr.UnknownTopicOrPartition
 	}
 	p := t.Partitions[part]
-	live := func(r int32) bool { b := c.mu.state.Brokers[r]; return b != nil && !b.Fenced }
+	b := c.changeLocked(t, p, nil)
 	if !unclean {
-		pref := p.Replicas[0]
-		if p.Leader == pref {
+		if p.Leader == p.Replicas[0] {
 			return kerr.ElectionNotNeeded
 		}
-		if !live(pref) || !slices.Contains(p.ISR, pref) {
+		b.election = electPreferred
+		ch := b.build()
+		if ch == nil || ch.Leader == nil || *ch.Leader != p.Replicas[0] {
 			return kerr.PreferredLeaderNotAvailable
 		}
-		return c.proposeLocked(ctx, &PartitionChange{TopicID: p.TopicID, Partition: p.Partition, Leader: &pref})
+		return c.proposeLocked(ctx, ch)
 	}
-	if p.Leader >= 0 && live(p.Leader) {
+	if p.Leader >= 0 && c.liveLocked(p.Leader) {
 		return kerr.ElectionNotNeeded
 	}
-	for _, r := range p.Replicas {
-		if live(r) && slices.Contains(p.ISR, r) {
-			return c.proposeLocked(ctx, &PartitionChange{TopicID: p.TopicID, Partition: p.Partition, Leader: &r})
-		}
+	b.election = electUnclean
+	ch := b.build()
+	if ch == nil || ch.Leader == nil || *ch.Leader < 0 {
+		return kerr.EligibleLeadersNotAvailable
 	}
-	for _, r := range p.Replicas {
-		if live(r) {
-			return c.proposeLocked(ctx, &PartitionChange{TopicID: p.TopicID, Partition: p.Partition, Leader: &r, ISR: []int32{r}})
-		}
-	}
-	return kerr.EligibleLeadersNotAvailable
+	return c.proposeLocked(ctx, ch)
 }

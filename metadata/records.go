@@ -71,6 +71,11 @@ type PartitionRecord struct {
 	ISR         []int32
 	Leader      int32
 	LeaderEpoch int32
+	// ELR and LastKnownELR are Kafka's EligibleLeaderReplicas and
+	// LastKnownElr (KIP-966), tagged fields of its PartitionRecord: empty
+	// for a new partition.
+	ELR          []int32 `json:",omitempty"`
+	LastKnownELR []int32 `json:",omitempty"`
 }
 
 // PartitionChange changes a partition's leader and/or ISR. A nil field is
@@ -86,6 +91,13 @@ type PartitionChange struct {
 	// (KIP-455); nil leaves them, an empty non-nil slice clears them.
 	AddingReplicas   []int32
 	RemovingReplicas []int32
+	// ELR and LastKnownELR replace the partition's eligible leader
+	// replicas and last known ELR (KIP-966; Kafka's PartitionChangeRecord
+	// EligibleLeaderReplicas and LastKnownElr, tagged fields): nil leaves
+	// them, an empty non-nil slice clears them. A record written before
+	// they existed decodes with both nil.
+	ELR          []int32
+	LastKnownELR []int32
 }
 
 // RemoveTopic deletes a topic and all its partitions.

@@ -40,6 +40,14 @@ type Partition struct {
 	// completes. Empty when none is in progress.
 	AddingReplicas   []int32
 	RemovingReplicas []int32
+	// ELR is the eligible leader replicas (KIP-966): replicas that left
+	// the ISR while it was below min.insync.replicas, so hold every
+	// record below the high watermark, and may lead cleanly once the ISR
+	// is empty. LastKnownELR is the partition's last leader when it went
+	// leaderless, kept for Kafka's balanced recovery. Both are empty
+	// while eligible.leader.replicas.version is 0.
+	ELR          []int32
+	LastKnownELR []int32
 }
 
 // State is the state machine the metadata log is applied to. It is not safe
@@ -116,6 +124,7 @@ func (s *State) Apply(offset int64, r Record) error {
 			TopicID: r.TopicID, Topic: t.Name, Partition: r.Partition,
 			Replicas: slices.Clone(r.Replicas), ISR: slices.Clone(r.ISR),
 			Leader: r.Leader, LeaderEpoch: r.LeaderEpoch,
+			ELR: slices.Clone(r.ELR), LastKnownELR: slices.Clone(r.LastKnownELR),
 		})
 	case *PartitionChange:
 		p := s.Partition(r.TopicID, r.Partition)
@@ -137,6 +146,12 @@ func (s *State) Apply(offset int64, r Record) error {
 		}
 		if r.RemovingReplicas != nil {
 			p.RemovingReplicas = slices.Clone(r.RemovingReplicas)
+		}
+		if r.ELR != nil {
+			p.ELR = slices.Clone(r.ELR)
+		}
+		if r.LastKnownELR != nil {
+			p.LastKnownELR = slices.Clone(r.LastKnownELR)
 		}
 		p.PartitionEpoch++
 	case *RemoveTopic:
