@@ -47,10 +47,14 @@ type Network struct {
 		listeners map[int32]map[*listener]struct{}
 		conns     map[*conn]struct{}
 		cuts      map[link]int // count of active cuts per link
-		// dialedFrom maps the local address of each connection dialed
+		// dialedFrom maps the address pair of each connection dialed
 		// through the network to the dialing node, so the accepting side
-		// knows its peer.
-		dialedFrom map[string]int32
+		// knows its peer. The pair, not the local address alone: the
+		// kernel gives one ephemeral port to connections to different
+		// destinations, so a client's connection to one listener can
+		// come from the port a node's connection to another listener
+		// uses at the same time.
+		dialedFrom map[addrPair]int32
 		// dialing counts the TCP dials in flight to each node: the
 		// listener may accept a connection before its dialer has
 		// recorded it in dialedFrom, so Accept waits for them
@@ -79,7 +83,7 @@ func New() *Network {
 	n.mu.listeners = make(map[int32]map[*listener]struct{})
 	n.mu.conns = make(map[*conn]struct{})
 	n.mu.cuts = make(map[link]int)
-	n.mu.dialedFrom = make(map[string]int32)
+	n.mu.dialedFrom = make(map[addrPair]int32)
 	n.mu.dialing = make(map[int32]int)
 	n.mu.dialsDone = make(chan struct{})
 	n.mu.delays = make(map[link]time.Duration)
@@ -165,6 +169,15 @@ func (n *Network) Dial(ctx context.Context, from, to int32, addr string) (net.Co
 	return c, nil
 }
 
+// addrPair names a TCP connection by its two ends: the dialer's address
+// and the listener's.
+type addrPair struct{ dialer, listener string }
+
+// dialedPair is the address pair of a connection c dialed.
+func dialedPair(c *conn) addrPair {
+	return addrPair{dialer: c.LocalAddr().String(), listener: c.RemoteAddr().String()}
+}
+
 func (n *Network) track(c *conn) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -172,7 +185,7 @@ func (n *Network) track(c *conn) bool {
 		return false
 	}
 	n.mu.conns[c] = struct{}{}
-	n.mu.dialedFrom[c.LocalAddr().String()] = c.from
+	n.mu.dialedFrom[dialedPair(c)] = c.from
 	c.numberLocked()
 	return true
 }
@@ -180,8 +193,8 @@ func (n *Network) track(c *conn) bool {
 func (n *Network) untrack(c *conn) {
 	n.mu.Lock()
 	delete(n.mu.conns, c)
-	if from, ok := n.mu.dialedFrom[c.LocalAddr().String()]; ok && from == c.from {
-		delete(n.mu.dialedFrom, c.LocalAddr().String())
+	if from, ok := n.mu.dialedFrom[dialedPair(c)]; ok && from == c.from && !c.accepted {
+		delete(n.mu.dialedFrom, dialedPair(c))
 	}
 	n.mu.Unlock()
 }
@@ -285,7 +298,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		n := l.n
 		n.mu.Lock()
-		from, ok := l.peerLocked(inner.RemoteAddr().String())
+		from, ok := l.peerLocked(addrPair{dialer: inner.RemoteAddr().String(), listener: inner.LocalAddr().String()})
 		if !ok {
 			from = Client
 		}
@@ -308,7 +321,7 @@ func (l *listener) Accept() (net.Conn, error) {
 // recorded the connection, so while dials to this node are in flight it
 // waits for them (a bounded wait: a dial ends when its handshake does),
 // releasing n.mu meanwhile.
-func (l *listener) peerLocked(remote string) (int32, bool) {
+func (l *listener) peerLocked(remote addrPair) (int32, bool) {
 	n := l.n
 	var deadline *time.Timer // only when there is something to wait for
 	for {

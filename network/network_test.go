@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -135,4 +136,72 @@ func TestAcceptKnowsTheDialingNode(t *testing.T) {
 		c.Close()
 	}
 	ln.Close()
+}
+
+// The kernel may give a client's connection to one listener the local
+// port of a node's connection to another: ports are unique per
+// destination, not per host. The client must still be a client (taken for
+// the node, it would be authorized as the node). The test makes the
+// collision on purpose by binding the client to the node's port.
+func TestAcceptTellsAClientFromANodeOnTheSamePort(t *testing.T) {
+	n := New()
+	defer n.Close()
+	lnA, err := n.Listen(1, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lnA.Close()
+	lnB, err := n.Listen(3, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lnB.Close()
+	accept := func(ln net.Listener) chan int32 {
+		ch := make(chan int32, 1)
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				close(ch)
+				return
+			}
+			ch <- c.(*conn).from
+			c.Close()
+		}()
+		return ch
+	}
+	reuse := func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = errors.Join(syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1),
+				syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, 0xf /* SO_REUSEPORT */, 1))
+		}); err != nil {
+			return err
+		}
+		return serr
+	}
+	// The node's connection, bound (to a port the kernel picks) with
+	// SO_REUSEADDR and SO_REUSEPORT so that the client can share it.
+	nodeConn, err := (&net.Dialer{Control: reuse, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}}).Dial("tcp", lnA.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nodeConn.Close()
+	// Record it as the network records a dial of node 2's.
+	c := newConn(nodeConn, n, 2, 1)
+	if !n.track(c) {
+		t.Fatal("not tracked")
+	}
+	defer c.Close()
+	if from := <-accept(lnA); from != 2 {
+		t.Fatalf("node 2's connection accepted as from %d", from)
+	}
+	fromB := accept(lnB)
+	client, err := (&net.Dialer{Control: reuse, LocalAddr: nodeConn.LocalAddr()}).Dial("tcp", lnB.Addr().String())
+	if err != nil {
+		t.Fatalf("a client on node 2's port %v: %v", nodeConn.LocalAddr(), err)
+	}
+	defer client.Close()
+	if from := <-fromB; from != Client {
+		t.Fatalf("a client's connection from node 2's port %v was taken for node %d's", client.LocalAddr(), from)
+	}
 }
