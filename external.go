@@ -107,7 +107,7 @@ func startExternal(t TB, addrs []string, opts []Option) *Cluster {
 	if s, ok := t.(interface{ Skipf(string, ...any) }); ok {
 		c.ext.skip = s.Skipf
 	}
-	t.Logf("kcluster: %s is set: the test runs against the external cluster %s (%d options for an embedded cluster ignored)",
+	t.Logf("kcluster: %s is set: the test runs against the external cluster %s (options for an embedded cluster ignored: %d)",
 		BootstrapEnv, strings.Join(addrs, ","), len(opts))
 	t.Cleanup(c.Close)
 	return c
