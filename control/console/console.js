@@ -44,15 +44,35 @@ function showError(msg) {
 }
 
 // stale marks what to fetch again; schedule fetches it after a short
-// pause, so that a burst of events costs one round of requests.
+// pause, so that a burst of events costs one round of requests. Rounds
+// never overlap, so an older answer cannot overwrite a newer one.
 const stale = { cluster: false, brokers: false, controllers: false, faults: false, topicList: false, topics: new Set(), offsets: false };
 let timer = null;
+let running = false;
+let again = false;
 function schedule() {
   if (timer === null) timer = setTimeout(refresh, 100);
 }
 
 async function refresh() {
   timer = null;
+  if (running) {
+    again = true;
+    return;
+  }
+  running = true;
+  try {
+    await refreshStale();
+  } finally {
+    running = false;
+    if (again) {
+      again = false;
+      schedule();
+    }
+  }
+}
+
+async function refreshStale() {
   const s = { ...stale, topics: new Set(stale.topics) };
   Object.assign(stale, { cluster: false, brokers: false, controllers: false, faults: false, topicList: false, offsets: false });
   stale.topics.clear();
@@ -155,6 +175,7 @@ function start() {
   const timeline = new Timeline(document.getElementById('timeline'), document.getElementById('event-list'));
   document.getElementById('heal-all').addEventListener('click', (e) => act(e.currentTarget, levers.healAll));
   document.getElementById('show-internal').addEventListener('change', render);
+  window.addEventListener('resize', () => timeline.draw());
   Object.assign(stale, { cluster: true, faults: true, topicList: true, offsets: true });
   schedule();
   connect(timeline);
