@@ -31,7 +31,8 @@ const BootstrapEnv = "KCLUSTER_BOOTSTRAP"
 // embedded cluster (KillBroker, FailDisk, Transaction, CleanLogs, ...)
 // when it is called on a Cluster made by Connect. On a Cluster made by
 // Start with BootstrapEnv set, such a call skips the test instead (when
-// Start's TB has Skipf, as *testing.T does). Levers and gauges that return
+// Start's TB has Skipf, as *testing.T does: the skip is that test's, so
+// call levers from its goroutine). Levers and gauges that return
 // no error (Cut, Heal, Events, ...) panic with an error wrapping
 // ErrExternal in the cases where this one would be returned.
 var ErrExternal = errors.New("kcluster: this needs kcluster's embedded cluster, not an external one")
