@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -58,6 +59,10 @@ type Cluster struct {
 		sync.Mutex
 		ch chan struct{}
 	}
+	// ext is set on a handle on an external cluster (external.go): then
+	// the gauges go through the Kafka protocol and nothing else is set.
+	ext *external
+
 	icpt  intercepts // request hooks (Intercept)
 	disks disks      // every broker's storage device (faults_storage.go)
 	evlog eventLog   // Events
@@ -274,6 +279,9 @@ func (c *Cluster) brokerByID(id int32) (*broker, error) {
 // id order: the bootstrap servers for a client. A stopped broker keeps its
 // address.
 func (c *Cluster) Addrs() []string {
+	if c.ext != nil {
+		return slices.Clone(c.ext.addrs)
+	}
 	out := make([]string, len(c.ports))
 	for i, p := range c.ports {
 		out[i] = net.JoinHostPort(c.cfg.advertised, strconv.Itoa(p))
@@ -285,6 +293,7 @@ func (c *Cluster) Addrs() []string {
 // name (DefaultListener or one given by Listener), in broker id order, as
 // Addrs does for the default one; nil for a name no listener has.
 func (c *Cluster) ListenerAddrs(name string) []string {
+	c.mustEmbed("ListenerAddrs")
 	if name == DefaultListener {
 		return c.Addrs()
 	}
@@ -349,7 +358,12 @@ func (c *Cluster) isClosed() bool {
 }
 
 // ClusterID returns the cluster id.
-func (c *Cluster) ClusterID() string { return c.cfg.clusterID }
+func (c *Cluster) ClusterID() string {
+	if c.ext != nil {
+		return c.ext.clusterID
+	}
+	return c.cfg.clusterID
+}
 
 // notifyEvent wakes WaitFor callers.
 func (c *Cluster) notifyEvent() {
@@ -374,6 +388,10 @@ func (c *Cluster) eventCh() <-chan struct{} {
 // to call more than once and from t.Cleanup. If shutdown takes more than 5
 // seconds it logs what it is still waiting on.
 func (c *Cluster) Close() {
+	if c.ext != nil {
+		c.close.Do(func() { c.ext.close(c) })
+		return
+	}
 	c.close.Do(func() {
 		c.mu.Lock()
 		c.mu.closed = true

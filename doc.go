@@ -50,6 +50,10 @@
 //     BrokerConfig("authorizer.class.name", StandardAuthorizer) and
 //     BrokerConfig("super.users", "User:admin"). Brokers keep replicating
 //     over the default PLAINTEXT listener as InternalPrincipal.
+//  9. To run the same tests against a real Kafka cluster, set
+//     KCLUSTER_BOOTSTRAP (BootstrapEnv) to its bootstrap servers: Start
+//     then returns a handle on it whose gauges go through the Kafka
+//     protocol, and the levers skip the test (ErrExternal outside Start).
 //
 // The command cmd/kcluster runs the same cluster as a process for clients in
 // other languages.
@@ -94,9 +98,12 @@
 //   - The meters of BrokerTopicStats, RequestMetrics and ReplicaManager's
 //     ISR changes: metrics.go (BrokerMetrics); package control serves them
 //     as Prometheus metrics under the JMX exporter's names, with the
-//     levers and gauges over HTTP (cmd/kcluster -http).
+//     levers and gauges over HTTP and a live web console
+//     (cmd/kcluster -http).
 //   - What Kafka has no part for: the levers (faults*.go, intercept.go), the
 //     gauges (inspect*.go, group_inspect.go, txn_inspect.go, events.go),
+//     the handle on an external cluster (external*.go, the one switch
+//     between embedded and external),
 //     the invariant checks (invariants.go) and the in-memory network
 //     (memnet.go, package network).
 package kcluster

@@ -109,6 +109,7 @@ func (c *Cluster) record(e Event) {
 // leader, ISR and ELR changes, topic creation and deletion. A test or an
 // experiment prints them as a timeline.
 func (c *Cluster) Events() []Event {
+	c.mustEmbed("Events")
 	c.evlog.mu.Lock()
 	defer c.evlog.mu.Unlock()
 	return slices.Clone(c.evlog.events)

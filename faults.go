@@ -19,6 +19,9 @@ import (
 // stays, as the OS page cache would keep it after a process crash; see
 // PowerCut for a crash that loses what was not synced.
 func (c *Cluster) KillBroker(id int32) error {
+	if err := c.embedded("KillBroker"); err != nil {
+		return err
+	}
 	b, err := c.takeBroker(id)
 	if err != nil {
 		return err
@@ -56,6 +59,9 @@ func (c *Cluster) stopCombinedController(id int32) {
 // the broker checkpoints its high watermarks, syncs its logs and stops.
 // StopBroker returns once the broker is down.
 func (c *Cluster) StopBroker(id int32) error {
+	if err := c.embedded("StopBroker"); err != nil {
+		return err
+	}
 	b, err := c.brokerByID(id)
 	if err != nil {
 		return err
@@ -110,6 +116,9 @@ func (c *Cluster) takeBroker(id int32) (*broker, error) {
 // truncate any diverged suffix (by leader epoch) and catch up, and leaders
 // add them back to the ISR.
 func (c *Cluster) RestartBroker(id int32) error {
+	if err := c.embedded("RestartBroker"); err != nil {
+		return err
+	}
 	c.waitHalted(id)
 	b, err := c.brokerByID(id)
 	if err != nil {
@@ -155,12 +164,14 @@ const Client int32 = network.Client
 // cut from its leader stops fetching and leaves the ISR after
 // replica.lag.time.max.ms.
 func (c *Cluster) Cut(a, b int32) (heal func()) {
+	c.mustEmbed("Cut")
 	h := c.net.Cut(a, b)
 	return c.trackHeal(h)
 }
 
 // Isolate cuts node id from every other node and from every client.
 func (c *Cluster) Isolate(id int32) (heal func()) {
+	c.mustEmbed("Isolate")
 	var heals []func()
 	for _, other := range c.nodeIDs() {
 		if other != id {
@@ -179,6 +190,7 @@ func (c *Cluster) Isolate(id int32) (heal func()) {
 // groups is cut (majority/minority splits in one call). Nodes in no group
 // (the controller, unless listed) keep every link; clients keep theirs.
 func (c *Cluster) Partition(groups ...[]int32) (heal func()) {
+	c.mustEmbed("Partition")
 	var heals []func()
 	for i, g := range groups {
 		for _, h := range groups[i+1:] {
@@ -198,6 +210,7 @@ func (c *Cluster) Partition(groups ...[]int32) (heal func()) {
 
 // Heal undoes every cut made with Cut, Isolate and Partition.
 func (c *Cluster) Heal() {
+	c.mustEmbed("Heal")
 	c.heals.Lock()
 	hs := c.heals.m
 	c.heals.m = nil
@@ -241,6 +254,7 @@ func (c *Cluster) nodeIDs() []int32 {
 // about 2d longer. Zero or less removes it. The returned undo removes it;
 // Heal removes it too. Drop adds loss.
 func (c *Cluster) SlowLink(a, b int32, d time.Duration) (undo func()) {
+	c.mustEmbed("SlowLink")
 	c.net.SetDelay(a, b, d)
 	return c.trackHeal(func() { c.net.SetDelay(a, b, 0) })
 }

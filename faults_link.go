@@ -16,6 +16,7 @@ package kcluster
 // undo removes it, as does Heal; a later Drop of the same link replaces
 // it.
 func (c *Cluster) Drop(a, b int32, p float64) (undo func()) {
+	c.mustEmbed("Drop")
 	c.cfg.logger.Info("dropping writes on a link", "a", a, "b", b, "probability", p, "seed", c.cfg.seed)
 	c.net.SetLoss(a, b, p, c.cfg.seed)
 	return c.trackHeal(func() { c.net.SetLoss(a, b, 0, 0) })

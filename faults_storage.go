@@ -203,6 +203,9 @@ func (c *Cluster) waitHalted(id int32) {
 // and returns ErrUnknownBroker for an id that is not 1..n and ErrClosed
 // after Close.
 func (c *Cluster) FailDisk(id int32) (repair func(), err error) {
+	if err := c.embedded("FailDisk"); err != nil {
+		return nil, err
+	}
 	d, err := c.diskOf(id)
 	if err != nil {
 		return nil, err
@@ -244,6 +247,9 @@ func (c *Cluster) diskOf(id int32) (*disk, error) {
 // (storage on disk or given with FS) without touching any broker, and
 // ErrClosed after Close.
 func (c *Cluster) PowerCut(ids ...int32) error {
+	if err := c.embedded("PowerCut"); err != nil {
+		return err
+	}
 	c.mu.Lock()
 	var bs []*broker
 	for _, id := range ids {

@@ -56,6 +56,9 @@ var ErrUnknownGroup = errors.New("kcluster: unknown group")
 
 // Group returns the state of a consumer group, from its coordinator.
 func (c *Cluster) Group(name string) (GroupState, error) {
+	if c.ext != nil {
+		return c.ext.group(c, name)
+	}
 	st := GroupState{Group: name, Coordinator: -1}
 	var leader int32 = -1
 	c.viewState(func(s *metadata.State) {
@@ -166,6 +169,9 @@ func GroupCommitted(group, topic string, partition int32, offset int64) Conditio
 // Groups returns the names of the groups the running coordinators hold,
 // sorted.
 func (c *Cluster) Groups() []string {
+	if c.ext != nil {
+		return c.ext.groups(c)
+	}
 	return c.coordinatorKeys(func(b *broker) []string {
 		names, _ := gather(b.groups.rt, func(gs *groupShard) []string { return slices.Collect(maps.Keys(gs.groups)) })
 		return names

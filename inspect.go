@@ -59,6 +59,9 @@ var ErrUnknownPartition = errors.New("kcluster: unknown topic or partition")
 
 // PartitionState returns the state of topic/partition.
 func (c *Cluster) PartitionState(topic string, partition int32) (PartitionState, error) {
+	if c.ext != nil {
+		return c.ext.partitionState(c, topic, partition)
+	}
 	st := PartitionState{Topic: topic, Partition: partition, Leader: -1, HighWatermark: -1, LogStartOffset: -1, LastStableOffset: -1,
 		LogEndOffsets: map[int32]int64{}, HighWatermarks: map[int32]int64{}, LogStartOffsets: map[int32]int64{}, LogSizes: map[int32]int64{}}
 	var found bool
@@ -115,6 +118,9 @@ type Condition func(*Cluster) bool
 // wakes on the cluster's own events — a broker applying metadata, data
 // appended, a high watermark moving, a broker stopping — not on a timer.
 func (c *Cluster) WaitFor(ctx context.Context, cond Condition) error {
+	if c.ext != nil {
+		return c.ext.waitFor(ctx, c, cond)
+	}
 	for {
 		ch := c.eventCh()
 		if cond(c) {
@@ -154,10 +160,19 @@ func ISRSize(topic string, partition int32, n int) Condition {
 
 // FullyReplicated holds when every replica of topic/partition is running,
 // in the ISR, and at the leader's high watermark, which equals its log end.
+// On an external cluster, it holds when every replica is in the ISR.
 func FullyReplicated(topic string, partition int32) Condition {
 	return func(c *Cluster) bool {
 		st, err := c.PartitionState(topic, partition)
-		if err != nil || st.Leader < 0 || len(st.ISR) != len(st.Replicas) || len(st.LogEndOffsets) != len(st.Replicas) {
+		if err != nil || st.Leader < 0 || len(st.ISR) != len(st.Replicas) {
+			return false
+		}
+		if c.ext != nil {
+			// The protocol shows no replica's log end: Kafka's own test,
+			// every replica in the ISR, is what there is.
+			return true
+		}
+		if len(st.LogEndOffsets) != len(st.Replicas) {
 			return false
 		}
 		for _, leo := range st.LogEndOffsets {
@@ -213,6 +228,9 @@ func (c *Cluster) metadataSettled() bool {
 // ISR, high watermark and log-end offsets. Start logs it when the test
 // fails.
 func (c *Cluster) String() string {
+	if c.ext != nil {
+		return c.ext.string(c)
+	}
 	var sb strings.Builder
 	var topics []string
 	fenced := map[int32]bool{}
@@ -280,6 +298,9 @@ type BrokerState struct {
 
 // Brokers returns every broker's state, in id order.
 func (c *Cluster) Brokers() []BrokerState {
+	if c.ext != nil {
+		return c.ext.brokers(c)
+	}
 	fenced := map[int32]bool{}
 	c.viewState(func(s *metadata.State) {
 		for id, b := range s.Brokers {
@@ -305,6 +326,7 @@ func (c *Cluster) Brokers() []BrokerState {
 // level 0, as ApiVersions reports them (Feature sets them at start,
 // UpdateFeatures changes them).
 func (c *Cluster) FinalizedFeatures() map[string]int16 {
+	c.mustEmbed("FinalizedFeatures")
 	var out map[string]int16
 	c.viewState(func(s *metadata.State) { out = maps.Clone(s.Features) })
 	if out == nil {
@@ -315,6 +337,9 @@ func (c *Cluster) FinalizedFeatures() map[string]int16 {
 
 // Topics returns the names of the topics in the committed metadata, sorted.
 func (c *Cluster) Topics() []string {
+	if c.ext != nil {
+		return c.ext.topics(c)
+	}
 	var names []string
 	c.viewState(func(s *metadata.State) { names = s.TopicNames() })
 	return names

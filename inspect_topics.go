@@ -27,6 +27,9 @@ var sourceNames = map[int8]string{
 // value in effect and where it comes from (as DescribeConfigs answers,
 // for the cluster-wide view: per-broker dynamic configs are not applied).
 func (c *Cluster) TopicConfigs(topic string) (map[string]TopicConfig, error) {
+	if err := c.embedded("TopicConfigs"); err != nil {
+		return nil, err
+	}
 	out := map[string]TopicConfig{}
 	var found bool
 	c.viewState(func(s *metadata.State) {
@@ -51,6 +54,7 @@ func (c *Cluster) TopicConfigs(topic string) (map[string]TopicConfig, error) {
 // RemovingReplicas say what moves, LogEndOffsets how far each adding
 // replica has copied the leader's log (HighWatermark).
 func (c *Cluster) Reassignments() []PartitionState {
+	c.mustEmbed("Reassignments")
 	type tp struct {
 		topic string
 		part  int32

@@ -45,12 +45,14 @@ type Action struct {
 // returns a non-zero Action. remove uninstalls it; it is safe to call more
 // than once.
 func (c *Cluster) Intercept(broker int32, key int16, hook func(Intercepted) Action) (remove func()) {
+	c.mustEmbed("Intercept")
 	return c.addIntercept(broker, key, hook, false)
 }
 
 // InterceptOnce is Intercept for a single request: the hook is removed
 // after the first request it sees.
 func (c *Cluster) InterceptOnce(broker int32, key int16, hook func(Intercepted) Action) (remove func()) {
+	c.mustEmbed("InterceptOnce")
 	return c.addIntercept(broker, key, hook, true)
 }
 

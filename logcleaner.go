@@ -92,6 +92,9 @@ func (r *partition) applyRetention(now time.Time) error {
 // (min.compaction.lag.ms and the active segment still hold records back).
 // Followers learn a leader's new log start from their next fetch.
 func (c *Cluster) CleanLogs() error {
+	if err := c.embedded("CleanLogs"); err != nil {
+		return err
+	}
 	var errs []error
 	for _, b := range c.running() {
 		errs = append(errs, b.cleanLogs(true))

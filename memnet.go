@@ -25,6 +25,9 @@ func InMemoryNetwork() Option { return optionFunc(func(c *config) { c.memNet = t
 // Its signature is net.Dialer.DialContext's, which franz-go's kgo.Dialer
 // takes.
 func (c *Cluster) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if err := c.embedded("Dial"); err != nil {
+		return nil, err
+	}
 	return c.net.DialClient(ctx, network, addr)
 }
 

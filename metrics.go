@@ -244,6 +244,7 @@ type RequestMetrics struct {
 // nothing yet too), in id order. Metrics served by package control read
 // them.
 func (c *Cluster) BrokerMetrics() []BrokerMetrics {
+	c.mustEmbed("BrokerMetrics")
 	out := make([]BrokerMetrics, len(c.ports))
 	for i := range out {
 		id := int32(i + 1)
@@ -281,6 +282,7 @@ func (c *Cluster) BrokerMetrics() []BrokerMetrics {
 // reader that has seen n events has not. Events()[n:] without copying the
 // ones before.
 func (c *Cluster) EventsSince(n int) []Event {
+	c.mustEmbed("EventsSince")
 	c.evlog.mu.Lock()
 	defer c.evlog.mu.Unlock()
 	if n < 0 {

@@ -390,6 +390,7 @@ func (c *Cluster) metadataEnd() int64 {
 // controller is down). Controller ids start at 1000 and never collide with
 // broker ids; use them in Cut, Isolate and Partition.
 func (c *Cluster) Controller() int32 {
+	c.mustEmbed("Controller")
 	if n := c.activeController(); n != nil {
 		return n.id
 	}
@@ -399,6 +400,7 @@ func (c *Cluster) Controller() int32 {
 // ControllerIDs returns every controller's node id, in order: one in the
 // in-memory mode, Controllers(n) in the quorum mode.
 func (c *Cluster) ControllerIDs() []int32 {
+	c.mustEmbed("ControllerIDs")
 	ids := make([]int32, c.numControllers())
 	for i := range ids {
 		ids[i] = c.ctrlID(i)
@@ -411,6 +413,7 @@ func (c *Cluster) ControllerIDs() []int32 {
 // in its copy of the log; for a broker, the last record it has replayed.
 // Once the cluster settles every value is the same.
 func (c *Cluster) MetadataOffsets() map[int32]int64 {
+	c.mustEmbed("MetadataOffsets")
 	out := make(map[int32]int64)
 	for _, n := range c.controllers() {
 		out[n.id] = n.mlog.End() - 1
@@ -459,6 +462,9 @@ func (c *Cluster) ctrlIndex(id int32) (int, error) {
 // changing (no fencing, no elections, no new topics) while produce and
 // fetch to healthy leaders go on.
 func (c *Cluster) KillController(id int32) error {
+	if err := c.embedded("KillController"); err != nil {
+		return err
+	}
 	i, err := c.ctrlIndex(id)
 	if err != nil {
 		return err
@@ -498,6 +504,9 @@ func (c *Cluster) killController(i int) error {
 // ports and storage. It returns once it is listening; in the quorum mode it
 // then catches up with the Raft log (and may be elected).
 func (c *Cluster) RestartController(id int32) error {
+	if err := c.embedded("RestartController"); err != nil {
+		return err
+	}
 	i, err := c.ctrlIndex(id)
 	if err != nil {
 		return err

@@ -18,8 +18,16 @@ type TB interface {
 // Start starts a cluster for a test: it fails the test if New fails, closes
 // the cluster on t.Cleanup, and sends the cluster's logs to t.Logf (shown
 // only when the test fails or runs with -v) unless a Logger option is given.
+//
+// With the environment variable BootstrapEnv (KCLUSTER_BOOTSTRAP) set, Start
+// starts nothing: it returns a handle on that external cluster, as Connect
+// does, closed on t.Cleanup, and a lever or gauge that needs the embedded
+// cluster skips the test (see ErrExternal).
 func Start(t TB, opts ...Option) *Cluster {
 	t.Helper()
+	if addrs := ExternalBootstrap(); addrs != nil {
+		return startExternal(t, addrs, opts)
+	}
 	all := append([]Option{Logger(slog.New(&tbHandler{t: t, level: slog.LevelInfo}))}, opts...)
 	c, err := New(all...)
 	if err != nil {

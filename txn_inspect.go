@@ -33,6 +33,9 @@ var ErrUnknownTransaction = errors.New("kcluster: unknown transactional id")
 // Transaction returns the state of a transactional id, from its
 // coordinator.
 func (c *Cluster) Transaction(id string) (TransactionState, error) {
+	if err := c.embedded("Transaction"); err != nil {
+		return TransactionState{}, err
+	}
 	for _, b := range c.running() {
 		ctx, err := b.txns.rt.contextForNow(id)
 		if err != nil {
@@ -62,6 +65,7 @@ func txnStateOf(m *txnMeta, coord int32) TransactionState {
 // Transactions returns the transactional ids every running coordinator
 // has, sorted.
 func (c *Cluster) Transactions() []string {
+	c.mustEmbed("Transactions")
 	return c.coordinatorKeys(func(b *broker) []string {
 		ids, _ := gather(b.txns.rt, func(ts *txnShard) []string { return slices.Collect(maps.Keys(ts.txns)) })
 		return ids

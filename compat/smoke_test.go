@@ -9,22 +9,21 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kcluster/kcluster"
 )
 
-// externalBootstrap names an external Kafka cluster (comma-separated
-// host:port) for the smoke tests to run against instead of cmd/kcluster,
-// so a user who outgrows kcluster can check a real cluster with the same
-// tests. The cluster needs at least 3 brokers (topics use RF=3).
-const externalBootstrap = "KCLUSTER_COMPAT_BOOTSTRAP"
-
 // smokeBootstrap returns the bootstrap servers of the cluster the smoke
-// tests use: the external one if set, else a fresh cmd/kcluster process
-// with 3 brokers.
+// tests use: the external cluster KCLUSTER_BOOTSTRAP names
+// (kcluster.BootstrapEnv, the switch that also points kcluster.Start at
+// it), so a user who outgrows kcluster can check a real cluster with the
+// same tests; else a fresh cmd/kcluster process with 3 brokers. An
+// external cluster needs at least 3 brokers (topics use RF=3).
 func smokeBootstrap(t *testing.T) string {
 	t.Helper()
-	if ext := os.Getenv(externalBootstrap); ext != "" {
-		t.Logf("running against the external cluster %s", ext)
-		return ext
+	if ext := kcluster.ExternalBootstrap(); ext != nil {
+		t.Logf("running against the external cluster %s", strings.Join(ext, ","))
+		return strings.Join(ext, ",")
 	}
 	return strings.Join(startKclusterProcess(t, buildKcluster(t), "-brokers", "3"), ",")
 }

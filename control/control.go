@@ -17,6 +17,10 @@
 // Drop, FailDisk, Intercept) return a fault id here, listed by GET
 // /api/faults and undone by DELETE /api/faults/{id}; POST
 // /api/network/heal undoes every network fault, as Cluster.Heal.
+//
+// GET / is a live web console on the same routes: brokers, controllers,
+// links, topics and partitions, groups, transactions and the event
+// timeline, kept current by the event stream, with the levers as buttons.
 package control
 
 import (
@@ -53,8 +57,8 @@ type route struct {
 	h       http.HandlerFunc
 }
 
-// Handler returns an http.Handler serving c's control API under /api/ and
-// its metrics at /metrics. Each Handler keeps its own faults and
+// Handler returns an http.Handler serving c's control API under /api/, its
+// metrics at /metrics and the live web console at / (console.go). Each Handler keeps its own faults and
 // Prometheus registry; it holds no goroutine of its own, and its event
 // streams end when their request does or c is closed.
 func Handler(c *kcluster.Cluster) http.Handler {
@@ -63,6 +67,7 @@ func Handler(c *kcluster.Cluster) http.Handler {
 	for _, r := range s.routes() {
 		s.mux.HandleFunc(r.pattern, r.h)
 	}
+	s.console()
 	return s.mux
 }
 
