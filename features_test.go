@@ -81,7 +81,7 @@ func TestFeatureOption(t *testing.T) {
 	for _, bad := range [][]Option{
 		{Feature("transaction.version", 3)},
 		{Feature("kraft.version", 1)},
-		{Feature("share.version", 1)},
+		{Feature("share.version", 2)},
 		{Feature("metadata.version", 22), Feature("eligible.leader.replicas.version", 1)}, // ELR 1 needs 4.0-IV1
 	} {
 		if c, err := New(append([]Option{Brokers(1)}, bad...)...); err == nil {
