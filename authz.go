@@ -269,6 +269,10 @@ func init() {
 	authzRules[13] = groupGate(groupOf(func(r *kmsg.LeaveGroupRequest) string { return r.Group }))
 	authzRules[14] = groupGate(groupOf(func(r *kmsg.SyncGroupRequest) string { return r.Group }))
 	authzRules[68] = groupGate(groupOf(func(r *kmsg.ConsumerGroupHeartbeatRequest) string { return r.Group }))
+	// Share groups: READ on the group (Kafka checks the topics' READ
+	// or DESCRIBE as well; kcluster checks the group only).
+	authzRules[76] = groupGate(groupOf(func(r *kmsg.ShareGroupHeartbeatRequest) string { return r.GroupID }))
+	authzRules[77] = rule(authorizeShareGroupDescribe)
 
 	txnGate := func(get func(kmsg.Request) string) authzRule {
 		return gate(kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTransactionalId, get, kerr.TransactionalIDAuthorizationFailed)
