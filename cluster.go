@@ -59,6 +59,9 @@ type Cluster struct {
 		ch chan struct{}
 	}
 	icpt  intercepts // request hooks (Intercept)
+	// shareState is the share-partitions' state: the stand-in for the
+	// share coordinator (share_persister.go), shared by every broker.
+	shareState *memSharePersister
 	disks disks      // every broker's storage device (faults_storage.go)
 	evlog eventLog   // Events
 	heals struct {   // every heal of a Cut, Isolate or Partition, for Heal
@@ -98,7 +101,7 @@ func New(opts ...Option) (*Cluster, error) {
 	var idb [16]byte
 	rand.Read(idb[:])
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Cluster{cfg: cfg, net: newNetwork(&cfg), ctx: ctx, stop: cancel,
+	c := &Cluster{cfg: cfg, net: newNetwork(&cfg), ctx: ctx, stop: cancel, shareState: newMemSharePersister(),
 		newClusterID: base64.RawURLEncoding.EncodeToString(idb[:])}
 	c.evlog.applied, c.evlog.controller = -1, -1
 	c.mu.brokers = make([]*broker, cfg.brokers)

@@ -193,7 +193,7 @@ func (gs *groupShard) shareHeartbeatChangeLocked(req *kmsg.ShareGroupHeartbeatRe
 			bump = true
 		}
 	}
-	m.deadline = now.Add(cfg.shareSession)
+	m.deadline = now.Add(gs.gc.b.shareGroupDuration(req.GroupID, "share.session.timeout.ms", cfg.shareSession))
 	if h := gs.shareSubscriptionHash(sg); h != sg.metadataHash {
 		sg.metadataHash = h
 		bump = true
@@ -211,7 +211,7 @@ func (gs *groupShard) shareHeartbeatChangeLocked(req *kmsg.ShareGroupHeartbeatRe
 	g.updateShareStateLocked(now)
 	resp := kmsg.NewPtrShareGroupHeartbeatResponse()
 	resp.MemberID, resp.MemberEpoch = kmsg.StringPtr(m.id), m.epoch
-	resp.HeartbeatIntervalMillis = int32(cfg.shareHeartbeat.Milliseconds())
+	resp.HeartbeatIntervalMillis = int32(gs.gc.b.shareGroupDuration(req.GroupID, "share.heartbeat.interval.ms", cfg.shareHeartbeat).Milliseconds())
 	if full {
 		ids := gs.topicIDs()
 		a := kmsg.NewShareGroupHeartbeatResponseAssignment()
