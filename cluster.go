@@ -101,8 +101,9 @@ func New(opts ...Option) (*Cluster, error) {
 	var idb [16]byte
 	rand.Read(idb[:])
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Cluster{cfg: cfg, net: newNetwork(&cfg), ctx: ctx, stop: cancel, shareState: newMemSharePersister(),
+	c := &Cluster{cfg: cfg, net: newNetwork(&cfg), ctx: ctx, stop: cancel,
 		newClusterID: base64.RawURLEncoding.EncodeToString(idb[:])}
+	c.shareState = newMemSharePersister(c.invariantViolated)
 	c.evlog.applied, c.evlog.controller = -1, -1
 	c.mu.brokers = make([]*broker, cfg.brokers)
 	c.ports = make([]int, cfg.brokers)

@@ -22,10 +22,13 @@ package kcluster
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/kcluster/kcluster/internal/invariants"
 )
 
 // sharePartitionKey names one share-partition: a group's view of one
@@ -77,14 +80,41 @@ type sharePersister interface {
 }
 
 // memSharePersister is the in-memory stand-in (see the file comment).
-// Its mutex guards the map; each call is atomic.
+// Its mutex guards the maps; each call is atomic.
 type memSharePersister struct {
 	mu     sync.Mutex
 	states map[sharePartitionKey]*shareState
+	// Invariants builds: every offset ever written ACKNOWLEDGED or
+	// ARCHIVED, by share-partition. Such a record is done; a write
+	// that changes it again (a record acknowledged twice, or delivered
+	// after it was archived) is reported to violated.
+	done     map[sharePartitionKey]map[int64]int8
+	violated func(string)
 }
 
-func newMemSharePersister() *memSharePersister {
-	return &memSharePersister{states: map[sharePartitionKey]*shareState{}}
+func newMemSharePersister(violated func(string)) *memSharePersister {
+	return &memSharePersister{states: map[sharePartitionKey]*shareState{}, done: map[sharePartitionKey]map[int64]int8{}, violated: violated}
+}
+
+// checkDoneLocked is the invariants builds' check of a write: no done
+// record changes.
+func (p *memSharePersister) checkDoneLocked(key sharePartitionKey, w shareState) {
+	done := p.done[key]
+	if done == nil {
+		done = map[int64]int8{}
+		p.done[key] = done
+	}
+	for _, b := range w.batches {
+		for o := b.first; o <= b.last; o++ {
+			if was, ok := done[o]; ok {
+				p.violated(fmt.Sprintf("share-partition %s %x/%d: offset %d written %s after it was %s (leader epoch %d)",
+					key.group, key.topicID[:4], key.partition, o, recordStateName(b.state), recordStateName(was), w.leaderEpoch))
+			}
+			if b.state == recAcknowledged || b.state == recArchived {
+				done[o] = b.state
+			}
+		}
+	}
 }
 
 func (p *memSharePersister) initializeState(key sharePartitionKey, stateEpoch int32, startOffset int64) error {
@@ -94,6 +124,7 @@ func (p *memSharePersister) initializeState(key sharePartitionKey, stateEpoch in
 		return kerr.FencedStateEpoch
 	}
 	p.states[key] = &shareState{stateEpoch: stateEpoch, leaderEpoch: -1, startOffset: startOffset}
+	delete(p.done, key)
 	return nil
 }
 
@@ -127,6 +158,9 @@ func (p *memSharePersister) writeState(key sharePartitionKey, w shareState) erro
 	if w.stateEpoch < st.stateEpoch {
 		return kerr.FencedStateEpoch
 	}
+	if invariants.Enabled && p.violated != nil {
+		p.checkDoneLocked(key, w)
+	}
 	st.leaderEpoch = w.leaderEpoch
 	if w.startOffset > st.startOffset {
 		st.startOffset = w.startOffset
@@ -139,6 +173,7 @@ func (p *memSharePersister) deleteState(key sharePartitionKey) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.states, key)
+	delete(p.done, key)
 	return nil
 }
 

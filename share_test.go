@@ -1,0 +1,152 @@
+package kcluster
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// shareCluster starts a cluster with share groups on and a topic of parts
+// partitions (RF 3) holding n records "0".."n-1", and sets the group's
+// share.auto.offset.reset to earliest.
+func shareCluster(t *testing.T, group, topic string, parts int32, n int, opts ...Option) *Cluster {
+	t.Helper()
+	c := Start(t, append([]Option{Brokers(3), Feature("share.version", 1)}, opts...)...)
+	createTopic(t, c, topic, parts, 3)
+	setGroupConfig(t, c, group, "share.auto.offset.reset", "earliest")
+	produceStrings(t, c, topic, 0, n)
+	return c
+}
+
+func setGroupConfig(t *testing.T, c *Cluster, group, name, value string) {
+	t.Helper()
+	req := kmsg.NewPtrIncrementalAlterConfigsRequest()
+	res := kmsg.NewIncrementalAlterConfigsRequestResource()
+	res.ResourceType, res.ResourceName = kmsg.ConfigResourceTypeGroupConfig, group
+	cfg := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+	cfg.Name, cfg.Value, cfg.Op = name, kmsg.StringPtr(value), kmsg.IncrementalAlterConfigOpSet
+	res.Configs = append(res.Configs, cfg)
+	req.Resources = append(req.Resources, res)
+	resp := do[*kmsg.IncrementalAlterConfigsResponse](t, dial(t, c.Addrs()[0]), req, -1)
+	if err := kerr.ErrorForCode(resp.Resources[0].ErrorCode); err != nil {
+		t.Fatalf("setting %s=%s on group %s: %v", name, value, group, err)
+	}
+}
+
+// produceStrings produces records from..to-1 (values their numbers),
+// round robin over the topic's partitions, in batches of at most 20
+// records (a share fetch acquires whole batches).
+func produceStrings(t *testing.T, c *Cluster, topic string, from, to int) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...), kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i := from; i < to; i += 20 {
+		var recs []*kgo.Record
+		for j := i; j < min(i+20, to); j++ {
+			recs = append(recs, kgo.StringRecord(strconv.Itoa(j)))
+		}
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func shareClient(t *testing.T, c *Cluster, group, topic string, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.Addrs()...), kgo.ConsumeTopics(topic), kgo.ShareGroup(group)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+// deliveries counts what share consumers received, by record value.
+type deliveries struct {
+	mu sync.Mutex
+	by map[string][]string // value → the consumers it went to
+}
+
+func (d *deliveries) add(who string, rs []*kgo.Record) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.by == nil {
+		d.by = map[string][]string{}
+	}
+	for _, r := range rs {
+		d.by[string(r.Value)] = append(d.by[string(r.Value)], who)
+	}
+}
+
+func (d *deliveries) distinct() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.by)
+}
+
+// consume polls cl until stop says so or ctx ends, accepting everything
+// (the client accepts what the previous poll returned).
+func consume(ctx context.Context, cl *kgo.Client, who string, d *deliveries, stop func() bool) {
+	for !stop() && ctx.Err() == nil {
+		fs := cl.PollFetches(ctx)
+		d.add(who, fs.Records())
+	}
+}
+
+// TestShareGroupDisjointConsumers: three share consumers on one partition
+// receive every record once between them, none twice, and each gets some;
+// the share-partition ends with every record acknowledged.
+func TestShareGroupDisjointConsumers(t *testing.T) {
+	const n = 3000
+	c := shareCluster(t, "sg", "q", 1, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var d deliveries
+	var wg sync.WaitGroup
+	for i := range 3 {
+		cl := shareClient(t, c, "sg", "q", kgo.ShareMaxRecords(20))
+		who := "c" + strconv.Itoa(i)
+		wg.Go(func() {
+			consume(ctx, cl, who, &d, func() bool { return d.distinct() >= n })
+			cancel()
+		})
+	}
+	waitFor(t, c, "three share consumers", ShareGroupStable("sg", 3))
+	produceStrings(t, c, "q", 0, n)
+	wg.Wait()
+	if got := d.distinct(); got != n {
+		t.Fatalf("%d distinct records, want %d", got, n)
+	}
+	per := map[string]int{}
+	for v, whos := range d.by {
+		if len(whos) != 1 {
+			t.Fatalf("record %s delivered %d times: %v", v, len(whos), whos)
+		}
+		per[whos[0]]++
+	}
+	if len(per) != 3 {
+		t.Fatalf("records per consumer: %v; want all three consumers to read the one partition", per)
+	}
+	t.Logf("records per consumer: %v", per)
+	st, err := c.ShareGroup("sg")
+	if err != nil || len(st.Members) != 3 {
+		t.Fatalf("ShareGroup: %+v, %v", st, err)
+	}
+	for _, m := range st.Members {
+		if !slices.Equal(m.Assigned["q"], []int32{0}) {
+			t.Fatalf("member %s assigned %v, want q/0 for every member", m.ID, m.Assigned)
+		}
+	}
+}
