@@ -58,13 +58,13 @@ type Cluster struct {
 		sync.Mutex
 		ch chan struct{}
 	}
-	icpt  intercepts // request hooks (Intercept)
+	icpt intercepts // request hooks (Intercept)
 	// shareState is the share-partitions' state: the stand-in for the
 	// share coordinator (share_persister.go), shared by every broker.
 	shareState *memSharePersister
-	disks disks      // every broker's storage device (faults_storage.go)
-	evlog eventLog   // Events
-	heals struct {   // every heal of a Cut, Isolate or Partition, for Heal
+	disks      disks    // every broker's storage device (faults_storage.go)
+	evlog      eventLog // Events
+	heals      struct { // every heal of a Cut, Isolate or Partition, for Heal
 		sync.Mutex
 		m []func()
 	}

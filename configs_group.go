@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
 )
 
 // srcGroupConfig is Kafka's ConfigSource GROUP_CONFIG.
@@ -126,4 +125,3 @@ func (b *broker) groupConfigEntriesLocked(group string) []configEntry {
 	}
 	return out
 }
-

@@ -57,8 +57,8 @@ func TestShareGroupMemberMetadataValue(t *testing.T) {
 	}
 	v := ShareGroupMemberMetadataValue{ClientID: "cli", ClientHost: "/127.0.0.1", SubscribedTopicNames: []string{"a", "bb"}}
 	want := cat(i16(0),
-		null,                             // RackId
-		cstr("cli"), cstr("/127.0.0.1"),  // ClientId, ClientHost
+		null,                            // RackId
+		cstr("cli"), cstr("/127.0.0.1"), // ClientId, ClientHost
 		[]byte{3}, cstr("a"), cstr("bb"), // SubscribedTopicNames
 		noTags)
 	check(t, "member", func() []byte { return v.AppendTo(nil) }, want, dec, v)
