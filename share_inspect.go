@@ -6,6 +6,7 @@ package kcluster
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 )
 
@@ -56,16 +57,23 @@ func recordStateName(s int8) string {
 }
 
 // ShareGroup returns a share group's state: the group from its
-// coordinator (ErrUnknownGroup if it has none, or the group is not a share
-// group), and the share-partitions the running brokers lead.
-func (c *Cluster) ShareGroup(name string) (ShareGroupState, error) {
+// coordinator, and the share-partitions the running brokers lead. A group
+// its coordinator does not hold (no member ever joined, or its coordinator
+// is down) is Empty, with its share-partitions; ErrUnknownGroup is
+// returned when there are none either, or the group is not a share group.
+func (c *Cluster) ShareGroup(name string) (st ShareGroupState, retErr error) {
 	g, err := c.Group(name)
-	st := ShareGroupState{GroupState: g}
-	if err != nil {
-		return st, err
+	st = ShareGroupState{GroupState: g}
+	if err == nil && g.Type != kindShare {
+		return st, fmt.Errorf("%w: %s is a %s group", ErrUnknownGroup, name, g.Type)
 	}
-	if g.Type != kindShare {
-		return st, ErrUnknownGroup
+	if err != nil {
+		st.Type, st.State = kindShare, stateEmpty
+		defer func() {
+			if len(st.Partitions) == 0 {
+				retErr = err
+			}
+		}()
 	}
 	for _, b := range c.running() {
 		for _, sp := range b.shares.partitions(name) {
