@@ -237,6 +237,13 @@ var (
 	errTxnAuthz     = kerr.TransactionalIDAuthorizationFailed.Code
 )
 
+func derefString(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
 func groupOf[Req interface{ kmsg.Request }](get func(Req) string) func(kmsg.Request) string {
 	return func(r kmsg.Request) string { return get(r.(Req)) }
 }
@@ -273,6 +280,11 @@ func init() {
 	// or DESCRIBE as well; kcluster checks the group only).
 	authzRules[76] = groupGate(groupOf(func(r *kmsg.ShareGroupHeartbeatRequest) string { return r.GroupID }))
 	authzRules[77] = rule(authorizeShareGroupDescribe)
+	authzRules[78] = groupGate(groupOf(func(r *kmsg.ShareFetchRequest) string { return derefString(r.GroupID) }))
+	authzRules[79] = groupGate(groupOf(func(r *kmsg.ShareAcknowledgeRequest) string { return derefString(r.GroupID) }))
+	authzRules[90] = rule(authorizeDescribeShareGroupOffsets)
+	authzRules[91] = groupGate(groupOf(func(r *kmsg.AlterShareGroupOffsetsRequest) string { return r.GroupID }))
+	authzRules[92] = gate(kmsg.ACLOperationDelete, kmsg.ACLResourceTypeGroup, groupOf(func(r *kmsg.DeleteShareGroupOffsetsRequest) string { return r.GroupID }), kerr.GroupAuthorizationFailed)
 
 	txnGate := func(get func(kmsg.Request) string) authzRule {
 		return gate(kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTransactionalId, get, kerr.TransactionalIDAuthorizationFailed)

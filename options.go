@@ -108,6 +108,7 @@ func defaultConfig() config {
 			metadata.FeatureTransactionVersion: 2, // KIP-890 part 2
 			metadata.FeatureGroupVersion:       1, // KIP-848
 			metadata.FeatureELRVersion:         0, // KIP-966: not kept yet
+			metadata.FeatureShareVersion:       1, // KIP-932
 		},
 	}
 }
@@ -457,7 +458,9 @@ func SASLUser(mechanism, user, password string) Option {
 // tests of older clients.
 //
 // The defaults are Kafka 4.2's (metadata.version 29, transaction.version
-// 2, group.version 1) but eligible.leader.replicas.version, 0 (Kafka 4.2:
+// 2, group.version 1, share.version 1: share groups, KIP-932, which need
+// metadata.version 26 (4.1-IV0) or above, so a cluster formatted at an
+// older metadata.version sets Feature("share.version", 0) too) but eligible.leader.replicas.version, 0 (Kafka 4.2:
 // 1): eligible leader replicas (KIP-966) are not kept yet, and level 1,
 // which the feature checks accept, changes nothing (DescribeTopicPartitions
 // answers empty lists). At transaction.version 2 (KIP-890 part 2) Java and

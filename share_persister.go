@@ -75,8 +75,11 @@ type sharePersister interface {
 	writeState(key sharePartitionKey, st shareState) error
 	// deleteState forgets the share-partition.
 	deleteState(key sharePartitionKey) error
-	// readSummary returns the state epoch and start offset.
-	readSummary(key sharePartitionKey) (stateEpoch int32, startOffset int64, err error)
+	// readSummary returns the state epoch, the start offset (-1 for a
+	// share-partition never initialized) and how many records past it
+	// are done (acknowledged or archived: KIP-1226's delivery complete
+	// count).
+	readSummary(key sharePartitionKey) (stateEpoch int32, startOffset, done int64, err error)
 }
 
 // memSharePersister is the in-memory stand-in (see the file comment).
@@ -177,14 +180,20 @@ func (p *memSharePersister) deleteState(key sharePartitionKey) error {
 	return nil
 }
 
-func (p *memSharePersister) readSummary(key sharePartitionKey) (int32, int64, error) {
+func (p *memSharePersister) readSummary(key sharePartitionKey) (int32, int64, int64, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st := p.states[key]
 	if st == nil {
-		return 0, -1, nil
+		return 0, -1, 0, nil
 	}
-	return st.stateEpoch, st.startOffset, nil
+	var done int64
+	for _, b := range st.batches {
+		if b.state == recAcknowledged || b.state == recArchived {
+			done += b.last - b.first + 1
+		}
+	}
+	return st.stateEpoch, st.startOffset, done, nil
 }
 
 // mergeStateBatches lays the newer batches over the older ones, as the
