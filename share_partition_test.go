@@ -1,9 +1,11 @@
 package kcluster
 
 import (
+	"context"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kcluster/kcluster/wire"
@@ -173,5 +175,108 @@ func TestSharePartitionLockExpiry(t *testing.T) {
 	}
 	if p := a.fetch(10, ack{0, 2, ackAccept}); p.AcknowledgeErrorCode != kerr.InvalidRecordState.Code {
 		t.Fatalf("a accepting records it no longer holds: %v, want INVALID_RECORD_STATE", kerr.ErrorForCode(p.AcknowledgeErrorCode))
+	}
+}
+
+// TestSharePartitionReadCommitted: with share.isolation.level
+// read_committed, a share fetch stops at the last stable offset and never
+// delivers an aborted transaction's records; they, and the markers, are
+// archived.
+func TestSharePartitionReadCommitted(t *testing.T) {
+	c := Start(t, Brokers(1))
+	id := createTopic(t, c, "q", 1, 1)
+	setGroupConfig(t, c, "sg", "share.auto.offset.reset", "earliest")
+	setGroupConfig(t, c, "sg", "share.isolation.level", "read_committed")
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...), kgo.DefaultProduceTopic("q"), kgo.TransactionalID("tx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	txn := func(commit bool, vals ...string) {
+		t.Helper()
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range vals {
+			if err := cl.ProduceSync(ctx, kgo.StringRecord(v)).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	txn(false, "aborted-1", "aborted-2") // offsets 0, 1, marker 2
+	txn(true, "committed-1")             // offset 3, marker 4
+	a := newRawShare(t, c, "sg", "a", "q", id)
+	p := a.fetch(10)
+	got := acquiredOffsets(p)
+	if len(got) != 1 || got[3] != 1 {
+		t.Fatalf("acquired %v, want only offset 3 (the committed record)", got)
+	}
+	sp := inFlight(t, c, "sg")
+	for _, r := range sp.InFlight {
+		if r.Offset != 3 && r.State != "ARCHIVED" {
+			t.Fatalf("in flight %+v: the aborted records and the markers should be archived", sp.InFlight)
+		}
+	}
+	// An open transaction holds the share fetch at the last stable
+	// offset.
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(ctx, kgo.StringRecord("open")).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if got := acquiredOffsets(a.fetch(10, ack{3, 3, ackAccept})); len(got) != 0 {
+		t.Fatalf("acquired %v past the last stable offset", got)
+	}
+	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	if got := acquiredOffsets(a.fetch(10)); len(got) != 1 || got[5] != 1 {
+		t.Fatalf("acquired %v after the commit, want offset 5", got)
+	}
+}
+
+// TestSharePartitionRenew: RENEW (ShareFetch v2 with IsRenewAck) extends
+// a record's acquisition lock and keeps it acquired.
+func TestSharePartitionRenew(t *testing.T) {
+	c := Start(t, Brokers(1))
+	id := createTopic(t, c, "q", 1, 1)
+	setGroupConfig(t, c, "sg", "share.auto.offset.reset", "earliest")
+	produceStrings(t, c, "q", 0, 1)
+	a := newRawShare(t, c, "sg", "a", "q", id)
+	if got := acquiredOffsets(a.fetch(10)); len(got) != 1 {
+		t.Fatalf("acquired %v", got)
+	}
+	before := inFlight(t, c, "sg").InFlight[0]
+	req := kmsg.NewPtrShareFetchRequest()
+	req.GroupID, req.MemberID, req.ShareSessionEpoch, req.IsRenewAck = kmsg.StringPtr("sg"), kmsg.StringPtr("a"), a.epoch, true
+	req.MaxBytes = 0 // a renew-only request fetches nothing
+	rt := kmsg.NewShareFetchRequestTopic()
+	rt.TopicID = id
+	rp := kmsg.NewShareFetchRequestTopicPartition()
+	ab := kmsg.NewShareFetchRequestTopicPartitionAcknowledgementBatch()
+	ab.FirstOffset, ab.LastOffset, ab.AcknowledgeTypes = 0, 0, []int8{ackRenew}
+	rp.AcknowledgementBatches = append(rp.AcknowledgementBatches, ab)
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp := do[*kmsg.ShareFetchResponse](t, a.cl, req, 2)
+	if resp.ErrorCode != 0 || len(resp.Topics) != 1 || resp.Topics[0].Partitions[0].AcknowledgeErrorCode != 0 {
+		t.Fatalf("renew: %+v", resp)
+	}
+	a.epoch++
+	after := inFlight(t, c, "sg").InFlight[0]
+	if after.State != "ACQUIRED" || after.Member != "a" || after.DeliveryCount != before.DeliveryCount {
+		t.Fatalf("after RENEW %+v, before %+v: want still acquired by a, same delivery count", after, before)
+	}
+	// v1 has no RENEW.
+	req.SetVersion(1)
+	req.IsRenewAck, req.ShareSessionEpoch = false, a.epoch
+	resp = do[*kmsg.ShareFetchResponse](t, a.cl, req, 1)
+	if resp.Topics[0].Partitions[0].AcknowledgeErrorCode != kerr.InvalidRequest.Code {
+		t.Fatalf("RENEW at v1: %v, want INVALID_REQUEST", kerr.ErrorForCode(resp.Topics[0].Partitions[0].AcknowledgeErrorCode))
 	}
 }
