@@ -25,7 +25,7 @@ func shareCluster(t *testing.T, group, topic string, parts int32, n int, opts ..
 	return c
 }
 
-func setGroupConfig(t *testing.T, c *Cluster, group, name, value string) {
+func setGroupConfig(t testing.TB, c *Cluster, group, name, value string) {
 	t.Helper()
 	req := kmsg.NewPtrIncrementalAlterConfigsRequest()
 	res := kmsg.NewIncrementalAlterConfigsRequestResource()
@@ -179,7 +179,9 @@ func TestShareGroupLeaderFailover(t *testing.T) {
 	var wg sync.WaitGroup
 	var cls []*kgo.Client
 	for i := range 3 {
-		cl := shareClient(t, c, "sg", "q", kgo.ShareMaxRecords(20))
+		// MetadataMinAge: the client looks for the new leader without
+		// waiting out its default 5 s between metadata refreshes.
+		cl := shareClient(t, c, "sg", "q", kgo.ShareMaxRecords(20), kgo.MetadataMinAge(250*time.Millisecond))
 		cls = append(cls, cl)
 		who := "c" + strconv.Itoa(i)
 		wg.Go(func() {
@@ -191,11 +193,24 @@ func TestShareGroupLeaderFailover(t *testing.T) {
 	produceStrings(t, c, "q", 0, n/2)
 	waitFor(t, c, "a quarter acknowledged", ShareAcknowledged("sg", "q", 0, n/4))
 	leader := partState(t, c, "q", 0).Leader
+	st, err := c.ShareGroup("sg")
+	if err != nil || len(st.Partitions) != 1 {
+		t.Fatalf("ShareGroup: %+v, %v", st, err)
+	}
+	killed := time.Now()
 	if err := c.KillBroker(leader); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, c, "a new leader", LeaderElected("q", 0, leader))
-	produceStrings(t, c, "q", n/2, n)
+	elected := time.Since(killed)
+	// Measured, not asserted: from the kill to the first acknowledgement
+	// the new leader applies to a record produced after the election
+	// (the producer's own failover included).
+	produceStrings(t, c, "q", n/2, n/2+1)
+	waitFor(t, c, "an acknowledgement at the new leader", ShareAcknowledged("sg", "q", 0, st.Partitions[0].EndOffset+1))
+	t.Logf("from the leader's kill to the next acknowledged share fetch: %v (a new leader elected after %v)",
+		time.Since(killed).Round(time.Millisecond), elected.Round(time.Millisecond))
+	produceStrings(t, c, "q", n/2+1, n)
 	wg.Wait()
 	flushAcks(t, cls...)
 	if got := d.distinct(); got != n {
