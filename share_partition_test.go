@@ -209,6 +209,7 @@ func TestSharePartitionReadCommitted(t *testing.T) {
 	}
 	txn(false, "aborted-1", "aborted-2") // offsets 0, 1, marker 2
 	txn(true, "committed-1")             // offset 3, marker 4
+	waitFor(t, c, "the commit marker", PartitionStable("q", 0))
 	a := newRawShare(t, c, "sg", "a", "q", id)
 	p := a.fetch(10)
 	got := acquiredOffsets(p)
@@ -235,6 +236,7 @@ func TestSharePartitionReadCommitted(t *testing.T) {
 	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
 		t.Fatal(err)
 	}
+	waitFor(t, c, "the commit marker", PartitionStable("q", 0))
 	if got := acquiredOffsets(a.fetch(10)); len(got) != 1 || got[5] != 1 {
 		t.Fatalf("acquired %v after the commit, want offset 5", got)
 	}
