@@ -165,13 +165,23 @@ func (sp *sharePartition) acquire(member string, maxRecords int32, strict, readC
 		changed[o] = true
 		offsets = append(offsets, o)
 	}
-	for o := sp.mu.start; o < sp.mu.end && int32(len(offsets)) < maxRecords; o++ {
+	// Only what a consumer may read: below the high watermark (the
+	// LSO for read_committed). A new leader's high watermark can be
+	// behind its predecessor's for a moment, and with it records the
+	// state already knows.
+	sp.rep.mu.Lock()
+	limit := sp.rep.mu.hw
+	if readCommitted {
+		limit = sp.rep.lsoLocked()
+	}
+	sp.rep.mu.Unlock()
+	for o := sp.mu.start; o < min(sp.mu.end, limit) && int32(len(offsets)) < maxRecords; o++ {
 		if r := sp.mu.inflight[o]; r != nil && r.state == recAvailable {
 			take(o)
 		}
 	}
 	if int32(len(offsets)) < maxRecords && sp.mu.end-sp.mu.start < int64(cfg.shareMaxLocks) {
-		res, err := sp.rep.read(-1, -1, sp.mu.end, 1<<20, -1, readCommitted, func(n int) []byte { return make([]byte, n) })
+		res, err := sp.rep.read(-1, -1, sp.mu.end, 1<<20, sp.leaderEpoch, readCommitted, func(n int) []byte { return make([]byte, n) })
 		if err != nil && err != kerr.OffsetOutOfRange {
 			return out, err
 		}
@@ -211,6 +221,25 @@ func (sp *sharePartition) acquire(member string, maxRecords int32, strict, readC
 			sp.mu.end = h.LastOffset() + 1
 		}
 	}
+	// The records go with their batches; an offset whose batch could
+	// not be read (a storage error) is not delivered: it is given back
+	// as it was, rather than sent without its record.
+	slices.Sort(offsets)
+	var covered [][2]int64
+	if len(offsets) > 0 {
+		out.records, covered = sp.readBatchesLocked(offsets, readCommitted)
+	}
+	kept := offsets[:0]
+	for _, o := range offsets {
+		if slices.ContainsFunc(covered, func(c [2]int64) bool { return o >= c[0] && o <= c[1] }) {
+			kept = append(kept, o)
+			continue
+		}
+		r := sp.mu.inflight[o]
+		r.state, r.member, r.deadline = recAvailable, "", time.Time{}
+		r.count--
+	}
+	offsets = kept
 	if len(changed) > 0 {
 		if err := sp.persistLocked(changed); err != nil {
 			// The state could not be written: nothing was
@@ -221,9 +250,8 @@ func (sp *sharePartition) acquire(member string, maxRecords int32, strict, readC
 	}
 	sp.advanceStartLocked()
 	if len(offsets) == 0 {
-		return out, nil
+		return acquired{}, nil
 	}
-	slices.Sort(offsets)
 	out.n = int32(len(offsets))
 	for _, o := range offsets {
 		c := sp.mu.inflight[o].count
@@ -235,7 +263,6 @@ func (sp *sharePartition) acquire(member string, maxRecords int32, strict, readC
 		ar.FirstOffset, ar.LastOffset, ar.DeliveryCount = o, o, c
 		out.ranges = append(out.ranges, ar)
 	}
-	out.records = sp.readBatchesLocked(offsets, readCommitted)
 	sp.armTimerLocked()
 	return out, nil
 }
@@ -252,15 +279,14 @@ func abortedBatch(h segment.BatchHeader, aborted []segment.AbortedTxn) bool {
 }
 
 // readBatchesLocked returns the log's batches holding offsets (sorted),
-// each once.
-func (sp *sharePartition) readBatchesLocked(offsets []int64, committed bool) []byte {
-	var out []byte
-	covered := int64(-1) // the last offset of the last batch taken
+// each once, and the offset range of each.
+func (sp *sharePartition) readBatchesLocked(offsets []int64, committed bool) (out []byte, covered [][2]int64) {
+	last := int64(-1) // the last offset of the last batch taken
 	for _, o := range offsets {
-		if o <= covered {
+		if o <= last {
 			continue
 		}
-		res, err := sp.rep.read(-1, -1, o, 1<<20, -1, committed, func(n int) []byte { return make([]byte, n) })
+		res, err := sp.rep.read(-1, -1, o, 1<<20, sp.leaderEpoch, committed, func(n int) []byte { return make([]byte, n) })
 		if err != nil {
 			continue
 		}
@@ -271,7 +297,7 @@ func (sp *sharePartition) readBatchesLocked(offsets []int64, committed bool) []b
 			}
 			batch := rest[:h.TotalSize()]
 			rest = rest[h.TotalSize():]
-			if h.LastOffset() <= covered {
+			if h.LastOffset() <= last {
 				continue
 			}
 			if !slices.ContainsFunc(offsets, func(x int64) bool { return x >= h.BaseOffset && x <= h.LastOffset() }) {
@@ -281,10 +307,11 @@ func (sp *sharePartition) readBatchesLocked(offsets []int64, committed bool) []b
 				continue
 			}
 			out = append(out, batch...)
-			covered = h.LastOffset()
+			covered = append(covered, [2]int64{h.BaseOffset, h.LastOffset()})
+			last = h.LastOffset()
 		}
 	}
-	return out
+	return out, covered
 }
 
 // acknowledge applies one acknowledgement batch of member's: one type
