@@ -138,6 +138,17 @@ func (b *broker) handleDeleteGroups(req *kmsg.DeleteGroupsRequest, r *request) (
 			if err := gs.writeLocked(recs); err != nil {
 				return err
 			}
+			if g.sg != nil {
+				// A share group's share-partition state goes with
+				// it, as Kafka's coordinator deletes it through the
+				// persister.
+				ids := gs.topicIDs()
+				for t, ps := range g.sg.initialized {
+					for _, p := range ps {
+						b.c.shareState.deleteState(sharePartitionKey{name, ids[t], p})
+					}
+				}
+			}
 			g.resetClassic(time.Now())
 			g.cg, g.sg = nil, nil
 			delete(gs.groups, name)

@@ -411,6 +411,10 @@ func (sp *sharePartition) expire() {
 
 func (sp *sharePartition) releaseLocked(limit int32, match func(*inflightRecord) bool) {
 	if sp.mu.closed || !sp.sm.b.leads(sp.rep, sp.leaderEpoch) {
+		// Led elsewhere now, or in another epoch: its state is the
+		// persister's, for the next leader; this copy is done and its
+		// timer is not set again.
+		sp.mu.closed = true
 		return
 	}
 	changed := map[int64]bool{}

@@ -282,3 +282,82 @@ func TestSharePartitionRenew(t *testing.T) {
 		t.Fatalf("RENEW at v1: %v, want INVALID_REQUEST", kerr.ErrorForCode(resp.Topics[0].Partitions[0].AcknowledgeErrorCode))
 	}
 }
+
+// TestShareGroupOffsetsAdmin: AlterShareGroupOffsets sets an empty
+// group's start offset (a new state epoch, which fences the share-partition
+// its leader has loaded: its next write fails and it loads the new state);
+// DescribeShareGroupOffsets reports it and the lag; DeleteShareGroupOffsets
+// removes it.
+func TestShareGroupOffsetsAdmin(t *testing.T) {
+	c := Start(t, Brokers(1))
+	id := createTopic(t, c, "q", 1, 1)
+	produceStrings(t, c, "q", 0, 10)
+	cl, _ := coordinatorClient(t, c, "sg", 1, -1)
+	alter := func(start int64) int16 {
+		req := kmsg.NewPtrAlterShareGroupOffsetsRequest()
+		req.GroupID = "sg"
+		rt := kmsg.NewAlterShareGroupOffsetsRequestTopic()
+		rt.Topic = "q"
+		rp := kmsg.NewAlterShareGroupOffsetsRequestTopicPartition()
+		rp.Partition, rp.StartOffset = 0, start
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp := do[*kmsg.AlterShareGroupOffsetsResponse](t, cl, req, 0)
+		if resp.ErrorCode != 0 {
+			return resp.ErrorCode
+		}
+		return resp.Topics[0].Partitions[0].ErrorCode
+	}
+	describe := func() []kmsg.DescribeShareGroupOffsetsResponseGroupTopic {
+		req := kmsg.NewPtrDescribeShareGroupOffsetsRequest()
+		rg := kmsg.NewDescribeShareGroupOffsetsRequestGroup()
+		rg.GroupID = "sg" // Topics nil: every partition with state
+		req.Groups = append(req.Groups, rg)
+		resp := do[*kmsg.DescribeShareGroupOffsetsResponse](t, cl, req, 1)
+		if resp.Groups[0].ErrorCode != 0 {
+			t.Fatalf("describe: %v", kerr.ErrorForCode(resp.Groups[0].ErrorCode))
+		}
+		return resp.Groups[0].Topics
+	}
+	if code := alter(4); code != 0 {
+		t.Fatalf("alter: %v", kerr.ErrorForCode(code))
+	}
+	if ts := describe(); len(ts) != 1 || ts[0].TopicID != id || ts[0].Partitions[0].StartOffset != 4 || ts[0].Partitions[0].Lag != 6 {
+		t.Fatalf("described %+v, want q/0 at 4 with lag 6", ts)
+	}
+	a := newRawShare(t, c, "sg", "a", "q", id)
+	if got := acquiredOffsets(a.fetch(100)); len(got) != 6 || got[4] != 1 {
+		t.Fatalf("acquired %v, want 4-9", got)
+	}
+	// Back to 2: the loaded share-partition is fenced by the new state
+	// epoch; a's acknowledgement fails, and the same fetch, on the
+	// state loaded again, acquires from 2.
+	if code := alter(2); code != 0 {
+		t.Fatalf("alter again: %v", kerr.ErrorForCode(code))
+	}
+	p := a.fetch(100, ack{4, 9, ackAccept})
+	if p.AcknowledgeErrorCode == 0 {
+		t.Fatal("an acknowledgement under the old state epoch succeeded")
+	}
+	if got := acquiredOffsets(p); len(got) != 8 || got[2] != 1 {
+		t.Fatalf("acquired %v after the alter, want 2-9", got)
+	}
+	del := kmsg.NewPtrDeleteShareGroupOffsetsRequest()
+	del.GroupID = "sg"
+	dt := kmsg.NewDeleteShareGroupOffsetsRequestTopic()
+	dt.Topic = "q"
+	del.Topics = append(del.Topics, dt)
+	if resp := do[*kmsg.DeleteShareGroupOffsetsResponse](t, cl, del, 0); resp.ErrorCode != 0 || resp.Topics[0].ErrorCode != 0 {
+		t.Fatalf("delete: %+v", resp)
+	}
+	if ts := describe(); len(ts) != 0 {
+		t.Fatalf("described %+v after the delete, want nothing", ts)
+	}
+	// A group with members is not altered.
+	if r := sgBeat(t, cl, "sg", "m", 0, "q"); r.ErrorCode != 0 {
+		t.Fatal(kerr.ErrorForCode(r.ErrorCode))
+	}
+	if code := alter(0); code != kerr.NonEmptyGroup.Code {
+		t.Fatalf("altering a group with a member: %v, want NON_EMPTY_GROUP", kerr.ErrorForCode(code))
+	}
+}
