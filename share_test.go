@@ -266,3 +266,46 @@ func waitFor2(t *testing.T, c *Cluster, what string, cond Condition) {
 		t.Fatalf("waiting for %s: %v", what, err)
 	}
 }
+
+// TestShareGroupCoordinatorFailover: the group coordinator of three share
+// consumers is killed; the next one replays the group from
+// __consumer_offsets, the members go on heartbeating, and every record is
+// delivered and acknowledged.
+func TestShareGroupCoordinatorFailover(t *testing.T) {
+	const n = 1000
+	c := shareCluster(t, "sg", "q", 1, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var d deliveries
+	var wg sync.WaitGroup
+	var cls []*kgo.Client
+	for i := range 3 {
+		cl := shareClient(t, c, "sg", "q", kgo.ShareMaxRecords(20), kgo.MetadataMinAge(250*time.Millisecond))
+		cls = append(cls, cl)
+		who := "c" + strconv.Itoa(i)
+		wg.Go(func() {
+			consume(ctx, cl, who, &d, func() bool { return d.distinct() >= n })
+			cancel()
+		})
+	}
+	waitFor(t, c, "three share consumers", ShareGroupStable("sg", 3))
+	g, err := c.Group("sg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	produceStrings(t, c, "q", 0, n/2)
+	if err := c.KillBroker(g.Coordinator); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, "the group on a new coordinator", func(c *Cluster) bool {
+		ng, err := c.Group("sg")
+		return err == nil && ng.Coordinator != g.Coordinator && ng.Generation >= g.Generation && len(ng.Members) == 3
+	})
+	produceStrings(t, c, "q", n/2, n)
+	wg.Wait()
+	flushAcks(t, cls...)
+	if got := d.distinct(); got != n {
+		t.Fatalf("%d distinct records delivered, want %d", got, n)
+	}
+	waitFor(t, c, "every record acknowledged", ShareAcknowledged("sg", "q", 0, n))
+}
