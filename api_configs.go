@@ -57,6 +57,12 @@ func (b *broker) handleDescribeConfigs(req *kmsg.DescribeConfigsRequest, r *requ
 			var err error
 			entries, readOnly, err = b.brokerConfigEntriesLocked(res.ResourceName)
 			rr.ErrorCode = errCode(err)
+		case kmsg.ConfigResourceTypeGroupConfig:
+			if res.ResourceName == "" {
+				rr.ErrorCode = kerr.InvalidRequest.Code
+				break
+			}
+			entries = b.groupConfigEntriesLocked(res.ResourceName)
 		default:
 			rr.ErrorCode = kerr.InvalidRequest.Code
 		}
@@ -217,6 +223,9 @@ func (b *broker) forwardAlterConfigs(req *kmsg.AlterConfigsRequest, r *request) 
 }
 
 func currentConfigs(st *metadata.State, typ int8, name string) map[string]string {
+	if typ == metadata.ResourceGroup {
+		return st.GroupConfigs[name]
+	}
 	if typ == metadata.ResourceTopic {
 		if t := st.Topics[name]; t != nil {
 			return t.Configs
@@ -288,6 +297,9 @@ func containsAll(have, want []string) bool {
 
 // validateResourceConfig validates one config of a resource type.
 func validateResourceConfig(typ int8, name string, value *string) error {
+	if typ == metadata.ResourceGroup {
+		return validateGroupConfig(name, value)
+	}
 	if typ == metadata.ResourceTopic {
 		return validateTopicConfig(name, value)
 	}
@@ -301,7 +313,7 @@ func (n *controllerNode) handleAlterConfigs(req *kmsg.AlterConfigsRequest) (*kms
 		rr.ResourceType, rr.ResourceName = res.ResourceType, res.ResourceName
 		typ := int8(res.ResourceType)
 		err := func() error {
-			if typ != metadata.ResourceTopic && typ != metadata.ResourceBroker {
+			if typ != metadata.ResourceTopic && typ != metadata.ResourceBroker && typ != metadata.ResourceGroup {
 				return kerr.InvalidRequest
 			}
 			want := map[string]string{}
@@ -344,7 +356,7 @@ func (n *controllerNode) handleIncrementalAlterConfigs(req *kmsg.IncrementalAlte
 		rr.ResourceType, rr.ResourceName = res.ResourceType, res.ResourceName
 		typ := int8(res.ResourceType)
 		err := func() error {
-			if typ != metadata.ResourceTopic && typ != metadata.ResourceBroker {
+			if typ != metadata.ResourceTopic && typ != metadata.ResourceBroker && typ != metadata.ResourceGroup {
 				return kerr.InvalidRequest
 			}
 			seen := map[string]bool{}
@@ -363,6 +375,9 @@ func (n *controllerNode) handleIncrementalAlterConfigs(req *kmsg.IncrementalAlte
 						return configErrorf("unknown topic config name: %s", c.Name)
 					}
 					if err := validateBrokerDynamic(c.Name, nil); typ == metadata.ResourceBroker && err != nil {
+						return err
+					}
+					if err := validateGroupConfig(c.Name, nil); typ == metadata.ResourceGroup && err != nil {
 						return err
 					}
 				case kmsg.IncrementalAlterConfigOpAppend, kmsg.IncrementalAlterConfigOpSubtract:

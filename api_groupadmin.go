@@ -41,7 +41,7 @@ func (b *broker) handleDescribeGroups(req *kmsg.DescribeGroupsRequest, r *reques
 		rg.Group = name
 		rg.AuthorizedOperations = -2147483648
 		err := b.groups.withGroup(name, func(gs *groupShard, g *group) error {
-			if g == nil || g.kind == kindConsumer {
+			if g == nil || g.kind == kindConsumer || g.kind == kindShare {
 				rg.State = stateDead
 				if req.Version < 6 {
 					return nil
@@ -89,8 +89,11 @@ func (b *broker) handleListGroups(req *kmsg.ListGroupsRequest, r *request) (*kms
 		for _, name := range sortedKeys(gs.groups) {
 			g := gs.groups[name]
 			state, ptype := g.state, g.protocolType
-			if g.kind == kindConsumer {
+			switch g.kind {
+			case kindConsumer:
 				state, ptype = g.cg.state, "consumer"
+			case kindShare:
+				state, ptype = g.sg.state, "share"
 			}
 			if !match(req.StatesFilter, state) || !match(req.TypesFilter, g.kind) {
 				continue
@@ -124,16 +127,30 @@ func (b *broker) handleDeleteGroups(req *kmsg.DeleteGroupsRequest, r *request) (
 					recs = append(recs, offsetTombstone(name, t, p))
 				}
 			}
-			if g.cg != nil {
+			switch {
+			case g.cg != nil:
 				recs = append(recs, consumerGroupTombstones(name, g.cg)...)
-			} else {
+			case g.sg != nil:
+				recs = append(recs, shareGroupTombstones(name, g.sg)...)
+			default:
 				recs = append(recs, groupTombstone(name))
 			}
 			if err := gs.writeLocked(recs); err != nil {
 				return err
 			}
+			if g.sg != nil {
+				// A share group's share-partition state goes with
+				// it, as Kafka's coordinator deletes it through the
+				// persister.
+				ids := gs.topicIDs()
+				for t, ps := range g.sg.initialized {
+					for _, p := range ps {
+						b.c.shareState.deleteState(sharePartitionKey{name, ids[t], p})
+					}
+				}
+			}
 			g.resetClassic(time.Now())
-			g.cg = nil
+			g.cg, g.sg = nil, nil
 			delete(gs.groups, name)
 			return nil
 		})

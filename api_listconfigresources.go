@@ -7,8 +7,8 @@ package kcluster
 // KafkaApis.handleListConfigResources. A type the version does not list is
 // UNSUPPORTED_VERSION. Topics are every topic, brokers and broker loggers
 // are the ids of the live brokers reachable on the client's listener;
-// kcluster keeps no client metrics (KIP-714) and no group configs, so
-// those types list nothing.
+// groups are those with dynamic group configs (configs_group.go); kcluster
+// keeps no client metrics (KIP-714), so that type lists nothing.
 
 import (
 	"slices"
@@ -69,6 +69,13 @@ func (b *broker) handleListConfigResources(req *kmsg.ListConfigResourcesRequest,
 		if slices.Contains(types, typ) {
 			for _, id := range brokers {
 				add(id, typ)
+			}
+		}
+	}
+	if slices.Contains(types, configResourceGroup) {
+		for _, name := range sortedKeys(st.GroupConfigs) {
+			if len(st.GroupConfigs[name]) > 0 {
+				add(name, configResourceGroup) // groups with dynamic configs
 			}
 		}
 	}

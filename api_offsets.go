@@ -201,6 +201,9 @@ func (gs *groupShard) commitCode(topic string, p int32, metadata *string) int16 
 // validateCommitLocked checks a commit's member and generation (Kafka's
 // validateOffsetCommit for classic and consumer groups).
 func (g *group) validateCommitLocked(req *kmsg.OffsetCommitRequest, transactional bool) error {
+	if g.kind == kindShare {
+		return kerr.GroupIDNotFound // a share group has no committed offsets (Kafka: not a consumer group)
+	}
 	if g.kind == kindConsumer {
 		if req.Generation < 0 && g.isEmptyState() {
 			return nil

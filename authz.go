@@ -237,6 +237,13 @@ var (
 	errTxnAuthz     = kerr.TransactionalIDAuthorizationFailed.Code
 )
 
+func derefString(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
 func groupOf[Req interface{ kmsg.Request }](get func(Req) string) func(kmsg.Request) string {
 	return func(r kmsg.Request) string { return get(r.(Req)) }
 }
@@ -269,6 +276,15 @@ func init() {
 	authzRules[13] = groupGate(groupOf(func(r *kmsg.LeaveGroupRequest) string { return r.Group }))
 	authzRules[14] = groupGate(groupOf(func(r *kmsg.SyncGroupRequest) string { return r.Group }))
 	authzRules[68] = groupGate(groupOf(func(r *kmsg.ConsumerGroupHeartbeatRequest) string { return r.Group }))
+	// Share groups: READ on the group (Kafka checks the topics' READ
+	// or DESCRIBE as well; kcluster checks the group only).
+	authzRules[76] = groupGate(groupOf(func(r *kmsg.ShareGroupHeartbeatRequest) string { return r.GroupID }))
+	authzRules[77] = rule(authorizeShareGroupDescribe)
+	authzRules[78] = groupGate(groupOf(func(r *kmsg.ShareFetchRequest) string { return derefString(r.GroupID) }))
+	authzRules[79] = groupGate(groupOf(func(r *kmsg.ShareAcknowledgeRequest) string { return derefString(r.GroupID) }))
+	authzRules[90] = rule(authorizeDescribeShareGroupOffsets)
+	authzRules[91] = groupGate(groupOf(func(r *kmsg.AlterShareGroupOffsetsRequest) string { return r.GroupID }))
+	authzRules[92] = gate(kmsg.ACLOperationDelete, kmsg.ACLResourceTypeGroup, groupOf(func(r *kmsg.DeleteShareGroupOffsetsRequest) string { return r.GroupID }), kerr.GroupAuthorizationFailed)
 
 	txnGate := func(get func(kmsg.Request) string) authzRule {
 		return gate(kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTransactionalId, get, kerr.TransactionalIDAuthorizationFailed)

@@ -81,6 +81,9 @@ type broker struct {
 	groups *groupCoordinator
 	// txns is the transaction coordinator (txn_coordinator.go).
 	txns *txnCoordinator
+	// shares are the share-partitions this broker leads and their
+	// share sessions (share_session.go).
+	shares *shareManager
 
 	quotas quotaManager // client quotas (quotas.go)
 }
@@ -112,6 +115,7 @@ func newBroker(c *Cluster, id int32, addr string) (*broker, error) {
 	b.ac.b = b
 	b.groups = newGroupCoordinator(b)
 	b.txns = newTxnCoordinator(b)
+	b.shares = newShareManager(b, c.shareState)
 
 	dir := "broker-" + strconv.Itoa(int(id))
 	if c.cfg.dir != "" {
@@ -312,6 +316,7 @@ func (b *broker) close(graceful bool) {
 	b.ac.close()
 	b.waiting.Store("connection and metadata goroutines")
 	b.wg.Wait()
+	b.shares.close()
 	b.waiting.Store("storage")
 	b.mu.Lock()
 	for _, r := range b.mu.replicas {

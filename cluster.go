@@ -63,11 +63,14 @@ type Cluster struct {
 	// the gauges go through the Kafka protocol and nothing else is set.
 	ext *external
 
-	icpt  intercepts // request hooks (Intercept)
-	disks disks      // every broker's storage device (faults_storage.go)
-	evlog eventLog   // Events
-	stats meters     // BrokerMetrics (metrics.go)
-	heals struct {   // every heal of a Cut, Isolate or Partition, for Heal
+	icpt intercepts // request hooks (Intercept)
+	// shareState is the share-partitions' state: the stand-in for the
+	// share coordinator (share_persister.go), shared by every broker.
+	shareState *memSharePersister
+	disks      disks    // every broker's storage device (faults_storage.go)
+	evlog      eventLog // Events
+	stats      meters   // BrokerMetrics (metrics.go)
+	heals      struct { // every heal of a Cut, Isolate or Partition, for Heal
 		sync.Mutex
 		m []func()
 	}
@@ -106,6 +109,7 @@ func New(opts ...Option) (*Cluster, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Cluster{cfg: cfg, net: newNetwork(&cfg), ctx: ctx, stop: cancel,
 		newClusterID: base64.RawURLEncoding.EncodeToString(idb[:])}
+	c.shareState = newMemSharePersister(c.invariantViolated)
 	c.evlog.applied, c.evlog.controller = -1, -1
 	c.mu.brokers = make([]*broker, cfg.brokers)
 	c.ports = make([]int, cfg.brokers)

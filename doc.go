@@ -17,7 +17,9 @@
 // Group and GroupStable observe them. Transactions are coordinated the same
 // way on __transaction_state (Transaction observes one); idempotent and
 // transactional producers, markers, the last stable offset and
-// read_committed fetches behave as Kafka's. Security is Kafka's too:
+// read_committed fetches behave as Kafka's. Share groups (KIP-932) are
+// coordinated by the same group coordinator, and their share-partitions
+// kept by the partitions' leaders (ShareGroup observes them). Security is Kafka's too:
 // listeners with its security protocols (Listener), TLS and mutual TLS
 // (TLS, package tlstest), SASL PLAIN and SCRAM (SASLUser and
 // AlterUserScramCredentials), and ACLs in the metadata log enforced by the
@@ -85,9 +87,20 @@
 //     (UniformAssignor, RangeAssignor) in group_consumer_assign.go, its records
 //     (GroupCoordinatorRecordHelpers) in group_consumer_records.go and
 //     internal/grouprecords).
+//     Share groups (KIP-932) on the same shards: group_share.go (their
+//     members, epochs and the SimpleAssignor), group_share_records.go
+//     (their records in __consumer_offsets), api_sharegroup.go,
+//     api_sharegroupoffsets.go.
 //     TransactionCoordinator shards: txn_coordinator.go, txn_markers.go
 //     (TransactionMarkerChannelManager), txn_offsets.go; a partition
 //     leader's AddPartitionsToTxnManager: txn_verify.go.
+//   - SharePartition: share_partition.go (in-flight records, acquisition
+//     locks, acknowledgements); SharePartitionManager and
+//     ShareSessionCache: share_session.go; ShareFetch and
+//     ShareAcknowledge: api_sharefetch.go; the Persister: share_persister.go
+//     (an in-memory stand-in for the share coordinator and
+//     __share_group_state). Group configs (GroupConfigManager):
+//     configs_group.go.
 //   - QuorumController and the metadata image: package metadata (its
 //     PartitionChangeBuilder, with KIP-966's eligible leader replicas:
 //     metadata/partition_change.go);
@@ -101,9 +114,9 @@
 //     levers and gauges over HTTP and a live web console
 //     (cmd/kcluster -http).
 //   - What Kafka has no part for: the levers (faults*.go, intercept.go), the
-//     gauges (inspect*.go, group_inspect.go, txn_inspect.go, events.go),
-//     the handle on an external cluster (external*.go, the one switch
-//     between embedded and external),
+//     gauges (inspect*.go, group_inspect.go, txn_inspect.go,
+//     share_inspect.go, events.go), the handle on an external cluster
+//     (external*.go, the one switch between embedded and external),
 //     the invariant checks (invariants.go) and the in-memory network
 //     (memnet.go, package network).
 package kcluster

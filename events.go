@@ -38,6 +38,10 @@ const (
 	ControllerChanged EventKind = "controller changed"
 	ControllerUp      EventKind = "controller up"   // started or restarted
 	ControllerDown    EventKind = "controller down" // killed
+	// SharePartitionLoaded: a partition's leader (Broker) loaded a share
+	// group's (Group) share-partition state, on its first share fetch in
+	// its leader epoch.
+	SharePartitionLoaded EventKind = "share-partition loaded"
 )
 
 // Event is one thing that happened in the cluster, with the time it
@@ -56,6 +60,7 @@ type Event struct {
 	Replicas     []int32 // ReplicasChanged: the replicas after the change
 	Config       string  // ConfigChanged
 	Controller   int32   // controller events: the node id
+	Group        string  // SharePartitionLoaded
 }
 
 // String renders the event on one line.
@@ -72,6 +77,8 @@ func (e Event) String() string {
 		return fmt.Sprintf("%s %s/%d ISR %v", ts, e.Topic, e.Partition, e.ISR)
 	case ELRChanged:
 		return fmt.Sprintf("%s %s/%d ELR %v last known %v", ts, e.Topic, e.Partition, e.ELR, e.LastKnownELR)
+	case SharePartitionLoaded:
+		return fmt.Sprintf("%s %s %s/%d group %s broker %d", ts, e.Kind, e.Topic, e.Partition, e.Group, e.Broker)
 	case ReplicasChanged:
 		return fmt.Sprintf("%s %s/%d replicas %v", ts, e.Topic, e.Partition, e.Replicas)
 	case ConfigChanged:

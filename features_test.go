@@ -38,7 +38,7 @@ func finalized(resp *kmsg.ApiVersionsResponse) map[string]int16 {
 // v0-v2 carry none.
 func TestApiVersionsFeatures(t *testing.T) {
 	c := Start(t, Brokers(2))
-	want := map[string]int16{"metadata.version": 29, "transaction.version": 2, "group.version": 1, "eligible.leader.replicas.version": 1}
+	want := map[string]int16{"metadata.version": 29, "transaction.version": 2, "group.version": 1, "eligible.leader.replicas.version": 1, "share.version": 1}
 	if got := c.FinalizedFeatures(); !maps.Equal(got, want) {
 		t.Fatalf("FinalizedFeatures() = %v, want %v", got, want)
 	}
@@ -54,7 +54,7 @@ func TestApiVersionsFeatures(t *testing.T) {
 		for _, f := range resp.SupportedFeatures {
 			supported[f.Name] = [2]int16{f.MinVersion, f.MaxVersion}
 		}
-		wantSup := map[string][2]int16{"metadata.version": {7, 29}, "transaction.version": {0, 2}, "group.version": {0, 1}, "eligible.leader.replicas.version": {0, 1}}
+		wantSup := map[string][2]int16{"metadata.version": {7, 29}, "transaction.version": {0, 2}, "group.version": {0, 1}, "eligible.leader.replicas.version": {0, 1}, "share.version": {0, 1}}
 		if !maps.Equal(supported, wantSup) {
 			t.Errorf("%s: supported %v, want %v (kraft.version, at most 0, is not advertised)", addr, supported, wantSup)
 		}
@@ -68,7 +68,7 @@ func TestApiVersionsFeatures(t *testing.T) {
 // 3.x-like cluster (group.version 0) refuses the consumer group protocol
 // as Kafka does with the feature off; invalid levels fail New.
 func TestFeatureOption(t *testing.T) {
-	c := Start(t, Brokers(1), Feature("group.version", 0), Feature("transaction.version", 2), Feature("metadata.version", 21), Feature("eligible.leader.replicas.version", 0))
+	c := Start(t, Brokers(1), Feature("group.version", 0), Feature("transaction.version", 2), Feature("metadata.version", 21), Feature("eligible.leader.replicas.version", 0), Feature("share.version", 0))
 	want := map[string]int16{"metadata.version": 21, "transaction.version": 2}
 	if got := finalized(apiVersions(t, c.Addrs()[0], 4)); !maps.Equal(got, want) {
 		t.Fatalf("finalized %v, want %v", got, want)
@@ -81,7 +81,7 @@ func TestFeatureOption(t *testing.T) {
 	for _, bad := range [][]Option{
 		{Feature("transaction.version", 3)},
 		{Feature("kraft.version", 1)},
-		{Feature("share.version", 1)},
+		{Feature("share.version", 2)},
 		{Feature("metadata.version", 22), Feature("eligible.leader.replicas.version", 1)}, // ELR 1 needs 4.0-IV1
 	} {
 		if c, err := New(append([]Option{Brokers(1)}, bad...)...); err == nil {
@@ -171,7 +171,7 @@ func TestUpdateFeatures(t *testing.T) {
 // options it is restarted with (a cluster is formatted once).
 func TestFeaturesSurviveRestart(t *testing.T) {
 	dir := t.TempDir()
-	c, err := New(Brokers(1), Dir(dir), Feature("group.version", 0), Feature("transaction.version", 0))
+	c, err := New(Brokers(1), Dir(dir), Feature("group.version", 0), Feature("transaction.version", 0), Feature("share.version", 0))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,6 +30,8 @@ const (
 	kindConsumer = "consumer"
 )
 
+// kindShare (KIP-932) is in group_share.go.
+
 type group struct {
 	name       string
 	kind       string
@@ -53,6 +55,7 @@ type group struct {
 
 	offsets map[string]map[int32]offsetEntry
 	cg      *consumerGroup // KIP-848 state, for kind consumer
+	sg      *shareGroup    // KIP-932 state, for kind share
 }
 
 type offsetEntry struct {
@@ -110,7 +113,7 @@ func (g *group) numOffsets() int {
 
 // isEmptyState reports whether the group has no members.
 func (g *group) isEmptyState() bool {
-	if g.cg != nil && len(g.cg.members) > 0 {
+	if g.cg != nil && len(g.cg.members) > 0 || g.sg != nil && len(g.sg.members) > 0 {
 		return false
 	}
 	return len(g.members) == 0 && g.state == stateEmpty
@@ -118,7 +121,7 @@ func (g *group) isEmptyState() bool {
 
 // isDeletable reports whether nothing is left of the group.
 func (g *group) isDeletable() bool {
-	return g.isEmptyState() && g.numOffsets() == 0 && g.protocolType == "" && g.cg == nil
+	return g.isEmptyState() && g.numOffsets() == 0 && g.protocolType == "" && g.cg == nil && g.sg == nil
 }
 
 // offsetExpired is Kafka's offset expiration condition (KIP-211, and

@@ -329,8 +329,11 @@ func (g *group) leaveLocked(gs *groupShard, memberID string, instanceID *string,
 
 // tickLocked fires the group's passed deadlines and returns its next one.
 func (g *group) tickLocked(gs *groupShard, now time.Time) time.Time {
-	if g.kind == kindConsumer {
+	switch g.kind {
+	case kindConsumer:
 		return g.tickConsumerLocked(gs, now)
+	case kindShare:
+		return g.tickShareLocked(gs, now)
 	}
 	var next time.Time
 	at := func(t time.Time) {

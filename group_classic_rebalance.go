@@ -35,6 +35,9 @@ func (g *group) joinLocked(gs *groupShard, req *kmsg.JoinGroupRequest, clientID,
 	if session < cfg.minSession || session > cfg.maxSession {
 		return joinError(kerr.InvalidSessionTimeout.Code, req.MemberID), nil
 	}
+	if g.kind == kindShare {
+		return joinError(kerr.GroupIDNotFound.Code, req.MemberID), nil
+	}
 	if g.kind == kindConsumer {
 		if !g.isEmptyState() {
 			return joinError(kerr.InconsistentGroupProtocol.Code, req.MemberID), nil

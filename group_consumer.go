@@ -144,6 +144,9 @@ func (gs *groupShard) heartbeatConsumerLocked(req *kmsg.ConsumerGroupHeartbeatRe
 func (gs *groupShard) heartbeatChangeLocked(req *kmsg.ConsumerGroupHeartbeatRequest, clientID, clientHost string, now time.Time) *kmsg.ConsumerGroupHeartbeatResponse {
 	cfg := gs.gc.cfg
 	g := gs.groups[req.Group]
+	if g != nil && g.kind == kindShare {
+		return cgError(kerr.GroupIDNotFound.Code, "Group "+req.Group+" is not a consumer group.")
+	}
 	if g != nil && g.kind == kindClassic {
 		if req.MemberEpoch != 0 || !g.isEmptyState() {
 			return cgError(kerr.GroupIDNotFound.Code, "Group "+req.Group+" is not a consumer group.")

@@ -44,6 +44,7 @@ type groupConfig struct {
 	cgSession         time.Duration // group.consumer.session.timeout.ms
 	cgHeartbeat       time.Duration // group.consumer.heartbeat.interval.ms
 	cgMaxSize         int32         // group.consumer.max.size
+	shareConfig                     // group.share.*: group_share.go
 }
 
 // groupConfigDefs are merged into brokerConfigDefs at init, so the group
@@ -144,6 +145,9 @@ func (gs *groupShard) replay(offset, pid int64, key, value []byte) {
 	if t, ok := grouprecords.Type(key); ok && grouprecords.Known(t) {
 		gs.replayConsumerRecord(key, value)
 		return
+	} else if ok && grouprecords.ShareKnown(t) {
+		gs.replayShareRecord(key, value)
+		return
 	}
 	replayRecord(gs.groups, offset, key, value, gs.now, gs.gc.cfg)
 }
@@ -155,6 +159,7 @@ func (gs *groupShard) replayEndTransactionMarker(pid int64, commit bool) {
 // onLoaded starts the loaded consumer groups' member sessions and wakes
 // run for their deadlines.
 func (gs *groupShard) onLoaded() {
+	gs.onLoadedShareLocked()
 	gs.onLoadedConsumerLocked(time.Now())
 	gs.gc.kick()
 }
@@ -304,6 +309,8 @@ func (gc *groupCoordinator) expireOffsets(now time.Time) {
 				switch {
 				case deleteGroup && g.cg != nil:
 					recs = append(recs, consumerGroupTombstones(name, g.cg)...)
+				case deleteGroup && g.sg != nil:
+					recs = append(recs, shareGroupTombstones(name, g.sg)...)
 				case deleteGroup && g.protocolType != "":
 					recs = append(recs, groupTombstone(name))
 				}

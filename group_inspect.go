@@ -14,8 +14,9 @@ import (
 // GroupState is a snapshot of one group as its coordinator holds it.
 type GroupState struct {
 	Group string
-	// Type is "classic" (JoinGroup/SyncGroup, or offsets only) or
-	// "consumer" (KIP-848 ConsumerGroupHeartbeat).
+	// Type is "classic" (JoinGroup/SyncGroup, or offsets only),
+	// "consumer" (KIP-848 ConsumerGroupHeartbeat) or "share" (KIP-932
+	// ShareGroupHeartbeat; ShareGroup has its share-partitions).
 	Type string
 	// State is Kafka's name: Empty, PreparingRebalance,
 	// CompletingRebalance, Stable (classic); Empty, Assigning,
@@ -121,6 +122,18 @@ func (g *group) snapshotLocked(st *GroupState) {
 			if m.instanceID != nil {
 				gm.InstanceID = *m.instanceID
 			}
+			for t, ps := range m.assigned {
+				gm.Assigned[t] = slices.Sorted(slices.Values(ps))
+			}
+			st.Members = append(st.Members, gm)
+		}
+		return
+	}
+	if g.kind == kindShare && g.sg != nil {
+		st.State, st.Generation, st.ProtocolType, st.Protocol = g.sg.state, g.sg.epoch, "share", "simple"
+		for _, id := range sortedKeys(g.sg.members) {
+			m := g.sg.members[id]
+			gm := GroupMember{ID: m.id, ClientID: m.clientID, ClientHost: m.clientHost, Epoch: m.epoch, Assigned: map[string][]int32{}}
 			for t, ps := range m.assigned {
 				gm.Assigned[t] = slices.Sorted(slices.Values(ps))
 			}

@@ -106,6 +106,7 @@ func defaultConfig() config {
 			metadata.FeatureTransactionVersion: 2, // KIP-890 part 2
 			metadata.FeatureGroupVersion:       1, // KIP-848
 			metadata.FeatureELRVersion:         1, // KIP-966
+			metadata.FeatureShareVersion:       1, // KIP-932
 		},
 	}
 }
@@ -455,7 +456,10 @@ func SASLUser(mechanism, user, password string) Option {
 // tests of older clients.
 //
 // The defaults are Kafka 4.2's: metadata.version 29, transaction.version
-// 2, group.version 1, eligible.leader.replicas.version 1. At
+// 2, group.version 1, eligible.leader.replicas.version 1, share.version 1
+// (share groups, KIP-932, which need metadata.version 26 (4.1-IV0) or
+// above, so a cluster formatted at an older metadata.version sets
+// Feature("share.version", 0) too). At
 // eligible.leader.replicas.version 1 (KIP-966) the controller keeps each
 // partition's eligible leader replicas: a replica that leaves an ISR
 // below min.insync.replicas joins the ELR, the ISR may become empty, a

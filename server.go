@@ -238,7 +238,9 @@ type request struct {
 // acceptLoop serves the connections of one of the broker's listeners.
 func (b *broker) acceptLoop(l *brokerListener) {
 	b.srv.accept(l.ln, func(conn net.Conn) {
-		b.forgetConn(b.serveConn(conn, l))
+		conn = b.serveConn(conn, l)
+		b.forgetConn(conn)
+		b.shares.connClosed(conn)
 	})
 }
 

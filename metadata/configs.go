@@ -13,6 +13,7 @@ import (
 const (
 	ResourceTopic  int8 = 2
 	ResourceBroker int8 = 4
+	ResourceGroup  int8 = 32 // a group's dynamic configs (KIP-848, KIP-932)
 )
 
 // AlterConfigs changes the configs of one resource (a topic, a broker by
@@ -45,6 +46,11 @@ func (c *Controller) AlterConfigs(ctx context.Context, resourceType int8, name s
 			}
 		}
 		cur = st.BrokerConfigs[name]
+	case ResourceGroup:
+		if name == "" {
+			return kerr.InvalidRequest
+		}
+		cur = st.GroupConfigs[name]
 	default:
 		return kerr.InvalidRequest
 	}

@@ -25,6 +25,7 @@ const (
 	FeatureTransactionVersion = "transaction.version"
 	FeatureGroupVersion       = "group.version"
 	FeatureELRVersion         = "eligible.leader.replicas.version"
+	FeatureShareVersion       = "share.version"
 )
 
 // FeatureRange is the levels of a feature a node supports, both included.
@@ -36,13 +37,15 @@ type FeatureRange struct{ Min, Max int16 }
 // are static (no KIP-853 AddRaftVoter/RemoveRaftVoter), as a Kafka cluster
 // formatted with controller.quorum.voters. transaction.version 2 is KIP-890
 // part 2 and group.version 1 the consumer rebalance protocol (KIP-848);
-// eligible.leader.replicas.version 1 is KIP-966.
+// eligible.leader.replicas.version 1 is KIP-966; share.version 1 turns
+// share groups (KIP-932) on.
 var supportedFeatures = map[string]FeatureRange{
 	FeatureMetadataVersion:    {7, 29},
 	FeatureKRaftVersion:       {0, 0},
 	FeatureTransactionVersion: {0, 2},
 	FeatureGroupVersion:       {0, 1},
 	FeatureELRVersion:         {0, 1},
+	FeatureShareVersion:       {0, 1},
 }
 
 // SupportedFeatures returns the features this software supports and their
@@ -90,6 +93,8 @@ func featureDependencies(name string, level int16) map[string]int16 {
 		return map[string]int16{FeatureMetadataVersion: 23}
 	case name == FeatureKRaftVersion && level >= 1:
 		return map[string]int16{FeatureMetadataVersion: 21}
+	case name == FeatureShareVersion && level >= 1:
+		return map[string]int16{FeatureMetadataVersion: 26} // 4.1-IV0
 	}
 	return nil
 }

@@ -108,7 +108,7 @@ func TestBootstrapFeatures(t *testing.T) {
 	for _, bad := range []map[string]int16{
 		{FeatureGroupVersion: 1},                             // no metadata.version
 		{FeatureMetadataVersion: 30},                         // beyond 4.2
-		{FeatureMetadataVersion: 29, "share.version": 1},     // unknown here
+		{FeatureMetadataVersion: 29, "streams.version": 1},   // unknown here
 		{FeatureMetadataVersion: 29, FeatureKRaftVersion: 1}, // static quorum
 		{FeatureMetadataVersion: 22, FeatureELRVersion: 1},   // ELR needs 4.0-IV1
 		{FeatureMetadataVersion: 29, FeatureTransactionVersion: 3},
@@ -164,8 +164,8 @@ func TestUpdateFeatures(t *testing.T) {
 	refused([]FeatureUpdate{{FeatureTransactionVersion, 1, SafeDowngrade}}, false, "Can't downgrade to a newer version")
 	refused([]FeatureUpdate{{FeatureTransactionVersion, 3, Upgrade}}, false, "only supports versions 0-2")
 	refused([]FeatureUpdate{{FeatureKRaftVersion, 1, Upgrade}}, false, "does not support this feature")
-	refused([]FeatureUpdate{{"share.version", 1, Upgrade}}, false, "does not support this feature")
-	refused([]FeatureUpdate{{"share.version", 0, Upgrade}}, false, "Feature share.version not found")
+	refused([]FeatureUpdate{{"streams.version", 1, Upgrade}}, false, "does not support this feature")
+	refused([]FeatureUpdate{{"streams.version", 0, Upgrade}}, false, "Feature streams.version not found")
 	refused([]FeatureUpdate{{FeatureGroupVersion, -1, SafeDowngrade}}, false, "cannot be less than 0")
 	refused([]FeatureUpdate{{FeatureGroupVersion, 1, 7}}, false, "upgrade type")
 	// All or nothing: a valid update beside a refused one is not written.

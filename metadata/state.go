@@ -60,6 +60,7 @@ type State struct {
 	Topics         map[string]*Topic
 	TopicsByID     map[TopicID]*Topic
 	BrokerConfigs  map[string]map[string]string // "" is the cluster default
+	GroupConfigs   map[string]map[string]string // by group id
 	NextProducerID int64
 	ClientQuotas   map[string]*Quota // by QuotaKey (quotas.go)
 	ACLs           map[string]*ACL   // by record id (acls.go)
@@ -79,6 +80,7 @@ func NewState() *State {
 		Topics:        make(map[string]*Topic),
 		TopicsByID:    make(map[TopicID]*Topic),
 		BrokerConfigs: make(map[string]map[string]string),
+		GroupConfigs:  make(map[string]map[string]string),
 	}
 }
 
@@ -175,6 +177,12 @@ func (s *State) Apply(offset int64, r Record) error {
 			if m == nil {
 				m = make(map[string]string)
 				s.BrokerConfigs[r.Name] = m
+			}
+		case ResourceGroup:
+			m = s.GroupConfigs[r.Name]
+			if m == nil {
+				m = make(map[string]string)
+				s.GroupConfigs[r.Name] = m
 			}
 		default:
 			return fmt.Errorf("metadata: config of resource type %d", r.ResourceType)

@@ -1,0 +1,327 @@
+package kcluster
+
+// The records of a share group in its __consumer_offsets partition, as
+// Kafka's GroupCoordinatorRecordHelpers writes them for share groups
+// (internal/grouprecords): ShareGroupMetadata (the group epoch),
+// ShareGroupMemberMetadata (a member's subscription),
+// ShareGroupTargetAssignmentMember and ShareGroupTargetAssignmentMetadata
+// (the target and its epoch), ShareGroupCurrentMemberAssignment (a
+// member's epoch and partitions) and ShareGroupStatePartitionMetadata (the
+// partitions whose share state the group initialized). A change is written
+// as the records that differ; a member that leaves, or a group deleted, is
+// tombstoned. Also the simple assignor (Kafka's SimpleAssignor for share
+// groups) and the records' replay.
+
+import (
+	"slices"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kcluster/kcluster/internal/grouprecords"
+)
+
+func sgKey(typ int16, group, member string) []byte {
+	return grouprecords.ShareKey{Type: typ, GroupID: group, MemberID: member}.AppendTo(nil)
+}
+
+func sgTombstone(typ int16, group, member string) kmsg.Record {
+	return kmsg.Record{Key: sgKey(typ, group, member)}
+}
+
+func byTopicID(a map[string][]int32, ids map[string][16]byte) []grouprecords.TopicPartitions {
+	out := []grouprecords.TopicPartitions{}
+	for _, t := range sortedKeys(a) {
+		if id, ok := ids[t]; ok && len(a[t]) > 0 {
+			out = append(out, grouprecords.TopicPartitions{TopicID: id, Partitions: slices.Clone(a[t])})
+		}
+	}
+	return out
+}
+
+// shareGroupRecords returns the records that take a share group from
+// before (nil: it did not exist) to after (nil: deleted), in Kafka's order:
+// member metadata, group epoch, target assignment, current assignments.
+func shareGroupRecords(group string, before, after *shareGroup, ids map[string][16]byte) []kmsg.Record {
+	if after == nil {
+		if before == nil {
+			return nil
+		}
+		return shareGroupTombstones(group, before)
+	}
+	if before == nil {
+		before = &shareGroup{members: map[string]*sgMember{}, target: map[string]map[string][]int32{}, initialized: map[string][]int32{}, epoch: -1}
+	}
+	var recs []kmsg.Record
+	for _, id := range sortedKeys(after.members) {
+		m, o := after.members[id], before.members[id]
+		if o == nil || !slices.Equal(m.topics, o.topics) || m.clientID != o.clientID || m.clientHost != o.clientHost || !sameStringPtr(m.rackID, o.rackID) {
+			v := grouprecords.ShareGroupMemberMetadataValue{RackID: m.rackID, ClientID: m.clientID, ClientHost: m.clientHost, SubscribedTopicNames: slices.Clone(m.topics)}
+			recs = append(recs, kmsg.Record{Key: sgKey(grouprecords.TypeShareGroupMemberMetadata, group, id), Value: v.AppendTo(nil)})
+		}
+	}
+	for _, id := range sortedKeys(before.members) {
+		if after.members[id] == nil {
+			recs = append(recs,
+				sgTombstone(grouprecords.TypeShareGroupCurrentMemberAssignment, group, id),
+				sgTombstone(grouprecords.TypeShareGroupTargetAssignmentMember, group, id),
+				sgTombstone(grouprecords.TypeShareGroupMemberMetadata, group, id))
+		}
+	}
+	if after.epoch != before.epoch || after.metadataHash != before.metadataHash {
+		v := grouprecords.ShareGroupMetadataValue{Epoch: after.epoch, MetadataHash: after.metadataHash}
+		recs = append(recs, kmsg.Record{Key: sgKey(grouprecords.TypeShareGroupMetadata, group, ""), Value: v.AppendTo(nil)})
+	}
+	if !equalInitialized(after.initialized, before.initialized) {
+		v := grouprecords.ShareGroupStatePartitionMetadataValue{DeletingTopics: []grouprecords.ShareTopic{}}
+		v.InitializedTopics = []grouprecords.ShareTopicPartitions{}
+		for _, t := range sortedKeys(after.initialized) {
+			if id, ok := ids[t]; ok {
+				v.InitializedTopics = append(v.InitializedTopics, grouprecords.ShareTopicPartitions{TopicID: id, TopicName: t, Partitions: slices.Clone(after.initialized[t])})
+			}
+		}
+		recs = append(recs, kmsg.Record{Key: sgKey(grouprecords.TypeShareGroupStatePartitionMetadata, group, ""), Value: v.AppendTo(nil)})
+	}
+	if after.assignmentEpoch != before.assignmentEpoch {
+		for _, id := range sortedKeys(after.target) {
+			if before.target[id] != nil && assignmentsEqual(before.target[id], after.target[id]) {
+				continue
+			}
+			v := grouprecords.ShareGroupTargetAssignmentMemberValue{TopicPartitions: byTopicID(after.target[id], ids)}
+			recs = append(recs, kmsg.Record{Key: sgKey(grouprecords.TypeShareGroupTargetAssignmentMember, group, id), Value: v.AppendTo(nil)})
+		}
+		v := grouprecords.ShareGroupTargetAssignmentMetadataValue{AssignmentEpoch: after.assignmentEpoch}
+		recs = append(recs, kmsg.Record{Key: sgKey(grouprecords.TypeShareGroupTargetAssignmentMetadata, group, ""), Value: v.AppendTo(nil)})
+	}
+	for _, id := range sortedKeys(after.members) {
+		m, o := after.members[id], before.members[id]
+		if o != nil && o.epoch == m.epoch && o.prevEpoch == m.prevEpoch && assignmentsEqual(o.assigned, m.assigned) {
+			continue
+		}
+		v := grouprecords.ShareGroupCurrentMemberAssignmentValue{MemberEpoch: m.epoch, PreviousMemberEpoch: m.prevEpoch,
+			State: grouprecords.MemberStable, AssignedPartitions: byTopicID(m.assigned, ids)}
+		recs = append(recs, kmsg.Record{Key: sgKey(grouprecords.TypeShareGroupCurrentMemberAssignment, group, id), Value: v.AppendTo(nil)})
+	}
+	return recs
+}
+
+func sameStringPtr(a, b *string) bool {
+	return a == nil && b == nil || a != nil && b != nil && *a == *b
+}
+
+func equalInitialized(a, b map[string][]int32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for t, ps := range a {
+		if !slices.Equal(ps, b[t]) {
+			return false
+		}
+	}
+	return true
+}
+
+// shareGroupTombstones deletes a share group: every member's records, the
+// target, the state metadata and the group's epoch last.
+func shareGroupTombstones(group string, sg *shareGroup) []kmsg.Record {
+	var recs []kmsg.Record
+	for _, id := range sortedKeys(sg.members) {
+		recs = append(recs,
+			sgTombstone(grouprecords.TypeShareGroupCurrentMemberAssignment, group, id),
+			sgTombstone(grouprecords.TypeShareGroupTargetAssignmentMember, group, id),
+			sgTombstone(grouprecords.TypeShareGroupMemberMetadata, group, id))
+	}
+	return append(recs,
+		sgTombstone(grouprecords.TypeShareGroupTargetAssignmentMetadata, group, ""),
+		sgTombstone(grouprecords.TypeShareGroupStatePartitionMetadata, group, ""),
+		sgTombstone(grouprecords.TypeShareGroupMetadata, group, ""))
+}
+
+// replayShareRecord applies one share-group record while the shard loads.
+func (gs *groupShard) replayShareRecord(key, value []byte) {
+	var k grouprecords.ShareKey
+	if k.ReadFrom(key) != nil {
+		return
+	}
+	g := gs.groups[k.GroupID]
+	if value == nil {
+		if g == nil || g.sg == nil {
+			return
+		}
+		sg := g.sg
+		switch k.Type {
+		case grouprecords.TypeShareGroupMetadata:
+			delete(gs.groups, k.GroupID)
+		case grouprecords.TypeShareGroupMemberMetadata:
+			delete(sg.members, k.MemberID)
+		case grouprecords.TypeShareGroupTargetAssignmentMember:
+			delete(sg.target, k.MemberID)
+		case grouprecords.TypeShareGroupStatePartitionMetadata:
+			sg.initialized = map[string][]int32{}
+		}
+		return
+	}
+	if g == nil {
+		g = gs.getOrCreateLocked(k.GroupID)
+	}
+	if g.kind != kindShare || g.sg == nil {
+		g.kind, g.sg = kindShare, newShareGroup()
+	}
+	sg := g.sg
+	member := func() *sgMember {
+		m := sg.members[k.MemberID]
+		if m == nil {
+			m = &sgMember{id: k.MemberID, assigned: map[string][]int32{}}
+			sg.members[k.MemberID] = m
+		}
+		return m
+	}
+	switch k.Type {
+	case grouprecords.TypeShareGroupMetadata:
+		var v grouprecords.ShareGroupMetadataValue
+		if v.ReadFrom(value) == nil {
+			sg.epoch, sg.metadataHash = v.Epoch, v.MetadataHash
+		}
+	case grouprecords.TypeShareGroupMemberMetadata:
+		var v grouprecords.ShareGroupMemberMetadataValue
+		if v.ReadFrom(value) == nil {
+			m := member()
+			m.rackID, m.clientID, m.clientHost, m.topics = v.RackID, v.ClientID, v.ClientHost, v.SubscribedTopicNames
+		}
+	case grouprecords.TypeShareGroupTargetAssignmentMetadata:
+		var v grouprecords.ShareGroupTargetAssignmentMetadataValue
+		if v.ReadFrom(value) == nil {
+			sg.assignmentEpoch = v.AssignmentEpoch
+		}
+	case grouprecords.TypeShareGroupTargetAssignmentMember:
+		var v grouprecords.ShareGroupTargetAssignmentMemberValue
+		if v.ReadFrom(value) == nil {
+			sg.target[k.MemberID] = gs.topicPartitionsByName(v.TopicPartitions)
+		}
+	case grouprecords.TypeShareGroupCurrentMemberAssignment:
+		var v grouprecords.ShareGroupCurrentMemberAssignmentValue
+		if v.ReadFrom(value) == nil {
+			m := member()
+			m.epoch, m.prevEpoch = v.MemberEpoch, v.PreviousMemberEpoch
+			m.assigned = gs.topicPartitionsByName(v.AssignedPartitions)
+		}
+	case grouprecords.TypeShareGroupStatePartitionMetadata:
+		var v grouprecords.ShareGroupStatePartitionMetadataValue
+		if v.ReadFrom(value) == nil {
+			sg.initialized = map[string][]int32{}
+			for _, t := range v.InitializedTopics {
+				sg.initialized[t.TopicName] = slices.Clone(t.Partitions)
+			}
+		}
+	}
+}
+
+// onLoadedShareLocked starts the loaded share groups' member sessions.
+func (gs *groupShard) onLoadedShareLocked() {
+	now := gs.now
+	for _, g := range gs.groups {
+		if g.sg == nil {
+			continue
+		}
+		for _, m := range g.sg.members {
+			m.deadline = now.Add(gs.gc.cfg.shareSession)
+		}
+		g.updateShareStateLocked(now)
+	}
+}
+
+// shareSubscriptionHash is the hash of the metadata of the topics the
+// group's members subscribe to (KIP-1101).
+func (gs *groupShard) shareSubscriptionHash(sg *shareGroup) int64 {
+	b := gs.gc.b
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	seen := map[string]bool{}
+	for _, m := range sg.members {
+		for _, t := range m.topics {
+			seen[t] = true
+		}
+	}
+	return topicsHash(b.mu.state, sortedKeys(seen))
+}
+
+// assignShareLocked recomputes the target assignment at the group epoch
+// and marks its partitions initialized.
+func (gs *groupShard) assignShareLocked(sg *shareGroup) {
+	b := gs.gc.b
+	b.mu.RLock()
+	subs := map[string][]string{}
+	sizes := map[string]int{}
+	for id, m := range sg.members {
+		for _, t := range m.topics {
+			if tt := b.mu.state.Topics[t]; tt != nil {
+				subs[id] = append(subs[id], t)
+				sizes[t] = len(tt.Partitions)
+			}
+		}
+	}
+	b.mu.RUnlock()
+	sg.target = assignShareSimple(subs, sizes)
+	for id := range sg.members {
+		if sg.target[id] == nil {
+			sg.target[id] = map[string][]int32{}
+		}
+	}
+	sg.assignmentEpoch = sg.epoch
+	for _, a := range sg.target {
+		for t, ps := range a {
+			for _, p := range ps {
+				if !slices.Contains(sg.initialized[t], p) {
+					sg.initialized[t] = append(sg.initialized[t], p)
+					slices.Sort(sg.initialized[t])
+				}
+			}
+		}
+	}
+}
+
+// assignShareSimple is the simple assignor of share groups (Kafka's
+// SimpleAssignor): for each topic, its partitions are spread over the
+// members subscribed to it. With at least as many partitions as members,
+// each partition goes to one member, round robin; with more members than
+// partitions, each member gets one partition and the partitions are shared
+// as evenly as can be, so every member has work. Members and partitions are
+// taken in sorted order, so the assignment is deterministic; Kafka's keeps
+// a member's previous partitions where it can, which this does not.
+func assignShareSimple(subs map[string][]string, sizes map[string]int) map[string]map[string][]int32 {
+	out := map[string]map[string][]int32{}
+	byTopic := map[string][]string{}
+	for _, id := range sortedKeys(subs) {
+		for _, t := range subs[id] {
+			byTopic[t] = append(byTopic[t], id)
+		}
+	}
+	add := func(id, t string, p int32) {
+		if out[id] == nil {
+			out[id] = map[string][]int32{}
+		}
+		if !slices.Contains(out[id][t], p) {
+			out[id][t] = append(out[id][t], p)
+		}
+	}
+	for _, t := range sortedKeys(byTopic) {
+		members, n := byTopic[t], sizes[t]
+		if n == 0 {
+			continue
+		}
+		if n >= len(members) {
+			for p := range n {
+				add(members[p%len(members)], t, int32(p))
+			}
+		} else {
+			for i, id := range members {
+				add(id, t, int32(i%n))
+			}
+		}
+	}
+	for _, a := range out {
+		for t := range a {
+			slices.Sort(a[t])
+		}
+	}
+	return out
+}
