@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -27,6 +28,9 @@ type Controller struct {
 	log       Log
 	clusterID string
 	cfg       ControllerConfig
+	// applied is the offset of the last record applied to the state
+	// (mu.state.Offset), readable without mu for Active.
+	applied atomic.Int64
 
 	mu struct {
 		sync.Mutex
@@ -86,6 +90,7 @@ func NewController(ctx context.Context, log Log, clusterID string, cfg Controlle
 	}
 	c := &Controller{log: log, clusterID: clusterID, cfg: cfg}
 	c.mu.state = NewState()
+	c.applied.Store(c.mu.state.Offset)
 	c.mu.lastBeat = make(map[int32]time.Time)
 	c.beats.last = make(map[int32]beat)
 	// A sole controller is active from the start; one of a quorum
@@ -110,11 +115,28 @@ type Leader interface {
 	// Leading reports whether this node may append and has every
 	// committed record.
 	Leading() bool
+	// LeadingFrom is the log end when this node's leadership began:
+	// every record below it was written under an earlier leader.
+	LeadingFrom() (end int64, leading bool)
 }
 
 // Active reports whether this controller is the one that may change
-// metadata.
+// metadata and serves it: it leads, and its state has every record
+// written before its leadership began (KRaft's QuorumController claims
+// leadership once it has replayed the log up to then). A leader whose
+// state is still behind would answer gauges and fetches with metadata
+// older than what its predecessor acknowledged.
 func (c *Controller) Active() bool {
+	if l, ok := c.log.(Leader); ok {
+		from, leading := l.LeadingFrom()
+		return leading && c.applied.Load() >= from-1
+	}
+	return true
+}
+
+// leading reports whether the log lets this controller propose: a
+// proposal brings the state up to the log itself (lockActive).
+func (c *Controller) leading() bool {
 	if l, ok := c.log.(Leader); ok {
 		return l.Leading()
 	}
@@ -126,7 +148,7 @@ func (c *Controller) Active() bool {
 // sees what a previous active controller wrote.
 func (c *Controller) lockActive(ctx context.Context) error {
 	c.mu.Lock()
-	if !c.Active() {
+	if !c.leading() {
 		c.mu.Unlock()
 		return ErrNotController
 	}
@@ -165,6 +187,7 @@ func (c *Controller) applyLocked(es []Entry) error {
 			return fmt.Errorf("metadata: controller state diverged from its log: %w", err)
 		}
 	}
+	c.applied.Store(c.mu.state.Offset)
 	if c.cfg.OnChange != nil {
 		c.cfg.OnChange(es, c.mu.state)
 	}

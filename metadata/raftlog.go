@@ -95,7 +95,10 @@ type RaftStatus struct {
 	// Leading is true on the leader once it has applied an entry of its
 	// own term, that is, once it has every committed record.
 	Leading bool
-	Commit  uint64 // Raft index
+	// LeadingFrom is, while Leading, the log end offset when the
+	// leadership began.
+	LeadingFrom int64
+	Commit      uint64 // Raft index
 	Applied uint64 // Raft index
 	// Match is, on the leader, each voter's highest replicated Raft index.
 	Match map[uint64]uint64
@@ -515,8 +518,9 @@ func (l *RaftLog) apply(rd raft.Ready) error {
 			l.mu.Unlock()
 			return fmt.Errorf("metadata: unexpected raft configuration change at %d", e.GetIndex())
 		}
-		if isLeader && e.GetTerm() == st.Term {
+		if isLeader && e.GetTerm() == st.Term && !st.Leading {
 			st.Leading = true
+			st.LeadingFrom = l.End()
 		}
 		if len(e.GetData()) == 0 {
 			continue
@@ -640,6 +644,13 @@ func (l *RaftLog) Leading() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.mu.status.Leading
+}
+
+// LeadingFrom implements Leader.
+func (l *RaftLog) LeadingFrom() (int64, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.mu.status.LeadingFrom, l.mu.status.Leading
 }
 
 // Status returns this node's view of the quorum. Match and LastAck are

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"sync"
@@ -68,7 +69,10 @@ type Network struct {
 		// connSeq counts the connections made per from, to and side
 		// (conn.seq); lossGen counts SetLoss calls (loss.gen).
 		connSeq map[connKey]uint64
-		lossGen uint64
+		// reserved holds the ports of closed listeners, by port, until
+		// a listener takes them again (reserve.go).
+		reserved map[int]io.Closer
+		lossGen  uint64
 	}
 	// onStall, if set (by tests, before any connection), is called when
 	// a write or read starts a retransmission stall.
@@ -89,6 +93,7 @@ func New() *Network {
 	n.mu.delays = make(map[link]time.Duration)
 	n.mu.losses = make(map[link]*loss)
 	n.mu.connSeq = make(map[connKey]uint64)
+	n.mu.reserved = make(map[int]io.Closer)
 	return n
 }
 
@@ -105,8 +110,10 @@ func (n *Network) Listen(node int32, addr string) (net.Listener, error) {
 	if n.mem != nil {
 		inner, err = n.memListen(addr)
 	} else {
-		var lc net.ListenConfig
-		inner, err = lc.Listen(context.Background(), "tcp", addr)
+		inner, err = n.listenReserved(func() (net.Listener, error) {
+			var lc net.ListenConfig
+			return lc.Listen(context.Background(), "tcp", addr)
+		}, addr)
 	}
 	if err != nil {
 		return nil, err
@@ -250,6 +257,11 @@ func (n *Network) CloseNode(node int32) {
 	for _, l := range ls {
 		l.Listener.Close()
 	}
+	n.mu.Lock()
+	for _, l := range ls {
+		n.reserveLocked(l.Listener)
+	}
+	n.mu.Unlock()
 	for _, c := range doomed {
 		c.Close()
 	}
@@ -271,9 +283,13 @@ func (n *Network) Close() {
 	for c := range n.mu.conns {
 		cs = append(cs, c)
 	}
+	held := n.releaseLocked()
 	n.mu.Unlock()
 	for _, l := range ls {
 		l.Listener.Close()
+	}
+	for _, r := range held {
+		r.Close()
 	}
 	for _, c := range cs {
 		c.Close()
@@ -350,9 +366,16 @@ func (l *listener) peerLocked(remote addrPair) (int32, bool) {
 
 func (l *listener) Close() error {
 	l.n.mu.Lock()
+	_, open := l.n.mu.listeners[l.node][l]
 	delete(l.n.mu.listeners[l.node], l)
 	l.n.mu.Unlock()
-	return l.Listener.Close()
+	err := l.Listener.Close()
+	if open {
+		l.n.mu.Lock()
+		l.n.reserveLocked(l.Listener)
+		l.n.mu.Unlock()
+	}
+	return err
 }
 
 type conn struct {

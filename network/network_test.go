@@ -205,3 +205,50 @@ func TestAcceptTellsAClientFromANodeOnTheSamePort(t *testing.T) {
 		t.Fatalf("a client's connection from node 2's port %v was taken for node %d's", client.LocalAddr(), from)
 	}
 }
+
+// A closed listener's port stays held for its node while the network is
+// open: a dial to it is refused, as a dead process's port is, and the
+// node listens on it again (a restart keeps its address); the network's
+// Close lets it go.
+func TestClosedListenersPortIsHeldForItsNode(t *testing.T) {
+	n := New()
+	ln, err := n.Listen(1, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	n.mu.Lock()
+	held := len(n.mu.reserved)
+	n.mu.Unlock()
+	if held != 1 {
+		t.Fatalf("%d ports held after the listener closed, want 1", held)
+	}
+	if c, err := net.Dial("tcp", addr); err == nil {
+		c.Close()
+		t.Fatalf("a dial to the closed listener's port %s connected", addr)
+	}
+	ln, err = n.Listen(1, addr)
+	if err != nil {
+		t.Fatalf("listening again on %s: %v", addr, err)
+	}
+	n.mu.Lock()
+	held = len(n.mu.reserved)
+	n.mu.Unlock()
+	if held != 0 {
+		t.Fatalf("%d ports held while the node listens, want 0", held)
+	}
+	n.CloseNode(1)
+	n.Close()
+	n.mu.Lock()
+	held = len(n.mu.reserved)
+	n.mu.Unlock()
+	if held != 0 {
+		t.Fatalf("%d ports held after Close", held)
+	}
+	free, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("the port is not free after Close: %v", err)
+	}
+	free.Close()
+}
