@@ -99,7 +99,7 @@ type RaftStatus struct {
 	// leadership began.
 	LeadingFrom int64
 	Commit      uint64 // Raft index
-	Applied uint64 // Raft index
+	Applied     uint64 // Raft index
 	// Match is, on the leader, each voter's highest replicated Raft index.
 	Match map[uint64]uint64
 	// LastAck is, on the leader, when each voter last answered.
