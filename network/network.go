@@ -65,6 +65,8 @@ type Network struct {
 		// (conn.seq); lossGen counts SetLoss calls (loss.gen).
 		connSeq map[connKey]uint64
 		lossGen uint64
+		// watches are the Watch channels not yet closed (watch.go).
+		watches map[*watch]struct{}
 	}
 	// onStall, if set (by tests, before any connection), is called when
 	// a write or read starts a retransmission stall.
@@ -85,6 +87,7 @@ func New() *Network {
 	n.mu.delays = make(map[link]time.Duration)
 	n.mu.losses = make(map[link]*loss)
 	n.mu.connSeq = make(map[connKey]uint64)
+	n.mu.watches = make(map[*watch]struct{})
 	return n
 }
 
@@ -172,7 +175,8 @@ func (n *Network) track(c *conn) bool {
 		return false
 	}
 	n.mu.conns[c] = struct{}{}
-	n.mu.dialedFrom[c.LocalAddr().String()] = c.from
+	c.pair = c.LocalAddr().String()
+	n.mu.dialedFrom[c.pair] = c.from
 	c.numberLocked()
 	return true
 }
@@ -183,6 +187,7 @@ func (n *Network) untrack(c *conn) {
 	if from, ok := n.mu.dialedFrom[c.LocalAddr().String()]; ok && from == c.from {
 		delete(n.mu.dialedFrom, c.LocalAddr().String())
 	}
+	n.endWatchesLocked(func(w *watch) bool { return w.link == mkLink(c.from, c.to) && w.pair == c.pair })
 	n.mu.Unlock()
 }
 
@@ -196,6 +201,7 @@ func (n *Network) Cut(a, b int32) (heal func()) {
 	l := mkLink(a, b)
 	n.mu.Lock()
 	n.mu.cuts[l]++
+	n.endWatchesLocked(func(w *watch) bool { return w.link == l })
 	var doomed []*conn
 	for c := range n.mu.conns {
 		if mkLink(c.from, c.to) == l {
@@ -247,6 +253,7 @@ func (n *Network) CloseNode(node int32) {
 func (n *Network) Close() {
 	n.mu.Lock()
 	n.mu.closed = true
+	n.endWatchesLocked(func(*watch) bool { return true })
 	var ls []*listener
 	for _, m := range n.mu.listeners {
 		for l := range m {
@@ -297,6 +304,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		n.mu.conns[c] = struct{}{}
 		c.accepted = true
+		c.pair = inner.RemoteAddr().String()
 		c.numberLocked()
 		n.mu.Unlock()
 		return c, nil
@@ -361,8 +369,11 @@ type conn struct {
 	// write is lost does not depend on how writes on other connections
 	// interleave with this one's. rng and rrng (reads, on a link to
 	// Client) and their generation are guarded by Network.mu.
-	seq       uint64
-	accepted  bool
+	seq      uint64
+	accepted bool
+	// pair names the connection both its ends share: the dialing
+	// socket's address (Watch).
+	pair      string
 	rng, rrng *rand.Rand
 	rngGen    uint64
 	lastRead  time.Time
@@ -416,6 +427,7 @@ func (n *Network) SetDelay(a, b int32, d time.Duration) {
 		return
 	}
 	n.mu.delays[mkLink(a, b)] = d
+	n.endWatchesLocked(func(w *watch) bool { return w.link == mkLink(a, b) })
 }
 
 func (c *conn) Close() error {
