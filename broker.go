@@ -39,6 +39,13 @@ type broker struct {
 	// stopping is set by a controlled shutdown: heartbeats stop, so the
 	// broker is not unfenced again on its way out.
 	stopping atomic.Bool
+	// standing cancels the heartbeat the controller may be holding
+	// (heartbeatLoop), so that a controlled shutdown can say it wants to
+	// stop.
+	standing struct {
+		sync.Mutex
+		cancel context.CancelFunc
+	}
 	// offline is set when its log dir failed (faults_storage.go).
 	offline atomic.Bool
 	// applied is the metadata offset the broker has applied and acted on
@@ -199,19 +206,52 @@ func (b *broker) register(ctx context.Context) error {
 func (b *broker) heartbeat(ctx context.Context) (*kmsg.BrokerHeartbeatResponse, error) {
 	hctx, cancel := context.WithTimeout(ctx, b.cfg.sessionTimeout)
 	defer cancel()
-	kresp, err := b.cc.requestBuilt(hctx, func() kmsg.Request {
-		req := kmsg.NewPtrBrokerHeartbeatRequest()
-		req.SetVersion(1)
-		req.BrokerID, req.BrokerEpoch = b.id, b.epoch
-		req.WantShutdown = b.stopping.Load()
-		req.CurrentMetadataOffset = b.applied.Load()
-		return req
-	})
+	kresp, err := b.cc.requestBuilt(hctx, b.heartbeatRequest)
 	if err != nil {
 		return nil, err
 	}
 	resp := kresp.(*kmsg.BrokerHeartbeatResponse)
 	return resp, kerr.ErrorForCode(resp.ErrorCode)
+}
+
+func (b *broker) heartbeatRequest() kmsg.Request {
+	req := kmsg.NewPtrBrokerHeartbeatRequest()
+	req.SetVersion(1)
+	req.BrokerID, req.BrokerEpoch = b.id, b.epoch
+	req.WantShutdown = b.stopping.Load()
+	req.CurrentMetadataOffset = b.applied.Load()
+	return req
+}
+
+// standingHeartbeat is heartbeat for heartbeatLoop: the in-memory
+// controller may hold it for as long as the connection stands
+// (controllerNode.standHeartbeat), so it waits without a deadline while
+// the connection is healthy (controllerClient.requestStanding), and a
+// controlled shutdown cancels it.
+func (b *broker) standingHeartbeat() error {
+	if b.c.quorum() {
+		_, err := b.heartbeat(b.ctx)
+		return err
+	}
+	ctx, cancel := context.WithCancel(b.ctx)
+	defer cancel()
+	b.standing.Lock()
+	if b.stopping.Load() {
+		b.standing.Unlock()
+		return nil // the controlled shutdown heartbeats itself
+	}
+	b.standing.cancel = cancel
+	b.standing.Unlock()
+	defer func() {
+		b.standing.Lock()
+		b.standing.cancel = nil
+		b.standing.Unlock()
+	}()
+	kresp, err := b.cc.requestStanding(ctx, b.cfg.sessionTimeout, b.heartbeatRequest)
+	if err != nil {
+		return err
+	}
+	return kerr.ErrorForCode(kresp.(*kmsg.BrokerHeartbeatResponse).ErrorCode)
 }
 
 func (b *broker) start() {
@@ -230,7 +270,10 @@ func (b *broker) start() {
 // heartbeatLoop waits until the broker has replayed its own registration,
 // then heartbeats the controller every broker.heartbeat.interval.ms; the
 // first heartbeat unfences it. A killed broker stops heartbeating and the
-// controller fences it after broker.session.timeout.ms.
+// controller fences it after broker.session.timeout.ms. A heartbeat the
+// controller holds (standingHeartbeat) counts as one every interval for
+// as long as it is held; the next is sent an interval after the previous
+// one was, or at once if that time has passed.
 func (b *broker) heartbeatLoop() {
 	if err := b.waitState(b.ctx, func(st *metadata.State) bool {
 		br := st.Brokers[b.id]
@@ -238,24 +281,31 @@ func (b *broker) heartbeatLoop() {
 	}); err != nil {
 		return
 	}
-	t := time.NewTicker(b.cfg.heartbeatInterval)
+	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
-		if _, err := b.heartbeat(b.ctx); err != nil && b.ctx.Err() == nil {
-			b.log.Debug("heartbeat", "err", err)
-		}
 		select {
 		case <-b.ctx.Done():
 			return
 		case <-t.C:
 		}
+		sent := time.Now()
+		if err := b.standingHeartbeat(); err != nil && b.ctx.Err() == nil {
+			b.log.Debug("heartbeat", "err", err)
+		}
+		t.Reset(time.Until(sent.Add(b.cfg.heartbeatInterval)))
 	}
 }
 
 // controlledShutdown asks the controller to move this broker's leaderships
 // away (BrokerHeartbeat with WantShutdown) and waits for its go-ahead.
 func (b *broker) controlledShutdown(ctx context.Context) error {
+	b.standing.Lock()
 	b.stopping.Store(true)
+	if b.standing.cancel != nil {
+		b.standing.cancel() // a held heartbeat has nothing more to say
+	}
+	b.standing.Unlock()
 	resp, err := b.heartbeat(ctx)
 	if err != nil {
 		return err

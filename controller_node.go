@@ -60,15 +60,21 @@ type controllerNode struct {
 // ctrlHandler serves one API key on the controller node.
 type ctrlHandler struct {
 	min, max int16
-	fn       func(*controllerNode, kmsg.Request) (kmsg.Response, error)
+	fn       func(*controllerNode, net.Conn, kmsg.Request) (kmsg.Response, error)
 }
 
 var ctrlHandlers = map[int16]ctrlHandler{}
 
 func regCtrl[Req kmsg.Request, Resp kmsg.Response](min, max int16, fn func(*controllerNode, Req) (Resp, error)) {
+	regCtrlConn(min, max, func(n *controllerNode, _ net.Conn, r Req) (Resp, error) { return fn(n, r) })
+}
+
+// regCtrlConn is regCtrl for a handler that needs the request's
+// connection.
+func regCtrlConn[Req kmsg.Request, Resp kmsg.Response](min, max int16, fn func(*controllerNode, net.Conn, Req) (Resp, error)) {
 	var zero Req
-	ctrlHandlers[zero.Key()] = ctrlHandler{min: min, max: max, fn: func(n *controllerNode, r kmsg.Request) (kmsg.Response, error) {
-		resp, err := fn(n, r.(Req))
+	ctrlHandlers[zero.Key()] = ctrlHandler{min: min, max: max, fn: func(n *controllerNode, conn net.Conn, r kmsg.Request) (kmsg.Response, error) {
+		resp, err := fn(n, conn, r.(Req))
 		if err != nil {
 			return nil, err
 		}
@@ -79,7 +85,7 @@ func regCtrl[Req kmsg.Request, Resp kmsg.Response](min, max int16, fn func(*cont
 
 func init() {
 	regCtrl(0, 3, (*controllerNode).handleBrokerRegistration)
-	regCtrl(0, 1, (*controllerNode).handleBrokerHeartbeat)
+	regCtrlConn(0, 1, (*controllerNode).handleBrokerHeartbeat)
 	regCtrl(2, 3, (*controllerNode).handleAlterPartition)
 	regCtrl(12, 12, (*controllerNode).handleMetadataFetch)
 }
@@ -217,7 +223,7 @@ func securityProtocolName(p int16) string {
 	return "PLAINTEXT"
 }
 
-func (n *controllerNode) handleBrokerHeartbeat(req *kmsg.BrokerHeartbeatRequest) (*kmsg.BrokerHeartbeatResponse, error) {
+func (n *controllerNode) handleBrokerHeartbeat(conn net.Conn, req *kmsg.BrokerHeartbeatRequest) (*kmsg.BrokerHeartbeatResponse, error) {
 	resp := req.ResponseKind().(*kmsg.BrokerHeartbeatResponse)
 	var fenced bool
 	var err error
@@ -230,11 +236,48 @@ func (n *controllerNode) handleBrokerHeartbeat(req *kmsg.BrokerHeartbeatRequest)
 		resp.ShouldShutdown = err == nil
 	} else {
 		fenced, err = n.ctrl.Heartbeat(n.ctx, req.BrokerID, req.BrokerEpoch)
+		if err == nil && !fenced && n.raft == nil {
+			fenced = n.standHeartbeat(conn, req)
+		}
 	}
 	resp.ErrorCode = errCode(err)
 	resp.IsFenced = fenced
 	resp.IsCaughtUp = req.CurrentMetadataOffset >= n.mlog.End()-1
 	return resp, nil
+}
+
+// standHeartbeat holds an unfenced broker's heartbeat for as long as its
+// connection stands and nothing is to be said: the broker is then known
+// alive without sending a heartbeat every broker.heartbeat.interval.ms,
+// so an idle cluster does not wake up to say nothing. What makes a
+// heartbeat's absence mean something in Kafka makes the hold end at once
+// here: the broker's death or a cut closes the connection, a latency or a
+// loss on the link ends the watch (network.Watch), and from then on the
+// broker's heartbeats cross the network one by one again (it sends the
+// next when this one is answered, and none is held while the link is
+// faulty). The session runs from the last heartbeat the broker would have
+// sent (metadata.Controller.Stand), so a killed broker is fenced
+// broker.session.timeout.ms after its last heartbeat, as before. The hold
+// also ends when the broker is fenced or registers again, or when the
+// controller stops. Only the in-memory controller, which is always
+// active, holds heartbeats: a quorum's controllers answer at once, so a
+// broker learns of a change of active controller from its next one.
+// It reports whether the hold ended because the broker was fenced.
+func (n *controllerNode) standHeartbeat(conn net.Conn, req *kmsg.BrokerHeartbeatRequest) (fenced bool) {
+	w, ok := n.c.net.Watch(conn)
+	if !ok {
+		return false
+	}
+	defer n.c.net.Unwatch(w)
+	gone, end := n.ctrl.Stand(req.BrokerID, req.BrokerEpoch, n.c.cfg.broker.heartbeatInterval)
+	defer end()
+	select {
+	case <-w:
+	case <-gone:
+		return true
+	case <-n.ctx.Done():
+	}
+	return false
 }
 
 func (n *controllerNode) handleAlterPartition(req *kmsg.AlterPartitionRequest) (*kmsg.AlterPartitionResponse, error) {

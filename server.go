@@ -311,13 +311,15 @@ func (b *broker) handle(conn net.Conn, sess *session, hdr wire.RequestHeader, bo
 // metadata fetches).
 func (n *controllerNode) acceptLoop() {
 	n.srv.accept(n.ln, func(conn net.Conn) {
-		n.srv.serveConn(conn, wire.DefaultMaxFrame, n.dispatch, nil)
+		n.srv.serveConn(conn, wire.DefaultMaxFrame, func(hdr wire.RequestHeader, body []byte, log *slog.Logger) (kmsg.Response, error) {
+			return n.dispatch(conn, hdr, body, log)
+		}, nil)
 	})
 }
 
 // dispatch decodes one request and hands it to its handler
 // (ctrlHandlers). serveFrame recovers a panic in it.
-func (n *controllerNode) dispatch(hdr wire.RequestHeader, body []byte, log *slog.Logger) (kmsg.Response, error) {
+func (n *controllerNode) dispatch(conn net.Conn, hdr wire.RequestHeader, body []byte, log *slog.Logger) (kmsg.Response, error) {
 	h, ok := ctrlHandlers[hdr.Key]
 	if !ok || !hdr.Known || hdr.Version < h.min || hdr.Version > h.max {
 		return nil, fmt.Errorf("controller does not serve %s v%d", kmsg.NameForKey(hdr.Key), hdr.Version)
@@ -326,5 +328,5 @@ func (n *controllerNode) dispatch(hdr wire.RequestHeader, body []byte, log *slog
 	if err != nil {
 		return nil, err
 	}
-	return h.fn(n, req)
+	return h.fn(n, conn, req)
 }
