@@ -434,7 +434,7 @@ type fetchResult struct {
 // offset, with the aborted transactions of that range) or, on the leader,
 // from follower replica (data up to the log-end offset; its fetch offset
 // is its log-end offset). The records are read into buf(n).
-func (r *partition) read(follower int32, followerEpoch int64, offset int64, maxBytes int, currentEpoch int32, committed bool, buf func(int) []byte) (fetchResult, error) {
+func (r *partition) read(follower int32, followerEpoch int64, offset int64, maxBytes int, currentEpoch int32, committed, reread bool, buf func(int) []byte) (fetchResult, error) {
 	var agreeFrom, agreeTo int64 // the agreement check's range (invariants builds)
 	r.mu.Lock()
 	if r.mu.closed {
@@ -458,7 +458,7 @@ func (r *partition) read(follower int32, followerEpoch int64, offset int64, maxB
 	}
 	if follower >= 0 {
 		if f := r.mu.followers[follower]; f != nil {
-			f.updateFetchState(followerEpoch, offset, leo, time.Now())
+			f.updateFetchState(followerEpoch, offset, leo, time.Now(), reread)
 			if invariants.Enabled {
 				agreeFrom, agreeTo = r.agreementRangeLocked(f, offset)
 			}
