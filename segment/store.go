@@ -29,6 +29,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/kcluster/kcluster/internal/pebblelog"
+	"github.com/kcluster/kcluster/internal/pebblesched"
 )
 
 // Sentinel errors.
@@ -108,6 +109,8 @@ func OpenStore(opts StoreOptions) (*Store, error) {
 		Cache:                       nil,
 	}
 	po.EventListener = &pebble.EventListener{}
+	// No 100 ms ticker per index: an idle broker does no work.
+	po.Experimental.CompactionScheduler = pebblesched.New()
 	db, err := pebble.Open(opts.FS.PathJoin(opts.Dir, "index"), po)
 	if err != nil {
 		return nil, fmt.Errorf("segment: opening index: %w", err)
