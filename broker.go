@@ -67,6 +67,9 @@ type broker struct {
 
 	fetchers fetcherSet    // follower side of replication
 	isrWake  chan struct{} // a follower outside an ISR caught up
+	// isrArm and cleanerArm wake isrLoop and cleanerLoop when they sleep
+	// and a partition changes (partition.notify).
+	isrArm, cleanerArm armer
 	// Each kind of controller traffic has its own connection, as Kafka's
 	// broker has a channel per purpose, so a heartbeat never waits
 	// behind a burst of ISR changes or a slow admin request.
@@ -109,6 +112,8 @@ func newBroker(c *Cluster, id int32, addr string) (*broker, error) {
 	b.mu.changed = make(chan struct{})
 	b.fetchers.init(b)
 	b.isrWake = make(chan struct{}, 1)
+	b.isrArm.init()
+	b.cleanerArm.init()
 	b.cc.b = b
 	b.pc.b = b
 	b.mc.b = b
@@ -551,9 +556,9 @@ func (b *broker) fetchMetadata(next int64) ([]metadata.Entry, error) {
 	p.PartitionMaxBytes = 64 << 20
 	t.Partitions = append(t.Partitions, p)
 	req.Topics = append(req.Topics, t)
-	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
-	defer cancel()
-	kresp, err := b.mc.request(ctx, req)
+	// The in-memory controller holds the fetch while the connection
+	// stands (handleMetadataFetch): then it waits without a deadline.
+	kresp, err := b.mc.requestStanding(b.ctx, 10*time.Second, func() kmsg.Request { return req })
 	if err != nil {
 		return nil, err
 	}

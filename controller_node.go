@@ -87,7 +87,7 @@ func init() {
 	regCtrl(0, 3, (*controllerNode).handleBrokerRegistration)
 	regCtrlConn(0, 1, (*controllerNode).handleBrokerHeartbeat)
 	regCtrl(2, 3, (*controllerNode).handleAlterPartition)
-	regCtrl(12, 12, (*controllerNode).handleMetadataFetch)
+	regCtrlConn(12, 12, (*controllerNode).handleMetadataFetch)
 }
 
 // metadataTopic is the metadata log's name, as KRaft's.
@@ -96,20 +96,34 @@ const metadataTopic = "__cluster_metadata"
 // handleMetadataFetch serves the metadata log to brokers: Fetch of
 // __cluster_metadata partition 0, long-polled up to MaxWaitMillis. Each
 // entry is one record whose offset is the entry's and whose value is the
-// record's wire form (metadata.EncodeRecord).
-func (n *controllerNode) handleMetadataFetch(req *kmsg.FetchRequest) (*kmsg.FetchResponse, error) {
+// record's wire form (metadata.EncodeRecord). The in-memory controller
+// holds a fetch past MaxWaitMillis while its connection stands (hold.go):
+// an idle broker then fetches nothing until the log grows; the broker
+// counts as fetching all along (DescribeQuorum's observers).
+func (n *controllerNode) handleMetadataFetch(conn net.Conn, req *kmsg.FetchRequest) (*kmsg.FetchResponse, error) {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	if len(req.Topics) != 1 || req.Topics[0].Topic != metadataTopic || len(req.Topics[0].Partitions) != 1 {
 		resp.ErrorCode = kerr.InvalidRequest.Code
 		return resp, nil
 	}
 	p := req.Topics[0].Partitions[0]
+	maxWait := time.Duration(req.MaxWaitMillis) * time.Millisecond
+	hold := n.raft == nil && maxWait > 0
 	n.mu.Lock()
 	if n.mu.observers == nil {
 		n.mu.observers = make(map[int32]observerFetch)
 	}
-	n.mu.observers[req.ReplicaID] = observerFetch{p.FetchOffset, time.Now()}
+	n.mu.observers[req.ReplicaID] = observerFetch{p.FetchOffset, time.Now(), hold}
 	n.mu.Unlock()
+	if hold {
+		defer func() {
+			n.mu.Lock()
+			if f := n.mu.observers[req.ReplicaID]; f.held && f.offset == p.FetchOffset {
+				n.mu.observers[req.ReplicaID] = observerFetch{p.FetchOffset, time.Now(), false}
+			}
+			n.mu.Unlock()
+		}()
+	}
 	rt := kmsg.NewFetchResponseTopic()
 	rt.Topic = metadataTopic
 	rp := kmsg.NewFetchResponseTopicPartition()
@@ -120,7 +134,13 @@ func (n *controllerNode) handleMetadataFetch(req *kmsg.FetchRequest) (*kmsg.Fetc
 	}
 	end := n.mlog.End()
 	rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = end, end, 0
-	ctx, cancel := context.WithTimeout(n.ctx, time.Duration(req.MaxWaitMillis)*time.Millisecond)
+	var ctx context.Context
+	var cancel context.CancelFunc
+	if hold {
+		ctx, cancel = n.c.holdContext(n.ctx, conn, maxWait)
+	} else {
+		ctx, cancel = context.WithTimeout(n.ctx, maxWait)
+	}
 	defer cancel()
 	if p.FetchOffset > end {
 		rp.ErrorCode = kerr.OffsetOutOfRange.Code
