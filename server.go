@@ -21,6 +21,7 @@ import (
 	"net"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -37,6 +38,9 @@ type server struct {
 	log  *slog.Logger
 	pool *bufPool
 	wg   *sync.WaitGroup
+	// served counts the requests served (a gauge for tests: an idle
+	// cluster serves none).
+	served atomic.Int64
 
 	mu struct {
 		sync.Mutex
@@ -189,6 +193,7 @@ func (s *server) serveFrame(conn net.Conn, frame []byte, wbuf *[]byte, log *slog
 		log.Warn("closing connection: bad request header", "err", err)
 		return false
 	}
+	s.served.Add(1)
 	api, version = kmsg.NameForKey(hdr.Key), hdr.Version
 	if sess != nil {
 		// Whatever the response refers to from the pool goes back once
