@@ -24,6 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kcluster/kcluster/metadata"
+	"github.com/kcluster/kcluster/network"
 )
 
 // controllerNodeID is the node id of the first controller. Broker ids stay
@@ -108,7 +109,7 @@ func (n *controllerNode) handleMetadataFetch(conn net.Conn, req *kmsg.FetchReque
 	}
 	p := req.Topics[0].Partitions[0]
 	maxWait := time.Duration(req.MaxWaitMillis) * time.Millisecond
-	hold := n.raft == nil && maxWait > 0
+	hold := n.raft == nil && maxWait > 0 && network.Peer(conn) == req.ReplicaID
 	n.mu.Lock()
 	if n.mu.observers == nil {
 		n.mu.observers = make(map[int32]observerFetch)
@@ -284,6 +285,9 @@ func (n *controllerNode) handleBrokerHeartbeat(conn net.Conn, req *kmsg.BrokerHe
 // broker learns of a change of active controller from its next one.
 // It reports whether the hold ended because the broker was fenced.
 func (n *controllerNode) standHeartbeat(conn net.Conn, req *kmsg.BrokerHeartbeatRequest) (fenced bool) {
+	if network.Peer(conn) != req.BrokerID {
+		return false // not known to be the broker's own connection
+	}
 	w, ok := n.c.net.Watch(conn)
 	if !ok {
 		return false

@@ -91,6 +91,10 @@
 //     TLS): security.go, api_sasl.go, api_scram.go.
 //   - What Kafka has no part for: the levers (faults*.go, intercept.go), the
 //     gauges (inspect*.go, group_inspect.go, txn_inspect.go, events.go),
-//     the invariant checks (invariants.go) and the in-memory network
-//     (memnet.go, package network).
+//     the invariant checks (invariants.go), the in-memory network
+//     (memnet.go, package network), and what keeps an idle cluster from
+//     doing work: requests between nodes held while their connection
+//     stands (hold.go, network.Watch), loops that sleep until a change or
+//     the tick that can find work (wakeup.go), and a pebble compaction
+//     scheduler without a ticker (internal/pebblesched).
 package kcluster

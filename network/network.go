@@ -175,8 +175,8 @@ func (n *Network) track(c *conn) bool {
 		return false
 	}
 	n.mu.conns[c] = struct{}{}
-	c.pair = c.LocalAddr().String()
-	n.mu.dialedFrom[c.pair] = c.from
+	c.pair = c.LocalAddr().String() + " " + c.RemoteAddr().String()
+	n.mu.dialedFrom[c.LocalAddr().String()] = c.from
 	c.numberLocked()
 	return true
 }
@@ -187,7 +187,9 @@ func (n *Network) untrack(c *conn) {
 	if from, ok := n.mu.dialedFrom[c.LocalAddr().String()]; ok && from == c.from {
 		delete(n.mu.dialedFrom, c.LocalAddr().String())
 	}
-	n.endWatchesLocked(func(w *watch) bool { return w.link == mkLink(c.from, c.to) && w.pair == c.pair })
+	// Either end closing ends the watches of both, whoever the
+	// accepting end took its peer for.
+	n.endWatchesLocked(func(w *watch) bool { return w.pair == c.pair })
 	n.mu.Unlock()
 }
 
@@ -304,7 +306,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		n.mu.conns[c] = struct{}{}
 		c.accepted = true
-		c.pair = inner.RemoteAddr().String()
+		c.pair = inner.RemoteAddr().String() + " " + inner.LocalAddr().String()
 		c.numberLocked()
 		n.mu.Unlock()
 		return c, nil
@@ -372,7 +374,7 @@ type conn struct {
 	seq      uint64
 	accepted bool
 	// pair names the connection both its ends share: the dialing
-	// socket's address (Watch).
+	// socket's address and the accepting one's (Watch).
 	pair      string
 	rng, rrng *rand.Rand
 	rngGen    uint64
