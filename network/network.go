@@ -65,8 +65,10 @@ type Network struct {
 		// (conn.seq); lossGen counts SetLoss calls (loss.gen).
 		connSeq map[connKey]uint64
 		lossGen uint64
-		// watches are the Watch channels not yet closed (watch.go).
+		// watches are the Watch channels not yet closed (watch.go);
+		// pairs the connections' address pairs with an end tracked.
 		watches map[*watch]struct{}
+		pairs   map[string]*pairEnds
 	}
 	// onStall, if set (by tests, before any connection), is called when
 	// a write or read starts a retransmission stall.
@@ -88,6 +90,7 @@ func New() *Network {
 	n.mu.losses = make(map[link]*loss)
 	n.mu.connSeq = make(map[connKey]uint64)
 	n.mu.watches = make(map[*watch]struct{})
+	n.mu.pairs = make(map[string]*pairEnds)
 	return n
 }
 
@@ -176,6 +179,7 @@ func (n *Network) track(c *conn) bool {
 	}
 	n.mu.conns[c] = struct{}{}
 	c.pair = c.LocalAddr().String() + " " + c.RemoteAddr().String()
+	n.trackPairLocked(c.pair)
 	n.mu.dialedFrom[c.LocalAddr().String()] = c.from
 	c.numberLocked()
 	return true
@@ -189,6 +193,7 @@ func (n *Network) untrack(c *conn) {
 	}
 	// Either end closing ends the watches of both, whoever the
 	// accepting end took its peer for.
+	n.untrackPairLocked(c.pair, c.accepted)
 	n.endWatchesLocked(func(w *watch) bool { return w.pair == c.pair })
 	n.mu.Unlock()
 }
@@ -300,6 +305,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		c := newConn(inner, n, from, l.node)
 		if n.mu.closed || n.mu.cuts[mkLink(from, l.node)] > 0 {
+			n.forgetPairLocked(inner.RemoteAddr().String() + " " + inner.LocalAddr().String())
 			n.mu.Unlock()
 			inner.Close()
 			continue
@@ -307,6 +313,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		n.mu.conns[c] = struct{}{}
 		c.accepted = true
 		c.pair = inner.RemoteAddr().String() + " " + inner.LocalAddr().String()
+		n.trackPairLocked(c.pair)
 		c.numberLocked()
 		n.mu.Unlock()
 		return c, nil

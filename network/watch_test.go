@@ -120,3 +120,33 @@ func TestUnwatchForgets(t *testing.T) {
 		t.Fatal("Close left a watch open")
 	}
 }
+
+// A watch asked for after the other end closed is refused: it would never
+// end, as the end asking is not reading and would not learn of the close.
+func TestWatchRefusedOnceThePeerClosed(t *testing.T) {
+	for _, mem := range []bool{false, true} {
+		n := New()
+		if mem {
+			n = NewInMemory()
+		}
+		d, a := pairOf(t, n)
+		d.Close()
+		if _, ok := n.Watch(a); ok {
+			t.Fatalf("mem=%v: a watch on a connection whose dialing end closed", mem)
+		}
+		n.mu.Lock()
+		left := len(n.mu.pairs)
+		n.mu.Unlock()
+		if left != 1 {
+			t.Fatalf("mem=%v: %d pairs known with the accepting end open, want 1", mem, left)
+		}
+		a.Close()
+		n.mu.Lock()
+		left = len(n.mu.pairs)
+		n.mu.Unlock()
+		if left != 0 {
+			t.Fatalf("mem=%v: %d pairs known after both ends closed", mem, left)
+		}
+		n.Close()
+	}
+}
