@@ -60,8 +60,10 @@
 //
 //   - KafkaServer/BrokerServer: broker.go (lifecycle, metadata apply),
 //     server.go (SocketServer and request dispatch, shared with the
-//     controller nodes), controller_client.go (the broker's channel to the
-//     active controller), peers.go (inter-broker clients).
+//     controller nodes), broker_lifecycle.go (BrokerLifecycleManager:
+//     registration, heartbeats, controlled shutdown), controller_client.go
+//     (the broker's channel to the active controller), peers.go
+//     (inter-broker clients).
 //   - KafkaApis: one api_*.go file per API key or family, each opening with
 //     the versions it serves; api.go is the registry ApiVersions is built
 //     from. Authorization (AuthHelper, StandardAuthorizer): authz*.go.
