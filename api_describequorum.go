@@ -96,19 +96,26 @@ func (n *controllerNode) describeQuorum(rp *kmsg.DescribeQuorumResponseTopicPart
 		}
 	}
 	n.mu.Lock()
+	now = time.Now()
 	for id, f := range n.mu.observers {
+		at := f.at
+		if f.held {
+			at = now // a held fetch is a broker fetching all along
+		}
 		o := kmsg.NewDescribeQuorumResponseTopicPartitionReplicaState()
-		o.ReplicaID, o.LogEndOffset, o.LastFetchTimestamp = id, f.offset, f.at.UnixMilli()
+		o.ReplicaID, o.LogEndOffset, o.LastFetchTimestamp = id, f.offset, at.UnixMilli()
 		if f.offset >= end {
-			o.LastCaughtUpTimestamp = f.at.UnixMilli()
+			o.LastCaughtUpTimestamp = at.UnixMilli()
 		}
 		rp.Observers = append(rp.Observers, o)
 	}
 	n.mu.Unlock()
 }
 
-// observerFetch is a broker's last fetch of the metadata log.
+// observerFetch is a broker's last fetch of the metadata log; held while
+// the controller holds it (handleMetadataFetch).
 type observerFetch struct {
 	offset int64
 	at     time.Time
+	held   bool
 }

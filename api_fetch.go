@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kcluster/kcluster/network"
 )
 
 func init() { reg(4, 18, (*broker).handleFetch) }
@@ -42,6 +44,27 @@ func (b *broker) handleFetch(req *kmsg.FetchRequest, r *request) (*kmsg.FetchRes
 	if maxBytes <= 0 {
 		maxBytes = 1 << 30
 	}
+	// A follower's fetch (a kcluster broker, dialed through the
+	// cluster's network) is held past its MaxWait for as long as its
+	// connection stands (hold.go) and it has nothing to tell: an idle
+	// follower then sends nothing, rather than a fetch every
+	// replica.fetch.wait.max.ms. Up to its MaxWait it is a parked fetch
+	// like any other (answered when data comes, when the high watermark
+	// it names is behind, KIP-1166, or on an error); at MaxWait it is
+	// answered if the log start offset it names is behind the leader's,
+	// as it would have learned the new one then, and otherwise held until
+	// one of these happens, the connection stops standing (then MaxWait
+	// applies again) or the broker stops. The follower
+	// stays as caught up as fetching every MaxWait would have kept it:
+	// at the log end it is never dropped from the ISR, and when an append
+	// wakes its fetch it counts as caught up until then (read's reread).
+	var held <-chan struct{}
+	if follower >= 0 && r.conn != nil && network.Peer(r.conn) == follower {
+		if w, ok := b.c.net.Watch(r.conn); ok {
+			held = w
+			defer b.c.net.Unwatch(w)
+		}
+	}
 	synced := false
 	// A parked fetch is woken by a change of any partition it reads
 	// (partition.notify), registered before the read that decides to
@@ -54,7 +77,7 @@ func (b *broker) handleFetch(req *kmsg.FetchRequest, r *request) (*kmsg.FetchRes
 		}
 	}()
 	for {
-		resp, total, hasErr, hwBehind, bufs, parts := b.fetchOnce(req, follower, maxBytes, watched == nil)
+		resp, total, hasErr, hwBehind, startBehind, bufs, parts := b.fetchOnce(req, follower, maxBytes, watched == nil)
 		if hasErr && follower >= 0 && !synced {
 			// A follower may know of a partition or leader epoch
 			// this broker has not applied yet (a topic just created,
@@ -66,7 +89,8 @@ func (b *broker) handleFetch(req *kmsg.FetchRequest, r *request) (*kmsg.FetchRes
 			b.readYourWrites()
 			continue
 		}
-		if total >= int(req.MinBytes) || hasErr || hwBehind || !time.Now().Before(deadline) {
+		past := !time.Now().Before(deadline)
+		if total >= int(req.MinBytes) || hasErr || hwBehind || (past && (held == nil || startBehind)) {
 			b.c.markFetch(b.id, follower, resp)
 			if r.sess != nil {
 				// The batches go back to the pool once the
@@ -83,14 +107,22 @@ func (b *broker) handleFetch(req *kmsg.FetchRequest, r *request) (*kmsg.FetchRes
 			watched = parts
 			continue // read again: a change may have come before the watch
 		}
-		t := time.NewTimer(time.Until(deadline))
+		var t *time.Timer
+		var expired <-chan time.Time
+		if !past {
+			t = time.NewTimer(time.Until(deadline))
+			expired = t.C
+		}
 		select {
 		case <-wake:
-			t.Stop()
-		case <-t.C:
+		case <-expired:
+		case <-held:
+			held = nil // the connection no longer stands
 		case <-b.ctx.Done():
-			t.Stop()
 			return nil, context.Canceled
+		}
+		if t != nil {
+			t.Stop()
 		}
 	}
 }
@@ -98,8 +130,10 @@ func (b *broker) handleFetch(req *kmsg.FetchRequest, r *request) (*kmsg.FetchRes
 // fetchOnce reads what the fetch asks for once. bufs are the pooled buffers
 // the response's record batches are in; parts, when collect is set, the
 // partitions it read. hwBehind reports a follower (v18+) that named a high
-// watermark below the leader's (KIP-1166).
-func (b *broker) fetchOnce(req *kmsg.FetchRequest, follower int32, maxBytes int, collect bool) (resp *kmsg.FetchResponse, total int, hasErr, hwBehind bool, bufs [][]byte, parts []*partition) {
+// watermark below the leader's (KIP-1166), startBehind one that named a
+// log start offset below the leader's. A read after the first (collect
+// unset) is a reread of a parked fetch (partition.read).
+func (b *broker) fetchOnce(req *kmsg.FetchRequest, follower int32, maxBytes int, collect bool) (resp *kmsg.FetchResponse, total int, hasErr, hwBehind, startBehind bool, bufs [][]byte, parts []*partition) {
 	resp = req.ResponseKind().(*kmsg.FetchResponse)
 	resp.SessionID = 0
 	firstData := true
@@ -136,13 +170,16 @@ func (b *broker) fetchOnce(req *kmsg.FetchRequest, follower int32, maxBytes int,
 					limit = min(limit, maxBytes-total)
 				}
 				var res fetchResult
-				res, err = rep.read(follower, followerEpoch, p.FetchOffset, max(limit, 1), p.CurrentLeaderEpoch, req.IsolationLevel == 1, b.c.bufs.get)
+				res, err = rep.read(follower, followerEpoch, p.FetchOffset, max(limit, 1), p.CurrentLeaderEpoch, req.IsolationLevel == 1, !collect, b.c.bufs.get)
 				if follower >= 0 && err == nil {
 					rep.noteFollowerStart(follower, p.LogStartOffset) // DeleteRecords' low watermark
 				}
 				rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = res.hw, res.lso, res.logStart
 				if follower >= 0 && req.Version >= 18 && err == nil && p.HighWatermark != math.MaxInt64 && p.HighWatermark < res.hw {
 					hwBehind = true // -1: not known yet
+				}
+				if follower >= 0 && err == nil && p.LogStartOffset >= 0 && p.LogStartOffset < res.logStart {
+					startBehind = true
 				}
 				if err == nil && len(res.records) > 0 {
 					if !firstData && len(res.records) > limit {
@@ -168,5 +205,5 @@ func (b *broker) fetchOnce(req *kmsg.FetchRequest, follower int32, maxBytes int,
 		}
 		resp.Topics = append(resp.Topics, rt)
 	}
-	return resp, total, hasErr, hwBehind, bufs, parts
+	return resp, total, hasErr, hwBehind, startBehind, bufs, parts
 }

@@ -43,6 +43,13 @@ type broker struct {
 	// stopping is set by a controlled shutdown: heartbeats stop, so the
 	// broker is not unfenced again on its way out.
 	stopping atomic.Bool
+	// standing cancels the heartbeat the controller may be holding
+	// (heartbeatLoop), so that a controlled shutdown can say it wants to
+	// stop.
+	standing struct {
+		sync.Mutex
+		cancel context.CancelFunc
+	}
 	// offline is set when its log dir failed (faults_storage.go).
 	offline atomic.Bool
 	// applied is the metadata offset the broker has applied and acted on
@@ -64,6 +71,9 @@ type broker struct {
 
 	fetchers fetcherSet    // follower side of replication
 	isrWake  chan struct{} // a follower outside an ISR caught up
+	// isrArm and cleanerArm wake isrLoop and cleanerLoop when they sleep
+	// and a partition changes (partition.notify).
+	isrArm, cleanerArm armer
 	// Each kind of controller traffic has its own connection, as Kafka's
 	// broker has a channel per purpose, so a heartbeat never waits
 	// behind a burst of ISR changes or a slow admin request.
@@ -109,6 +119,8 @@ func newBroker(c *Cluster, id int32, addr string) (*broker, error) {
 	b.mu.changed = make(chan struct{})
 	b.fetchers.init(b)
 	b.isrWake = make(chan struct{}, 1)
+	b.isrArm.init()
+	b.cleanerArm.init()
 	b.cc.b = b
 	b.pc.b = b
 	b.mc.b = b
@@ -166,67 +178,6 @@ func (b *broker) advertisedAddr() string {
 	return net.JoinHostPort(b.host, strconv.Itoa(int(b.port)))
 }
 
-// register registers the broker with the controller (BrokerRegistration,
-// over the network). It starts fenced; its first heartbeat unfences it.
-func (b *broker) register(ctx context.Context) error {
-	req := kmsg.NewPtrBrokerRegistrationRequest()
-	req.SetVersion(3)
-	req.BrokerID = b.id
-	req.ClusterID = b.c.cfg.clusterID
-	for _, bl := range b.lns {
-		l := kmsg.NewBrokerRegistrationRequestListener()
-		l.Name, l.Host, l.Port, l.SecurityProtocol = bl.name, b.host, uint16(bl.port), bl.protocol.code()
-		req.Listeners = append(req.Listeners, l)
-	}
-	req.PreviousBrokerEpoch = b.prevEpoch
-	// While a quorum elects there is no active controller: try again,
-	// as a Kafka broker does, for up to 30 s.
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	var kresp kmsg.Response
-	var err error
-	for {
-		if kresp, err = b.cc.request(ctx, req); err == nil || !errors.Is(err, errNoController) {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(b.cfg.replicaFetchBackoff):
-		}
-	}
-	if err != nil {
-		return err
-	}
-	resp := kresp.(*kmsg.BrokerRegistrationResponse)
-	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
-		return err
-	}
-	b.epoch = resp.BrokerEpoch
-	return nil
-}
-
-// heartbeat sends one BrokerHeartbeat to the controller. Once a controlled
-// shutdown has begun, every heartbeat says so (WantShutdown), so a late one
-// cannot unfence the broker.
-func (b *broker) heartbeat(ctx context.Context) (*kmsg.BrokerHeartbeatResponse, error) {
-	hctx, cancel := context.WithTimeout(ctx, b.cfg.sessionTimeout)
-	defer cancel()
-	kresp, err := b.cc.requestBuilt(hctx, func() kmsg.Request {
-		req := kmsg.NewPtrBrokerHeartbeatRequest()
-		req.SetVersion(1)
-		req.BrokerID, req.BrokerEpoch = b.id, b.epoch
-		req.WantShutdown = b.stopping.Load()
-		req.CurrentMetadataOffset = b.applied.Load()
-		return req
-	})
-	if err != nil {
-		return nil, err
-	}
-	resp := kresp.(*kmsg.BrokerHeartbeatResponse)
-	return resp, kerr.ErrorForCode(resp.ErrorCode)
-}
-
 func (b *broker) start() {
 	b.wg.Add(6 + len(b.lns))
 	go func() { defer b.wg.Done(); b.cleanerLoop() }()
@@ -238,45 +189,6 @@ func (b *broker) start() {
 	go func() { defer b.wg.Done(); b.applyLoop() }()
 	go func() { defer b.wg.Done(); b.heartbeatLoop() }()
 	go func() { defer b.wg.Done(); b.isrLoop() }()
-}
-
-// heartbeatLoop waits until the broker has replayed its own registration,
-// then heartbeats the controller every broker.heartbeat.interval.ms; the
-// first heartbeat unfences it. A killed broker stops heartbeating and the
-// controller fences it after broker.session.timeout.ms.
-func (b *broker) heartbeatLoop() {
-	if err := b.waitState(b.ctx, func(st *metadata.State) bool {
-		br := st.Brokers[b.id]
-		return br != nil && br.Epoch == b.epoch
-	}); err != nil {
-		return
-	}
-	t := time.NewTicker(b.cfg.heartbeatInterval)
-	defer t.Stop()
-	for {
-		if _, err := b.heartbeat(b.ctx); err != nil && b.ctx.Err() == nil {
-			b.log.Debug("heartbeat", "err", err)
-		}
-		select {
-		case <-b.ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// controlledShutdown asks the controller to move this broker's leaderships
-// away (BrokerHeartbeat with WantShutdown) and waits for its go-ahead.
-func (b *broker) controlledShutdown(ctx context.Context) error {
-	b.stopping.Store(true)
-	resp, err := b.heartbeat(ctx)
-	if err != nil {
-		return err
-	}
-	if !resp.ShouldShutdown {
-		return errors.New("controller did not allow the shutdown")
-	}
-	return nil
 }
 
 // waitState waits until cond holds on the broker's metadata state.
@@ -520,9 +432,9 @@ func (b *broker) fetchMetadata(next int64) ([]metadata.Entry, error) {
 	p.PartitionMaxBytes = 64 << 20
 	t.Partitions = append(t.Partitions, p)
 	req.Topics = append(req.Topics, t)
-	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
-	defer cancel()
-	kresp, err := b.mc.request(ctx, req)
+	// The in-memory controller holds the fetch while the connection
+	// stands (handleMetadataFetch): then it waits without a deadline.
+	kresp, err := b.mc.requestStanding(b.ctx, 10*time.Second, func() kmsg.Request { return req })
 	if err != nil {
 		return nil, err
 	}

@@ -8,7 +8,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -50,10 +52,28 @@ func (cc *controllerClient) request(ctx context.Context, req kmsg.Request) (kmsg
 	return cc.requestBuilt(ctx, func() kmsg.Request { return req })
 }
 
+// requestStanding is requestBuilt for a request the controller may hold
+// for as long as the connection stands (a heartbeat, controller_node.go's
+// standHeartbeat): while network.Watch says the connection carries every
+// write at once, it waits for the answer without a deadline (a closed
+// connection or a fault ends the hold at both ends at once); from the
+// moment it does not, it waits at most bound, as for any request.
+func (cc *controllerClient) requestStanding(ctx context.Context, bound time.Duration, build func() kmsg.Request) (kmsg.Response, error) {
+	return cc.requestWith(ctx, build, func(ctx context.Context, c net.Conn) (context.Context, context.CancelFunc) {
+		return cc.b.c.holdContext(ctx, c, bound)
+	})
+}
+
 // requestBuilt builds the request with the client's lock held, so it
 // reflects the broker's state at the moment it is sent. It tries each
 // controller at most once.
 func (cc *controllerClient) requestBuilt(ctx context.Context, build func() kmsg.Request) (kmsg.Response, error) {
+	return cc.requestWith(ctx, build, nil)
+}
+
+// requestWith is requestBuilt; hold, if set, gives each attempt the
+// context it is sent with, from the connection it goes on (holdContext).
+func (cc *controllerClient) requestWith(ctx context.Context, build func() kmsg.Request, hold holdFunc) (kmsg.Response, error) {
 	if err := cc.lock(ctx); err != nil {
 		return nil, fmt.Errorf("%w: %v", errNoController, err)
 	}
@@ -61,7 +81,7 @@ func (cc *controllerClient) requestBuilt(ctx context.Context, build func() kmsg.
 	addrs := cc.b.c.ctrlAddrs()
 	var last error
 	for range addrs {
-		resp, err := cc.tryLocked(ctx, addrs, build())
+		resp, err := cc.tryLocked(ctx, addrs, build(), hold)
 		if err == nil && !notController(resp) {
 			return resp, nil
 		}
@@ -85,7 +105,10 @@ func (cc *controllerClient) requestBuilt(ctx context.Context, build func() kmsg.
 	return nil, last
 }
 
-func (cc *controllerClient) tryLocked(ctx context.Context, addrs []ctrlAddr, req kmsg.Request) (kmsg.Response, error) {
+// holdFunc gives a request on conn the context it is sent with.
+type holdFunc func(ctx context.Context, conn net.Conn) (context.Context, context.CancelFunc)
+
+func (cc *controllerClient) tryLocked(ctx context.Context, addrs []ctrlAddr, req kmsg.Request, hold holdFunc) (kmsg.Response, error) {
 	if cc.cl == nil {
 		a := addrs[cc.target%len(addrs)]
 		conn, err := cc.b.c.net.Dial(ctx, cc.b.id, a.id, a.addr)
@@ -93,6 +116,11 @@ func (cc *controllerClient) tryLocked(ctx context.Context, addrs []ctrlAddr, req
 			return nil, fmt.Errorf("%w: %v", errNoController, err)
 		}
 		cc.cl = wire.NewClient(conn, fmt.Sprintf("kcluster-broker-%d", cc.b.id))
+	}
+	if hold != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = hold(ctx, cc.cl.Conn())
+		defer cancel()
 	}
 	resp, err := cc.cl.Request(ctx, req)
 	if err != nil {

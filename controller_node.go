@@ -24,6 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kcluster/kcluster/metadata"
+	"github.com/kcluster/kcluster/network"
 )
 
 // controllerNodeID is the node id of the first controller. Broker ids stay
@@ -60,15 +61,21 @@ type controllerNode struct {
 // ctrlHandler serves one API key on the controller node.
 type ctrlHandler struct {
 	min, max int16
-	fn       func(*controllerNode, kmsg.Request) (kmsg.Response, error)
+	fn       func(*controllerNode, net.Conn, kmsg.Request) (kmsg.Response, error)
 }
 
 var ctrlHandlers = map[int16]ctrlHandler{}
 
 func regCtrl[Req kmsg.Request, Resp kmsg.Response](min, max int16, fn func(*controllerNode, Req) (Resp, error)) {
+	regCtrlConn(min, max, func(n *controllerNode, _ net.Conn, r Req) (Resp, error) { return fn(n, r) })
+}
+
+// regCtrlConn is regCtrl for a handler that needs the request's
+// connection.
+func regCtrlConn[Req kmsg.Request, Resp kmsg.Response](min, max int16, fn func(*controllerNode, net.Conn, Req) (Resp, error)) {
 	var zero Req
-	ctrlHandlers[zero.Key()] = ctrlHandler{min: min, max: max, fn: func(n *controllerNode, r kmsg.Request) (kmsg.Response, error) {
-		resp, err := fn(n, r.(Req))
+	ctrlHandlers[zero.Key()] = ctrlHandler{min: min, max: max, fn: func(n *controllerNode, conn net.Conn, r kmsg.Request) (kmsg.Response, error) {
+		resp, err := fn(n, conn, r.(Req))
 		if err != nil {
 			return nil, err
 		}
@@ -79,9 +86,9 @@ func regCtrl[Req kmsg.Request, Resp kmsg.Response](min, max int16, fn func(*cont
 
 func init() {
 	regCtrl(0, 3, (*controllerNode).handleBrokerRegistration)
-	regCtrl(0, 1, (*controllerNode).handleBrokerHeartbeat)
+	regCtrlConn(0, 1, (*controllerNode).handleBrokerHeartbeat)
 	regCtrl(2, 3, (*controllerNode).handleAlterPartition)
-	regCtrl(12, 12, (*controllerNode).handleMetadataFetch)
+	regCtrlConn(12, 12, (*controllerNode).handleMetadataFetch)
 }
 
 // metadataTopic is the metadata log's name, as KRaft's.
@@ -90,20 +97,34 @@ const metadataTopic = "__cluster_metadata"
 // handleMetadataFetch serves the metadata log to brokers: Fetch of
 // __cluster_metadata partition 0, long-polled up to MaxWaitMillis. Each
 // entry is one record whose offset is the entry's and whose value is the
-// record's wire form (metadata.EncodeRecord).
-func (n *controllerNode) handleMetadataFetch(req *kmsg.FetchRequest) (*kmsg.FetchResponse, error) {
+// record's wire form (metadata.EncodeRecord). The in-memory controller
+// holds a fetch past MaxWaitMillis while its connection stands (hold.go):
+// an idle broker then fetches nothing until the log grows; the broker
+// counts as fetching all along (DescribeQuorum's observers).
+func (n *controllerNode) handleMetadataFetch(conn net.Conn, req *kmsg.FetchRequest) (*kmsg.FetchResponse, error) {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	if len(req.Topics) != 1 || req.Topics[0].Topic != metadataTopic || len(req.Topics[0].Partitions) != 1 {
 		resp.ErrorCode = kerr.InvalidRequest.Code
 		return resp, nil
 	}
 	p := req.Topics[0].Partitions[0]
+	maxWait := time.Duration(req.MaxWaitMillis) * time.Millisecond
+	hold := n.raft == nil && maxWait > 0 && network.Peer(conn) == req.ReplicaID
 	n.mu.Lock()
 	if n.mu.observers == nil {
 		n.mu.observers = make(map[int32]observerFetch)
 	}
-	n.mu.observers[req.ReplicaID] = observerFetch{p.FetchOffset, time.Now()}
+	n.mu.observers[req.ReplicaID] = observerFetch{p.FetchOffset, time.Now(), hold}
 	n.mu.Unlock()
+	if hold {
+		defer func() {
+			n.mu.Lock()
+			if f := n.mu.observers[req.ReplicaID]; f.held && f.offset == p.FetchOffset {
+				n.mu.observers[req.ReplicaID] = observerFetch{p.FetchOffset, time.Now(), false}
+			}
+			n.mu.Unlock()
+		}()
+	}
 	rt := kmsg.NewFetchResponseTopic()
 	rt.Topic = metadataTopic
 	rp := kmsg.NewFetchResponseTopicPartition()
@@ -114,7 +135,13 @@ func (n *controllerNode) handleMetadataFetch(req *kmsg.FetchRequest) (*kmsg.Fetc
 	}
 	end := n.mlog.End()
 	rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = end, end, 0
-	ctx, cancel := context.WithTimeout(n.ctx, time.Duration(req.MaxWaitMillis)*time.Millisecond)
+	var ctx context.Context
+	var cancel context.CancelFunc
+	if hold {
+		ctx, cancel = n.c.holdContext(n.ctx, conn, maxWait)
+	} else {
+		ctx, cancel = context.WithTimeout(n.ctx, maxWait)
+	}
 	defer cancel()
 	if p.FetchOffset > end {
 		rp.ErrorCode = kerr.OffsetOutOfRange.Code
@@ -217,7 +244,7 @@ func securityProtocolName(p int16) string {
 	return "PLAINTEXT"
 }
 
-func (n *controllerNode) handleBrokerHeartbeat(req *kmsg.BrokerHeartbeatRequest) (*kmsg.BrokerHeartbeatResponse, error) {
+func (n *controllerNode) handleBrokerHeartbeat(conn net.Conn, req *kmsg.BrokerHeartbeatRequest) (*kmsg.BrokerHeartbeatResponse, error) {
 	resp := req.ResponseKind().(*kmsg.BrokerHeartbeatResponse)
 	var fenced bool
 	var err error
@@ -230,11 +257,51 @@ func (n *controllerNode) handleBrokerHeartbeat(req *kmsg.BrokerHeartbeatRequest)
 		resp.ShouldShutdown = err == nil
 	} else {
 		fenced, err = n.ctrl.Heartbeat(n.ctx, req.BrokerID, req.BrokerEpoch)
+		if err == nil && !fenced && n.raft == nil {
+			fenced = n.standHeartbeat(conn, req)
+		}
 	}
 	resp.ErrorCode = errCode(err)
 	resp.IsFenced = fenced
 	resp.IsCaughtUp = req.CurrentMetadataOffset >= n.mlog.End()-1
 	return resp, nil
+}
+
+// standHeartbeat holds an unfenced broker's heartbeat for as long as its
+// connection stands and nothing is to be said: the broker is then known
+// alive without sending a heartbeat every broker.heartbeat.interval.ms,
+// so an idle cluster does not wake up to say nothing. What makes a
+// heartbeat's absence mean something in Kafka makes the hold end at once
+// here: the broker's death or a cut closes the connection, a latency or a
+// loss on the link ends the watch (network.Watch), and from then on the
+// broker's heartbeats cross the network one by one again (it sends the
+// next when this one is answered, and none is held while the link is
+// faulty). The session runs from the last heartbeat the broker would have
+// sent (metadata.Controller.Stand), so a killed broker is fenced
+// broker.session.timeout.ms after its last heartbeat, as before. The hold
+// also ends when the broker is fenced or registers again, or when the
+// controller stops. Only the in-memory controller, which is always
+// active, holds heartbeats: a quorum's controllers answer at once, so a
+// broker learns of a change of active controller from its next one.
+// It reports whether the hold ended because the broker was fenced.
+func (n *controllerNode) standHeartbeat(conn net.Conn, req *kmsg.BrokerHeartbeatRequest) (fenced bool) {
+	if network.Peer(conn) != req.BrokerID {
+		return false // not known to be the broker's own connection
+	}
+	w, ok := n.c.net.Watch(conn)
+	if !ok {
+		return false
+	}
+	defer n.c.net.Unwatch(w)
+	gone, end := n.ctrl.Stand(req.BrokerID, req.BrokerEpoch, n.c.cfg.broker.heartbeatInterval)
+	defer end()
+	select {
+	case <-w:
+	case <-gone:
+		return true
+	case <-n.ctx.Done():
+	}
+	return false
 }
 
 func (n *controllerNode) handleAlterPartition(req *kmsg.AlterPartitionRequest) (*kmsg.AlterPartitionResponse, error) {

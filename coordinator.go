@@ -60,6 +60,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -105,7 +106,10 @@ type coordinatorRuntime[S coordinatorShard] struct {
 	cfg      coordinatorConfig
 	newShard func(*coordinatorContext[S]) S
 	wake     chan struct{} // run: a deadline moved, or a shard failed
-	mu       struct {
+	// dirty is set when a shard's state changed (a write, a load, a
+	// replayed marker): run's jobs look at the shards again.
+	dirty atomic.Bool
+	mu    struct {
 		sync.Mutex
 		shards map[int32]*coordinatorContext[S]
 		loadCh chan struct{} // closed when the shards are next reconciled
@@ -155,21 +159,34 @@ type coordinatorContext[S coordinatorShard] struct {
 	}
 }
 
-// coordinatorJob is a coordinator's periodic work, done by run.
+// coordinatorJob is a coordinator's periodic work, done by run: fn runs
+// at ticks every every apart (from run's start), as Kafka's scheduler
+// runs it, but only at those that can find work. fn returns when it next
+// has work if nothing changes meanwhile (zero: none), and run skips the
+// ticks before it; a change to any shard arms the job again from the next
+// tick, so what the change brought is found when a ticker would have
+// found it.
 type coordinatorJob struct {
 	every time.Duration
-	fn    func(now time.Time)
+	fn    func(now time.Time) (next time.Time)
 }
 
 // run follows the leaderships of the coordinator's topic and runs its
 // jobs, and deadlines (zero for none) after every wake-up, until the broker
-// stops; then it unloads every shard.
+// stops; then it unloads every shard. With no job due and no deadline, it
+// sleeps until the metadata or a shard changes.
 func (rt *coordinatorRuntime[S]) run(jobs []coordinatorJob, deadlines func(now time.Time) time.Time) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	due := make([]time.Time, len(jobs))
+	phase := time.Now()
+	// tick is the first tick of job j at or after t.
+	tick := func(j coordinatorJob, t time.Time) time.Time {
+		n := (t.Sub(phase) + j.every - 1) / j.every
+		return phase.Add(n * j.every)
+	}
+	due := make([]time.Time, len(jobs)) // zero: not armed
 	for i, j := range jobs {
-		due[i] = time.Now().Add(j.every)
+		due[i] = phase.Add(j.every)
 	}
 	for {
 		rt.b.mu.RLock()
@@ -177,18 +194,26 @@ func (rt *coordinatorRuntime[S]) run(jobs []coordinatorJob, deadlines func(now t
 		rt.b.mu.RUnlock()
 		rt.reconcile()
 		now := time.Now()
-		next := now.Add(time.Hour)
-		for i, j := range jobs {
-			if !now.Before(due[i]) {
-				j.fn(now)
-				due[i] = now.Add(j.every)
+		if rt.dirty.Swap(false) {
+			for i, j := range jobs {
+				due[i] = earliest(due[i], tick(j, now.Add(time.Nanosecond)))
 			}
-			next = minTime(next, due[i])
+		}
+		var next time.Time
+		for i, j := range jobs {
+			if !due[i].IsZero() && !now.Before(due[i]) {
+				due[i] = time.Time{}
+				if more := j.fn(now); !more.IsZero() {
+					due[i] = tick(j, maxTime(more, now.Add(time.Nanosecond)))
+				}
+			}
+			next = earliest(next, due[i])
 		}
 		if deadlines != nil {
-			if d := deadlines(now); !d.IsZero() {
-				next = minTime(next, d)
-			}
+			next = earliest(next, deadlines(now))
+		}
+		if next.IsZero() {
+			next = now.Add(time.Hour)
 		}
 		timer.Reset(time.Until(next))
 		select {
@@ -206,6 +231,12 @@ func (rt *coordinatorRuntime[S]) run(jobs []coordinatorJob, deadlines func(now t
 			}
 		}
 	}
+}
+
+// changed says a shard's state changed, so run's jobs look again.
+func (rt *coordinatorRuntime[S]) changed() {
+	rt.dirty.Store(true)
+	rt.kick()
 }
 
 // kick wakes run: a deadline may have moved, or a shard must be reloaded.
@@ -547,6 +578,7 @@ func (c *coordinatorContext[S]) appendBatchLocked(batch []byte, guard *txnGuard,
 	}
 	c.mu.written = max(c.mu.written, end)
 	c.mu.timeout = max(c.mu.timeout, timeout)
+	c.rt.changed()
 	return end, nil
 }
 
@@ -580,6 +612,21 @@ func encodeBatch(recs []kmsg.Record, ts int64) []byte {
 
 func minTime(a, b time.Time) time.Time {
 	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// earliest is the earlier of a and b, a zero time standing for none.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
 		return a
 	}
 	return b

@@ -58,6 +58,7 @@ func (c *coordinatorContext[S]) load() error {
 	}
 	c.mu.late = nil
 	shard.onLoaded()
+	c.rt.changed()
 	return nil
 }
 
@@ -154,5 +155,6 @@ func (rt *coordinatorRuntime[S]) replayMarker(p int32, pid int64, commit bool, o
 		c.mu.late = append(c.mu.late, txnMarker{pid, commit, offset})
 	case c.mu.state == shardActive && offset >= c.mu.loadEnd:
 		c.mu.shard.replayEndTransactionMarker(pid, commit)
+		rt.changed()
 	}
 }

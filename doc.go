@@ -66,8 +66,10 @@
 //
 //   - KafkaServer/BrokerServer: broker.go (lifecycle, metadata apply),
 //     server.go (SocketServer and request dispatch, shared with the
-//     controller nodes), controller_client.go (the broker's channel to the
-//     active controller), peers.go (inter-broker clients).
+//     controller nodes), broker_lifecycle.go (BrokerLifecycleManager:
+//     registration, heartbeats, controlled shutdown), controller_client.go
+//     (the broker's channel to the active controller), peers.go
+//     (inter-broker clients).
 //   - KafkaApis: one api_*.go file per API key or family, each opening with
 //     the versions it serves; api.go is the registry ApiVersions is built
 //     from. Authorization (AuthHelper, StandardAuthorizer): authz*.go.
@@ -117,6 +119,10 @@
 //     gauges (inspect*.go, group_inspect.go, txn_inspect.go,
 //     share_inspect.go, events.go), the handle on an external cluster
 //     (external*.go, the one switch between embedded and external),
-//     the invariant checks (invariants.go) and the in-memory network
-//     (memnet.go, package network).
+//     the invariant checks (invariants.go), the in-memory network
+//     (memnet.go, package network), and what keeps an idle cluster from
+//     doing work: requests between nodes held while their connection
+//     stands (hold.go, network.Watch), loops that sleep until a change or
+//     the tick that can find work (wakeup.go), and a pebble compaction
+//     scheduler without a ticker (internal/pebblesched).
 package kcluster

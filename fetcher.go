@@ -101,12 +101,20 @@ type fetcher struct {
 		inflight map[*partition]struct{}
 		kick     context.CancelFunc
 		kicked   bool
+		// added counts addPart calls, so that a partition added
+		// between a round's snapshot and its fetch being in flight
+		// (when there is nothing to kick yet) is not missed.
+		added uint64
 	}
 }
 
 // errKicked is a fetch cancelled because the fetcher gained a partition
 // the fetch did not name.
 var errKicked = errors.New("fetch cancelled for a new partition")
+
+// errPartsChanged is a fetch not sent because the fetcher gained a
+// partition since its round began.
+var errPartsChanged = errors.New("fetch not sent: new partitions")
 
 func newFetcher(b *broker, leader int32) *fetcher {
 	ctx, cancel := context.WithCancel(b.ctx)
@@ -133,6 +141,7 @@ func (f *fetcher) wake() {
 func (f *fetcher) addPart(r *partition) {
 	f.mu.Lock()
 	f.mu.parts[r] = struct{}{}
+	f.mu.added++
 	if _, ok := f.mu.inflight[r]; !ok && f.mu.kick != nil && !f.mu.kicked {
 		f.mu.kicked = true
 		f.mu.kick()
@@ -152,7 +161,9 @@ func (f *fetcher) stop() {
 	<-f.done
 }
 
-func (f *fetcher) snapshot() []*partition {
+// snapshot returns the partitions to fetch, and the count of addPart
+// calls they include.
+func (f *fetcher) snapshot() ([]*partition, uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	out := make([]*partition, 0, len(f.mu.parts))
@@ -160,7 +171,7 @@ func (f *fetcher) snapshot() []*partition {
 		out = append(out, r)
 	}
 	sortReplicas(out) // requests in the same order in every replay
-	return out
+	return out, f.mu.added
 }
 
 func (f *fetcher) leaderAddr() (string, bool) {
@@ -192,7 +203,7 @@ func (f *fetcher) run() {
 		}
 	}
 	for f.ctx.Err() == nil {
-		parts := f.snapshot()
+		parts, added := f.snapshot()
 		if len(parts) == 0 {
 			select {
 			case <-f.ctx.Done():
@@ -222,9 +233,12 @@ func (f *fetcher) run() {
 			// to the logs, which copy them) before the next request.
 			cl.ReuseBuffer = true
 		}
-		if err := f.fetchOnce(cl, parts); err != nil {
+		if err := f.fetchOnce(cl, parts, added); err != nil {
 			if f.ctx.Err() != nil {
 				return
+			}
+			if err == errPartsChanged {
+				continue // nothing was sent: at once, with them
 			}
 			cl.Close()
 			cl = nil
@@ -391,7 +405,7 @@ func (r *partition) truncateToLocked(off int64) error {
 
 // fetchOnce sends one Fetch for parts to the leader and appends what comes
 // back to the local logs.
-func (f *fetcher) fetchOnce(cl *wire.Client, parts []*partition) error {
+func (f *fetcher) fetchOnce(cl *wire.Client, parts []*partition, added uint64) error {
 	if err := f.truncate(cl, parts); err != nil {
 		return err
 	}
@@ -448,13 +462,32 @@ func (f *fetcher) fetchOnce(cl *wire.Client, parts []*partition) error {
 		}
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(f.ctx, f.b.cfg.replicaFetchWaitMax+10*time.Second)
+	// The leader may hold this fetch past its MaxWait while the
+	// connection stands (handleFetch): then it waits without a deadline.
+	// But if some partitions were left out (waiting to truncate), the
+	// fetcher comes back for them after MaxWait, when the leader would
+	// have answered a parked fetch: the fetch is then cancelled as a
+	// kick is.
+	var ctx context.Context
+	var cancel context.CancelFunc
+	retry := len(lookup) < len(parts)
+	if retry {
+		ctx, cancel = context.WithTimeout(f.ctx, f.b.cfg.replicaFetchWaitMax)
+	} else {
+		ctx, cancel = f.b.c.holdContext(f.ctx, cl.Conn(), f.b.cfg.replicaFetchWaitMax+10*time.Second)
+	}
 	defer cancel()
 	inflight := make(map[*partition]struct{}, len(lookup))
 	for _, s := range lookup {
 		inflight[s.r] = struct{}{}
 	}
 	f.mu.Lock()
+	if f.mu.added != added {
+		// A partition came after the snapshot: start over with it,
+		// rather than have the leader hold a fetch without it.
+		f.mu.Unlock()
+		return errPartsChanged
+	}
 	f.mu.inflight, f.mu.kick, f.mu.kicked = inflight, cancel, false
 	f.mu.Unlock()
 	kresp, err := cl.Request(ctx, req)
@@ -463,7 +496,7 @@ func (f *fetcher) fetchOnce(cl *wire.Client, parts []*partition) error {
 	f.mu.inflight, f.mu.kick, f.mu.kicked = nil, nil, false
 	f.mu.Unlock()
 	if err != nil {
-		if kicked && f.ctx.Err() == nil {
+		if (kicked || retry && errors.Is(ctx.Err(), context.DeadlineExceeded)) && f.ctx.Err() == nil {
 			return errKicked
 		}
 		return err

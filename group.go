@@ -127,19 +127,28 @@ func (g *group) isDeletable() bool {
 // offsetExpired is Kafka's offset expiration condition (KIP-211, and
 // KIP-496 for topics a stable group no longer subscribes to).
 func (g *group) offsetExpired(topic string, o offsetEntry, now time.Time, retention time.Duration) bool {
-	expired := func(base int64) bool { return now.UnixMilli() >= base+retention.Milliseconds() }
+	at := g.offsetExpiry(topic, o, retention)
+	return !at.IsZero() && !now.Before(at)
+}
+
+// offsetExpiry is when the offset expires if the group stays as it is
+// (zero: it does not).
+func (g *group) offsetExpiry(topic string, o offsetEntry, retention time.Duration) time.Time {
+	after := func(base int64) time.Time { return time.UnixMilli(base + retention.Milliseconds()) }
 	if o.expireTs > 0 {
-		return now.UnixMilli() >= o.expireTs
+		return time.UnixMilli(o.expireTs)
 	}
 	switch {
 	case g.isEmptyState() && (g.protocolType != "" || g.cg != nil):
-		return expired(g.stateSince.UnixMilli())
+		return after(g.stateSince.UnixMilli())
 	case g.protocolType == "" && g.cg == nil:
-		return expired(o.commitTs) // a simple group
+		return after(o.commitTs) // a simple group
 	case g.kind == kindClassic && g.protocolType == "consumer" && g.state == stateStable:
-		return !slices.Contains(g.subscribedTopicsLocked(), topic) && expired(o.commitTs)
+		if !slices.Contains(g.subscribedTopicsLocked(), topic) {
+			return after(o.commitTs)
+		}
 	}
-	return false
+	return time.Time{}
 }
 
 // subscribedTopicsLocked is the union of the members' subscriptions: for

@@ -291,7 +291,7 @@ func (gc *groupCoordinator) tick(now time.Time) time.Time {
 // protocol (offsets only) committed that long ago. A group left with no
 // offsets and no members is deleted. It returns once the tombstones are
 // committed.
-func (gc *groupCoordinator) expireOffsets(now time.Time) {
+func (gc *groupCoordinator) expireOffsets(now time.Time) (next time.Time) {
 	for _, c := range gc.rt.contexts() {
 		end, ok := c.locked(func(gs *groupShard) {
 			for name, g := range gs.groups {
@@ -302,6 +302,8 @@ func (gc *groupCoordinator) expireOffsets(now time.Time) {
 						if g.offsetExpired(t, o, now, gc.cfg.retention) {
 							recs = append(recs, offsetTombstone(name, t, p))
 							expired = append(expired, topicPartition{t, p})
+						} else {
+							next = earliest(next, g.offsetExpiry(t, o, gc.cfg.retention))
 						}
 					}
 				}
@@ -319,6 +321,7 @@ func (gc *groupCoordinator) expireOffsets(now time.Time) {
 				}
 				if err := gs.writeLocked(recs); err != nil {
 					gc.b.log.Debug("expiring offsets", "group", name, "err", err)
+					next = now // again at the next tick
 					continue
 				}
 				for _, tp := range expired {
@@ -336,6 +339,7 @@ func (gc *groupCoordinator) expireOffsets(now time.Time) {
 			gc.b.log.Debug("expiring offsets", "partition", c.p, "err", err)
 		}
 	}
+	return next
 }
 
 type topicPartition struct {

@@ -16,23 +16,36 @@ import (
 // fetch shows it (read pokes isrWake); and it asks the
 // controller to commit the change (AlterPartition), so every broker learns
 // the new ISR from the metadata log. It also checkpoints high watermarks.
+//
+// It ticks only while there is something to watch: a follower in an ISR
+// behind its leader's log end (one at the log end is never dropped), a
+// high watermark not checkpointed, or a change the controller has not
+// taken yet. When a pass finds none, the loop sleeps until a partition
+// changes (partition.notify arms it), or a follower catches up.
 func (b *broker) isrLoop() {
-	tick := b.cfg.replicaLagTimeMax / 2
-	if tick < 10*time.Millisecond {
-		tick = 10 * time.Millisecond
+	every := b.cfg.replicaLagTimeMax / 2
+	if every < 10*time.Millisecond {
+		every = 10 * time.Millisecond
 	}
-	t := time.NewTicker(tick)
-	defer t.Stop()
+	tk := newTicks(every)
+	defer tk.stop()
 	lastCheckpoint := time.Now()
 	for {
 		select {
 		case <-b.ctx.Done():
 			return
-		case <-t.C:
+		case <-tk.c():
+			tk.none()
 		case <-b.isrWake:
 			// A follower out of the ISR caught up: expand now, as
 			// Kafka does on the fetch itself, not at the next tick.
+		case <-b.isrArm.ch:
+			tk.atNextTick() // a change: look at the next tick
+			continue
 		}
+		// From here on, a change arms the loop again (isrArm), so one
+		// that comes during this pass is not missed if it ends asleep.
+		b.isrArm.listen()
 		b.mu.RLock()
 		reps := make([]*partition, 0, len(b.mu.replicas))
 		for _, r := range b.mu.replicas {
@@ -45,15 +58,21 @@ func (b *broker) isrLoop() {
 			lastCheckpoint = time.Now()
 		}
 		var props []isrProposal
+		busy := false
 		for _, r := range reps {
 			if checkpoint {
 				r.checkpoint(false)
 			}
-			if p, ok := r.proposeISR(); ok {
+			p, ok, behind := r.proposeISR()
+			if ok {
 				props = append(props, p)
 			}
+			busy = busy || behind || r.uncheckpointed()
 		}
 		b.alterPartitions(b.ctx, props)
+		if busy || len(props) > 0 {
+			tk.atNextTick()
+		}
 	}
 }
 

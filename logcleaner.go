@@ -18,19 +18,78 @@ import (
 	"github.com/kcluster/kcluster/segment"
 )
 
+// cleanerLoop runs retention and the cleaner at ticks
+// log.retention.check.interval.ms apart, but only at those that can find
+// work: after a pass it sleeps until the first tick at or after the
+// earliest time-based event of any replica (cleanerDue: a roll, an
+// expiry, a delete horizon), or until a partition changes (an append, a
+// new high watermark or config: partition.notify arms it), whichever
+// comes first. What a ticker would have found, it finds at the same tick.
 func (b *broker) cleanerLoop() {
-	t := time.NewTicker(b.cfg.retentionCheck)
-	defer t.Stop()
+	tk := newTicks(b.cfg.retentionCheck)
+	defer tk.stop()
 	for {
 		select {
 		case <-b.ctx.Done():
 			return
-		case <-t.C:
+		case <-tk.c():
+		case <-b.cleanerArm.ch:
+			tk.atNextTick() // a change: look at the next tick
+			continue
 		}
+		tk.none()
+		b.cleanerArm.listen()
 		if err := b.cleanLogs(false); err != nil && b.ctx.Err() == nil {
 			b.log.Warn("cleaning logs", "err", err)
 		}
+		due, err := b.cleanerDue(time.Now())
+		switch {
+		case err != nil:
+			tk.atNextTick()
+		case !due.IsZero():
+			tk.atTick(due)
+		}
 	}
+}
+
+// cleanerDue is the earliest time at which retention or the cleaner
+// would find work on one of the broker's replicas by time alone (zero:
+// none): a roll at segment.ms, an expiry at retention.ms, a tombstone's
+// delete horizon, or, for compacted topics with min.compaction.lag.ms or
+// max.compaction.lag.ms, the next tick (their data ages into cleaning).
+func (b *broker) cleanerDue(now time.Time) (time.Time, error) {
+	var due time.Time
+	earlier := func(t time.Time) {
+		if !t.IsZero() && (due.IsZero() || t.Before(due)) {
+			due = t
+		}
+	}
+	for _, r := range b.replicasSnapshot() {
+		r.mu.Lock()
+		closed, lc, hw := r.mu.closed, r.mu.lc, r.mu.hw
+		r.mu.Unlock()
+		if closed {
+			continue
+		}
+		d, err := r.log.RetentionDue(segment.RetentionPolicy{
+			Ms: lc.retentionMs, Bytes: lc.retentionBytes, SegmentMs: lc.segmentMs,
+			Delete: lc.cleanupDelete, HighWatermark: hw,
+		})
+		if err != nil {
+			if errors.Is(err, segment.ErrClosed) {
+				continue
+			}
+			return time.Time{}, err
+		}
+		earlier(d)
+		if lc.cleanupCompact && b.cfg.cleanerEnable {
+			earlier(r.log.DeleteHorizon())
+			if lc.minCompactionLagMs > 0 || lc.maxCompactionLagMs < int64(1<<62)/int64(time.Millisecond) {
+				earlier(now)
+			}
+		}
+	}
+	return due, nil
 }
 
 func (b *broker) replicasSnapshot() []*partition {

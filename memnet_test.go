@@ -160,8 +160,18 @@ func TestFollowerFetchesANewPartitionAtOnce(t *testing.T) {
 		start := time.Now()
 		create("b", 1)
 		st := partState(t, c, "b", 0)
-		if _, err := memProduce(t, c, st.Leader, "b", -1, "x"); err != nil {
-			t.Fatal(err)
+		// CreateTopics answers once the broker it went through has the
+		// topic; the leader may learn of it a moment later, and a client
+		// retries UNKNOWN_TOPIC_OR_PARTITION.
+		for {
+			_, err := memProduce(t, c, st.Leader, "b", -1, "x")
+			if errors.Is(err, kerr.UnknownTopicOrPartition) {
+				continue
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			break
 		}
 		if d := time.Since(start); d >= 100*time.Millisecond {
 			t.Fatalf("creating a topic and an acks=all produce to it took %v of bubble time: the follower waited out its parked fetch", d)

@@ -140,13 +140,20 @@ var brokerConfigDefs = map[string]configDef{
 	"log.index.interval.bytes": {"4096", func(b *brokerConfig, v string) error { return parseInt64(&b.indexIntervalBytes, v, 0) }},
 	"socket.request.max.bytes": {"104857600", func(b *brokerConfig, v string) error { return parseInt32(&b.requestMaxBytes, v, 1) }},
 	// Test-friendly: Kafka's default is 30000.
-	"replica.lag.time.max.ms":   {"2000", func(b *brokerConfig, v string) error { return parseMillis(&b.replicaLagTimeMax, v) }},
+	"replica.lag.time.max.ms": {"2000", func(b *brokerConfig, v string) error { return parseMillis(&b.replicaLagTimeMax, v) }},
+	// A caught-up follower's fetch is held past it while its connection
+	// stands and nothing changes (handleFetch).
 	"replica.fetch.wait.max.ms": {"500", func(b *brokerConfig, v string) error { return parseMillis(&b.replicaFetchWaitMax, v) }},
 	"replica.fetch.max.bytes":   {"1048576", func(b *brokerConfig, v string) error { return parseInt32(&b.replicaFetchMax, v, 0) }},
 	// Test-friendly: Kafka's default is 1000.
 	"replica.fetch.backoff.ms": {"50", func(b *brokerConfig, v string) error { return parseMillis(&b.replicaFetchBackoff, v) }},
 	"delete.topic.enable":      {"true", func(b *brokerConfig, v string) error { return parseBool(&b.deleteTopicEnable, v) }},
-	// Test-friendly: Kafka's defaults are 9000 and 2000.
+	// Test-friendly: Kafka's defaults are 9000 and 2000. While a broker's
+	// connection to the in-memory controller stands, its heartbeat is held
+	// there and counts as one every interval (controllerNode.standHeartbeat),
+	// so an idle cluster sends none; a session still expires
+	// broker.session.timeout.ms after the last heartbeat the broker would
+	// have sent.
 	"broker.session.timeout.ms":      {"250", func(b *brokerConfig, v string) error { return parseMillis(&b.sessionTimeout, v) }},
 	"broker.heartbeat.interval.ms":   {"25", func(b *brokerConfig, v string) error { return parseMillis(&b.heartbeatInterval, v) }},
 	"unclean.leader.election.enable": {"false", func(b *brokerConfig, v string) error { return parseBool(&b.uncleanElection, v) }},

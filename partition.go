@@ -360,6 +360,8 @@ func (r *partition) appendAsLeaderGuarded(records []byte, acks int16, guard *txn
 // notify tells this partition's waiters that it changed, and the cluster's
 // WaitFor conditions.
 func (r *partition) notify() {
+	r.b.isrArm.arm()
+	r.b.cleanerArm.arm()
 	r.watch.Lock()
 	if r.watch.ch != nil {
 		close(r.watch.ch)
@@ -442,7 +444,7 @@ type fetchResult struct {
 // offset, with the aborted transactions of that range) or, on the leader,
 // from follower replica (data up to the log-end offset; its fetch offset
 // is its log-end offset). The records are read into buf(n).
-func (r *partition) read(follower int32, followerEpoch int64, offset int64, maxBytes int, currentEpoch int32, committed bool, buf func(int) []byte) (fetchResult, error) {
+func (r *partition) read(follower int32, followerEpoch int64, offset int64, maxBytes int, currentEpoch int32, committed, reread bool, buf func(int) []byte) (fetchResult, error) {
 	var agreeFrom, agreeTo int64 // the agreement check's range (invariants builds)
 	r.mu.Lock()
 	if r.mu.closed {
@@ -466,7 +468,7 @@ func (r *partition) read(follower int32, followerEpoch int64, offset int64, maxB
 	}
 	if follower >= 0 {
 		if f := r.mu.followers[follower]; f != nil {
-			f.updateFetchState(followerEpoch, offset, leo, time.Now())
+			f.updateFetchState(followerEpoch, offset, leo, time.Now(), reread)
 			if invariants.Enabled {
 				agreeFrom, agreeTo = r.agreementRangeLocked(f, offset)
 			}
@@ -587,16 +589,17 @@ type isrProposal struct {
 }
 
 // proposeISR proposes a new ISR if followers fell out or caught up.
-func (r *partition) proposeISR() (isrProposal, bool) {
+// behind reports an ISR follower behind the log end: one the ISR may
+// drop later if it does not catch up.
+func (r *partition) proposeISR() (_ isrProposal, changed, behind bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.mu.closed || r.mu.leader != r.b.id {
-		return isrProposal{}, false
+		return isrProposal{}, false, false
 	}
 	now := time.Now()
 	lag := r.b.cfg.replicaLagTimeMax
 	isr := slices.Clone(r.mu.isr)
-	changed := false
 	// Shrink: ISR followers not caught up within the lag time. A
 	// follower at the leader's log end is caught up whenever it last
 	// fetched (Kafka's isCaughtUp): a caught-up follower parks its fetch
@@ -608,6 +611,7 @@ func (r *partition) proposeISR() (isrProposal, bool) {
 			return false
 		}
 		f := r.mu.followers[id]
+		behind = behind || f == nil || f.leo != leo
 		out := f == nil || (f.leo != leo && now.Sub(f.lastCaughtUp) > lag)
 		changed = changed || out
 		return out
@@ -637,7 +641,14 @@ func (r *partition) proposeISR() (isrProposal, bool) {
 			epochs[i] = f.brokerEpoch
 		}
 	}
-	return isrProposal{r: r, leaderEpoch: r.mu.epoch, partEpoch: r.mu.partitionEpoch, isr: isr, brokerEpochs: epochs}, changed
+	return isrProposal{r: r, leaderEpoch: r.mu.epoch, partEpoch: r.mu.partitionEpoch, isr: isr, brokerEpochs: epochs}, changed, behind
+}
+
+// uncheckpointed reports a high watermark not checkpointed yet.
+func (r *partition) uncheckpointed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return !r.mu.closed && r.mu.hw != r.mu.checkpointed
 }
 
 // checkLeaderEpoch checks that this broker leads the partition at the

@@ -40,11 +40,16 @@ func newReplica(now time.Time) *replica {
 // truncated); leaderLEO is the leader's log end as the fetch is served.
 // By Kafka's rule, a fetch at or past the leader's log end means the
 // follower is caught up now, and a fetch at or past the leader's log end
-// at the previous fetch means it was caught up then. A fetch naming a new
-// broker epoch (KIP-903) is a restarted follower: what the leader knew of
-// its log is of its previous life (a power cut may have taken the rest),
-// and it is not caught up until its fetches say so.
-func (f *replica) updateFetchState(brokerEpoch, offset, leaderLEO int64, now time.Time) {
+// at the previous fetch means it was caught up then. reread is the same
+// fetch read again after it was parked: the follower stayed where it was
+// all along, so if it was at the log end at the previous read it was
+// caught up until the append that woke the fetch, a moment ago (a parked
+// fetch is one that fetches again and again, as often as its MaxWait
+// would have had it). A fetch naming a new broker epoch (KIP-903) is a
+// restarted follower: what the leader knew of its log is of its previous
+// life (a power cut may have taken the rest), and it is not caught up
+// until its fetches say so.
+func (f *replica) updateFetchState(brokerEpoch, offset, leaderLEO int64, now time.Time, reread bool) {
 	if brokerEpoch >= 0 && f.brokerEpoch >= 0 && brokerEpoch != f.brokerEpoch {
 		*f = replica{brokerEpoch: brokerEpoch, leo: -1, logStart: -1}
 	}
@@ -53,6 +58,8 @@ func (f *replica) updateFetchState(brokerEpoch, offset, leaderLEO int64, now tim
 	}
 	switch {
 	case offset >= leaderLEO:
+		f.lastCaughtUp = now
+	case offset >= f.lastFetchLeaderLE && reread && !f.lastFetch.IsZero():
 		f.lastCaughtUp = now
 	case offset >= f.lastFetchLeaderLE && !f.lastFetch.IsZero():
 		f.lastCaughtUp = f.lastFetch

@@ -21,6 +21,7 @@ import (
 	"net"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -37,6 +38,9 @@ type server struct {
 	log  *slog.Logger
 	pool *bufPool
 	wg   *sync.WaitGroup
+	// served counts the requests served (a gauge for tests: an idle
+	// cluster serves none).
+	served atomic.Int64
 
 	mu struct {
 		sync.Mutex
@@ -189,6 +193,7 @@ func (s *server) serveFrame(conn net.Conn, frame []byte, wbuf *[]byte, log *slog
 		log.Warn("closing connection: bad request header", "err", err)
 		return false
 	}
+	s.served.Add(1)
 	api, version = kmsg.NameForKey(hdr.Key), hdr.Version
 	if sess != nil {
 		// Whatever the response refers to from the pool goes back once
@@ -314,13 +319,15 @@ func (b *broker) handle(conn net.Conn, sess *session, hdr wire.RequestHeader, bo
 // metadata fetches).
 func (n *controllerNode) acceptLoop() {
 	n.srv.accept(n.ln, func(conn net.Conn) {
-		n.srv.serveConn(conn, wire.DefaultMaxFrame, n.dispatch, nil)
+		n.srv.serveConn(conn, wire.DefaultMaxFrame, func(hdr wire.RequestHeader, body []byte, log *slog.Logger) (kmsg.Response, error) {
+			return n.dispatch(conn, hdr, body, log)
+		}, nil)
 	})
 }
 
 // dispatch decodes one request and hands it to its handler
 // (ctrlHandlers). serveFrame recovers a panic in it.
-func (n *controllerNode) dispatch(hdr wire.RequestHeader, body []byte, log *slog.Logger) (kmsg.Response, error) {
+func (n *controllerNode) dispatch(conn net.Conn, hdr wire.RequestHeader, body []byte, log *slog.Logger) (kmsg.Response, error) {
 	h, ok := ctrlHandlers[hdr.Key]
 	if !ok || !hdr.Known || hdr.Version < h.min || hdr.Version > h.max {
 		return nil, fmt.Errorf("controller does not serve %s v%d", kmsg.NameForKey(hdr.Key), hdr.Version)
@@ -329,5 +336,5 @@ func (n *controllerNode) dispatch(hdr wire.RequestHeader, body []byte, log *slog
 	if err != nil {
 		return nil, err
 	}
-	return h.fn(n, req)
+	return h.fn(n, conn, req)
 }

@@ -181,7 +181,7 @@ func (sp *sharePartition) acquire(member string, maxRecords int32, strict, readC
 		}
 	}
 	if int32(len(offsets)) < maxRecords && sp.mu.end-sp.mu.start < int64(cfg.shareMaxLocks) {
-		res, err := sp.rep.read(-1, -1, sp.mu.end, 1<<20, sp.leaderEpoch, readCommitted, func(n int) []byte { return make([]byte, n) })
+		res, err := sp.rep.read(-1, -1, sp.mu.end, 1<<20, sp.leaderEpoch, readCommitted, false, func(n int) []byte { return make([]byte, n) })
 		if err != nil && err != kerr.OffsetOutOfRange {
 			return out, err
 		}
@@ -286,7 +286,7 @@ func (sp *sharePartition) readBatchesLocked(offsets []int64, committed bool) (ou
 		if o <= last {
 			continue
 		}
-		res, err := sp.rep.read(-1, -1, o, 1<<20, sp.leaderEpoch, committed, func(n int) []byte { return make([]byte, n) })
+		res, err := sp.rep.read(-1, -1, o, 1<<20, sp.leaderEpoch, committed, false, func(n int) []byte { return make([]byte, n) })
 		if err != nil {
 			continue
 		}

@@ -355,7 +355,7 @@ func (tc *txnCoordinator) withTxn(id string, fn func(ts *txnShard, m *txnMeta) e
 // __transaction_state, and out of memory (Kafka's
 // removeExpiredTransactionalIds). The id's next InitProducerId gets a new
 // producer id.
-func (tc *txnCoordinator) removeExpired(now time.Time) {
+func (tc *txnCoordinator) removeExpired(now time.Time) (next time.Time) {
 	for _, c := range tc.rt.contexts() {
 		removed := false
 		end, ok := c.locked(func(ts *txnShard) {
@@ -366,8 +366,13 @@ func (tc *txnCoordinator) removeExpired(now time.Time) {
 				default:
 					continue
 				}
-				if !m.sending && now.UnixMilli()-m.updateTs >= tc.cfg.expiration.Milliseconds() {
+				switch {
+				case m.sending:
+					next = now // its markers are on their way: look again
+				case now.UnixMilli()-m.updateTs >= tc.cfg.expiration.Milliseconds():
 					ids = append(ids, id)
+				default:
+					next = earliest(next, time.UnixMilli(m.updateTs+tc.cfg.expiration.Milliseconds()))
 				}
 			}
 			if len(ids) == 0 {
@@ -381,6 +386,7 @@ func (tc *txnCoordinator) removeExpired(now time.Time) {
 			}
 			if _, err := ts.c.appendLocked(recs, 0); err != nil {
 				tc.b.log.Debug("expiring transactional ids", "partition", c.p, "err", err)
+				next = now
 				return
 			}
 			for _, id := range ids {
@@ -396,6 +402,7 @@ func (tc *txnCoordinator) removeExpired(now time.Time) {
 		}
 		tc.b.c.notifyEvent()
 	}
+	return next
 }
 
 // abortTimedOut aborts every Ongoing transaction older than its timeout,
@@ -404,25 +411,35 @@ func (tc *txnCoordinator) removeExpired(now time.Time) {
 // whose exhausted epoch needs a new producer id (transaction.version 2)
 // gets it from the controller without the shard's lock, and is aborted
 // next round if it is still due then.
-func (tc *txnCoordinator) abortTimedOut(now time.Time) {
+func (tc *txnCoordinator) abortTimedOut(now time.Time) (next time.Time) {
 	tv := tc.b.featureLevel(metadata.FeatureTransactionVersion)
 	for _, c := range tc.rt.contexts() {
 		var needPid []string
 		c.locked(func(ts *txnShard) {
 			for _, m := range ts.txns {
-				if m.state != kmsg.TransactionStateOngoing || m.sending || now.UnixMilli() < m.startTs+int64(m.timeout) {
+				if m.state != kmsg.TransactionStateOngoing {
 					continue
 				}
-				next := int64(-1)
+				if m.sending {
+					next = now // look again at the next tick
+					continue
+				}
+				if due := m.startTs + int64(m.timeout); now.UnixMilli() < due {
+					next = earliest(next, time.UnixMilli(due))
+					continue
+				}
+				nextPid := int64(-1)
 				if tv >= tv2 && epochExhausted(m.epoch) {
-					if next = tc.spare.take(); next < 0 {
+					if nextPid = tc.spare.take(); nextPid < 0 {
 						needPid = append(needPid, m.id)
+						next = now // with a spare id, at the next tick
 						continue
 					}
 				}
 				tc.b.log.Info("aborting timed-out transaction", "transactional_id", m.id, "producer_id", m.pid, "epoch", m.epoch)
-				if err := ts.fenceLocked(m, tv, next); err != nil {
+				if err := ts.fenceLocked(m, tv, nextPid); err != nil {
 					tc.b.log.Debug("aborting timed-out transaction", "transactional_id", m.id, "err", err)
+					next = now
 				}
 			}
 		})
@@ -432,6 +449,7 @@ func (tc *txnCoordinator) abortTimedOut(now time.Time) {
 			}
 		}
 	}
+	return next
 }
 
 // sparePids holds producer ids taken from the broker's block for a

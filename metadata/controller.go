@@ -53,7 +53,21 @@ type Controller struct {
 	beats struct {
 		sync.Mutex
 		last map[int32]beat
+		// standing are the brokers whose heartbeat stands (Stand).
+		standing map[int32]standing
 	}
+	// kick wakes Run: a standing heartbeat ended, or the state changed
+	// (and with it, maybe, the leader balance).
+	kick chan struct{}
+}
+
+// standing is a broker's standing heartbeat: it arrived at since, naming
+// its registration epoch, and the broker heartbeats every interval.
+type standing struct {
+	since    time.Time
+	epoch    int64
+	interval time.Duration
+	gone     chan struct{} // closed when the broker is fenced or registers again
 }
 
 // beat is one broker's latest heartbeat and the registration epoch it
@@ -93,6 +107,8 @@ func NewController(ctx context.Context, log Log, clusterID string, cfg Controlle
 	c.applied.Store(c.mu.state.Offset)
 	c.mu.lastBeat = make(map[int32]time.Time)
 	c.beats.last = make(map[int32]beat)
+	c.beats.standing = make(map[int32]standing)
+	c.kick = make(chan struct{}, 1)
 	// A sole controller is active from the start; one of a quorum
 	// becomes active when it leads.
 	_, shared := log.(Leader)
@@ -101,6 +117,12 @@ func NewController(ctx context.Context, log Log, clusterID string, cfg Controlle
 	defer c.mu.Unlock()
 	if err := c.applyThroughLocked(ctx, log.End()-1); err != nil {
 		return nil, err
+	}
+	// Every session starts now, as a new KRaft controller's do: the
+	// brokers have not heartbeated to this one yet.
+	now := c.cfg.Now()
+	for id := range c.mu.state.Brokers {
+		c.mu.lastBeat[id] = now
 	}
 	return c, nil
 }
@@ -191,7 +213,24 @@ func (c *Controller) applyLocked(es []Entry) error {
 	if c.cfg.OnChange != nil {
 		c.cfg.OnChange(es, c.mu.state)
 	}
+	c.beats.Lock()
+	for id, s := range c.beats.standing {
+		if b := c.mu.state.Brokers[id]; b == nil || b.Fenced || b.Epoch != s.epoch {
+			close(s.gone)
+			delete(c.beats.standing, id)
+		}
+	}
+	c.beats.Unlock()
+	c.kickRun()
 	return nil
+}
+
+// kickRun wakes Run to look at sessions and the leader balance again.
+func (c *Controller) kickRun() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
 }
 
 // applier applies records committed by others (or by this controller

@@ -49,48 +49,131 @@ func (c *Controller) Heartbeat(ctx context.Context, id int32, epoch int64) (bool
 	return false, nil
 }
 
+// Stand records that broker id's heartbeat, just answered by Heartbeat
+// as unfenced in registration epoch epoch, stands: the caller holds it
+// (parked) on a connection that is known to carry every write at once
+// (network.Watch), so the broker is alive for as long as it stands, and
+// its session cannot expire meanwhile. gone is closed if the broker is
+// fenced or registers again while it stands: the caller then answers it.
+// The broker heartbeats every interval; end, called when the heartbeat
+// stops standing (answered, or its connection closed or faulty), records
+// the last of the heartbeats the broker would have sent by then as its
+// last one, so the session runs from it as if those heartbeats had
+// crossed the network, and a broker that dies is fenced when it would
+// have been. end is idempotent.
+func (c *Controller) Stand(id int32, epoch int64, interval time.Duration) (gone <-chan struct{}, end func()) {
+	since := c.cfg.Now()
+	s := standing{since: since, epoch: epoch, interval: interval, gone: make(chan struct{})}
+	c.beats.Lock()
+	if old, ok := c.beats.standing[id]; ok {
+		close(old.gone) // a heartbeat stands only once
+	}
+	c.beats.standing[id] = s
+	c.beats.Unlock()
+	var once sync.Once
+	return s.gone, func() {
+		once.Do(func() {
+			now := c.cfg.Now()
+			last := now
+			if interval > 0 {
+				last = since.Add(now.Sub(since) / interval * interval)
+			}
+			c.beats.Lock()
+			if cur, ok := c.beats.standing[id]; ok && cur.gone == s.gone {
+				delete(c.beats.standing, id)
+			}
+			if b := c.beats.last[id]; b.epoch != epoch || b.at.Before(last) {
+				c.beats.last[id] = beat{last, epoch}
+			}
+			c.beats.Unlock()
+			c.kickRun()
+		})
+	}
+}
+
 // Run applies records other nodes commit and, while this controller is
 // active, fences brokers whose sessions expire and moves leadership back
-// to preferred replicas, until ctx ends.
+// to preferred replicas, until ctx ends. It wakes only when there is
+// something to do: a session may expire (then at least eight times per
+// session, so that a stall of this loop is seen), a leader-imbalance
+// check is due while leaders are not preferred, a standing heartbeat
+// ended, or the state changed. With every heartbeat standing and every
+// leader preferred, it sleeps.
 func (c *Controller) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); c.applier(ctx) }()
 	defer wg.Wait()
-	// Sessions are checked when the earliest one is due to expire, and
-	// at least eight times per timeout (so a stall of this loop is seen
-	// and a new active controller starts its sessions promptly).
 	maxWait := c.cfg.SessionTimeout / 8
 	if maxWait <= 0 {
 		maxWait = 50 * time.Millisecond
 	}
 	t := time.NewTimer(maxWait)
 	defer t.Stop()
-	lastRebalance := c.cfg.Now()
+	// Leader-imbalance checks keep the phase of a ticker started now
+	// (leader.imbalance.check.interval.seconds), so a rebalance comes as
+	// long after an imbalance appears as a ticker would have it; the loop
+	// wakes for a check only while a change may have left leaders
+	// unbalanced (changed) or the last check found them so.
+	phase := c.cfg.Now()
+	nextRebalance := phase.Add(c.cfg.LeaderImbalanceCheck)
+	changed, imbalanced := true, false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-c.kick:
+			changed = true
 		}
 		next := c.expireSessions(ctx)
-		if c.cfg.AutoLeaderRebalance && c.cfg.Now().Sub(lastRebalance) >= c.cfg.LeaderImbalanceCheck {
-			lastRebalance = c.cfg.Now()
-			c.rebalanceLeaders(ctx)
+		now := c.cfg.Now()
+		if c.cfg.AutoLeaderRebalance && !now.Before(nextRebalance) {
+			if changed || imbalanced {
+				imbalanced = c.rebalanceLeaders(ctx)
+				changed = false
+			}
+			steps := now.Sub(phase)/c.cfg.LeaderImbalanceCheck + 1
+			nextRebalance = phase.Add(steps * c.cfg.LeaderImbalanceCheck)
 		}
-		wait := maxWait
+		var wake time.Time
 		if !next.IsZero() {
 			// A millisecond past the deadline, so the check finds
 			// the session expired rather than just short of it.
-			wait = min(wait, next.Sub(c.cfg.Now())+time.Millisecond)
+			wake = minTime(now.Add(maxWait), next.Add(time.Millisecond))
 		}
-		t.Reset(max(wait, time.Millisecond))
+		if c.cfg.AutoLeaderRebalance && (changed || imbalanced) {
+			wake = minTime(wake, nextRebalance)
+		}
+		if !c.Active() {
+			// A standby (quorum mode) looks again soon: when it
+			// becomes active, every session must start promptly.
+			wake = minTime(wake, now.Add(maxWait))
+		}
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
+		if !wake.IsZero() {
+			t.Reset(max(wake.Sub(now), time.Millisecond))
+		}
 	}
+}
+
+// minTime is the earlier of a and b, a zero time standing for none.
+func minTime(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
 }
 
 // expireSessions fences every unfenced broker whose last heartbeat is a
 // session timeout old, and returns when the next session expires if no
-// heartbeat comes first (zero if none can).
+// heartbeat comes first (zero if none can: every unfenced broker's
+// heartbeat stands, or there is none).
 func (c *Controller) expireSessions(ctx context.Context) time.Time {
 	if err := c.lockActive(ctx); err != nil {
 		c.mu.Lock()
@@ -106,9 +189,10 @@ func (c *Controller) expireSessions(ctx context.Context) time.Time {
 		// A controller that just became active has heard no heartbeat:
 		// every session starts now (as a new KRaft controller does).
 		// So do they after this loop was held up for half a session
-		// (it runs at least eight times a session): the controller
-		// was not running, or not getting its lock, and a broker must
-		// not be fenced for the controller's own stall.
+		// (it runs at least eight times a session while one may
+		// expire): the controller was not running, or not getting its
+		// lock, and a broker must not be fenced for the controller's
+		// own stall.
 		c.mu.active = true
 		for id := range c.mu.state.Brokers {
 			c.mu.lastBeat[id] = now
@@ -117,16 +201,20 @@ func (c *Controller) expireSessions(ctx context.Context) time.Time {
 	}
 	c.beats.Lock()
 	beats := maps.Clone(c.beats.last)
+	standing := maps.Clone(c.beats.standing)
 	c.beats.Unlock()
 	var next time.Time
 	for _, id := range c.mu.state.BrokerIDs() {
 		b := c.mu.state.Brokers[id]
+		if b.Fenced {
+			continue
+		}
+		if s, ok := standing[id]; ok && s.epoch == b.Epoch {
+			continue // alive while its heartbeat stands
+		}
 		last := c.mu.lastBeat[id]
 		if hb := beats[id]; hb.epoch == b.Epoch && hb.at.After(last) {
 			last = hb.at
-		}
-		if b.Fenced {
-			continue
 		}
 		if due := last.Add(c.cfg.SessionTimeout); now.Before(due) {
 			if next.IsZero() || due.Before(next) {
@@ -135,6 +223,11 @@ func (c *Controller) expireSessions(ctx context.Context) time.Time {
 			continue
 		}
 		c.fenceLocked(ctx, id)
+	}
+	if next.IsZero() {
+		// No session runs: the loop sleeps, and its next check is no
+		// sign of a stall.
+		c.mu.lastCheck = time.Time{}
 	}
 	return next
 }
@@ -267,9 +360,9 @@ func (c *Controller) electOnUnfenceLocked(id int32) []Record {
 
 // rebalanceLeaders moves leadership to each partition's preferred replica
 // (the first) when it is live and in the ISR (auto.leader.rebalance.enable).
-func (c *Controller) rebalanceLeaders(ctx context.Context) {
+func (c *Controller) rebalanceLeaders(ctx context.Context) (imbalanced bool) {
 	if c.lockActive(ctx) != nil {
-		return
+		return false
 	}
 	defer c.mu.Unlock()
 	var recs []Record
@@ -290,8 +383,9 @@ func (c *Controller) rebalanceLeaders(ctx context.Context) {
 		}
 	}
 	if len(recs) > 0 {
-		c.proposeLocked(ctx, recs...)
+		return c.proposeLocked(ctx, recs...) != nil
 	}
+	return false
 }
 
 // AlterPartition applies a leader's ISR change (Kafka's AlterPartition): the

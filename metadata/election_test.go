@@ -168,3 +168,76 @@ func TestSessionExpiryDeadline(t *testing.T) {
 		}
 	})
 }
+
+// TestStandingHeartbeat: a broker whose heartbeat stands has no session
+// to expire, however long it stands; when it ends, the session runs from
+// the last heartbeat the broker would have sent by then (one every
+// interval since the standing one), so the broker is fenced a session
+// timeout after that, as if those heartbeats had been sent. Fencing the
+// broker (or a new registration) closes gone.
+func TestStandingHeartbeat(t *testing.T) {
+	c, clk, epochs := newClockedController(t, 3, false)
+	ctx := context.Background()
+	t0 := clk.now
+	const interval = 100 * time.Millisecond
+	for i := int32(2); i <= 3; i++ {
+		if fenced, err := c.Heartbeat(ctx, i, epochs[i-1]); err != nil || fenced {
+			t.Fatalf("heartbeat of %d: fenced %v, %v", i, fenced, err)
+		}
+	}
+	_, end2 := c.Stand(2, epochs[1], interval)
+	gone3, end3 := c.Stand(3, epochs[2], interval)
+	defer end3()
+	// An hour later, only broker 1 (no standing heartbeat) is fenced, and
+	// no session is left to expire.
+	clk.now = t0.Add(time.Hour)
+	c.mu.Lock()
+	c.mu.lastCheck = time.Time{} // not a stall of the loop
+	c.mu.Unlock()
+	if next := c.expireSessions(ctx); !next.IsZero() {
+		t.Fatalf("next expiry %v with every live broker standing", next.Sub(t0))
+	}
+	c.State(func(s *State) {
+		if !s.Brokers[1].Fenced || s.Brokers[2].Fenced || s.Brokers[3].Fenced {
+			t.Fatalf("fenced 1/2/3: %v %v %v, want only 1", s.Brokers[1].Fenced, s.Brokers[2].Fenced, s.Brokers[3].Fenced)
+		}
+	})
+	// Broker 2's heartbeat ends 250 ms into an interval: its last
+	// heartbeat would have been 50 ms ago.
+	clk.now = t0.Add(time.Hour + 250*time.Millisecond)
+	end2()
+	lastBeat := t0.Add(time.Hour + 200*time.Millisecond)
+	if next := c.expireSessions(ctx); !next.Equal(lastBeat.Add(time.Second)) {
+		t.Fatalf("next expiry %v after the hold ended, want a session after %v", next.Sub(t0), lastBeat.Sub(t0))
+	}
+	for d := 300 * time.Millisecond; d <= time.Second; d += 100 * time.Millisecond {
+		// The loop runs at least eight times a session: no stall.
+		clk.now = lastBeat.Add(d)
+		c.expireSessions(ctx)
+		if d < time.Second {
+			c.State(func(s *State) {
+				if s.Brokers[2].Fenced {
+					t.Fatalf("broker 2 fenced %v after its last heartbeat", d)
+				}
+			})
+		}
+	}
+	c.State(func(s *State) {
+		if !s.Brokers[2].Fenced {
+			t.Fatal("broker 2 not fenced a session after its last heartbeat")
+		}
+	})
+	select {
+	case <-gone3:
+		t.Fatal("gone closed for a broker still unfenced")
+	default:
+	}
+	if err := c.FenceBroker(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-gone3:
+	default:
+		t.Fatal("gone not closed when the standing broker was fenced")
+	}
+}

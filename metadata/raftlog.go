@@ -32,6 +32,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kcluster/kcluster/internal/pebblelog"
+	"github.com/kcluster/kcluster/internal/pebblesched"
 )
 
 // ErrNotLeader is returned by RaftLog.Append on a node that is not the
@@ -173,12 +174,14 @@ func OpenRaftLog(cfg RaftConfig) (*RaftLog, error) {
 	if err := cfg.FS.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, err
 	}
-	db, err := pebble.Open(cfg.Dir, &pebble.Options{
+	po := &pebble.Options{
 		FS:            cfg.FS,
 		MemTableSize:  1 << 20,
 		Logger:        pebblelog.Logger{L: cfg.Logger},
 		EventListener: &pebble.EventListener{},
-	})
+	}
+	po.Experimental.CompactionScheduler = pebblesched.New() // no ticker of its own
+	db, err := pebble.Open(cfg.Dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("metadata: opening raft storage: %w", err)
 	}

@@ -81,6 +81,7 @@ func (n *Network) SetLoss(a, b int32, p float64, seed uint64) {
 	}
 	n.mu.lossGen++
 	n.mu.losses[l] = &loss{p: min(p, 1), seed: seed, gen: n.mu.lossGen}
+	n.endWatchesLocked(func(w *watch) bool { return w.link == l })
 }
 
 // suffer makes the caller wait out the link's delay, then, while the

@@ -73,6 +73,10 @@ type Network struct {
 		// a listener takes them again (reserve.go).
 		reserved map[int]io.Closer
 		lossGen  uint64
+		// watches are the Watch channels not yet closed (watch.go);
+		// pairs the connections' address pairs with an end tracked.
+		watches map[*watch]struct{}
+		pairs   map[addrPair]*pairEnds
 	}
 	// onStall, if set (by tests, before any connection), is called when
 	// a write or read starts a retransmission stall.
@@ -94,6 +98,8 @@ func New() *Network {
 	n.mu.losses = make(map[link]*loss)
 	n.mu.connSeq = make(map[connKey]uint64)
 	n.mu.reserved = make(map[int]io.Closer)
+	n.mu.watches = make(map[*watch]struct{})
+	n.mu.pairs = make(map[addrPair]*pairEnds)
 	return n
 }
 
@@ -192,7 +198,9 @@ func (n *Network) track(c *conn) bool {
 		return false
 	}
 	n.mu.conns[c] = struct{}{}
-	n.mu.dialedFrom[dialedPair(c)] = c.from
+	c.pair = dialedPair(c)
+	n.trackPairLocked(c.pair)
+	n.mu.dialedFrom[c.pair] = c.from
 	c.numberLocked()
 	return true
 }
@@ -200,9 +208,13 @@ func (n *Network) track(c *conn) bool {
 func (n *Network) untrack(c *conn) {
 	n.mu.Lock()
 	delete(n.mu.conns, c)
-	if from, ok := n.mu.dialedFrom[dialedPair(c)]; ok && from == c.from && !c.accepted {
-		delete(n.mu.dialedFrom, dialedPair(c))
+	if from, ok := n.mu.dialedFrom[c.pair]; ok && from == c.from && !c.accepted {
+		delete(n.mu.dialedFrom, c.pair)
 	}
+	// Either end closing ends the watches of both, whoever the
+	// accepting end took its peer for.
+	n.untrackPairLocked(c.pair, c.accepted)
+	n.endWatchesLocked(func(w *watch) bool { return w.pair == c.pair })
 	n.mu.Unlock()
 }
 
@@ -216,6 +228,7 @@ func (n *Network) Cut(a, b int32) (heal func()) {
 	l := mkLink(a, b)
 	n.mu.Lock()
 	n.mu.cuts[l]++
+	n.endWatchesLocked(func(w *watch) bool { return w.link == l })
 	var doomed []*conn
 	for c := range n.mu.conns {
 		if mkLink(c.from, c.to) == l {
@@ -272,6 +285,7 @@ func (n *Network) CloseNode(node int32) {
 func (n *Network) Close() {
 	n.mu.Lock()
 	n.mu.closed = true
+	n.endWatchesLocked(func(*watch) bool { return true })
 	var ls []*listener
 	for _, m := range n.mu.listeners {
 		for l := range m {
@@ -314,18 +328,22 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		n := l.n
 		n.mu.Lock()
-		from, ok := l.peerLocked(addrPair{dialer: inner.RemoteAddr().String(), listener: inner.LocalAddr().String()})
+		pair := addrPair{dialer: inner.RemoteAddr().String(), listener: inner.LocalAddr().String()}
+		from, ok := l.peerLocked(pair)
 		if !ok {
 			from = Client
 		}
 		c := newConn(inner, n, from, l.node)
 		if n.mu.closed || n.mu.cuts[mkLink(from, l.node)] > 0 {
+			n.forgetPairLocked(pair)
 			n.mu.Unlock()
 			inner.Close()
 			continue
 		}
 		n.mu.conns[c] = struct{}{}
 		c.accepted = true
+		c.pair = pair
+		n.trackPairLocked(c.pair)
 		c.numberLocked()
 		n.mu.Unlock()
 		return c, nil
@@ -397,8 +415,11 @@ type conn struct {
 	// write is lost does not depend on how writes on other connections
 	// interleave with this one's. rng and rrng (reads, on a link to
 	// Client) and their generation are guarded by Network.mu.
-	seq       uint64
-	accepted  bool
+	seq      uint64
+	accepted bool
+	// pair names the connection both its ends share: the dialing
+	// socket's address and the accepting one's (Watch).
+	pair      addrPair
 	rng, rrng *rand.Rand
 	rngGen    uint64
 	lastRead  time.Time
@@ -452,6 +473,7 @@ func (n *Network) SetDelay(a, b int32, d time.Duration) {
 		return
 	}
 	n.mu.delays[mkLink(a, b)] = d
+	n.endWatchesLocked(func(w *watch) bool { return w.link == mkLink(a, b) })
 }
 
 func (c *conn) Close() error {

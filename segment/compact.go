@@ -399,3 +399,15 @@ func (l *Log) swapCleaned(segs []*cleanSeg, st *CompactStats, horizon int64) (er
 	l.mu.horizon = horizon
 	return b.Commit(pebble.Sync)
 }
+
+// DeleteHorizon returns the earliest delete horizon of the tombstones a
+// clean has kept (the first clean after it drops them), or the zero time
+// if there is none.
+func (l *Log) DeleteHorizon() time.Time {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.mu.horizon <= 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(l.mu.horizon)
+}

@@ -120,6 +120,9 @@ func (s *Store) OpenLog(name string, opts LogOptions) (*Log, error) {
 	if opts.IndexIntervalBytes <= 0 {
 		opts.IndexIntervalBytes = 4096
 	}
+	if err := s.waitIndex(); err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.mu.closed {

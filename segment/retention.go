@@ -169,3 +169,49 @@ func (l *Log) ApplyRetention(p RetentionPolicy) (start, freed int64, err error) 
 	l.mu.Lock()
 	return l.mu.start, freed, err
 }
+
+// RetentionDue returns when ApplyRetention with policy p (its Now aside)
+// would next roll or delete something on time alone, if the log and p's
+// high watermark stay as they are: the active segment's roll at
+// SegmentMs, or the oldest segment's expiry at Ms. It is the zero time if
+// neither can come; a time at or before now if one is due already. What
+// appends bring (size, new segments) is not foreseen: the caller looks
+// again after them.
+func (l *Log) RetentionDue(p RetentionPolicy) (time.Time, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.closed {
+		return time.Time{}, ErrClosed
+	}
+	if l.mu.failed != nil {
+		return time.Time{}, nil
+	}
+	var due time.Time
+	earlier := func(t time.Time) {
+		if due.IsZero() || t.Before(due) {
+			due = t
+		}
+	}
+	act := l.mu.segs[len(l.mu.segs)-1]
+	if p.SegmentMs > 0 && act.size > 0 {
+		since := act.created
+		hdr := make([]byte, BatchHeaderSize)
+		if _, err := act.f.ReadAt(hdr, 0); err == nil {
+			if h, err := ParseBatchHeader(hdr); err == nil && h.MaxTimestamp >= 0 {
+				since = time.UnixMilli(h.MaxTimestamp)
+			}
+		}
+		earlier(since.Add(time.Duration(p.SegmentMs) * time.Millisecond))
+	}
+	if p.Delete && p.Ms >= 0 && len(l.mu.segs) > 1 && l.mu.segs[1].base <= p.HighWatermark {
+		ts, err := l.segMaxTimestampLocked(l.mu.segs[0])
+		if err != nil {
+			return time.Time{}, err
+		}
+		if ts >= 0 {
+			// Expired once now-ts > Ms: a millisecond after ts+Ms.
+			earlier(time.UnixMilli(ts + p.Ms + 1))
+		}
+	}
+	return due, nil
+}

@@ -426,3 +426,43 @@ func TestAppendFollowerAcrossCompactionGaps(t *testing.T) {
 		t.Fatalf("a read in the gap starts at %d, want the next batch at 10", h.BaseOffset)
 	}
 }
+
+// A new store's index opens in the background: a store closed before any
+// log is opened leaves nothing running, a log opened at once waits for the
+// index, and a store opened again on the same files finds its logs (its
+// index opens before OpenStore returns).
+func TestStoreIndexOpensInTheBackground(t *testing.T) {
+	fs := vfs.NewMem()
+	s, err := OpenStore(StoreOptions{FS: fs, Dir: "fresh"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, l := openTest(t, fs, LogOptions{})
+	fill(t, l, 3)
+	if err := l.CheckpointHighWatermark(9); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = OpenStore(StoreOptions{FS: fs, Dir: "b1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	select {
+	case <-s.indexReady:
+	default:
+		t.Fatal("an existing index was not open when OpenStore returned")
+	}
+	l, err = s.OpenLog("t-0", LogOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.LogEndOffset() != 9 {
+		t.Fatalf("log end %d after reopening, want 9", l.LogEndOffset())
+	}
+}

@@ -248,4 +248,16 @@ func (t *table) idleRows(n int) {
 	for _, s := range systems {
 		t.add("idle RSS of that cluster", s.name, "MiB", summarize(rsss[s.name]))
 	}
+	// Quorum mode: Raft ticks every tenth of an election timeout, and
+	// heartbeats are answered at once.
+	var qs []float64
+	for range n {
+		c, _, err := idleOf(quorumSystem.name)
+		if err != nil {
+			t.add("idle CPU, the same with 3 Raft controllers, % of a core", "kcluster", "%", sample{err: err})
+			return
+		}
+		qs = append(qs, c)
+	}
+	t.add("idle CPU, the same with 3 Raft controllers, % of a core", "kcluster", "%", summarize(qs))
 }

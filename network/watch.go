@@ -1,0 +1,105 @@
+package network
+
+import "net"
+
+// A watch is a Watch channel: it is closed when the connection it names
+// can no longer be counted on to carry a write at once.
+type watch struct {
+	link link
+	pair addrPair
+	ch   chan struct{}
+}
+
+// Watch reports whether c, a connection made or accepted through this
+// network, is open at both ends on a link with no fault (no cut, latency
+// or loss), and
+// returns a channel that is closed as soon as that ends: either end of c
+// closes, a fault is set on its link (Cut, SetDelay, SetLoss) or the
+// network closes. Healing a fault does not reopen a closed channel; a new
+// Watch does.
+//
+// While the channel is open, anything either end writes on c reaches the
+// other end at once, and each end learns of the other's close at once: a
+// side that waits for its peer (a parked request) may take the peer's
+// silence for the peer's presence, as real time would have shown it, and
+// a watcher need not send anything to learn that the connection still
+// stands. Once the channel is closed, only what crosses c says anything.
+func (n *Network) Watch(c net.Conn) (<-chan struct{}, bool) {
+	nc, ok := c.(*conn)
+	if !ok || nc.n != n {
+		return nil, false
+	}
+	l := mkLink(nc.from, nc.to)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, open := n.mu.conns[nc]; !open || n.mu.closed || n.mu.cuts[l] > 0 || n.mu.delays[l] > 0 || n.mu.losses[l] != nil {
+		return nil, false
+	}
+	if pe := n.mu.pairs[nc.pair]; pe == nil || pe.closed {
+		// The other end closed already: a watch now would never end.
+		return nil, false
+	}
+	w := &watch{link: l, pair: nc.pair, ch: make(chan struct{})}
+	n.mu.watches[w] = struct{}{}
+	return w.ch, true
+}
+
+// Unwatch closes a Watch channel its caller no longer needs, so that the
+// network does not keep it; ch may already be closed, or nil.
+func (n *Network) Unwatch(ch <-chan struct{}) {
+	if ch == nil {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.endWatchesLocked(func(w *watch) bool { return w.ch == ch })
+}
+
+// pairEnds is what the network knows of a connection's two ends.
+type pairEnds struct {
+	ends   int  // tracked and not closed
+	seen   int  // ever tracked
+	closed bool // an end closed
+}
+
+func (n *Network) trackPairLocked(pair addrPair) {
+	pe := n.mu.pairs[pair]
+	if pe == nil {
+		pe = &pairEnds{}
+		n.mu.pairs[pair] = pe
+	}
+	pe.ends++
+	pe.seen++
+}
+
+// untrackPairLocked notes that an end of pair closed. What is known of the
+// pair is forgotten once no end is left, unless a dialing end closes before
+// its accepting end was tracked: the accepting end, tracked later, must
+// find the pair closed.
+func (n *Network) untrackPairLocked(pair addrPair, accepted bool) {
+	pe := n.mu.pairs[pair]
+	if pe == nil {
+		return
+	}
+	pe.closed = true
+	if pe.ends--; pe.ends <= 0 && (accepted || pe.seen >= 2) {
+		delete(n.mu.pairs, pair)
+	}
+}
+
+// forgetPairLocked forgets a pair whose accepting end was refused.
+func (n *Network) forgetPairLocked(pair addrPair) {
+	if pe := n.mu.pairs[pair]; pe != nil && pe.ends <= 0 {
+		delete(n.mu.pairs, pair)
+	}
+}
+
+// endWatchesLocked closes and forgets the watches that end says end.
+func (n *Network) endWatchesLocked(end func(*watch) bool) {
+	for w := range n.mu.watches {
+		if end(w) {
+			close(w.ch)
+			delete(n.mu.watches, w)
+		}
+	}
+}

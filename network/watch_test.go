@@ -1,0 +1,152 @@
+package network
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+)
+
+// pairOf dials from node 1 to node 2 (TCP, or in memory) and returns both
+// ends.
+func pairOf(t *testing.T, n *Network) (dialed, accepted net.Conn) {
+	t.Helper()
+	ln, err := n.Listen(2, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	got := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(got)
+			return
+		}
+		got <- c
+	}()
+	d, err := n.Dial(context.Background(), 1, 2, ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := <-got
+	if a == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { d.Close(); a.Close() })
+	return d, a
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// TestWatchEndsOnEveryFault: a watch of either end of a connection ends
+// when the other end closes, and when a cut, a latency or a loss is set on
+// its link; a link with a fault gives no watch; a fault on another link
+// leaves it alone.
+func TestWatchEndsOnEveryFault(t *testing.T) {
+	for _, mem := range []bool{false, true} {
+		faults := map[string]func(n *Network) func(){
+			"peer closes": nil,
+			"cut":         func(n *Network) func() { return n.Cut(1, 2) },
+			"delay": func(n *Network) func() {
+				n.SetDelay(2, 1, time.Millisecond)
+				return func() { n.SetDelay(1, 2, 0) }
+			},
+			"loss": func(n *Network) func() {
+				n.SetLoss(1, 2, 0.5, 1)
+				return func() { n.SetLoss(1, 2, 0, 0) }
+			},
+		}
+		for name, fault := range faults {
+			n := New()
+			if mem {
+				n = NewInMemory()
+			}
+			d, a := pairOf(t, n)
+			wd, ok1 := n.Watch(d)
+			wa, ok2 := n.Watch(a)
+			if !ok1 || !ok2 {
+				t.Fatalf("mem=%v %s: no watch on a healthy connection", mem, name)
+			}
+			other := n.Cut(1, 3) // another link
+			n.SetDelay(2, 3, time.Millisecond)
+			if isClosed(wd) || isClosed(wa) {
+				t.Fatalf("mem=%v %s: a fault on another link ended the watch", mem, name)
+			}
+			other()
+			if fault == nil {
+				d.Close()
+			} else {
+				heal := fault(n)
+				if _, ok := n.Watch(a); ok {
+					t.Fatalf("mem=%v %s: a watch on a faulty link", mem, name)
+				}
+				defer heal()
+			}
+			if !isClosed(wd) || !isClosed(wa) {
+				t.Fatalf("mem=%v %s: watch still open (dialed end %v, accepted end %v)", mem, name, isClosed(wd), isClosed(wa))
+			}
+			n.Close()
+		}
+	}
+}
+
+// TestUnwatchForgets: Unwatch closes the channel and forgets it; closing
+// the network ends every watch.
+func TestUnwatchForgets(t *testing.T) {
+	n := New()
+	d, a := pairOf(t, n)
+	w1, _ := n.Watch(d)
+	w2, _ := n.Watch(a)
+	n.Unwatch(w1)
+	if !isClosed(w1) || isClosed(w2) {
+		t.Fatal("Unwatch closed the wrong watch")
+	}
+	n.mu.Lock()
+	left := len(n.mu.watches)
+	n.mu.Unlock()
+	if left != 1 {
+		t.Fatalf("%d watches kept, want 1", left)
+	}
+	n.Close()
+	if !isClosed(w2) {
+		t.Fatal("Close left a watch open")
+	}
+}
+
+// A watch asked for after the other end closed is refused: it would never
+// end, as the end asking is not reading and would not learn of the close.
+func TestWatchRefusedOnceThePeerClosed(t *testing.T) {
+	for _, mem := range []bool{false, true} {
+		n := New()
+		if mem {
+			n = NewInMemory()
+		}
+		d, a := pairOf(t, n)
+		d.Close()
+		if _, ok := n.Watch(a); ok {
+			t.Fatalf("mem=%v: a watch on a connection whose dialing end closed", mem)
+		}
+		n.mu.Lock()
+		left := len(n.mu.pairs)
+		n.mu.Unlock()
+		if left != 1 {
+			t.Fatalf("mem=%v: %d pairs known with the accepting end open, want 1", mem, left)
+		}
+		a.Close()
+		n.mu.Lock()
+		left = len(n.mu.pairs)
+		n.mu.Unlock()
+		if left != 0 {
+			t.Fatalf("mem=%v: %d pairs known after both ends closed", mem, left)
+		}
+		n.Close()
+	}
+}
