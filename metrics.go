@@ -188,6 +188,12 @@ func (c *Cluster) markISR(id int32, delta [2]bool) {
 	if delta[1] {
 		bm.isrExpands.Add(1)
 	}
+	if delta[0] || delta[1] {
+		// The change itself was an event already, but its answer
+		// reaches the leader after the metadata does: wake WaitFor
+		// again for conditions on these counters.
+		c.notifyEvent()
+	}
 }
 
 // BrokerMetrics is what one broker has counted since the cluster started,

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -200,6 +201,23 @@ func TestControllerLevers(t *testing.T) {
 	}
 }
 
+// waitLeaderMeters waits until broker id's meters satisfy ok.
+func waitLeaderMeters(t *testing.T, c *kcluster.Cluster, id int32, ok func(kcluster.BrokerMetrics) bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.WaitFor(ctx, func(c *kcluster.Cluster) bool {
+		for _, m := range c.BrokerMetrics() {
+			if m.Broker == id {
+				return ok(m)
+			}
+		}
+		return false
+	}); err != nil {
+		t.Fatalf("waiting for broker %d's meters: %v", id, err)
+	}
+}
+
 // Network faults: a cut shrinks the ISR (and the metrics show it), its
 // DELETE heals it; the other link levers make and undo faults; bad nodes
 // are refused.
@@ -228,6 +246,9 @@ func TestNetworkLevers(t *testing.T) {
 		t.Fatal(err)
 	}
 	must(t, ts, 200, "POST", "/api/wait", map[string]any{"condition": "isrSize", "topic": "t", "size": 2}, nil)
+	// The leader counts the shrink when the controller's answer to its
+	// AlterPartition arrives, which can be after the metadata shows it.
+	waitLeaderMeters(t, c, leader, func(m kcluster.BrokerMetrics) bool { return m.IsrShrinks >= int64(before)+1 })
 
 	text := scrape(t, ts)
 	if v, _ := metric(text, "kafka_server_replicamanager_isrshrinks_total", "broker", itoa(leader)); v != before+1 {
@@ -248,6 +269,7 @@ func TestNetworkLevers(t *testing.T) {
 	must(t, ts, 200, "DELETE", "/api/faults/"+id, nil, nil)
 	must(t, ts, 404, "DELETE", "/api/faults/"+id, nil, nil)
 	must(t, ts, 200, "POST", "/api/wait", map[string]any{"condition": "fullyReplicated", "topic": "t"}, nil)
+	waitLeaderMeters(t, c, leader, func(m kcluster.BrokerMetrics) bool { return m.IsrExpands >= 1 })
 	if v, _ := metric(scrape(t, ts), "kafka_server_replicamanager_isrexpands_total", "broker", itoa(leader)); v < 1 {
 		t.Errorf("isrexpands_total on the leader: %v, want at least 1", v)
 	}
