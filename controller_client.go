@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"reflect"
 	"sync"
 	"time"
 
@@ -130,116 +131,45 @@ func (cc *controllerClient) tryLocked(ctx context.Context, addrs []ctrlAddr, req
 }
 
 // notController reports a response that says the node asked is not the
-// active controller.
+// active controller: NOT_CONTROLLER in any of its error codes, top-level
+// or per item (DescribeQuorum says it per partition, as
+// NOT_LEADER_OR_FOLLOWER).
 func notController(resp kmsg.Response) bool {
-	nc := kerr.NotController.Code
-	switch r := resp.(type) {
-	case *kmsg.BrokerRegistrationResponse:
-		return r.ErrorCode == nc
-	case *kmsg.BrokerHeartbeatResponse:
-		return r.ErrorCode == nc
-	case *kmsg.AlterPartitionResponse:
-		if r.ErrorCode == nc {
+	code := kerr.NotController.Code
+	if _, ok := resp.(*kmsg.DescribeQuorumResponse); ok {
+		if hasErrorCode(reflect.ValueOf(resp), kerr.NotLeaderForPartition.Code) {
 			return true
 		}
-		for _, t := range r.Topics {
-			for _, p := range t.Partitions {
-				if p.ErrorCode == nc {
+	}
+	return hasErrorCode(reflect.ValueOf(resp), code)
+}
+
+// hasErrorCode reports whether v, a kmsg message, has an ErrorCode field
+// equal to code at any depth: in the message, its items, their items.
+func hasErrorCode(v reflect.Value, code int16) bool {
+	switch v.Kind() {
+	case reflect.Pointer:
+		return !v.IsNil() && hasErrorCode(v.Elem(), code)
+	case reflect.Slice:
+		if v.Type().Elem().Kind() != reflect.Struct {
+			return false
+		}
+		for i := range v.Len() {
+			if hasErrorCode(v.Index(i), code) {
+				return true
+			}
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			f := v.Field(i)
+			if v.Type().Field(i).Name == "ErrorCode" && f.Kind() == reflect.Int16 {
+				if int16(f.Int()) == code {
 					return true
 				}
+				continue
 			}
-		}
-	case *kmsg.AllocateProducerIDsResponse:
-		return r.ErrorCode == nc
-	case *kmsg.UpdateFeaturesResponse:
-		return r.ErrorCode == nc
-	case *kmsg.FetchResponse:
-		return r.ErrorCode == nc
-	case *kmsg.CreateTopicsResponse:
-		for _, t := range r.Topics {
-			if t.ErrorCode == nc {
+			if (f.Kind() == reflect.Slice || f.Kind() == reflect.Struct || f.Kind() == reflect.Pointer) && hasErrorCode(f, code) {
 				return true
-			}
-		}
-	case *kmsg.DeleteTopicsResponse:
-		for _, t := range r.Topics {
-			if t.ErrorCode == nc {
-				return true
-			}
-		}
-	case *kmsg.AlterConfigsResponse:
-		for _, r := range r.Resources {
-			if r.ErrorCode == nc {
-				return true
-			}
-		}
-	case *kmsg.IncrementalAlterConfigsResponse:
-		for _, r := range r.Resources {
-			if r.ErrorCode == nc {
-				return true
-			}
-		}
-	case *kmsg.CreatePartitionsResponse:
-		for _, t := range r.Topics {
-			if t.ErrorCode == nc {
-				return true
-			}
-		}
-	case *kmsg.ElectLeadersResponse:
-		if r.ErrorCode == nc {
-			return true
-		}
-		for _, t := range r.Topics {
-			for _, p := range t.Partitions {
-				if p.ErrorCode == nc {
-					return true
-				}
-			}
-		}
-	case *kmsg.AlterPartitionAssignmentsResponse:
-		if r.ErrorCode == nc {
-			return true
-		}
-		for _, t := range r.Topics {
-			for _, p := range t.Partitions {
-				if p.ErrorCode == nc {
-					return true
-				}
-			}
-		}
-	case *kmsg.AlterClientQuotasResponse:
-		for _, e := range r.Entries {
-			if e.ErrorCode == nc {
-				return true
-			}
-		}
-	case *kmsg.CreateACLsResponse:
-		for _, e := range r.Results {
-			if e.ErrorCode == nc {
-				return true
-			}
-		}
-	case *kmsg.DeleteACLsResponse:
-		for _, e := range r.Results {
-			if e.ErrorCode == nc {
-				return true
-			}
-		}
-	case *kmsg.AlterUserSCRAMCredentialsResponse:
-		for _, e := range r.Results {
-			if e.ErrorCode == nc {
-				return true
-			}
-		}
-	case *kmsg.DescribeQuorumResponse:
-		if r.ErrorCode == nc {
-			return true
-		}
-		for _, t := range r.Topics {
-			for _, p := range t.Partitions {
-				if p.ErrorCode == kerr.NotLeaderForPartition.Code {
-					return true
-				}
 			}
 		}
 	}
