@@ -99,7 +99,7 @@ type RaftStatus struct {
 	// leadership began.
 	LeadingFrom int64
 	Commit      uint64 // Raft index
-	Applied uint64 // Raft index
+	Applied     uint64 // Raft index
 	// Match is, on the leader, each voter's highest replicated Raft index.
 	Match map[uint64]uint64
 	// LastAck is, on the leader, when each voter last answered.
@@ -118,6 +118,7 @@ type RaftLog struct {
 
 	recv        chan *pb.Message
 	props       chan *proposal
+	snaps       chan *Snapshot // Compact's requests, for Run
 	unreachable chan uint64
 	done        chan struct{}
 	closeOnce   sync.Once
@@ -188,6 +189,7 @@ func OpenRaftLog(cfg RaftConfig) (*RaftLog, error) {
 		ms:          raft.NewMemoryStorage(),
 		recv:        make(chan *pb.Message, 1024),
 		props:       make(chan *proposal, 64),
+		snaps:       make(chan *Snapshot, 1),
 		unreachable: make(chan uint64, 16),
 		done:        make(chan struct{}),
 	}
@@ -272,6 +274,9 @@ func (l *RaftLog) load() error {
 		l.cfg.ClusterID = stored
 	}
 	if err := l.ms.ApplySnapshot(snap); err != nil {
+		return err
+	}
+	if err := l.restoreSnapshot(snap); err != nil {
 		return err
 	}
 	hs := new(pb.HardState)
@@ -370,6 +375,11 @@ func (l *RaftLog) Run(ctx context.Context) {
 			l.rn.ReportUnreachable(id)
 		case p := <-l.props:
 			l.propose(p)
+		case sn := <-l.snaps:
+			if err := l.compactTo(sn); err != nil {
+				l.cfg.Logger.Error("raft storage failed writing a snapshot; the controller stops", "err", err)
+				return
+			}
 		}
 	}
 }
@@ -452,6 +462,10 @@ func (l *RaftLog) persist(rd raft.Ready) error {
 			return err
 		}
 		b.Set(keySnapshot, sb, nil)
+		// A snapshot from the leader replaces the whole log: the
+		// entries stored here are behind it or not the leader's.
+		// Entries of this Ready, set below, come after it in the batch.
+		b.DeleteRange(entryKey(0), []byte{entryPrefix + 1}, nil)
 	}
 	if n := len(rd.Entries); n > 0 {
 		for _, e := range rd.Entries {
@@ -510,6 +524,16 @@ func (l *RaftLog) apply(rd raft.Ready) error {
 		st.Commit = rd.HardState.GetCommit()
 	}
 	isLeader := st.Leader == l.cfg.ID
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		// A snapshot from the leader (this node was behind its log
+		// start): the records continue after it, and the controller
+		// reloads its state from it (ErrBelowLogStart).
+		if err := l.restoreSnapshotLocked(rd.Snapshot); err != nil {
+			l.mu.Unlock()
+			return err
+		}
+		st.Applied = rd.Snapshot.GetMetadata().GetIndex()
+	}
 	for _, e := range rd.CommittedEntries {
 		st.Applied = e.GetIndex()
 		switch e.GetType() {
@@ -531,14 +555,16 @@ func (l *RaftLog) apply(rd raft.Ready) error {
 			return fmt.Errorf("metadata: raft entry %d: %w", e.GetIndex(), err)
 		}
 		recs := make([]Record, len(pl.Records))
+		sizes := make([]int, len(pl.Records))
 		for i, raw := range pl.Records {
 			var err error
 			if recs[i], err = DecodeRecord(raw); err != nil {
 				l.mu.Unlock()
 				return fmt.Errorf("metadata: raft entry %d: %w", e.GetIndex(), err)
 			}
+			sizes[i] = len(raw)
 		}
-		last, err := l.add(recs...)
+		last, err := l.add(recs, sizes)
 		if err != nil {
 			l.mu.Unlock()
 			return err

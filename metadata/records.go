@@ -76,6 +76,12 @@ type PartitionRecord struct {
 	// for a new partition.
 	ELR          []int32 `json:",omitempty"`
 	LastKnownELR []int32 `json:",omitempty"`
+	// PartitionEpoch, AddingReplicas and RemovingReplicas are Kafka's
+	// PartitionRecord fields of the same names: zero and empty for a new
+	// partition, set by a snapshot of one that changed since.
+	PartitionEpoch   int32   `json:",omitempty"`
+	AddingReplicas   []int32 `json:",omitempty"`
+	RemovingReplicas []int32 `json:",omitempty"`
 }
 
 // PartitionChange changes a partition's leader and/or ISR. A nil field is
