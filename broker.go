@@ -86,6 +86,8 @@ type broker struct {
 	shares *shareManager
 
 	quotas quotaManager // client quotas (quotas.go)
+
+	snaps brokerSnapshots // metadata snapshots (metadata_snapshotter.go)
 }
 
 type tpKey struct {
@@ -122,6 +124,7 @@ func newBroker(c *Cluster, id int32, addr string) (*broker, error) {
 		dir = c.cfg.fs.PathJoin(c.cfg.dir, dir)
 	}
 	d, fs := c.diskFor(id, dir)
+	b.snaps = brokerSnapshots{fs: fs, dir: fs.PathJoin(dir, metadata.SnapshotDir), loaded: -1}
 	onFail := b.logDirFailed
 	d.onFail.Store(&onFail)
 	st, err := segment.OpenStore(segment.StoreOptions{FS: fs, Dir: dir, Logger: b.log, Invariant: c.invariantViolated})
@@ -380,22 +383,64 @@ func (b *broker) dropConns() {
 func (b *broker) applyLoop() {
 	ahead := metadata.NewState()
 	var next int64
-	for {
-		es, err := b.fetchMetadata(next)
-		if err != nil {
-			if b.ctx.Err() != nil {
-				return
-			}
-			b.log.Debug("fetching metadata", "err", err)
-			select {
-			case <-b.ctx.Done():
-				return
-			case <-time.After(b.cfg.replicaFetchBackoff):
-			}
-			continue
+	// replace, when set, is a snapshot's state that replaces the
+	// broker's at the next step: its own snapshot at start, or the
+	// controller's when its fetch offset is below the log start.
+	var replace *metadata.State
+	if sn := b.loadSnapshot(); sn != nil {
+		if a, own, err := snapshotStates(sn); err != nil {
+			b.log.Warn("replaying the metadata snapshot; replaying the whole log", "err", err)
+		} else {
+			ahead, replace, next = a, own, sn.EndOffset()
+			b.snaps.loaded = sn.Offset
 		}
-		if len(es) == 0 {
-			continue
+	}
+	backoff := func() bool {
+		select {
+		case <-b.ctx.Done():
+			return false
+		case <-time.After(b.cfg.replicaFetchBackoff):
+			return true
+		}
+	}
+	for {
+		var es []metadata.Entry
+		if replace == nil {
+			var err error
+			var below *kmsg.FetchResponseTopicPartitionSnapshotID
+			es, below, err = b.fetchMetadata(next)
+			if errors.Is(err, kerr.OffsetOutOfRange) {
+				// Past the controller's end: this broker's snapshot is
+				// not of this log (its storage outlived the metadata).
+				// Start over from the controller's log.
+				b.log.Warn("metadata fetch offset past the controller's log; replaying it from its start", "offset", next)
+				ahead, replace, next = metadata.NewState(), metadata.NewState(), 0
+				continue
+			}
+			if err == nil && below != nil {
+				var sn *metadata.Snapshot
+				if sn, err = b.fetchSnapshot(*below); err == nil {
+					var a, own *metadata.State
+					if a, own, err = snapshotStates(sn); err == nil {
+						ahead, replace, next = a, own, sn.EndOffset()
+						b.snaps.loaded = sn.Offset
+						b.saveSnapshot(sn)
+					}
+				}
+			}
+			if err != nil {
+				if b.ctx.Err() != nil {
+					return
+				}
+				b.log.Debug("fetching metadata", "err", err)
+				if !backoff() {
+					return
+				}
+				continue
+			}
+			if len(es) == 0 && replace == nil {
+				continue
+			}
 		}
 		for i, e := range es {
 			if e.Offset != next {
@@ -422,6 +467,9 @@ func (b *broker) applyLoop() {
 			return n
 		}
 		before := unfenced()
+		if replace != nil {
+			b.mu.state, replace = replace, nil
+		}
 		for _, e := range es {
 			// The same records, in the same order, as ahead: the errors
 			// are ahead's, logged above.
@@ -447,6 +495,7 @@ func (b *broker) applyLoop() {
 		}
 		b.removeLogs(removed)
 		b.c.notifyEvent()
+		b.maybeSnapshot(ahead, es)
 	}
 }
 
@@ -505,7 +554,9 @@ func (b *broker) openAssigned(st *metadata.State) (map[tpKey]*partition, bool) {
 }
 
 // fetchMetadata long-polls the controller for entries from offset next.
-func (b *broker) fetchMetadata(next int64) ([]metadata.Entry, error) {
+// Below the controller's log start it returns the id of the snapshot to
+// load instead.
+func (b *broker) fetchMetadata(next int64) ([]metadata.Entry, *kmsg.FetchResponseTopicPartitionSnapshotID, error) {
 	req := kmsg.NewPtrFetchRequest()
 	req.SetVersion(12)
 	req.ReplicaID = b.id
@@ -524,20 +575,24 @@ func (b *broker) fetchMetadata(next int64) ([]metadata.Entry, error) {
 	defer cancel()
 	kresp, err := b.mc.request(ctx, req)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	resp := kresp.(*kmsg.FetchResponse)
 	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
-		return nil, errors.New("kcluster: malformed metadata fetch response")
+		return nil, nil, errors.New("kcluster: malformed metadata fetch response")
 	}
 	rp := resp.Topics[0].Partitions[0]
 	if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return decodeMetadataBatches(rp.RecordBatches)
+	if rp.SnapshotID.EndOffset >= 0 {
+		return nil, &rp.SnapshotID, nil
+	}
+	es, err := decodeMetadataBatches(rp.RecordBatches)
+	return es, nil, err
 }
 
 // readYourWrites catches this broker up with what the controller has

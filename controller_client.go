@@ -127,6 +127,8 @@ func notController(resp kmsg.Response) bool {
 		return r.ErrorCode == nc
 	case *kmsg.FetchResponse:
 		return r.ErrorCode == nc
+	case *kmsg.FetchSnapshotResponse:
+		return r.ErrorCode == nc
 	case *kmsg.CreateTopicsResponse:
 		for _, t := range r.Topics {
 			if t.ErrorCode == nc {
