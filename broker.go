@@ -124,7 +124,7 @@ func newBroker(c *Cluster, id int32, addr string) (*broker, error) {
 		dir = c.cfg.fs.PathJoin(c.cfg.dir, dir)
 	}
 	d, fs := c.diskFor(id, dir)
-	b.snaps = brokerSnapshots{fs: fs, dir: fs.PathJoin(dir, metadata.SnapshotDir), loaded: -1}
+	b.snaps = brokerSnapshots{fs: fs, dir: fs.PathJoin(dir, metadata.SnapshotDir), loaded: -1, fetched: -1}
 	onFail := b.logDirFailed
 	d.onFail.Store(&onFail)
 	st, err := segment.OpenStore(segment.StoreOptions{FS: fs, Dir: dir, Logger: b.log, Invariant: c.invariantViolated})
@@ -423,7 +423,7 @@ func (b *broker) applyLoop() {
 					var a, own *metadata.State
 					if a, own, err = snapshotStates(sn); err == nil {
 						ahead, replace, next = a, own, sn.EndOffset()
-						b.snaps.loaded = sn.Offset
+						b.snaps.fetched = sn.Offset
 						b.saveSnapshot(sn)
 					}
 				}

@@ -46,9 +46,10 @@ type brokerSnapshots struct {
 	dir   string
 	bytes int64
 	last  time.Time
-	// loaded is the offset of the snapshot the broker started from
-	// (its own or the controller's), -1 if none.
-	loaded int64
+	// loaded is the offset of its own snapshot the broker started
+	// from, fetched that of the last snapshot it loaded from the
+	// controller; -1 if none.
+	loaded, fetched int64
 }
 
 // load returns the broker's latest snapshot, nil if none is whole.

@@ -143,20 +143,28 @@ func (c *committed) LatestSnapshot() *Snapshot {
 	return c.mu.snap
 }
 
-// compact makes sn the latest snapshot and drops the entries through its
-// offset, copying the rest so the dropped ones are freed. It reports
-// false, changing nothing, for a snapshot not newer than the latest or
-// past the end.
+// compact makes sn the latest snapshot and drops the entries through the
+// previous snapshot's offset, copying the rest so the dropped ones are
+// freed. The records since the previous snapshot stay, so a reader whose
+// own snapshot is about as recent (a restarting broker) reads only the
+// tail, as Kafka keeps metadata log segments past its snapshots
+// (metadata.max.retention.*); the log holds at most two snapshot
+// intervals. It reports false, changing nothing, for a snapshot not newer
+// than the latest or past the end.
 func (c *committed) compact(sn *Snapshot) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if (c.mu.snap != nil && sn.Offset <= c.mu.snap.Offset) || sn.Offset >= c.endLocked() {
 		return false
 	}
+	through := int64(-1)
+	if c.mu.snap != nil {
+		through = c.mu.snap.Offset
+	}
 	c.mu.snap = sn
-	if drop := sn.Offset + 1 - c.mu.start; drop > 0 {
+	if drop := through + 1 - c.mu.start; drop > 0 {
 		c.mu.entries = slices.Clone(c.mu.entries[drop:])
-		c.mu.start = sn.Offset + 1
+		c.mu.start = through + 1
 	}
 	c.wakeLocked()
 	return true

@@ -47,9 +47,16 @@ func (c *Controller) maybeSnapshotLocked(es []Entry) {
 // records the controller has yet to apply were compacted away (a Raft
 // snapshot from the leader replaced this node's log).
 func (c *Controller) restoreLocked() error {
+	if c.mu.state.Offset+1 >= c.log.Start() {
+		return nil // the state moved on since the read that failed
+	}
 	sn := c.log.LatestSnapshot()
 	if sn == nil || sn.Offset <= c.mu.state.Offset {
-		return fmt.Errorf("metadata: controller at %d is below the log start, without a newer snapshot", c.mu.state.Offset)
+		at := int64(-2)
+		if sn != nil {
+			at = sn.Offset
+		}
+		return fmt.Errorf("metadata: controller at %d is below the log start %d, without a newer snapshot (latest at %d)", c.mu.state.Offset, c.log.Start(), at)
 	}
 	st, err := sn.State()
 	if err != nil {
