@@ -318,10 +318,10 @@ func TestMetadataSnapshotCrashMidWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ = c.brokerByID(2)
+	waitSame(t, c, "restarted broker 2", func() (int64, []byte, bool) { off, s := brokerState(t, b); return off, s, true })
 	if b.snaps.loaded != prev.Offset {
 		t.Fatalf("restarted broker started from the snapshot at %d, want the whole one at %d", b.snaps.loaded, prev.Offset)
 	}
-	waitSame(t, c, "restarted broker 2", func() (int64, []byte, bool) { off, s := brokerState(t, b); return off, s, true })
 	// A broker that lost its snapshots (a new disk) is below the
 	// controller's log start and loads the controller's snapshot.
 	if err := c.KillBroker(1); err != nil {

@@ -436,17 +436,29 @@ func (l *RaftLog) drainReady() error {
 		if err := l.persist(rd); err != nil {
 			return err
 		}
+		var snapsTo []uint64
 		for _, m := range rd.Messages {
 			b, err := proto.Marshal(m)
 			if err != nil {
 				return err
 			}
 			l.cfg.Send(m.GetTo(), b)
+			if m.GetType() == pb.MsgSnap {
+				snapsTo = append(snapsTo, m.GetTo())
+			}
 		}
 		if err := l.apply(rd); err != nil {
 			return err
 		}
 		l.rn.Advance(rd)
+		// Send never reports delivery, so a snapshot is reported sent
+		// at once: the leader probes the follower, and if the snapshot
+		// was lost the follower's rejection of the next append leads to
+		// another one (without a report, etcd raft keeps the follower
+		// paused in StateSnapshot, so a lost MsgSnap would stall it).
+		for _, to := range snapsTo {
+			l.rn.ReportSnapshot(to, raft.SnapshotFinish)
+		}
 	}
 	return nil
 }
