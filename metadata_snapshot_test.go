@@ -193,13 +193,15 @@ func runRestart(t *testing.T, records int, opts ...Option) restartResult {
 // asserted.
 func TestMetadataSnapshotRestart(t *testing.T) {
 	records := 100_000
+	var opts []Option // the default trigger (1 MiB)
 	if testing.Short() {
 		records = 10_000
+		opts = append(opts, BrokerConfig("metadata.log.max.record.bytes.between.snapshots", "65536"))
 	}
 	var with, without restartResult
 	// Each in a subtest, so the first cluster is closed before the
 	// second runs and the heaps compare.
-	t.Run("snapshots", func(t *testing.T) { with = runRestart(t, records) })
+	t.Run("snapshots", func(t *testing.T) { with = runRestart(t, records, opts...) })
 	t.Run("full-replay", func(t *testing.T) {
 		without = runRestart(t, records, BrokerConfig("metadata.log.max.record.bytes.between.snapshots", "0"))
 	})
