@@ -96,6 +96,8 @@ type broker struct {
 	shares *shareManager
 
 	quotas quotaManager // client quotas (quotas.go)
+
+	snaps brokerSnapshots // metadata snapshots (metadata_snapshotter.go)
 }
 
 type tpKey struct {
@@ -134,6 +136,7 @@ func newBroker(c *Cluster, id int32, addr string) (*broker, error) {
 		dir = c.cfg.fs.PathJoin(c.cfg.dir, dir)
 	}
 	d, fs := c.diskFor(id, dir)
+	b.snaps = brokerSnapshots{fs: fs, dir: fs.PathJoin(dir, metadata.SnapshotDir), loaded: -1, fetched: -1}
 	onFail := b.logDirFailed
 	d.onFail.Store(&onFail)
 	st, err := segment.OpenStore(segment.StoreOptions{FS: fs, Dir: dir, Logger: b.log, Invariant: c.invariantViolated})
@@ -292,22 +295,64 @@ func (b *broker) dropConns() {
 func (b *broker) applyLoop() {
 	ahead := metadata.NewState()
 	var next int64
-	for {
-		es, err := b.fetchMetadata(next)
-		if err != nil {
-			if b.ctx.Err() != nil {
-				return
-			}
-			b.log.Debug("fetching metadata", "err", err)
-			select {
-			case <-b.ctx.Done():
-				return
-			case <-time.After(b.cfg.replicaFetchBackoff):
-			}
-			continue
+	// replace, when set, is a snapshot's state that replaces the
+	// broker's at the next step: its own snapshot at start, or the
+	// controller's when its fetch offset is below the log start.
+	var replace *metadata.State
+	if sn := b.loadSnapshot(); sn != nil {
+		if a, own, err := snapshotStates(sn); err != nil {
+			b.log.Warn("replaying the metadata snapshot; replaying the whole log", "err", err)
+		} else {
+			ahead, replace, next = a, own, sn.EndOffset()
+			b.snaps.loaded = sn.Offset
 		}
-		if len(es) == 0 {
-			continue
+	}
+	backoff := func() bool {
+		select {
+		case <-b.ctx.Done():
+			return false
+		case <-time.After(b.cfg.replicaFetchBackoff):
+			return true
+		}
+	}
+	for {
+		var es []metadata.Entry
+		if replace == nil {
+			var err error
+			var below *kmsg.FetchResponseTopicPartitionSnapshotID
+			es, below, err = b.fetchMetadata(next)
+			if errors.Is(err, kerr.OffsetOutOfRange) {
+				// Past the controller's end: this broker's snapshot is
+				// not of this log (its storage outlived the metadata).
+				// Start over from the controller's log.
+				b.log.Warn("metadata fetch offset past the controller's log; replaying it from its start", "offset", next)
+				ahead, replace, next = metadata.NewState(), metadata.NewState(), 0
+				continue
+			}
+			if err == nil && below != nil {
+				var sn *metadata.Snapshot
+				if sn, err = b.fetchSnapshot(*below); err == nil {
+					var a, own *metadata.State
+					if a, own, err = snapshotStates(sn); err == nil {
+						ahead, replace, next = a, own, sn.EndOffset()
+						b.snaps.fetched = sn.Offset
+						b.saveSnapshot(sn)
+					}
+				}
+			}
+			if err != nil {
+				if b.ctx.Err() != nil {
+					return
+				}
+				b.log.Debug("fetching metadata", "err", err)
+				if !backoff() {
+					return
+				}
+				continue
+			}
+			if len(es) == 0 && replace == nil {
+				continue
+			}
 		}
 		for i, e := range es {
 			if e.Offset != next {
@@ -334,6 +379,9 @@ func (b *broker) applyLoop() {
 			return n
 		}
 		before := unfenced()
+		if replace != nil {
+			b.mu.state, replace = replace, nil
+		}
 		for _, e := range es {
 			// The same records, in the same order, as ahead: the errors
 			// are ahead's, logged above.
@@ -359,6 +407,7 @@ func (b *broker) applyLoop() {
 		}
 		b.removeLogs(removed)
 		b.c.notifyEvent()
+		b.maybeSnapshot(ahead, es)
 	}
 }
 
@@ -414,108 +463,6 @@ func (b *broker) openAssigned(st *metadata.State) (map[tpKey]*partition, bool) {
 		return nil, false
 	}
 	return opened, true
-}
-
-// fetchMetadata long-polls the controller for entries from offset next.
-func (b *broker) fetchMetadata(next int64) ([]metadata.Entry, error) {
-	req := kmsg.NewPtrFetchRequest()
-	req.SetVersion(12)
-	req.ReplicaID = b.id
-	req.MaxWaitMillis = 500
-	req.MinBytes = 1
-	req.MaxBytes = 64 << 20
-	req.SessionEpoch = -1
-	t := kmsg.NewFetchRequestTopic()
-	t.Topic = metadataTopic
-	p := kmsg.NewFetchRequestTopicPartition()
-	p.FetchOffset = next
-	p.PartitionMaxBytes = 64 << 20
-	t.Partitions = append(t.Partitions, p)
-	req.Topics = append(req.Topics, t)
-	// The in-memory controller holds the fetch while the connection
-	// stands (handleMetadataFetch): then it waits without a deadline.
-	kresp, err := b.mc.requestStanding(b.ctx, 10*time.Second, func() kmsg.Request { return req })
-	if err != nil {
-		return nil, err
-	}
-	resp := kresp.(*kmsg.FetchResponse)
-	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
-		return nil, err
-	}
-	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
-		return nil, errors.New("kcluster: malformed metadata fetch response")
-	}
-	rp := resp.Topics[0].Partitions[0]
-	if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
-		return nil, err
-	}
-	return decodeMetadataBatches(rp.RecordBatches)
-}
-
-// readYourWrites catches this broker up with what the controller has
-// committed, within half a second, so that a change acknowledged through
-// another broker is visible here too: before a describe of something the
-// controller owns (configs, ACLs, quotas, SCRAM users), a Metadata request
-// for a topic this broker does not know, or a follower fetch naming a
-// partition or epoch it has not applied. Kafka's brokers may answer from a
-// cache that lags a just-acknowledged change; a test should not have to
-// poll for it.
-func (b *broker) readYourWrites() {
-	ctx, cancel := context.WithTimeout(b.ctx, 500*time.Millisecond)
-	defer cancel()
-	b.syncMetadata(ctx)
-}
-
-// syncMetadata is a read-your-writes barrier for a request naming a topic
-// this broker does not know: the topic may have just been created through
-// another broker, its record committed and on its way here. It asks the
-// controller how far the metadata log is committed (a Fetch that does not
-// wait) and waits, within ctx, until this broker has applied that far.
-// Without it, a client that creates a topic through one broker and asks
-// another for it gets UNKNOWN_TOPIC_OR_PARTITION and backs off (franz-go:
-// 250 ms). Errors end the wait: the request is then answered from what
-// the broker knows, as before.
-func (b *broker) syncMetadata(ctx context.Context) {
-	b.mu.RLock()
-	next := b.mu.state.Offset + 1
-	b.mu.RUnlock()
-	req := kmsg.NewPtrFetchRequest()
-	req.SetVersion(12)
-	req.ReplicaID = b.id
-	req.SessionEpoch = -1
-	t := kmsg.NewFetchRequestTopic()
-	t.Topic = metadataTopic
-	p := kmsg.NewFetchRequestTopicPartition()
-	p.FetchOffset = next
-	t.Partitions = append(t.Partitions, p)
-	req.Topics = append(req.Topics, t)
-	kresp, err := b.ac.request(ctx, req)
-	if err != nil {
-		return
-	}
-	resp := kresp.(*kmsg.FetchResponse)
-	if resp.ErrorCode != 0 || len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
-		return
-	}
-	b.waitMetadata(ctx, resp.Topics[0].Partitions[0].HighWatermark-1)
-}
-
-// waitMetadata waits until the broker has applied the log through offset.
-func (b *broker) waitMetadata(ctx context.Context, offset int64) error {
-	for {
-		b.mu.RLock()
-		done := b.mu.state.Offset >= offset
-		ch := b.mu.changed
-		b.mu.RUnlock()
-		if done {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
 }
 
 // reconcileLocked makes the broker's partitions match the metadata: it

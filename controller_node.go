@@ -52,6 +52,8 @@ type controllerNode struct {
 
 	srv server // accepted connections, Kafka's and Raft's (server.go)
 
+	snaps snapshotCache // the latest snapshot's bytes (api_fetchsnapshot.go)
+
 	mu struct {
 		sync.Mutex
 		observers map[int32]observerFetch // brokers' metadata fetches
@@ -134,7 +136,7 @@ func (n *controllerNode) handleMetadataFetch(conn net.Conn, req *kmsg.FetchReque
 		return resp, nil
 	}
 	end := n.mlog.End()
-	rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = end, end, 0
+	rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = end, end, n.mlog.Start()
 	var ctx context.Context
 	var cancel context.CancelFunc
 	if hold {
@@ -145,6 +147,11 @@ func (n *controllerNode) handleMetadataFetch(conn net.Conn, req *kmsg.FetchReque
 	defer cancel()
 	if p.FetchOffset > end {
 		rp.ErrorCode = kerr.OffsetOutOfRange.Code
+	} else if sn := n.snapshotBelow(p.FetchOffset); sn != nil {
+		// Below the log start: the fetcher loads the snapshot
+		// (FetchSnapshot) and fetches on from its end, as KRaft's
+		// answer with a SnapshotId.
+		rp.SnapshotID.EndOffset, rp.SnapshotID.Epoch = sn.EndOffset(), int32(sn.Epoch)
 	} else if es, err := n.mlog.Read(ctx, p.FetchOffset, 4096); err == nil {
 		batch, err := encodeMetadataBatch(es)
 		if err != nil {
@@ -206,7 +213,7 @@ func decodeMetadataBatches(b []byte) ([]metadata.Entry, error) {
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, metadata.Entry{Offset: batch.FirstOffset + int64(r.OffsetDelta), Record: rec})
+			out = append(out, metadata.Entry{Offset: batch.FirstOffset + int64(r.OffsetDelta), Record: rec, Size: len(r.Value)})
 		}
 		b = b[12+int(batch.Length):]
 	}

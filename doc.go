@@ -107,7 +107,11 @@
 //     PartitionChangeBuilder, with KIP-966's eligible leader replicas:
 //     metadata/partition_change.go);
 //     controller nodes and Raft (KafkaRaftClient): controller_node.go,
-//     quorum.go.
+//     quorum.go. Snapshots (KIP-630): SnapshotGenerator and the image as
+//     records, metadata/snapshot*.go; the Raft snapshot and compaction,
+//     metadata/raftlog_snapshot.go; FetchSnapshot, api_fetchsnapshot.go;
+//     BrokerMetadataSnapshotter, metadata_snapshotter.go; the broker's
+//     metadata fetches (BrokerMetadataListener), metadata_listener.go.
 //   - Quotas (ClientQuotaManager): quotas.go; security (listeners, SASL,
 //     TLS): security.go, api_sasl.go, api_scram.go.
 //   - The meters of BrokerTopicStats, RequestMetrics and ReplicaManager's

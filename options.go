@@ -87,6 +87,8 @@ type brokerConfig struct {
 	quotaWindowNum      int            // quota.window.num
 	group               groupConfig    // group.* and offsets.* (group_coordinator.go)
 	flushMessages       int64          // log.flush.interval.messages
+	snapshotMaxBytes    int64          // metadata.log.max.record.bytes.between.snapshots
+	snapshotInterval    time.Duration  // metadata.log.max.snapshot.interval.ms
 	security            securityConfig // authorizer, SASL and TLS knobs (security.go)
 }
 

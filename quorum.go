@@ -155,6 +155,8 @@ func (c *Cluster) startController(i int, ln, rln net.Listener) (*controllerNode,
 		AutoLeaderRebalance:  c.cfg.broker.autoRebalance,
 		LeaderImbalanceCheck: c.cfg.broker.imbalanceCheck,
 		OnChange:             c.onMetadata,
+		SnapshotMaxBytes:     c.cfg.broker.snapshotMaxBytes,
+		SnapshotInterval:     c.cfg.broker.snapshotInterval,
 	})
 	if err != nil {
 		return fail(err)

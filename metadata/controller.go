@@ -44,6 +44,8 @@ type Controller struct {
 		active bool
 		// lastCheck is when the expiry loop last checked sessions.
 		lastCheck time.Time
+		// snaps is the snapshot triggers' count (snapshot_controller.go).
+		snaps snapshotTrigger
 	}
 	// beats are the heartbeats as they arrive, stamped before the
 	// controller's lock is taken, so a heartbeat waiting behind a slow
@@ -91,6 +93,12 @@ type ControllerConfig struct {
 	// the controller's lock held: it must not call back into the
 	// controller nor keep the state).
 	OnChange func(es []Entry, st *State)
+	// SnapshotMaxBytes and SnapshotInterval are the snapshot triggers
+	// (snapshot_controller.go): Kafka's
+	// metadata.log.max.record.bytes.between.snapshots and
+	// metadata.log.max.snapshot.interval.ms. Zero turns one off.
+	SnapshotMaxBytes int64
+	SnapshotInterval time.Duration
 }
 
 // NewController returns a controller writing to log. It replays whatever
@@ -104,6 +112,14 @@ func NewController(ctx context.Context, log Log, clusterID string, cfg Controlle
 	}
 	c := &Controller{log: log, clusterID: clusterID, cfg: cfg}
 	c.mu.state = NewState()
+	if sn := log.LatestSnapshot(); sn != nil {
+		st, err := sn.State()
+		if err != nil {
+			return nil, err
+		}
+		c.mu.state = st
+	}
+	c.mu.snaps.last = cfg.Now()
 	c.applied.Store(c.mu.state.Offset)
 	c.mu.lastBeat = make(map[int32]time.Time)
 	c.beats.last = make(map[int32]beat)
@@ -186,6 +202,9 @@ func (c *Controller) lockActive(ctx context.Context) error {
 func (c *Controller) applyThroughLocked(ctx context.Context, last int64) error {
 	for c.mu.state.Offset < last {
 		es, err := c.log.Read(ctx, c.mu.state.Offset+1, 4096)
+		if errors.Is(err, ErrBelowLogStart) {
+			err = c.restoreLocked()
+		}
 		if err != nil {
 			return err
 		}
@@ -222,6 +241,7 @@ func (c *Controller) applyLocked(es []Entry) error {
 	}
 	c.beats.Unlock()
 	c.kickRun()
+	c.maybeSnapshotLocked(es)
 	return nil
 }
 
@@ -241,11 +261,15 @@ func (c *Controller) applier(ctx context.Context) {
 		next := c.mu.state.Offset + 1
 		c.mu.Unlock()
 		es, err := c.log.Read(ctx, next, 4096)
-		if err != nil {
+		if err != nil && !errors.Is(err, ErrBelowLogStart) {
 			return
 		}
 		c.mu.Lock()
-		err = c.applyLocked(es)
+		if err != nil {
+			err = c.restoreLocked()
+		} else {
+			err = c.applyLocked(es)
+		}
 		c.mu.Unlock()
 		if err != nil {
 			panic(err)

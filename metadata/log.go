@@ -3,17 +3,27 @@ package metadata
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"sync"
 )
 
-// Entry is one record of the log at its offset.
+// Entry is one record of the log at its offset. Size is the length of
+// the record's wire form, what the snapshot triggers count.
 type Entry struct {
 	Offset int64
 	Record Record
+	Size   int
 }
 
 // ErrLogClosed is returned by Log methods after Close.
 var ErrLogClosed = errors.New("metadata: log closed")
+
+// ErrBelowLogStart is wrapped by Read's error for an offset the log has
+// dropped behind a snapshot: the reader must load the snapshot
+// (LatestSnapshot) and read on from its end (Kafka's fetch answer with a
+// SnapshotId).
+var ErrBelowLogStart = errors.New("metadata: offset below the log start; load the snapshot")
 
 // Log is the metadata log. Records appended are never changed; readers must
 // treat them as immutable.
@@ -22,21 +32,36 @@ type Log interface {
 	// last one once it is committed.
 	Append(ctx context.Context, recs ...Record) (int64, error)
 	// Read returns up to max committed entries starting at offset from,
-	// blocking until at least one exists or ctx is done.
+	// blocking until at least one exists or ctx is done. Below Start it
+	// returns ErrBelowLogStart.
 	Read(ctx context.Context, from int64, max int) ([]Entry, error)
 	// End returns the offset after the last committed entry.
 	End() int64
+	// Start returns the log start offset: the first entry Read returns;
+	// the records below it are in LatestSnapshot.
+	Start() int64
+	// LatestSnapshot returns the newest snapshot, nil if none.
+	LatestSnapshot() *Snapshot
+	// Compact makes sn the latest snapshot and drops the entries it
+	// covers. sn must be of the state the log's records build, at a
+	// committed offset. A log may decline (a snapshot not newer than
+	// its latest, or not at an entry boundary of the Raft log), and
+	// may do it later (RaftLog persists it from its Run goroutine).
+	Compact(sn *Snapshot)
 	// Close releases blocked readers with ErrLogClosed.
 	Close()
 }
 
 // committed is a list of committed records that readers wait on, the part
 // MemLog and RaftLog share. All state sits in mu; changed is closed and
-// replaced on every append so readers wait on an event, not a poll.
+// replaced on every append so readers wait on an event, not a poll. The
+// list begins at start: the records before it are in snap.
 type committed struct {
 	mu struct {
 		sync.Mutex
+		start   int64
 		entries []Entry
+		snap    *Snapshot
 		changed chan struct{}
 		closed  bool
 	}
@@ -44,20 +69,27 @@ type committed struct {
 
 func (c *committed) init() { c.mu.changed = make(chan struct{}) }
 
-// add appends records and returns the offset of the last one.
-func (c *committed) add(recs ...Record) (int64, error) {
+// add appends records (sizes[i] is recs[i]'s wire size) and returns the
+// offset of the last one.
+func (c *committed) add(recs []Record, sizes []int) (int64, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.mu.closed {
 		return 0, ErrLogClosed
 	}
-	for _, r := range recs {
-		c.mu.entries = append(c.mu.entries, Entry{Offset: int64(len(c.mu.entries)), Record: r})
+	for i, r := range recs {
+		c.mu.entries = append(c.mu.entries, Entry{Offset: c.mu.start + int64(len(c.mu.entries)), Record: r, Size: sizes[i]})
 	}
+	c.wakeLocked()
+	return c.endLocked() - 1, nil
+}
+
+func (c *committed) wakeLocked() {
 	close(c.mu.changed)
 	c.mu.changed = make(chan struct{})
-	return int64(len(c.mu.entries)) - 1, nil
 }
+
+func (c *committed) endLocked() int64 { return c.mu.start + int64(len(c.mu.entries)) }
 
 // Read implements Log.
 func (c *committed) Read(ctx context.Context, from int64, max int) ([]Entry, error) {
@@ -67,12 +99,16 @@ func (c *committed) Read(ctx context.Context, from int64, max int) ([]Entry, err
 			c.mu.Unlock()
 			return nil, ErrLogClosed
 		}
-		if from < int64(len(c.mu.entries)) {
-			end := int64(len(c.mu.entries))
+		if from < c.mu.start {
+			start := c.mu.start
+			c.mu.Unlock()
+			return nil, fmt.Errorf("%w: offset %d, log start %d", ErrBelowLogStart, from, start)
+		}
+		if end := c.endLocked(); from < end {
 			if max > 0 && end-from > int64(max) {
 				end = from + int64(max)
 			}
-			out := c.mu.entries[from:end:end]
+			out := c.mu.entries[from-c.mu.start : end-c.mu.start : end-c.mu.start]
 			c.mu.Unlock()
 			return out, nil
 		}
@@ -90,7 +126,60 @@ func (c *committed) Read(ctx context.Context, from int64, max int) ([]Entry, err
 func (c *committed) End() int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return int64(len(c.mu.entries))
+	return c.endLocked()
+}
+
+// Start implements Log.
+func (c *committed) Start() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.start
+}
+
+// LatestSnapshot implements Log.
+func (c *committed) LatestSnapshot() *Snapshot {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.snap
+}
+
+// compact makes sn the latest snapshot and drops the entries through the
+// previous snapshot's offset, copying the rest so the dropped ones are
+// freed. The records since the previous snapshot stay, so a reader whose
+// own snapshot is about as recent (a restarting broker) reads only the
+// tail, as Kafka keeps metadata log segments past its snapshots
+// (metadata.max.retention.*); the log holds at most two snapshot
+// intervals. It reports false, changing nothing, for a snapshot not newer
+// than the latest or past the end.
+func (c *committed) compact(sn *Snapshot) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if (c.mu.snap != nil && sn.Offset <= c.mu.snap.Offset) || sn.Offset >= c.endLocked() {
+		return false
+	}
+	through := int64(-1)
+	if c.mu.snap != nil {
+		through = c.mu.snap.Offset
+	}
+	c.mu.snap = sn
+	if drop := through + 1 - c.mu.start; drop > 0 {
+		c.mu.entries = slices.Clone(c.mu.entries[drop:])
+		c.mu.start = through + 1
+	}
+	c.wakeLocked()
+	return true
+}
+
+// restore replaces the whole list with a snapshot (a Raft snapshot
+// installed from the leader): the log continues after it. Readers below
+// the new start get ErrBelowLogStart.
+func (c *committed) restore(sn *Snapshot) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.mu.snap = sn
+	c.mu.start = sn.Offset + 1
+	c.mu.entries = nil
+	c.wakeLocked()
 }
 
 // closeReaders releases blocked readers with ErrLogClosed.
@@ -115,8 +204,20 @@ func NewMemLog() *MemLog {
 
 // Append implements Log.
 func (l *MemLog) Append(_ context.Context, recs ...Record) (int64, error) {
-	return l.add(recs...)
+	sizes := make([]int, len(recs))
+	for i, r := range recs {
+		b, err := EncodeRecord(r)
+		if err != nil {
+			return 0, err
+		}
+		sizes[i] = len(b)
+	}
+	return l.add(recs, sizes)
 }
+
+// Compact implements Log: the snapshot replaces the records it covers at
+// once (nothing of the in-memory log is durable).
+func (l *MemLog) Compact(sn *Snapshot) { l.compact(sn) }
 
 // Close implements Log.
 func (l *MemLog) Close() { l.closeReaders() }

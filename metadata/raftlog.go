@@ -20,8 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"sort"
 	"sync"
 	"time"
 
@@ -119,6 +117,7 @@ type RaftLog struct {
 
 	recv        chan *pb.Message
 	props       chan *proposal
+	snaps       chan *Snapshot // Compact's requests, for Run
 	unreachable chan uint64
 	done        chan struct{}
 	closeOnce   sync.Once
@@ -191,6 +190,7 @@ func OpenRaftLog(cfg RaftConfig) (*RaftLog, error) {
 		ms:          raft.NewMemoryStorage(),
 		recv:        make(chan *pb.Message, 1024),
 		props:       make(chan *proposal, 64),
+		snaps:       make(chan *Snapshot, 1),
 		unreachable: make(chan uint64, 16),
 		done:        make(chan struct{}),
 	}
@@ -275,6 +275,9 @@ func (l *RaftLog) load() error {
 		l.cfg.ClusterID = stored
 	}
 	if err := l.ms.ApplySnapshot(snap); err != nil {
+		return err
+	}
+	if err := l.restoreSnapshot(snap); err != nil {
 		return err
 	}
 	hs := new(pb.HardState)
@@ -373,6 +376,11 @@ func (l *RaftLog) Run(ctx context.Context) {
 			l.rn.ReportUnreachable(id)
 		case p := <-l.props:
 			l.propose(p)
+		case sn := <-l.snaps:
+			if err := l.compactTo(sn); err != nil {
+				l.cfg.Logger.Error("raft storage failed writing a snapshot; the controller stops", "err", err)
+				return
+			}
 		}
 	}
 }
@@ -429,17 +437,29 @@ func (l *RaftLog) drainReady() error {
 		if err := l.persist(rd); err != nil {
 			return err
 		}
+		var snapsTo []uint64
 		for _, m := range rd.Messages {
 			b, err := proto.Marshal(m)
 			if err != nil {
 				return err
 			}
 			l.cfg.Send(m.GetTo(), b)
+			if m.GetType() == pb.MsgSnap {
+				snapsTo = append(snapsTo, m.GetTo())
+			}
 		}
 		if err := l.apply(rd); err != nil {
 			return err
 		}
 		l.rn.Advance(rd)
+		// Send never reports delivery, so a snapshot is reported sent
+		// at once: the leader probes the follower, and if the snapshot
+		// was lost the follower's rejection of the next append leads to
+		// another one (without a report, etcd raft keeps the follower
+		// paused in StateSnapshot, so a lost MsgSnap would stall it).
+		for _, to := range snapsTo {
+			l.rn.ReportSnapshot(to, raft.SnapshotFinish)
+		}
 	}
 	return nil
 }
@@ -455,6 +475,10 @@ func (l *RaftLog) persist(rd raft.Ready) error {
 			return err
 		}
 		b.Set(keySnapshot, sb, nil)
+		// A snapshot from the leader replaces the whole log: the
+		// entries stored here are behind it or not the leader's.
+		// Entries of this Ready, set below, come after it in the batch.
+		b.DeleteRange(entryKey(0), []byte{entryPrefix + 1}, nil)
 	}
 	if n := len(rd.Entries); n > 0 {
 		for _, e := range rd.Entries {
@@ -513,6 +537,16 @@ func (l *RaftLog) apply(rd raft.Ready) error {
 		st.Commit = rd.HardState.GetCommit()
 	}
 	isLeader := st.Leader == l.cfg.ID
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		// A snapshot from the leader (this node was behind its log
+		// start): the records continue after it, and the controller
+		// reloads its state from it (ErrBelowLogStart).
+		if err := l.restoreSnapshotLocked(rd.Snapshot); err != nil {
+			l.mu.Unlock()
+			return err
+		}
+		st.Applied = rd.Snapshot.GetMetadata().GetIndex()
+	}
 	for _, e := range rd.CommittedEntries {
 		st.Applied = e.GetIndex()
 		switch e.GetType() {
@@ -534,14 +568,16 @@ func (l *RaftLog) apply(rd raft.Ready) error {
 			return fmt.Errorf("metadata: raft entry %d: %w", e.GetIndex(), err)
 		}
 		recs := make([]Record, len(pl.Records))
+		sizes := make([]int, len(pl.Records))
 		for i, raw := range pl.Records {
 			var err error
 			if recs[i], err = DecodeRecord(raw); err != nil {
 				l.mu.Unlock()
 				return fmt.Errorf("metadata: raft entry %d: %w", e.GetIndex(), err)
 			}
+			sizes[i] = len(raw)
 		}
-		last, err := l.add(recs...)
+		last, err := l.add(recs, sizes)
 		if err != nil {
 			l.mu.Unlock()
 			return err
@@ -629,47 +665,6 @@ func (l *RaftLog) Append(ctx context.Context, recs ...Record) (int64, error) {
 	}
 }
 
-// RecordsThrough returns how many committed records the Raft log holds
-// through index: the record offset a voter whose log matches the leader's
-// up to index has reached.
-func (l *RaftLog) RecordsThrough(index uint64) int64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	i := sort.Search(len(l.mu.marks), func(i int) bool { return l.mu.marks[i].index > index })
-	if i == 0 {
-		return 0
-	}
-	return l.mu.marks[i-1].end
-}
-
-// Leading implements Leader.
-func (l *RaftLog) Leading() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.mu.status.Leading
-}
-
-// LeadingFrom implements Leader.
-func (l *RaftLog) LeadingFrom() (int64, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.mu.status.LeadingFrom, l.mu.status.Leading
-}
-
-// Status returns this node's view of the quorum. Match and LastAck are
-// filled on the leader only.
-func (l *RaftLog) Status() RaftStatus {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	st := l.mu.status
-	st.Match = maps.Clone(st.Match)
-	if st.Match != nil {
-		st.LastAck = maps.Clone(l.mu.heard)
-		st.LastAck[l.cfg.ID] = time.Now()
-	}
-	return st
-}
-
 // Close makes Run return and fails blocked readers and pending proposals.
 // It waits for nothing: the caller waits for Run, then calls CloseStorage.
 func (l *RaftLog) Close() {
@@ -684,20 +679,3 @@ func (l *RaftLog) Close() {
 
 // CloseStorage closes the pebble DB; call it after Run has returned.
 func (l *RaftLog) CloseStorage() error { return l.db.Close() }
-
-type raftLogger struct{ l *slog.Logger }
-
-func (r raftLogger) Debug(v ...any)                 {}
-func (r raftLogger) Debugf(format string, v ...any) {}
-func (r raftLogger) Info(v ...any)                  {}
-func (r raftLogger) Infof(format string, v ...any)  {}
-func (r raftLogger) Warning(v ...any)               { r.l.Debug("raft: " + fmt.Sprint(v...)) }
-func (r raftLogger) Warningf(format string, v ...any) {
-	r.l.Debug("raft: " + fmt.Sprintf(format, v...))
-}
-func (r raftLogger) Error(v ...any)                 { r.l.Error("raft: " + fmt.Sprint(v...)) }
-func (r raftLogger) Errorf(format string, v ...any) { r.l.Error("raft: " + fmt.Sprintf(format, v...)) }
-func (r raftLogger) Fatal(v ...any)                 { panic("raft: " + fmt.Sprint(v...)) }
-func (r raftLogger) Fatalf(format string, v ...any) { panic("raft: " + fmt.Sprintf(format, v...)) }
-func (r raftLogger) Panic(v ...any)                 { panic("raft: " + fmt.Sprint(v...)) }
-func (r raftLogger) Panicf(format string, v ...any) { panic("raft: " + fmt.Sprintf(format, v...)) }

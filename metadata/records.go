@@ -1,12 +1,13 @@
 // Package metadata is the cluster's event-sourced metadata: a log of records
 // (as KRaft's __cluster_metadata) and the state machine every node builds by
 // replaying it. The controller is the only writer; brokers learn everything
-// they know about the cluster by reading the log from the start and applying
-// each record to their own State, so two brokers that have applied the same
-// prefix agree exactly.
+// they know about the cluster by reading the log (from a snapshot, or from
+// the start) and applying each record to their own State, so two brokers
+// that have applied the same prefix agree exactly.
 //
-// Two logs implement Log: MemLog (one controller, in memory) and, later, a
-// Raft quorum of controllers.
+// Two logs implement Log: MemLog (one controller, in memory) and RaftLog
+// (a Raft quorum of controllers). Both are compacted behind snapshots
+// (snapshot.go).
 package metadata
 
 import (
@@ -76,6 +77,12 @@ type PartitionRecord struct {
 	// for a new partition.
 	ELR          []int32 `json:",omitempty"`
 	LastKnownELR []int32 `json:",omitempty"`
+	// PartitionEpoch, AddingReplicas and RemovingReplicas are Kafka's
+	// PartitionRecord fields of the same names: zero and empty for a new
+	// partition, set by a snapshot of one that changed since.
+	PartitionEpoch   int32   `json:",omitempty"`
+	AddingReplicas   []int32 `json:",omitempty"`
+	RemovingReplicas []int32 `json:",omitempty"`
 }
 
 // PartitionChange changes a partition's leader and/or ISR. A nil field is

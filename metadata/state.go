@@ -125,7 +125,8 @@ func (s *State) Apply(offset int64, r Record) error {
 		t.Partitions = append(t.Partitions, &Partition{
 			TopicID: r.TopicID, Topic: t.Name, Partition: r.Partition,
 			Replicas: slices.Clone(r.Replicas), ISR: slices.Clone(r.ISR),
-			Leader: r.Leader, LeaderEpoch: r.LeaderEpoch,
+			Leader: r.Leader, LeaderEpoch: r.LeaderEpoch, PartitionEpoch: r.PartitionEpoch,
+			AddingReplicas: slices.Clone(r.AddingReplicas), RemovingReplicas: slices.Clone(r.RemovingReplicas),
 			ELR: slices.Clone(r.ELR), LastKnownELR: slices.Clone(r.LastKnownELR),
 		})
 	case *PartitionChange:

@@ -182,7 +182,7 @@ func (s *Store) Logs() ([]string, error) {
 	}
 	var out []string
 	for _, n := range names {
-		if n == "index" {
+		if n == "index" || n == "__cluster_metadata-0" { // the metadata snapshots' directory
 			continue
 		}
 		if st, err := s.fs.Stat(s.fs.PathJoin(s.dir, n)); err == nil && st.IsDir() {
