@@ -10,13 +10,15 @@ package kcluster
 // group.share.delivery.count.limit is archived instead, and no more than
 // group.share.partition.max.record.locks records are in flight at once.
 //
-// Every change is written through the persister (share_persister.go)
-// before the request that made it is answered, so a new leader reads it
-// back: acknowledged and archived records are never delivered again, and
-// an acquired record comes back AVAILABLE with its delivery count (kcluster
-// writes acquisitions too, so the count survives the leader; Kafka writes
-// them at their acknowledgement or release). A leader deposed meanwhile is
-// fenced by leader epoch.
+// Every change of a record's state but its acquisition is written through
+// the persister (share_persister.go) to the share coordinator before the
+// request that made it is answered, so a new leader reads it back:
+// acknowledged and archived records are never delivered again, and a
+// released record, or one whose lock expired, comes back AVAILABLE with
+// its delivery count. As Kafka's SharePartition, an acquisition is not
+// written: a record acquired when its leader dies is AVAILABLE on the new
+// leader at once, its delivery count the last one written (that delivery
+// is not counted). A leader deposed meanwhile is fenced by leader epoch.
 //
 // Concurrency: the fields are guarded by mu. The lock timer fires only at
 // the earliest lock's deadline, so an idle share-partition costs nothing.
@@ -162,7 +164,6 @@ func (sp *sharePartition) acquire(member string, maxRecords int32, strict, readC
 		r := sp.mu.inflight[o]
 		r.state, r.member, r.deadline = recAcquired, member, now.Add(lockFor)
 		r.count++
-		changed[o] = true
 		offsets = append(offsets, o)
 	}
 	// Only what a consumer may read: below the high watermark (the
