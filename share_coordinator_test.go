@@ -303,3 +303,46 @@ func TestShareGroupShareCoordinatorFailover(t *testing.T) {
 		t.Fatalf("%d share-partition loads, want the first leader's and the new one's", loads)
 	}
 }
+
+// TestShareStateCut: the state RPCs cross the network. With the link
+// between a partition's leader and its share-partition's coordinator
+// cut, an acknowledgement cannot be written: the leader answers it
+// COORDINATOR_NOT_AVAILABLE once its retries run out and applies nothing.
+// Healed, the records are acquired again (their acquisition was not
+// written, as Kafka's) and accepted.
+func TestShareStateCut(t *testing.T) {
+	c := Start(t, Brokers(3), Feature("share.version", 1), BrokerConfig("share.coordinator.write.timeout.ms", "300"))
+	id := createTopic(t, c, "q", 1, 3)
+	leader := partState(t, c, "q", 0).Leader
+	group := ""
+	var coord int32
+	for i := range 20 {
+		g := "sg" + strconv.Itoa(i)
+		if coord = findShareCoordinator(t, c, 1, sharePartitionKey{g, id, 0}); coord != leader {
+			group = g
+			break
+		}
+	}
+	if group == "" {
+		t.Fatal("no group among 20 whose share coordinator is not the partition's leader")
+	}
+	setGroupConfig(t, c, group, "share.auto.offset.reset", "earliest")
+	produceStrings(t, c, "q", 0, 4)
+	a := newRawShare(t, c, group, "a", "q", id)
+	if got := acquiredOffsets(a.fetch(10)); len(got) != 4 {
+		t.Fatalf("acquired %v, want offsets 0-3", got)
+	}
+	heal := c.Cut(leader, coord)
+	if p := a.fetch(0, ack{0, 3, ackAccept}); p.AcknowledgeErrorCode != kerr.CoordinatorNotAvailable.Code {
+		t.Fatalf("accepting with the coordinator cut off: %v, want COORDINATOR_NOT_AVAILABLE", kerr.ErrorForCode(p.AcknowledgeErrorCode))
+	}
+	heal()
+	p := a.fetch(10)
+	if got := acquiredOffsets(p); len(got) != 4 || got[0] != 1 {
+		t.Fatalf("after the heal acquired %v, want offsets 0-3 again at delivery 1", got)
+	}
+	if p := a.fetch(0, ack{0, 3, ackAccept}); p.AcknowledgeErrorCode != 0 {
+		t.Fatalf("accepting after the heal: %v", kerr.ErrorForCode(p.AcknowledgeErrorCode))
+	}
+	waitFor(t, c, "every record acknowledged", ShareAcknowledged(group, "q", 0, 4))
+}
