@@ -346,3 +346,24 @@ func TestShareStateCut(t *testing.T) {
 	}
 	waitFor(t, c, "every record acknowledged", ShareAcknowledged(group, "q", 0, 4))
 }
+
+// TestShareAudit: the invariants builds' check of the share coordinators'
+// writes reports a record written again once done at another delivery
+// count or in another state (delivered again after it was accepted), and
+// not the same write sent twice (a persister's retry).
+func TestShareAudit(t *testing.T) {
+	var got []string
+	a := shareAudit{violated: func(s string) { got = append(got, s) }}
+	key := sharePartitionKey{"sg", [16]byte{1}, 0}
+	accept := shareState{batches: []shareStateBatch{{first: 5, last: 6, state: recAcknowledged, count: 1}}}
+	a.check(key, accept)
+	a.check(key, accept) // a retry
+	if len(got) != 0 {
+		t.Fatalf("a retried write reported: %v", got)
+	}
+	a.check(key, shareState{batches: []shareStateBatch{{first: 6, last: 6, state: recAcknowledged, count: 2}}})
+	a.check(key, shareState{batches: []shareStateBatch{{first: 5, last: 5, state: recAvailable, count: 1}}})
+	if len(got) != 2 {
+		t.Fatalf("%d violations reported, want 2 (offset 6 accepted again, offset 5 made available): %v", len(got), got)
+	}
+}

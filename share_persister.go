@@ -94,6 +94,8 @@ type statePersister struct {
 	peers peerClients
 }
 
+var _ sharePersister = (*statePersister)(nil)
+
 func newStatePersister(b *broker) *statePersister {
 	p := &statePersister{b: b}
 	p.peers.b = b

@@ -169,8 +169,8 @@ func TestShareGroupDisjointConsumers(t *testing.T) {
 // TestShareGroupLeaderFailover: three share consumers read a partition
 // whose leader is killed halfway; the new leader reads the share state
 // back and consumption goes on. Every record is delivered, none that was
-// acknowledged is delivered again (in invariants builds the persister
-// checks that no acknowledged record is written again), and the
+// acknowledged is delivered again (in invariants builds the share
+// coordinators check that no acknowledged record is written again), and the
 // share-partition ends with every record acknowledged.
 func TestShareGroupLeaderFailover(t *testing.T) {
 	const n = 2000
