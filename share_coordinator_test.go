@@ -367,3 +367,39 @@ func TestShareAudit(t *testing.T) {
 		t.Fatalf("%d violations reported, want 2 (offset 6 accepted again, offset 5 made available): %v", len(got), got)
 	}
 }
+
+// TestShareStateAuthz: the state RPCs and FindCoordinator key type 2 are
+// for brokers (CLUSTER_ACTION): a user without it is refused
+// CLUSTER_AUTHORIZATION_FAILED, a super user is answered.
+func TestShareStateAuthz(t *testing.T) {
+	c := secureCluster(t)
+	alice, admin := userClient(t, c, "alice"), userClient(t, c, "admin")
+	read := kmsg.NewPtrReadShareGroupStateRequest()
+	read.GroupID = "sg"
+	rt := kmsg.NewReadShareGroupStateRequestTopic()
+	rt.TopicID = [16]byte{1}
+	rt.Partitions = []kmsg.ReadShareGroupStateRequestTopicPartition{{Partition: 0}}
+	read.Topics = append(read.Topics, rt)
+	find := kmsg.NewPtrFindCoordinatorRequest()
+	find.CoordinatorType, find.CoordinatorKeys = 2, []string{"sg:AQAAAAAAAAAAAAAAAAAAAA:0"}
+	for _, tc := range []struct {
+		cl   *kgo.Client
+		want int16
+	}{{alice, kerr.ClusterAuthorizationFailed.Code}, {admin, 0}} {
+		resp, err := read.RequestWith(tctx(t), tc.cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := resp.Topics[0].Partitions[0].ErrorCode
+		if tc.want != 0 && got != tc.want || tc.want == 0 && got == kerr.ClusterAuthorizationFailed.Code {
+			t.Fatalf("ReadShareGroupState: %v, want %v", kerr.ErrorForCode(got), kerr.ErrorForCode(tc.want))
+		}
+		fresp, err := find.RequestWith(tctx(t), tc.cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fresp.Coordinators[0].ErrorCode; got != tc.want {
+			t.Fatalf("FindCoordinator(share): %v, want %v", kerr.ErrorForCode(got), kerr.ErrorForCode(tc.want))
+		}
+	}
+}
