@@ -307,9 +307,9 @@ func TestShareGroupShareCoordinatorFailover(t *testing.T) {
 // TestShareStateCut: the state RPCs cross the network. With the link
 // between a partition's leader and its share-partition's coordinator
 // cut, an acknowledgement cannot be written: the leader answers it
-// COORDINATOR_NOT_AVAILABLE once its retries run out and applies nothing.
-// Healed, the records are acquired again (their acquisition was not
-// written, as Kafka's) and accepted.
+// COORDINATOR_NOT_AVAILABLE once its retries run out and applies nothing,
+// so the records stay acquired by their member (not handed to another).
+// Healed, the member's acknowledgement again is written.
 func TestShareStateCut(t *testing.T) {
 	c := Start(t, Brokers(3), Feature("share.version", 1), BrokerConfig("share.coordinator.write.timeout.ms", "300"))
 	id := createTopic(t, c, "q", 1, 3)
@@ -336,11 +336,14 @@ func TestShareStateCut(t *testing.T) {
 	if p := a.fetch(0, ack{0, 3, ackAccept}); p.AcknowledgeErrorCode != kerr.CoordinatorNotAvailable.Code {
 		t.Fatalf("accepting with the coordinator cut off: %v, want COORDINATOR_NOT_AVAILABLE", kerr.ErrorForCode(p.AcknowledgeErrorCode))
 	}
-	heal()
-	p := a.fetch(10)
-	if got := acquiredOffsets(p); len(got) != 4 || got[0] != 1 {
-		t.Fatalf("after the heal acquired %v, want offsets 0-3 again at delivery 1", got)
+	b := newRawShare(t, c, group, "b", "q", id)
+	if got := acquiredOffsets(b.fetch(10)); len(got) != 0 {
+		t.Fatalf("b acquired %v while a still holds offsets 0-3", got)
 	}
+	if sp := inFlight(t, c, group); sp.StartOffset != 0 || len(sp.InFlight) != 4 || sp.InFlight[0].State != "ACQUIRED" {
+		t.Fatalf("share-partition after the failed acknowledgement: %+v, want 0-3 still acquired", sp)
+	}
+	heal()
 	if p := a.fetch(0, ack{0, 3, ackAccept}); p.AcknowledgeErrorCode != 0 {
 		t.Fatalf("accepting after the heal: %v", kerr.ErrorForCode(p.AcknowledgeErrorCode))
 	}

@@ -24,6 +24,7 @@ package kcluster
 // the earliest lock's deadline, so an idle share-partition costs nothing.
 
 import (
+	"errors"
 	"slices"
 	"strconv"
 	"sync"
@@ -243,10 +244,12 @@ func (sp *sharePartition) acquire(member string, maxRecords int32, strict, readC
 	offsets = kept
 	if len(changed) > 0 {
 		if err := sp.persistLocked(changed); err != nil {
-			// The state could not be written: nothing was
-			// delivered. Reload on the next request.
-			sp.mu.closed = true
-			return acquired{}, err
+			// The archived records (gaps, control and aborted
+			// records) could not be written. Unless fenced, they
+			// stay archived here and the acquisition goes on.
+			if sp.persistFailedLocked(err) {
+				return acquired{}, err
+			}
 		}
 	}
 	sp.advanceStartLocked()
@@ -346,8 +349,10 @@ func (sp *sharePartition) acknowledge(member string, first, last int64, types []
 		}
 	}
 	changed := map[int64]bool{}
+	before := map[int64]inflightRecord{}
 	for o := first; o <= last; o++ {
 		r := sp.mu.inflight[o]
+		before[o] = *r
 		switch typeOf(o) {
 		case ackAccept:
 			r.state = recAcknowledged
@@ -366,7 +371,12 @@ func (sp *sharePartition) acknowledge(member string, first, last int64, types []
 		changed[o] = true
 	}
 	if err := sp.persistLocked(changed); err != nil {
-		sp.mu.closed = true
+		// Not written: the records stay as they were (acquired by
+		// member, which may acknowledge them again).
+		for o, r := range before {
+			*sp.mu.inflight[o] = r
+		}
+		sp.persistFailedLocked(err)
 		return err
 	}
 	sp.advanceStartLocked()
@@ -431,10 +441,11 @@ func (sp *sharePartition) releaseLocked(limit int32, match func(*inflightRecord)
 	if len(changed) == 0 {
 		return
 	}
-	if err := sp.persistLocked(changed); err != nil {
-		sp.mu.closed = true
+	if err := sp.persistLocked(changed); err != nil && sp.persistFailedLocked(err) {
 		return
 	}
+	// Written, or not but kept: the records are available here either
+	// way; the counts not written are lost only with this leader.
 	sp.advanceStartLocked()
 	sp.rep.notify()
 	sp.sm.b.c.notifyEvent()
@@ -470,6 +481,23 @@ func (sp *sharePartition) advanceStartLocked() {
 		delete(sp.mu.inflight, sp.mu.start)
 		sp.mu.start++
 	}
+}
+
+// persistFailedLocked handles a write the share coordinator refused or
+// never answered, and reports whether the share-partition is done for:
+// fenced by a newer leader epoch or state epoch, or its state deleted
+// (UNKNOWN_TOPIC_OR_PARTITION). Then it is closed, and the next request
+// loads it again from the share coordinator. Otherwise (the coordinator
+// unreachable) it goes on with what it has in memory: reloading would
+// hand out again, at the same delivery count, records other members
+// hold, in the same leader epoch.
+func (sp *sharePartition) persistFailedLocked(err error) bool {
+	sp.sm.b.log.Debug("writing share-partition state", "group", sp.key.group, "topic", sp.topic, "partition", sp.key.partition, "err", err)
+	if errors.Is(err, kerr.FencedLeaderEpoch) || errors.Is(err, kerr.FencedStateEpoch) || errors.Is(err, kerr.UnknownTopicOrPartition) {
+		sp.mu.closed = true
+		return true
+	}
+	return false
 }
 
 // persistLocked writes the changed offsets' states, in batches of equal
