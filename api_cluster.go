@@ -6,10 +6,13 @@ package kcluster
 // fenced brokers on request from v2). A group's coordinator is the leader of its __consumer_offsets
 // partition (created on the first FindCoordinator, group_coordinator.go); a
 // transactional id's is the leader of its __transaction_state partition
-// (txn_coordinator.go).
+// (txn_coordinator.go); a share-partition's (key type 2, v6) is the
+// leader of its __share_group_state partition (share_coordinator.go).
 
 import (
+	"encoding/base64"
 	"strconv"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -21,9 +24,16 @@ func init() {
 }
 
 // coordinatorFor returns the broker coordinating key of keyType (0 group,
-// 1 transaction), or an error.
-func (b *broker) coordinatorFor(keyType int8, key string) (int32, error) {
-	if keyType != 0 && keyType != 1 {
+// 1 transaction, 2 share: a share-partition's "groupId:topicId:partition",
+// from v6), or an error.
+func (b *broker) coordinatorFor(version int16, keyType int8, key string) (int32, error) {
+	switch {
+	case keyType == 2 && version >= 6:
+		if !validShareCoordinatorKey(key) {
+			return -1, kerr.InvalidRequest
+		}
+		return b.shareCoordinatorFor(key)
+	case keyType != 0 && keyType != 1:
 		return -1, kerr.InvalidRequest
 	}
 	if keyType == 0 {
@@ -38,6 +48,24 @@ func (b *broker) coordinatorFor(keyType int8, key string) (int32, error) {
 	return b.txnCoordinatorFor(key)
 }
 
+// validShareCoordinatorKey reports whether key is a share coordinator's
+// key: "groupId:topicId:partition", a non-empty group, a topic id in
+// Kafka's base64 form and a partition (Kafka's
+// SharePartitionKey.validate).
+func validShareCoordinatorKey(key string) bool {
+	i := strings.LastIndexByte(key, ':')
+	if i < 0 {
+		return false
+	}
+	j := strings.LastIndexByte(key[:i], ':')
+	if j <= 0 {
+		return false
+	}
+	id, err := base64.RawURLEncoding.DecodeString(key[j+1 : i])
+	p, perr := strconv.ParseInt(key[i+1:], 10, 32)
+	return err == nil && len(id) == 16 && perr == nil && p >= 0
+}
+
 func (b *broker) handleFindCoordinator(req *kmsg.FindCoordinatorRequest, r *request) (*kmsg.FindCoordinatorResponse, error) {
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
 	keys := req.CoordinatorKeys
@@ -47,7 +75,7 @@ func (b *broker) handleFindCoordinator(req *kmsg.FindCoordinatorRequest, r *requ
 	for _, k := range keys {
 		c := kmsg.NewFindCoordinatorResponseCoordinator()
 		c.Key = k
-		id, err := b.coordinatorFor(req.CoordinatorType, k)
+		id, err := b.coordinatorFor(req.Version, req.CoordinatorType, k)
 		c.NodeID = id
 		c.ErrorCode = errCode(err)
 		if err == nil {

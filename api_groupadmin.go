@@ -145,7 +145,7 @@ func (b *broker) handleDeleteGroups(req *kmsg.DeleteGroupsRequest, r *request) (
 				ids := gs.topicIDs()
 				for t, ps := range g.sg.initialized {
 					for _, p := range ps {
-						b.c.shareState.deleteState(sharePartitionKey{name, ids[t], p})
+						b.shares.persister.deleteState(sharePartitionKey{name, ids[t], p})
 					}
 				}
 			}

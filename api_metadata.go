@@ -204,8 +204,10 @@ func (b *broker) controllerIDLocked() int32 {
 	return -1
 }
 
+// isInternalTopic: Kafka's Topic.INTERNAL_TOPICS, the coordinators'
+// topics.
 func isInternalTopic(name string) bool {
-	return name == "__consumer_offsets" || name == "__transaction_state"
+	return name == offsetsTopic || name == txnTopic || name == shareStateTopic
 }
 
 // autoCreateTopic asks the controller to create a topic with the broker

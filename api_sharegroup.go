@@ -5,8 +5,8 @@ package kcluster
 // access and was removed in 4.1). Both answer UNSUPPORTED_VERSION while
 // share.version is below 1, as Kafka's KafkaApis. The coordinator is the
 // group's (FindCoordinator key type GROUP), as in Kafka: key type SHARE
-// finds the share coordinator of a share-partition's state, which kcluster
-// does not run yet (share_persister.go).
+// finds the share coordinator of a share-partition's state
+// (share_coordinator.go).
 
 import (
 	"slices"

@@ -75,7 +75,7 @@ func (b *broker) handleDescribeShareGroupOffsets(req *kmsg.DescribeShareGroupOff
 				case !ok || hw == -2:
 					rp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				default:
-					_, start, done, err := b.c.shareState.readSummary(sharePartitionKey{rg.GroupID, id, p})
+					_, start, done, err := b.shares.persister.readSummary(sharePartitionKey{rg.GroupID, id, p})
 					if err != nil {
 						rp.ErrorCode = errCode(err)
 						break
@@ -154,9 +154,9 @@ func (b *broker) handleAlterShareGroupOffsets(req *kmsg.AlterShareGroupOffsetsRe
 				case p.StartOffset < -1:
 					rp.ErrorCode = kerr.InvalidRequest.Code
 				default:
-					epoch, _, _, err := b.c.shareState.readSummary(key)
+					epoch, _, _, err := b.shares.persister.readSummary(key)
 					if err == nil {
-						err = b.c.shareState.initializeState(key, epoch+1, p.StartOffset)
+						err = b.shares.persister.initializeState(key, epoch+1, p.StartOffset)
 					}
 					rp.ErrorCode = errCode(err)
 					if err == nil && !slices.Contains(g.sg.initialized[t.Topic], p.Partition) {
@@ -208,7 +208,7 @@ func (b *broker) handleDeleteShareGroupOffsets(req *kmsg.DeleteShareGroupOffsets
 				continue
 			}
 			for _, p := range g.sg.initialized[t.Topic] {
-				if err := b.c.shareState.deleteState(sharePartitionKey{req.GroupID, id, p}); err != nil {
+				if err := b.shares.persister.deleteState(sharePartitionKey{req.GroupID, id, p}); err != nil {
 					rt.ErrorCode = errCode(err)
 				}
 			}

@@ -3,6 +3,7 @@ package kcluster
 import (
 	"slices"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -137,8 +138,26 @@ func authorizeOffsetFetch(a authCtx, req *kmsg.OffsetFetchRequest, next func() (
 	return resp, nil
 }
 
-// FindCoordinator: DESCRIBE on the group or transactional id.
+// FindCoordinator: DESCRIBE on the group or transactional id; a share
+// coordinator's key (type 2): CLUSTER_ACTION (brokers only).
 func authorizeFindCoordinator(a authCtx, req *kmsg.FindCoordinatorRequest, next func() (kmsg.Response, error)) (kmsg.Response, error) {
+	if req.CoordinatorType == 2 {
+		if a.cluster(kmsg.ACLOperationClusterAction) {
+			return next()
+		}
+		resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
+		keys := req.CoordinatorKeys
+		if req.Version < 4 {
+			resp.ErrorCode, resp.NodeID, resp.Port = kerr.ClusterAuthorizationFailed.Code, -1, -1
+			return resp, nil
+		}
+		for _, k := range keys {
+			c := kmsg.NewFindCoordinatorResponseCoordinator()
+			c.Key, c.NodeID, c.Port, c.ErrorCode = k, -1, -1, kerr.ClusterAuthorizationFailed.Code
+			resp.Coordinators = append(resp.Coordinators, c)
+		}
+		return resp, nil
+	}
 	rt, code := kmsg.ACLResourceTypeGroup, errGroupAuthz
 	if req.CoordinatorType == 1 {
 		rt, code = kmsg.ACLResourceTypeTransactionalId, errTxnAuthz

@@ -91,6 +91,8 @@ type broker struct {
 	groups *groupCoordinator
 	// txns is the transaction coordinator (txn_coordinator.go).
 	txns *txnCoordinator
+	// shareCoord is the share coordinator (share_coordinator.go).
+	shareCoord *shareCoordinator
 	// shares are the share-partitions this broker leads and their
 	// share sessions (share_session.go).
 	shares *shareManager
@@ -129,7 +131,8 @@ func newBroker(c *Cluster, id int32, addr string) (*broker, error) {
 	b.ac.b = b
 	b.groups = newGroupCoordinator(b)
 	b.txns = newTxnCoordinator(b)
-	b.shares = newShareManager(b, c.shareState)
+	b.shareCoord = newShareCoordinator(b)
+	b.shares = newShareManager(b, newStatePersister(b))
 
 	dir := "broker-" + strconv.Itoa(int(id))
 	if c.cfg.dir != "" {
@@ -182,10 +185,11 @@ func (b *broker) advertisedAddr() string {
 }
 
 func (b *broker) start() {
-	b.wg.Add(6 + len(b.lns))
+	b.wg.Add(7 + len(b.lns))
 	go func() { defer b.wg.Done(); b.cleanerLoop() }()
 	go func() { defer b.wg.Done(); b.groups.run() }()
 	go func() { defer b.wg.Done(); b.txns.run() }()
+	go func() { defer b.wg.Done(); b.shareCoord.run() }()
 	for _, l := range b.lns {
 		go func() { defer b.wg.Done(); b.acceptLoop(l) }()
 	}
@@ -232,6 +236,7 @@ func (b *broker) close(graceful bool) {
 	b.waiting.Store("connection and metadata goroutines")
 	b.wg.Wait()
 	b.shares.close()
+	b.shares.persister.close()
 	b.waiting.Store("storage")
 	b.mu.Lock()
 	for _, r := range b.mu.replicas {

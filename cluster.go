@@ -64,9 +64,9 @@ type Cluster struct {
 	ext *external
 
 	icpt intercepts // request hooks (Intercept)
-	// shareState is the share-partitions' state: the stand-in for the
-	// share coordinator (share_persister.go), shared by every broker.
-	shareState *memSharePersister
+	// shareAudit checks, in invariants builds, that no share-partition
+	// record is written again once done (share_coordinator.go).
+	shareAudit shareAudit
 	disks      disks    // every broker's storage device (faults_storage.go)
 	evlog      eventLog // Events
 	stats      meters   // BrokerMetrics (metrics.go)
@@ -109,7 +109,7 @@ func New(opts ...Option) (*Cluster, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Cluster{cfg: cfg, net: newNetwork(&cfg), ctx: ctx, stop: cancel,
 		newClusterID: base64.RawURLEncoding.EncodeToString(idb[:])}
-	c.shareState = newMemSharePersister(c.invariantViolated)
+	c.shareAudit.violated = c.invariantViolated
 	c.evlog.applied, c.evlog.controller = -1, -1
 	c.mu.brokers = make([]*broker, cfg.brokers)
 	c.ports = make([]int, cfg.brokers)

@@ -18,8 +18,10 @@
 // way on __transaction_state (Transaction observes one); idempotent and
 // transactional producers, markers, the last stable offset and
 // read_committed fetches behave as Kafka's. Share groups (KIP-932) are
-// coordinated by the same group coordinator, and their share-partitions
-// kept by the partitions' leaders (ShareGroup observes them). Security is Kafka's too:
+// coordinated by the same group coordinator, their share-partitions kept
+// by the partitions' leaders, and the share-partitions' state by the share
+// coordinator in __share_group_state, so it fails over too (ShareGroup
+// observes them). Security is Kafka's too:
 // listeners with its security protocols (Listener), TLS and mutual TLS
 // (TLS, package tlstest), SASL PLAIN and SCRAM (SASLUser and
 // AlterUserScramCredentials), and ACLs in the metadata log enforced by the
@@ -99,10 +101,15 @@
 //   - SharePartition: share_partition.go (in-flight records, acquisition
 //     locks, acknowledgements); SharePartitionManager and
 //     ShareSessionCache: share_session.go; ShareFetch and
-//     ShareAcknowledge: api_sharefetch.go; the Persister: share_persister.go
-//     (an in-memory stand-in for the share coordinator and
-//     __share_group_state). Group configs (GroupConfigManager):
-//     configs_group.go.
+//     ShareAcknowledge: api_sharefetch.go; the Persister
+//     (DefaultStatePersister, PersisterStateManager): share_persister.go.
+//     Group configs (GroupConfigManager): configs_group.go.
+//   - ShareCoordinatorService and ShareCoordinatorShard, on the same
+//     runtime over __share_group_state: share_coordinator.go; its state
+//     RPCs (InitializeShareGroupState, ReadShareGroupState,
+//     WriteShareGroupState, DeleteShareGroupState,
+//     ReadShareGroupStateSummary): api_sharestate.go; its records
+//     (ShareSnapshot, ShareUpdate): internal/grouprecords/sharestate.go.
 //   - QuorumController and the metadata image: package metadata (its
 //     PartitionChangeBuilder, with KIP-966's eligible leader replicas:
 //     metadata/partition_change.go);

@@ -60,36 +60,37 @@ type config struct {
 // brokerConfig holds the parsed broker configs the brokers use, with
 // Kafka's names in comments.
 type brokerConfig struct {
-	numPartitions       int32          // num.partitions
-	defaultRF           int16          // default.replication.factor
-	autoCreate          bool           // auto.create.topics.enable
-	minISR              int            // min.insync.replicas
-	messageMaxBytes     int32          // message.max.bytes
-	segmentBytes        int64          // log.segment.bytes
-	indexIntervalBytes  int64          // log.index.interval.bytes
-	requestMaxBytes     int32          // socket.request.max.bytes
-	replicaLagTimeMax   time.Duration  // replica.lag.time.max.ms
-	replicaFetchWaitMax time.Duration  // replica.fetch.wait.max.ms
-	replicaFetchMax     int32          // replica.fetch.max.bytes
-	replicaFetchBackoff time.Duration  // replica.fetch.backoff.ms
-	deleteTopicEnable   bool           // delete.topic.enable
-	sessionTimeout      time.Duration  // broker.session.timeout.ms
-	heartbeatInterval   time.Duration  // broker.heartbeat.interval.ms
-	uncleanElection     bool           // unclean.leader.election.enable
-	autoRebalance       bool           // auto.leader.rebalance.enable
-	imbalanceCheck      time.Duration  // leader.imbalance.check.interval.seconds
-	hwCheckpoint        time.Duration  // replica.high.watermark.checkpoint.interval.ms
-	txn                 txnConfig      // transaction.* (txn_coordinator.go)
-	electionTimeout     time.Duration  // controller.quorum.election.timeout.ms
-	retentionCheck      time.Duration  // log.retention.check.interval.ms
-	cleanerEnable       bool           // log.cleaner.enable
-	quotaWindow         time.Duration  // quota.window.size.seconds
-	quotaWindowNum      int            // quota.window.num
-	group               groupConfig    // group.* and offsets.* (group_coordinator.go)
-	flushMessages       int64          // log.flush.interval.messages
-	snapshotMaxBytes    int64          // metadata.log.max.record.bytes.between.snapshots
-	snapshotInterval    time.Duration  // metadata.log.max.snapshot.interval.ms
-	security            securityConfig // authorizer, SASL and TLS knobs (security.go)
+	numPartitions       int32            // num.partitions
+	defaultRF           int16            // default.replication.factor
+	autoCreate          bool             // auto.create.topics.enable
+	minISR              int              // min.insync.replicas
+	messageMaxBytes     int32            // message.max.bytes
+	segmentBytes        int64            // log.segment.bytes
+	indexIntervalBytes  int64            // log.index.interval.bytes
+	requestMaxBytes     int32            // socket.request.max.bytes
+	replicaLagTimeMax   time.Duration    // replica.lag.time.max.ms
+	replicaFetchWaitMax time.Duration    // replica.fetch.wait.max.ms
+	replicaFetchMax     int32            // replica.fetch.max.bytes
+	replicaFetchBackoff time.Duration    // replica.fetch.backoff.ms
+	deleteTopicEnable   bool             // delete.topic.enable
+	sessionTimeout      time.Duration    // broker.session.timeout.ms
+	heartbeatInterval   time.Duration    // broker.heartbeat.interval.ms
+	uncleanElection     bool             // unclean.leader.election.enable
+	autoRebalance       bool             // auto.leader.rebalance.enable
+	imbalanceCheck      time.Duration    // leader.imbalance.check.interval.seconds
+	hwCheckpoint        time.Duration    // replica.high.watermark.checkpoint.interval.ms
+	txn                 txnConfig        // transaction.* (txn_coordinator.go)
+	share               shareCoordConfig // share.coordinator.* (share_coordinator.go)
+	electionTimeout     time.Duration    // controller.quorum.election.timeout.ms
+	retentionCheck      time.Duration    // log.retention.check.interval.ms
+	cleanerEnable       bool             // log.cleaner.enable
+	quotaWindow         time.Duration    // quota.window.size.seconds
+	quotaWindowNum      int              // quota.window.num
+	group               groupConfig      // group.* and offsets.* (group_coordinator.go)
+	flushMessages       int64            // log.flush.interval.messages
+	snapshotMaxBytes    int64            // metadata.log.max.record.bytes.between.snapshots
+	snapshotInterval    time.Duration    // metadata.log.max.snapshot.interval.ms
+	security            securityConfig   // authorizer, SASL and TLS knobs (security.go)
 }
 
 func defaultConfig() config {

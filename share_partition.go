@@ -10,18 +10,21 @@ package kcluster
 // group.share.delivery.count.limit is archived instead, and no more than
 // group.share.partition.max.record.locks records are in flight at once.
 //
-// Every change is written through the persister (share_persister.go)
-// before the request that made it is answered, so a new leader reads it
-// back: acknowledged and archived records are never delivered again, and
-// an acquired record comes back AVAILABLE with its delivery count (kcluster
-// writes acquisitions too, so the count survives the leader; Kafka writes
-// them at their acknowledgement or release). A leader deposed meanwhile is
-// fenced by leader epoch.
+// Every change of a record's state but its acquisition is written through
+// the persister (share_persister.go) to the share coordinator before the
+// request that made it is answered, so a new leader reads it back:
+// acknowledged and archived records are never delivered again, and a
+// released record, or one whose lock expired, comes back AVAILABLE with
+// its delivery count. As Kafka's SharePartition, an acquisition is not
+// written: a record acquired when its leader dies is AVAILABLE on the new
+// leader at once, its delivery count the last one written (that delivery
+// is not counted). A leader deposed meanwhile is fenced by leader epoch.
 //
 // Concurrency: the fields are guarded by mu. The lock timer fires only at
 // the earliest lock's deadline, so an idle share-partition costs nothing.
 
 import (
+	"errors"
 	"slices"
 	"strconv"
 	"sync"
@@ -162,7 +165,6 @@ func (sp *sharePartition) acquire(member string, maxRecords int32, strict, readC
 		r := sp.mu.inflight[o]
 		r.state, r.member, r.deadline = recAcquired, member, now.Add(lockFor)
 		r.count++
-		changed[o] = true
 		offsets = append(offsets, o)
 	}
 	// Only what a consumer may read: below the high watermark (the
@@ -242,10 +244,12 @@ func (sp *sharePartition) acquire(member string, maxRecords int32, strict, readC
 	offsets = kept
 	if len(changed) > 0 {
 		if err := sp.persistLocked(changed); err != nil {
-			// The state could not be written: nothing was
-			// delivered. Reload on the next request.
-			sp.mu.closed = true
-			return acquired{}, err
+			// The archived records (gaps, control and aborted
+			// records) could not be written. Unless fenced, they
+			// stay archived here and the acquisition goes on.
+			if sp.persistFailedLocked(err) {
+				return acquired{}, err
+			}
 		}
 	}
 	sp.advanceStartLocked()
@@ -345,8 +349,10 @@ func (sp *sharePartition) acknowledge(member string, first, last int64, types []
 		}
 	}
 	changed := map[int64]bool{}
+	before := map[int64]inflightRecord{}
 	for o := first; o <= last; o++ {
 		r := sp.mu.inflight[o]
+		before[o] = *r
 		switch typeOf(o) {
 		case ackAccept:
 			r.state = recAcknowledged
@@ -365,7 +371,12 @@ func (sp *sharePartition) acknowledge(member string, first, last int64, types []
 		changed[o] = true
 	}
 	if err := sp.persistLocked(changed); err != nil {
-		sp.mu.closed = true
+		// Not written: the records stay as they were (acquired by
+		// member, which may acknowledge them again).
+		for o, r := range before {
+			*sp.mu.inflight[o] = r
+		}
+		sp.persistFailedLocked(err)
 		return err
 	}
 	sp.advanceStartLocked()
@@ -430,10 +441,11 @@ func (sp *sharePartition) releaseLocked(limit int32, match func(*inflightRecord)
 	if len(changed) == 0 {
 		return
 	}
-	if err := sp.persistLocked(changed); err != nil {
-		sp.mu.closed = true
+	if err := sp.persistLocked(changed); err != nil && sp.persistFailedLocked(err) {
 		return
 	}
+	// Written, or not but kept: the records are available here either
+	// way; the counts not written are lost only with this leader.
 	sp.advanceStartLocked()
 	sp.rep.notify()
 	sp.sm.b.c.notifyEvent()
@@ -469,6 +481,23 @@ func (sp *sharePartition) advanceStartLocked() {
 		delete(sp.mu.inflight, sp.mu.start)
 		sp.mu.start++
 	}
+}
+
+// persistFailedLocked handles a write the share coordinator refused or
+// never answered, and reports whether the share-partition is done for:
+// fenced by a newer leader epoch or state epoch, or its state deleted
+// (UNKNOWN_TOPIC_OR_PARTITION). Then it is closed, and the next request
+// loads it again from the share coordinator. Otherwise (the coordinator
+// unreachable) it goes on with what it has in memory: reloading would
+// hand out again, at the same delivery count, records other members
+// hold, in the same leader epoch.
+func (sp *sharePartition) persistFailedLocked(err error) bool {
+	sp.sm.b.log.Debug("writing share-partition state", "group", sp.key.group, "topic", sp.topic, "partition", sp.key.partition, "err", err)
+	if errors.Is(err, kerr.FencedLeaderEpoch) || errors.Is(err, kerr.FencedStateEpoch) || errors.Is(err, kerr.UnknownTopicOrPartition) {
+		sp.mu.closed = true
+		return true
+	}
+	return false
 }
 
 // persistLocked writes the changed offsets' states, in batches of equal

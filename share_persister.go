@@ -1,34 +1,39 @@
 package kcluster
 
-// The share-partition state's persister (Kafka's Persister, as
-// DefaultStatePersister calls the share coordinator). A share-partition
-// leader keeps its state (share_partition.go) in memory and writes every
-// change through a sharePersister before it answers; a new leader reads
-// the state back. The interface has the shapes of Kafka's state RPCs:
-// InitializeShareGroupState, ReadShareGroupState, WriteShareGroupState,
-// DeleteShareGroupState and ReadShareGroupStateSummary.
+// The share-partition state's persister (Kafka's Persister, as its
+// DefaultStatePersister and PersisterStateManager call the share
+// coordinator). A share-partition leader keeps its state
+// (share_partition.go) in memory and writes its changes through a
+// sharePersister before it answers; a new leader reads the state back.
+// The group coordinator initializes, summarizes and deletes states
+// through it (api_sharegroupoffsets.go, DeleteGroups).
 //
-// memSharePersister is kcluster's stand-in for the share coordinator and
-// its __share_group_state topic: the state is held by the Cluster, in
-// memory, beside every broker rather than in one. It survives the
-// partition leader's kill or restart within one cluster, so a new leader
-// reads what the old one wrote, and it fences a deposed leader's writes
-// by leader epoch as the share coordinator does. It is not replicated,
-// it does not survive Close (even with Dir), and Cut and Isolate do not
-// reach it, as no network is crossed: the share coordinator on the
-// coordinator runtime, with __share_group_state in Kafka's ShareSnapshot
-// and ShareUpdate records and the five RPCs over the network package,
-// will take its place behind the same interface.
+// statePersister, the one implementation, sends Kafka's five state RPCs
+// (InitializeShareGroupState, ReadShareGroupState, WriteShareGroupState,
+// DeleteShareGroupState, ReadShareGroupStateSummary) to the share
+// coordinator of the share-partition (share_coordinator.go) over the
+// cluster network, so Cut and Isolate reach them, even when the
+// coordinator is this broker. The coordinator is found as FindCoordinator
+// key type 2 finds it (the leader of the key's __share_group_state
+// partition, from this broker's metadata; the topic is created on first
+// use). NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE,
+// COORDINATOR_LOAD_IN_PROGRESS, REQUEST_TIMED_OUT and a failed connection
+// are retried, the coordinator found again each time, with a backoff from
+// 20 ms doubling to 1 s, until share.coordinator.write.timeout.ms has
+// passed twice (an election and a load); then the caller gets
+// COORDINATOR_NOT_AVAILABLE (or the last coordinator error). Other errors
+// (FENCED_LEADER_EPOCH, FENCED_STATE_EPOCH, UNKNOWN_TOPIC_OR_PARTITION for
+// a state never initialized) are the caller's at once.
 
 import (
 	"cmp"
-	"fmt"
+	"context"
+	"errors"
 	"slices"
-	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
-
-	"github.com/kcluster/kcluster/internal/invariants"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // sharePartitionKey names one share-partition: a group's view of one
@@ -82,118 +87,228 @@ type sharePersister interface {
 	readSummary(key sharePartitionKey) (stateEpoch int32, startOffset, done int64, err error)
 }
 
-// memSharePersister is the in-memory stand-in (see the file comment).
-// Its mutex guards the maps; each call is atomic.
-type memSharePersister struct {
-	mu     sync.Mutex
-	states map[sharePartitionKey]*shareState
-	// Invariants builds: every offset ever written ACKNOWLEDGED or
-	// ARCHIVED, by share-partition. Such a record is done; a write
-	// that changes it again (a record acknowledged twice, or delivered
-	// after it was archived) is reported to violated.
-	done     map[sharePartitionKey]map[int64]int8
-	violated func(string)
+// statePersister is the persister over the state RPCs (see the file
+// comment). Its connections are its own, one per coordinator.
+type statePersister struct {
+	b     *broker
+	peers peerClients
 }
 
-func newMemSharePersister(violated func(string)) *memSharePersister {
-	return &memSharePersister{states: map[sharePartitionKey]*shareState{}, done: map[sharePartitionKey]map[int64]int8{}, violated: violated}
+var _ sharePersister = (*statePersister)(nil)
+
+func newStatePersister(b *broker) *statePersister {
+	p := &statePersister{b: b}
+	p.peers.b = b
+	return p
 }
 
-// checkDoneLocked is the invariants builds' check of a write: no done
-// record changes.
-func (p *memSharePersister) checkDoneLocked(key sharePartitionKey, w shareState) {
-	done := p.done[key]
-	if done == nil {
-		done = map[int64]int8{}
-		p.done[key] = done
+func (p *statePersister) close() { p.peers.closeAll() }
+
+// retriableStateErr reports whether a state RPC's error calls for finding
+// the coordinator again and retrying (Kafka's PersisterStateManager).
+func retriableStateErr(err error) bool {
+	var ke *kerr.Error
+	if !errors.As(err, &ke) {
+		return !errors.Is(err, context.Canceled) // a connection's failure
 	}
-	for _, b := range w.batches {
-		for o := b.first; o <= b.last; o++ {
-			if was, ok := done[o]; ok {
-				p.violated(fmt.Sprintf("share-partition %s %x/%d: offset %d written %s after it was %s (leader epoch %d)",
-					key.group, key.topicID[:4], key.partition, o, recordStateName(b.state), recordStateName(was), w.leaderEpoch))
-			}
-			if b.state == recAcknowledged || b.state == recArchived {
-				done[o] = b.state
+	switch ke {
+	case kerr.NotCoordinator, kerr.CoordinatorNotAvailable, kerr.CoordinatorLoadInProgress, kerr.RequestTimedOut:
+		return true
+	}
+	return false
+}
+
+// call sends req (about key) to key's share coordinator and hands its
+// response to parse, which returns the partition's error; retried as the
+// file comment says.
+func (p *statePersister) call(key sharePartitionKey, req kmsg.Request, parse func(kmsg.Response) error) error {
+	coordKey := shareCoordinatorKey(key)
+	timeout := p.b.cfg.share.writeTimeout
+	deadline := time.Now().Add(2 * timeout)
+	backoff := 20 * time.Millisecond
+	for {
+		id, err := p.b.shareCoordinatorFor(coordKey)
+		if err == nil {
+			ctx, cancel := context.WithTimeout(p.b.ctx, timeout+time.Second)
+			var resp kmsg.Response
+			resp, err = p.peers.request(ctx, id, req)
+			cancel()
+			if err == nil {
+				err = parse(resp)
 			}
 		}
+		if err == nil || !retriableStateErr(err) {
+			return err
+		}
+		if p.b.ctx.Err() != nil || time.Now().Add(backoff).After(deadline) {
+			var ke *kerr.Error
+			if errors.As(err, &ke) {
+				return err
+			}
+			return kerr.CoordinatorNotAvailable
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-p.b.ctx.Done():
+			t.Stop()
+		}
+		backoff = min(2*backoff, time.Second)
 	}
 }
 
-func (p *memSharePersister) initializeState(key sharePartitionKey, stateEpoch int32, startOffset int64) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if st := p.states[key]; st != nil && stateEpoch < st.stateEpoch {
-		return kerr.FencedStateEpoch
+// partitionErr is a state RPC's error for its one partition.
+func partitionErr(n int, code int16) error {
+	if n != 1 {
+		return kerr.UnknownServerError
 	}
-	p.states[key] = &shareState{stateEpoch: stateEpoch, leaderEpoch: -1, startOffset: startOffset}
-	delete(p.done, key)
-	return nil
+	return kerr.ErrorForCode(code)
 }
 
-func (p *memSharePersister) readState(key sharePartitionKey, leaderEpoch int32) (shareState, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	st := p.states[key]
-	if st == nil {
-		st = &shareState{leaderEpoch: -1, startOffset: -1}
-		p.states[key] = st
-	}
-	if leaderEpoch < st.leaderEpoch {
-		return shareState{}, kerr.FencedLeaderEpoch
-	}
-	st.leaderEpoch = leaderEpoch
-	out := *st
-	out.batches = slices.Clone(st.batches)
-	return out, nil
+func (p *statePersister) initializeState(key sharePartitionKey, stateEpoch int32, startOffset int64) error {
+	req := kmsg.NewPtrInitializeShareGroupStateRequest()
+	req.GroupID = key.group
+	t := kmsg.NewInitializeShareGroupStateRequestTopic()
+	t.TopicID = key.topicID
+	pt := kmsg.NewInitializeShareGroupStateRequestTopicPartition()
+	pt.Partition, pt.StateEpoch, pt.StartOffset = key.partition, stateEpoch, startOffset
+	t.Partitions = append(t.Partitions, pt)
+	req.Topics = append(req.Topics, t)
+	return p.call(key, req, func(r kmsg.Response) error {
+		resp := r.(*kmsg.InitializeShareGroupStateResponse)
+		if len(resp.Topics) != 1 {
+			return kerr.UnknownServerError
+		}
+		ps := resp.Topics[0].Partitions
+		if len(ps) != 1 {
+			return kerr.UnknownServerError
+		}
+		return partitionErr(len(ps), ps[0].ErrorCode)
+	})
 }
 
-func (p *memSharePersister) writeState(key sharePartitionKey, w shareState) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	st := p.states[key]
-	if st == nil {
-		return kerr.UnknownTopicOrPartition
+func (p *statePersister) readState(key sharePartitionKey, leaderEpoch int32) (shareState, error) {
+	req := kmsg.NewPtrReadShareGroupStateRequest()
+	req.GroupID = key.group
+	t := kmsg.NewReadShareGroupStateRequestTopic()
+	t.TopicID = key.topicID
+	pt := kmsg.NewReadShareGroupStateRequestTopicPartition()
+	pt.Partition, pt.LeaderEpoch = key.partition, leaderEpoch
+	t.Partitions = append(t.Partitions, pt)
+	req.Topics = append(req.Topics, t)
+	var st shareState
+	err := p.call(key, req, func(r kmsg.Response) error {
+		resp := r.(*kmsg.ReadShareGroupStateResponse)
+		if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+			return kerr.UnknownServerError
+		}
+		rp := resp.Topics[0].Partitions[0]
+		if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
+			return err
+		}
+		st = shareState{stateEpoch: rp.StateEpoch, leaderEpoch: leaderEpoch, startOffset: rp.StartOffset}
+		for _, b := range rp.StateBatches {
+			st.batches = append(st.batches, shareStateBatch{first: b.FirstOffset, last: b.LastOffset, state: b.DeliveryState, count: b.DeliveryCount})
+		}
+		return nil
+	})
+	if errors.Is(err, kerr.UnknownTopicOrPartition) {
+		return shareState{leaderEpoch: -1, startOffset: -1}, nil // never initialized
 	}
-	if w.leaderEpoch < st.leaderEpoch {
-		return kerr.FencedLeaderEpoch
-	}
-	if w.stateEpoch < st.stateEpoch {
-		return kerr.FencedStateEpoch
-	}
-	if invariants.Enabled && p.violated != nil {
-		p.checkDoneLocked(key, w)
-	}
-	st.leaderEpoch = w.leaderEpoch
-	if w.startOffset > st.startOffset {
-		st.startOffset = w.startOffset
-	}
-	st.batches = mergeStateBatches(st.batches, w.batches, st.startOffset)
-	return nil
+	return st, err
 }
 
-func (p *memSharePersister) deleteState(key sharePartitionKey) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	delete(p.states, key)
-	delete(p.done, key)
-	return nil
+func (p *statePersister) writeState(key sharePartitionKey, w shareState) error {
+	req := kmsg.NewPtrWriteShareGroupStateRequest()
+	req.SetVersion(1)
+	req.GroupID = key.group
+	t := kmsg.NewWriteShareGroupStateRequestTopic()
+	t.TopicID = key.topicID
+	pt := kmsg.NewWriteShareGroupStateRequestTopicPartition()
+	pt.Partition, pt.StateEpoch, pt.LeaderEpoch, pt.StartOffset = key.partition, w.stateEpoch, w.leaderEpoch, w.startOffset
+	for _, b := range w.batches {
+		sb := kmsg.NewWriteShareGroupStateRequestTopicPartitionStateBatch()
+		sb.FirstOffset, sb.LastOffset, sb.DeliveryState, sb.DeliveryCount = b.first, b.last, b.state, b.count
+		pt.StateBatches = append(pt.StateBatches, sb)
+	}
+	t.Partitions = append(t.Partitions, pt)
+	req.Topics = append(req.Topics, t)
+	return p.call(key, req, func(r kmsg.Response) error {
+		resp := r.(*kmsg.WriteShareGroupStateResponse)
+		if len(resp.Topics) != 1 {
+			return kerr.UnknownServerError
+		}
+		ps := resp.Topics[0].Partitions
+		if len(ps) != 1 {
+			return kerr.UnknownServerError
+		}
+		return partitionErr(len(ps), ps[0].ErrorCode)
+	})
 }
 
-func (p *memSharePersister) readSummary(key sharePartitionKey) (int32, int64, int64, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	st := p.states[key]
-	if st == nil {
+// stateTopicExists reports whether this broker's metadata has
+// __share_group_state: without it no share-partition has a state, so a
+// delete or a summary needs no coordinator (and does not create the
+// topic).
+func (p *statePersister) stateTopicExists() bool {
+	p.b.mu.RLock()
+	defer p.b.mu.RUnlock()
+	return p.b.mu.state.Topics[shareStateTopic] != nil
+}
+
+func (p *statePersister) deleteState(key sharePartitionKey) error {
+	if !p.stateTopicExists() {
+		return nil
+	}
+	req := kmsg.NewPtrDeleteShareGroupStateRequest()
+	req.GroupID = key.group
+	t := kmsg.NewDeleteShareGroupStateRequestTopic()
+	t.TopicID = key.topicID
+	pt := kmsg.NewDeleteShareGroupStateRequestTopicPartition()
+	pt.Partition = key.partition
+	t.Partitions = append(t.Partitions, pt)
+	req.Topics = append(req.Topics, t)
+	return p.call(key, req, func(r kmsg.Response) error {
+		resp := r.(*kmsg.DeleteShareGroupStateResponse)
+		if len(resp.Topics) != 1 {
+			return kerr.UnknownServerError
+		}
+		ps := resp.Topics[0].Partitions
+		if len(ps) != 1 {
+			return kerr.UnknownServerError
+		}
+		return partitionErr(len(ps), ps[0].ErrorCode)
+	})
+}
+
+func (p *statePersister) readSummary(key sharePartitionKey) (int32, int64, int64, error) {
+	if !p.stateTopicExists() {
 		return 0, -1, 0, nil
 	}
-	var done int64
-	for _, b := range st.batches {
-		if b.state == recAcknowledged || b.state == recArchived {
-			done += b.last - b.first + 1
+	req := kmsg.NewPtrReadShareGroupStateSummaryRequest()
+	req.SetVersion(1)
+	req.GroupID = key.group
+	t := kmsg.NewReadShareGroupStateSummaryRequestTopic()
+	t.TopicID = key.topicID
+	pt := kmsg.NewReadShareGroupStateSummaryRequestTopicPartition()
+	pt.Partition, pt.LeaderEpoch = key.partition, -1
+	t.Partitions = append(t.Partitions, pt)
+	req.Topics = append(req.Topics, t)
+	var epoch int32
+	var start, done int64
+	err := p.call(key, req, func(r kmsg.Response) error {
+		resp := r.(*kmsg.ReadShareGroupStateSummaryResponse)
+		if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+			return kerr.UnknownServerError
 		}
-	}
-	return st.stateEpoch, st.startOffset, done, nil
+		rp := resp.Topics[0].Partitions[0]
+		if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
+			return err
+		}
+		epoch, start, done = rp.StateEpoch, rp.StartOffset, int64(rp.DeliveryCompleteCount)
+		return nil
+	})
+	return epoch, start, max(done, 0), err
 }
 
 // mergeStateBatches lays the newer batches over the older ones, as the

@@ -38,7 +38,7 @@ type shareSession struct {
 
 type shareManager struct {
 	b         *broker
-	persister sharePersister
+	persister *statePersister
 	mu        struct {
 		sync.Mutex
 		closed   bool
@@ -47,7 +47,7 @@ type shareManager struct {
 	}
 }
 
-func newShareManager(b *broker, p sharePersister) *shareManager {
+func newShareManager(b *broker, p *statePersister) *shareManager {
 	sm := &shareManager{b: b, persister: p}
 	sm.mu.parts = map[sharePartitionKey]*sharePartition{}
 	sm.mu.sessions = map[shareSessionKey]*shareSession{}

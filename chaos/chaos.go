@@ -25,7 +25,10 @@
 // group's committed offsets never went backwards; the group consumed every
 // acknowledged record. With Config.Transactions, read_committed returns
 // every committed transaction exactly once, no record of an aborted one,
-// and all or none of one whose commit was not answered. Last, every replica
+// and all or none of one whose commit was not answered. With Config.Share,
+// share consumers get every acknowledged record, accept each exactly once,
+// and none is delivered twice at one delivery count within one leader
+// epoch (share.go). Last, every replica
 // serves the same log: each is made leader in turn, with Kafka's admin
 // requests (a reassignment that reorders the replicas, a preferred
 // election), and the whole partition is read through it.
@@ -118,6 +121,12 @@ type Config struct {
 	// before the final check: e.g. to restart every broker and check
 	// what survives it. An error stops Run.
 	BeforeCheck func() error
+	// Share adds three share consumers (KIP-932) of the share group
+	// Topic+"-share" reading Topic, accepting everything; the check
+	// wants every acknowledged record delivered to them and accepted,
+	// and no record delivered twice at one delivery count within one
+	// leader epoch (share.go).
+	Share bool
 }
 
 func (cfg *Config) defaults() {
@@ -172,6 +181,10 @@ type Report struct {
 	// Config.Transactions); Committed had their commit acknowledged,
 	// Aborted were aborted; the rest ended with an unknown outcome.
 	Transactions, Committed, Aborted int
+	// ShareDelivered are the deliveries to the share consumers (with
+	// Config.Share); ShareRedelivered the records delivered more than
+	// once (in flight at a fault).
+	ShareDelivered, ShareRedelivered int
 	// Violations are the broken promises; empty when all held.
 	Violations []string
 }
@@ -191,6 +204,9 @@ func (r *Report) String() string {
 	fmt.Fprintf(&b, "chaos seed %d: %d sent, %d acknowledged, %d in the log, %d consumed; ", r.Seed, r.Sent, r.Acked, r.InLog, r.Consumed)
 	if r.Transactions > 0 {
 		fmt.Fprintf(&b, "%d transactions (%d committed, %d aborted, %d unknown); ", r.Transactions, r.Committed, r.Aborted, r.Transactions-r.Committed-r.Aborted)
+	}
+	if r.ShareDelivered > 0 {
+		fmt.Fprintf(&b, "%d share deliveries (%d records more than once); ", r.ShareDelivered, r.ShareRedelivered)
 	}
 	fmt.Fprintf(&b, "%d high watermark and %d committed offset samples; %d violations\n", r.HighWatermarkSamples, r.OffsetSamples, len(r.Violations))
 	for _, v := range r.Violations {
@@ -222,6 +238,7 @@ type run struct {
 		consumed    map[string]bool
 		txns        []txn
 	}
+	share shareState // Config.Share (share.go)
 }
 
 type hwKey struct {
@@ -288,6 +305,19 @@ func Run(ctx context.Context, c *kcluster.Cluster, cfg Config) (*Report, error) 
 		stopWorkload()
 		return report(), err
 	}
+	var shares []*kgo.Client
+	if cfg.Share {
+		if shares, err = r.startShare(wctx, &wg); err != nil {
+			stopWorkload()
+			cons.Close()
+			return report(), err
+		}
+		defer func() {
+			for _, cl := range shares {
+				cl.Close()
+			}
+		}()
+	}
 	wg.Add(3)
 	go func() { defer wg.Done(); r.produce(wctx, prod) }()
 	go func() { defer wg.Done(); r.consume(wctx, cons) }()
@@ -320,6 +350,9 @@ func Run(ctx context.Context, c *kcluster.Cluster, cfg Config) (*Report, error) 
 	wg.Wait()
 	r.drain(ctx, prod, cons)
 	cons.Close()
+	if cfg.Share {
+		r.drainShare(ctx, shares)
+	}
 	if cfg.BeforeCheck != nil {
 		r.logf("before the check")
 		if err := cfg.BeforeCheck(); err != nil {
@@ -329,6 +362,9 @@ func Run(ctx context.Context, c *kcluster.Cluster, cfg Config) (*Report, error) 
 	r.check(ctx)
 	if cfg.Transactions {
 		r.checkTxns(ctx)
+	}
+	if cfg.Share {
+		r.checkShare()
 	}
 	r.checkReplicasAgree(ctx)
 	rep := report()
@@ -459,6 +495,9 @@ func (r *run) record(fs kgo.Fetches) {
 // and no committed offset of the group went backwards.
 func (r *run) sample(ctx context.Context) {
 	_ = r.c.WaitFor(ctx, func(c *kcluster.Cluster) bool {
+		if r.cfg.Share {
+			r.sampleShareEpochs(c)
+		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		for p := range r.cfg.Partitions {

@@ -106,6 +106,23 @@ func TestRunTransactions(t *testing.T) {
 	}
 }
 
+// Share consumers (KIP-932) beside the group, under broker kills (the
+// share-partitions' leaders and the share coordinators among them), power
+// cuts, stops and cuts: every acknowledged record is accepted exactly
+// once, and none is delivered concurrently.
+func TestRunShareGroups(t *testing.T) {
+	for i, seed := range seeds(t, 16054023437037000253) {
+		t.Run(strconv.Itoa(i), func(t *testing.T) {
+			c := kcluster.Start(t, kcluster.Brokers(3))
+			rep := runChaos(t, c, chaos.Config{Seed: seed, Steps: 5, Share: true, Logf: t.Logf,
+				Faults: []chaos.Fault{chaos.Kill, chaos.PowerCut, chaos.Stop, chaos.Cut, chaos.Isolate}})
+			if rep.ShareDelivered == 0 {
+				t.Fatalf("the share consumers got nothing: %s", rep)
+			}
+		})
+	}
+}
+
 // A harness that checks nothing would pass any cluster: this one must
 // notice a lost acknowledged write. Cutting the power of every replica at
 // once loses what none of them had synced (as in Kafka); the check must

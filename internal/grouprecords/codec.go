@@ -1,5 +1,6 @@
 // Package grouprecords encodes and decodes the KIP-848 consumer-group
-// records of __consumer_offsets, which franz-go's kmsg does not have
+// and KIP-932 share-group records of __consumer_offsets, and the share
+// coordinator's records of __share_group_state (sharestate.go), which franz-go's kmsg does not have
 // (it has OffsetCommitKey/Value and GroupMetadataKey/Value). They are
 // written by hand from Kafka's schemas
 // (group-coordinator/src/main/resources/common/message/ConsumerGroup*.json)
