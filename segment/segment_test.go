@@ -446,6 +446,22 @@ func TestStoreIndexOpensWithTheFirstLog(t *testing.T) {
 	if _, err := s.OpenLog("t-0", LogOptions{}); err == nil {
 		t.Fatal("a log opened in a closed store")
 	}
+	// PrepareIndex opens it in the background; Close waits for that
+	// (goleak checks nothing is left running).
+	s, err = OpenStore(StoreOptions{FS: fs, Dir: "prepared"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.PrepareIndex()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s.PrepareIndex() // after Close: nothing
+	select {
+	case <-s.indexReady:
+	default:
+		t.Fatal("Close returned before the index open it waited for")
+	}
 	s, l := openTest(t, fs, LogOptions{})
 	fill(t, l, 3)
 	if err := l.CheckpointHighWatermark(9); err != nil {

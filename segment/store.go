@@ -76,6 +76,7 @@ type Store struct {
 	indexOnce  sync.Once
 	indexErr   error
 	indexReady chan struct{}
+	bg         sync.WaitGroup // PrepareIndex's open
 	log        *slog.Logger
 	// invariant is StoreOptions.Invariant.
 	invariant func(string)
@@ -155,6 +156,18 @@ func (s *Store) waitIndex() error {
 	return s.indexErr
 }
 
+// PrepareIndex starts opening the index in the background if nothing has
+// opened it yet, so that the first log does not wait for it. Close waits
+// for it.
+func (s *Store) PrepareIndex() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.closed {
+		return
+	}
+	s.bg.Go(func() { s.waitIndex() })
+}
+
 // errIndexNotOpened is waitIndex's error after Close of a store whose
 // index was never opened.
 var errIndexNotOpened = errors.New("segment: store closed before its index was opened")
@@ -174,6 +187,7 @@ func (s *Store) Close() error {
 	for _, l := range logs {
 		errs = append(errs, l.Close())
 	}
+	s.bg.Wait()
 	// An index never opened stays so: nothing of it is on disk.
 	s.indexOnce.Do(func() {
 		s.indexErr = errIndexNotOpened
