@@ -111,10 +111,10 @@ func OpenStore(opts StoreOptions) (*Store, error) {
 	}
 	s := &Store{fs: opts.FS, dir: opts.Dir, log: lg, invariant: opts.Invariant, indexReady: make(chan struct{})}
 	// A new store's index (an empty pebble DB, about 0.3 ms of CPU to
-	// create) opens when the first log needs it (waitIndex): a broker
-	// that leads nothing never pays for it, and a starting cluster's
-	// registrations and heartbeats do not share the CPU with it. An
-	// existing one opens now, so a broker coming back finds its logs and
+	// create) opens when the first log needs it (waitIndex), or in the
+	// background once the owner asks (PrepareIndex), so that it need not
+	// share the CPU with a starting broker's registration. An existing
+	// one opens now, so a broker coming back finds its logs and
 	// a failure to open says so here.
 	s.indexPath = opts.FS.PathJoin(opts.Dir, "index")
 	if _, err := opts.FS.Stat(s.indexPath); err == nil {
