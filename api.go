@@ -86,7 +86,7 @@ func apiKeys() []kmsg.ApiVersionsResponseApiKey {
 
 func (b *broker) handleApiVersions(req *kmsg.ApiVersionsRequest, r *request) (*kmsg.ApiVersionsResponse, error) {
 	resp := req.ResponseKind().(*kmsg.ApiVersionsResponse)
-	resp.ApiKeys = apiKeys()
+	resp.ApiKeys = slices.Clone(b.apiKeys) // an interceptor may change the response
 	resp.FinalizedFeaturesEpoch = -1
 	if req.Version < 3 {
 		return resp, nil
@@ -128,7 +128,7 @@ func (b *broker) apiVersionsUnsupported() kmsg.Response {
 	resp := kmsg.NewPtrApiVersionsResponse()
 	resp.SetVersion(0)
 	resp.ErrorCode = kerr.UnsupportedVersion.Code
-	for _, k := range apiKeys() {
+	for _, k := range b.apiKeys {
 		if k.ApiKey == apiVersionsKey {
 			resp.ApiKeys = append(resp.ApiKeys, k)
 		}

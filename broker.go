@@ -86,6 +86,9 @@ type broker struct {
 		next, end int64
 	}
 	waiting atomic.Value // string: what close is waiting on
+	// apiKeys is ApiVersions' table of keys and versions, built once
+	// from the handler registry (fixed after init).
+	apiKeys []kmsg.ApiVersionsResponseApiKey
 
 	// groups is the group coordinator (group_coordinator.go).
 	groups *groupCoordinator
@@ -110,12 +113,13 @@ type tpKey struct {
 func newBroker(c *Cluster, id int32, addr string) (*broker, error) {
 	ctx, cancel := context.WithCancel(c.ctx)
 	b := &broker{
-		id:     id,
-		c:      c,
-		cfg:    &c.cfg.broker,
-		log:    c.cfg.logger.With("broker", id),
-		ctx:    ctx,
-		cancel: cancel,
+		id:      id,
+		c:       c,
+		cfg:     &c.cfg.broker,
+		log:     c.cfg.logger.With("broker", id),
+		ctx:     ctx,
+		cancel:  cancel,
+		apiKeys: apiKeys(),
 	}
 	b.mu.state = metadata.NewState()
 	b.mu.replicas = make(map[tpKey]*partition)

@@ -211,6 +211,12 @@ func New(opts ...Option) (*Cluster, error) {
 			return nil, fmt.Errorf("kcluster: broker %d did not become ready: %w", b.id, err)
 		}
 	}
+	// Ready: the brokers' indexes (opened with their first logs) open
+	// now, in the background, while the caller connects its clients,
+	// rather than while the brokers register or with the first topic.
+	for _, b := range c.running() {
+		b.store.PrepareIndex()
+	}
 	return c, nil
 }
 

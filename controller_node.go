@@ -174,9 +174,12 @@ func encodeMetadataBatch(es []metadata.Entry) ([]byte, error) {
 	var recs []byte
 	base := es[0].Offset
 	for _, e := range es {
-		v, err := metadata.EncodeRecord(e.Record)
-		if err != nil {
-			return nil, err
+		v := e.Raw
+		if v == nil {
+			var err error
+			if v, err = metadata.EncodeRecord(e.Record); err != nil {
+				return nil, err
+			}
 		}
 		r := kmsg.Record{OffsetDelta: int32(e.Offset - base), Value: v}
 		r.Length = int32(len(r.AppendTo(nil)) - 1)

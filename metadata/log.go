@@ -9,11 +9,15 @@ import (
 )
 
 // Entry is one record of the log at its offset. Size is the length of
-// the record's wire form, what the snapshot triggers count.
+// the record's wire form, what the snapshot triggers count. Raw is that
+// wire form (EncodeRecord's bytes) where the log keeps it, so that serving
+// the record to every broker does not encode it again; nil where it does
+// not. Readers must not change it.
 type Entry struct {
 	Offset int64
 	Record Record
 	Size   int
+	Raw    []byte
 }
 
 // ErrLogClosed is returned by Log methods after Close.
@@ -69,16 +73,16 @@ type committed struct {
 
 func (c *committed) init() { c.mu.changed = make(chan struct{}) }
 
-// add appends records (sizes[i] is recs[i]'s wire size) and returns the
+// add appends records (raws[i] is recs[i]'s wire form) and returns the
 // offset of the last one.
-func (c *committed) add(recs []Record, sizes []int) (int64, error) {
+func (c *committed) add(recs []Record, raws [][]byte) (int64, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.mu.closed {
 		return 0, ErrLogClosed
 	}
 	for i, r := range recs {
-		c.mu.entries = append(c.mu.entries, Entry{Offset: c.mu.start + int64(len(c.mu.entries)), Record: r, Size: sizes[i]})
+		c.mu.entries = append(c.mu.entries, Entry{Offset: c.mu.start + int64(len(c.mu.entries)), Record: r, Size: len(raws[i]), Raw: raws[i]})
 	}
 	c.wakeLocked()
 	return c.endLocked() - 1, nil
@@ -204,15 +208,15 @@ func NewMemLog() *MemLog {
 
 // Append implements Log.
 func (l *MemLog) Append(_ context.Context, recs ...Record) (int64, error) {
-	sizes := make([]int, len(recs))
+	raws := make([][]byte, len(recs))
 	for i, r := range recs {
 		b, err := EncodeRecord(r)
 		if err != nil {
 			return 0, err
 		}
-		sizes[i] = len(b)
+		raws[i] = b
 	}
-	return l.add(recs, sizes)
+	return l.add(recs, raws)
 }
 
 // Compact implements Log: the snapshot replaces the records it covers at

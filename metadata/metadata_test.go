@@ -1,7 +1,9 @@
 package metadata
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
@@ -186,6 +188,52 @@ func TestRecordCodecRoundTrip(t *testing.T) {
 	}
 	if _, err := DecodeRecord([]byte(`{"type":"Nope","data":{}}`)); err == nil {
 		t.Fatal("unknown record type decoded")
+	}
+	recs = append(recs, &ClientQuota{}, &AccessControlEntry{}, &RemoveAccessControlEntry{}, &ScramCredential{},
+		&RemoveScramCredential{}, &FeatureLevelRecord{Name: "metadata.version", FeatureLevel: 27})
+	for _, r := range recs {
+		// EncodeRecord writes the envelope itself: the bytes must be
+		// encoding/json's, so logs and snapshots written before read the
+		// same.
+		b, err := EncodeRecord(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := json.Marshal(envelope{Type: r.recordType(), Data: data})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(b, want) {
+			t.Fatalf("EncodeRecord(%T) = %s, encoding/json writes %s", r, b, want)
+		}
+		// Any other form of the envelope still decodes, to the same record.
+		others := []string{
+			fmt.Sprintf(`{"data":%s,"type":%q}`, data, r.recordType()),
+			fmt.Sprintf(`{ "type" : %q , "data" : %s }`, r.recordType(), data),
+			fmt.Sprintf(`{"type":%q,"data":%s,"more":1}`, r.recordType(), data),
+		}
+		for _, o := range others {
+			got, err := DecodeRecord([]byte(o))
+			if err != nil {
+				t.Fatalf("decoding %s: %v", o, err)
+			}
+			if deref(got) != string(want) {
+				t.Fatalf("decoding %s gave %s", o, deref(got))
+			}
+		}
+	}
+	for _, bad := range []string{`{"type":"FenceBroker","data":}`, `{"type":"FenceBroker","data":{"ID":1}`, `{"type":"FenceBroker","data":{}}}`} {
+		if _, err := DecodeRecord([]byte(bad)); err == nil {
+			t.Fatalf("decoded %s", bad)
+		}
+	}
+	// An escape in the type name is encoding/json's to read.
+	if r, err := DecodeRecord([]byte(`{"type":"Fence\u0042roker","data":{"ID":7}}`)); err != nil || r.(*FenceBroker).ID != 7 {
+		t.Fatalf("escaped type: %v, %v", r, err)
 	}
 }
 

@@ -568,16 +568,16 @@ func (l *RaftLog) apply(rd raft.Ready) error {
 			return fmt.Errorf("metadata: raft entry %d: %w", e.GetIndex(), err)
 		}
 		recs := make([]Record, len(pl.Records))
-		sizes := make([]int, len(pl.Records))
+		raws := make([][]byte, len(pl.Records))
 		for i, raw := range pl.Records {
 			var err error
 			if recs[i], err = DecodeRecord(raw); err != nil {
 				l.mu.Unlock()
 				return fmt.Errorf("metadata: raft entry %d: %w", e.GetIndex(), err)
 			}
-			sizes[i] = len(raw)
+			raws[i] = raw
 		}
-		last, err := l.add(recs, sizes)
+		last, err := l.add(recs, raws)
 		if err != nil {
 			l.mu.Unlock()
 			return err

@@ -427,11 +427,11 @@ func TestAppendFollowerAcrossCompactionGaps(t *testing.T) {
 	}
 }
 
-// A new store's index opens in the background: a store closed before any
-// log is opened leaves nothing running, a log opened at once waits for the
-// index, and a store opened again on the same files finds its logs (its
-// index opens before OpenStore returns).
-func TestStoreIndexOpensInTheBackground(t *testing.T) {
+// A new store's index opens with its first log: a store closed before any
+// log is opened has no index on its files and leaves nothing running, and
+// a store opened again on the same files finds its logs (its index opens
+// before OpenStore returns).
+func TestStoreIndexOpensWithTheFirstLog(t *testing.T) {
 	fs := vfs.NewMem()
 	s, err := OpenStore(StoreOptions{FS: fs, Dir: "fresh"})
 	if err != nil {
@@ -439,6 +439,28 @@ func TestStoreIndexOpensInTheBackground(t *testing.T) {
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := fs.Stat(fs.PathJoin("fresh", "index")); err == nil {
+		t.Fatal("a store closed before its first log created an index")
+	}
+	if _, err := s.OpenLog("t-0", LogOptions{}); err == nil {
+		t.Fatal("a log opened in a closed store")
+	}
+	// PrepareIndex opens it in the background; Close waits for that
+	// (goleak checks nothing is left running).
+	s, err = OpenStore(StoreOptions{FS: fs, Dir: "prepared"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.PrepareIndex()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s.PrepareIndex() // after Close: nothing
+	select {
+	case <-s.indexReady:
+	default:
+		t.Fatal("Close returned before the index open it waited for")
 	}
 	s, l := openTest(t, fs, LogOptions{})
 	fill(t, l, 3)

@@ -68,11 +68,15 @@ type StoreOptions struct {
 type Store struct {
 	fs  vfs.FS
 	dir string
-	// db is the index; it is set before indexReady is closed, and read
-	// only after (a Log exists only once it is, see waitIndex).
+	// db is the index, opened at the first waitIndex (indexOnce); it is
+	// set before indexReady is closed, and read only after (a Log exists
+	// only once it is).
 	db         *pebble.DB
+	indexPath  string
+	indexOnce  sync.Once
 	indexErr   error
 	indexReady chan struct{}
+	bg         sync.WaitGroup // PrepareIndex's open
 	log        *slog.Logger
 	// invariant is StoreOptions.Invariant.
 	invariant func(string)
@@ -107,18 +111,16 @@ func OpenStore(opts StoreOptions) (*Store, error) {
 	}
 	s := &Store{fs: opts.FS, dir: opts.Dir, log: lg, invariant: opts.Invariant, indexReady: make(chan struct{})}
 	// A new store's index (an empty pebble DB, about 0.3 ms of CPU to
-	// create) opens in the background: nothing needs it before the
-	// first log, and a broker has registration and heartbeat round trips
-	// to wait for meanwhile. An existing one opens now, so a broker
-	// coming back finds its logs and a failure to open says so here.
-	index := opts.FS.PathJoin(opts.Dir, "index")
-	if _, err := opts.FS.Stat(index); err == nil {
-		s.openIndex(index)
-		if s.indexErr != nil {
-			return nil, s.indexErr
+	// create) opens when the first log needs it (waitIndex), or in the
+	// background once the owner asks (PrepareIndex), so that it need not
+	// share the CPU with a starting broker's registration. An existing
+	// one opens now, so a broker coming back finds its logs and
+	// a failure to open says so here.
+	s.indexPath = opts.FS.PathJoin(opts.Dir, "index")
+	if _, err := opts.FS.Stat(s.indexPath); err == nil {
+		if err := s.waitIndex(); err != nil {
+			return nil, err
 		}
-	} else {
-		go s.openIndex(index)
 	}
 	s.wbufs.New = func() any { return new([]byte) }
 	s.mu.logs = make(map[string]*Log)
@@ -146,12 +148,29 @@ func (s *Store) openIndex(path string) {
 	s.db = db
 }
 
-// waitIndex waits until the index is open, and returns the error that
-// kept it from opening.
+// waitIndex opens the index if it is not open yet, or waits for the
+// caller opening it, and returns the error that kept it from opening.
 func (s *Store) waitIndex() error {
+	s.indexOnce.Do(func() { s.openIndex(s.indexPath) })
 	<-s.indexReady
 	return s.indexErr
 }
+
+// PrepareIndex starts opening the index in the background if nothing has
+// opened it yet, so that the first log does not wait for it. Close waits
+// for it.
+func (s *Store) PrepareIndex() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.closed {
+		return
+	}
+	s.bg.Go(func() { s.waitIndex() })
+}
+
+// errIndexNotOpened is waitIndex's error after Close of a store whose
+// index was never opened.
+var errIndexNotOpened = errors.New("segment: store closed before its index was opened")
 
 // Close closes every open log and the index.
 func (s *Store) Close() error {
@@ -168,6 +187,12 @@ func (s *Store) Close() error {
 	for _, l := range logs {
 		errs = append(errs, l.Close())
 	}
+	s.bg.Wait()
+	// An index never opened stays so: nothing of it is on disk.
+	s.indexOnce.Do(func() {
+		s.indexErr = errIndexNotOpened
+		close(s.indexReady)
+	})
 	if s.waitIndex() == nil {
 		errs = append(errs, s.db.Close())
 	}
