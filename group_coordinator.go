@@ -283,7 +283,7 @@ func (gc *groupCoordinator) tick(now time.Time) time.Time {
 			}
 		})
 	}
-	return next
+	return earliest(next, gc.initializeShareStates(now))
 }
 
 // expireOffsets removes expired offsets (KIP-211): those of a group that
