@@ -88,7 +88,7 @@ func initShareGroup(t *testing.T, c *Cluster, group, topic string, partitions in
 	if ShareGroupInitialized(group, topic, partitions)(c) {
 		return
 	}
-	cl, _ := coordinatorClient(t, c, group, 1, -1)
+	cl, _ := coordinatorClient(t, c, group, c.running()[0].id, -1)
 	r := sgBeat(t, cl, group, "initializer", 0, topic)
 	if r.ErrorCode != 0 {
 		t.Fatalf("joining %s: %v", group, kerr.ErrorForCode(r.ErrorCode))
