@@ -104,6 +104,9 @@ type groupShard struct {
 	// txnOffsets are transactional offset commits awaiting their
 	// transaction's marker, by producer id (txn_offsets.go).
 	txnOffsets map[int64][]txnOffset
+	// initInFlight are the share groups whose share-partitions are being
+	// initialized (group_share_init.go).
+	initInFlight map[string]bool
 	// names maps topic ids to names while the shard loads (consumer
 	// group assignments are written by topic id).
 	names map[[16]byte]string

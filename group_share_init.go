@@ -9,13 +9,14 @@ package kcluster
 //  1. A heartbeat finds the partitions of the subscribed topics the group
 //     has neither initialized nor is initializing, and writes them as
 //     initializing with the rest of the heartbeat's records.
-//  2. The coordinator's goroutine (groupCoordinator.tick) then sends the
-//     share coordinator InitializeShareGroupState for each, at the group
-//     epoch as state epoch and start offset -1 (uninitialized): the
-//     share-partition's leader resolves share.auto.offset.reset when it
-//     first loads it. Each partition initialized moves to initialized;
-//     one that failed leaves the initializing set, for a later heartbeat
-//     to try again (Kafka's uninitializeShareGroupState).
+//  2. The coordinator's goroutine (groupCoordinator.tick) then starts a
+//     goroutine for the group, which sends the share coordinator
+//     InitializeShareGroupState for each, at the group epoch as state
+//     epoch and start offset -1 (uninitialized): the share-partition's
+//     leader resolves share.auto.offset.reset when it first loads it.
+//     Each partition initialized moves to initialized; one that failed
+//     (and those after it) leaves the initializing set, for a later
+//     heartbeat to try again (Kafka's uninitializeShareGroupState).
 //  3. Only initialized partitions are assigned (assignShareLocked). The
 //     next heartbeat sees initialized partitions outside the target and
 //     bumps the group epoch, so the members get them.
@@ -89,78 +90,85 @@ func (gs *groupShard) maybeInitializeShareLocked(sg *shareGroup) {
 	}
 }
 
-// shareInit is one group's initialization in flight.
-type shareInit struct {
-	c     *coordinatorContext[*groupShard]
-	group string
-	epoch int32
-	parts map[string][]int32
-	ids   map[string][16]byte
-}
-
 // initializeShareStates does step 2 for every group with partitions
-// initializing, with no shard locked while the share coordinator is asked.
-// It returns when it should run again (zero: when a heartbeat asks).
-func (gc *groupCoordinator) initializeShareStates(now time.Time) time.Time {
-	var work []shareInit
+// initializing and no initialization in flight: one goroutine a group
+// (counted in the broker's WaitGroup, ended by its context), so a share
+// coordinator that does not answer holds up no other group and none of
+// the coordinator's deadlines. It returns zero: what it starts kicks run
+// when done.
+func (gc *groupCoordinator) initializeShareStates(time.Time) time.Time {
 	for _, c := range gc.rt.contexts() {
 		c.locked(func(gs *groupShard) {
 			for _, name := range sortedKeys(gs.groups) {
 				g := gs.groups[name]
-				if g.sg == nil || len(g.sg.initializing) == 0 {
+				if g.sg == nil || len(g.sg.initializing) == 0 || gs.initInFlight[name] {
 					continue
 				}
-				work = append(work, shareInit{c: c, group: name, epoch: g.sg.epoch, parts: cloneAssignment(g.sg.initializing), ids: gs.topicIDs()})
+				if gs.initInFlight == nil {
+					gs.initInFlight = map[string]bool{}
+				}
+				gs.initInFlight[name] = true
+				parts, ids, epoch := cloneAssignment(g.sg.initializing), gs.topicIDs(), g.sg.epoch
+				gc.b.wg.Add(1)
+				go func() {
+					defer gc.b.wg.Done()
+					gc.initializeGroup(c, name, epoch, parts, ids)
+				}()
 			}
 		})
 	}
-	var next time.Time
-	for _, w := range work {
-		done := map[string][]int32{}
-		for _, t := range sortedKeys(w.parts) {
-			id, ok := w.ids[t]
-			if !ok {
-				continue
+	return time.Time{}
+}
+
+// initializeGroup initializes one group's partitions at the share
+// coordinator, then records the outcome in the group: initialized, or
+// (failed, or not tried after a failure) no longer initializing.
+func (gc *groupCoordinator) initializeGroup(c *coordinatorContext[*groupShard], group string, epoch int32, parts map[string][]int32, ids map[string][16]byte) {
+	done := map[string][]int32{}
+	var failed error
+	for _, t := range sortedKeys(parts) {
+		id, ok := ids[t]
+		if !ok {
+			continue
+		}
+		for _, p := range parts[t] {
+			if failed != nil {
+				break
 			}
-			for _, p := range w.parts[t] {
-				if err := gc.b.shares.persister.initializeState(sharePartitionKey{w.group, id, p}, w.epoch, -1); err != nil {
-					gc.b.log.Debug("initializing share-partition", "group", w.group, "topic", t, "partition", p, "err", err)
+			if failed = gc.b.shares.persister.initializeState(sharePartitionKey{group, id, p}, epoch, -1); failed != nil {
+				gc.b.log.Debug("initializing share-partition", "group", group, "topic", t, "partition", p, "err", failed)
+				break
+			}
+			done[t] = append(done[t], p)
+		}
+	}
+	c.locked(func(gs *groupShard) {
+		delete(gs.initInFlight, group)
+		g := gs.groups[group]
+		if g == nil || g.sg == nil {
+			return
+		}
+		before := g.sg.clone()
+		sg := g.sg
+		for t, ps := range parts {
+			for _, p := range ps {
+				if !slices.Contains(sg.initializing[t], p) {
 					continue
 				}
-				done[t] = append(done[t], p)
+				sg.initializing[t] = slices.DeleteFunc(sg.initializing[t], func(q int32) bool { return q == p })
+				if len(sg.initializing[t]) == 0 {
+					delete(sg.initializing, t)
+				}
+				if slices.Contains(done[t], p) && !slices.Contains(sg.initialized[t], p) {
+					sg.initialized[t] = append(sg.initialized[t], p)
+					slices.Sort(sg.initialized[t])
+				}
 			}
 		}
-		w.c.locked(func(gs *groupShard) {
-			g := gs.groups[w.group]
-			if g == nil || g.sg == nil {
-				return
-			}
-			before := g.sg.clone()
-			sg := g.sg
-			for t, ps := range w.parts {
-				for _, p := range ps {
-					if !slices.Contains(sg.initializing[t], p) {
-						continue
-					}
-					sg.initializing[t] = slices.DeleteFunc(sg.initializing[t], func(q int32) bool { return q == p })
-					if len(sg.initializing[t]) == 0 {
-						delete(sg.initializing, t)
-					}
-					if slices.Contains(done[t], p) && !slices.Contains(sg.initialized[t], p) {
-						sg.initialized[t] = append(sg.initialized[t], p)
-						slices.Sort(sg.initialized[t])
-					}
-				}
-			}
-			if err := gs.writeLocked(shareGroupRecords(w.group, before, sg, gs.topicIDs())); err != nil {
-				g.sg = before
-				gs.gc.b.log.Debug("recording share-partition initialization", "group", w.group, "err", err)
-				next = now.Add(100 * time.Millisecond)
-			}
-		})
-	}
-	if len(work) > 0 {
-		gc.b.c.notifyEvent()
-	}
-	return next
+		if err := gs.writeLocked(shareGroupRecords(group, before, sg, gs.topicIDs())); err != nil {
+			g.sg = before // still initializing: the next kick tries again
+			gs.gc.b.log.Debug("recording share-partition initialization", "group", group, "err", err)
+		}
+	})
+	gc.b.c.notifyEvent()
 }
