@@ -310,12 +310,14 @@ func (gc *groupCoordinator) expireOffsets(now time.Time) (next time.Time) {
 						}
 					}
 				}
-				deleteGroup := len(expired) == g.numOffsets() && g.isEmptyState()
+				// A share group never expires (Kafka's
+				// ShareGroup.shouldExpire): its share-partitions'
+				// state outlives its members, and only DeleteGroups
+				// deletes it with them.
+				deleteGroup := len(expired) == g.numOffsets() && g.isEmptyState() && g.sg == nil
 				switch {
 				case deleteGroup && g.cg != nil:
 					recs = append(recs, consumerGroupTombstones(name, g.cg)...)
-				case deleteGroup && g.sg != nil:
-					recs = append(recs, shareGroupTombstones(name, g.sg)...)
 				case deleteGroup && g.protocolType != "":
 					recs = append(recs, groupTombstone(name))
 				}
