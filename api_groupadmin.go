@@ -141,11 +141,14 @@ func (b *broker) handleDeleteGroups(req *kmsg.DeleteGroupsRequest, r *request) (
 			if g.sg != nil {
 				// A share group's share-partition state goes with
 				// it, as Kafka's coordinator deletes it through the
-				// persister.
+				// persister: those initialized, and those it may be
+				// initializing.
 				ids := gs.topicIDs()
-				for t, ps := range g.sg.initialized {
-					for _, p := range ps {
-						b.shares.persister.deleteState(sharePartitionKey{name, ids[t], p})
+				for _, set := range []map[string][]int32{g.sg.initialized, g.sg.initializing} {
+					for t, ps := range set {
+						for _, p := range ps {
+							b.shares.persister.deleteState(sharePartitionKey{name, ids[t], p})
+						}
 					}
 				}
 			}

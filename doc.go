@@ -92,8 +92,10 @@
 //     (GroupCoordinatorRecordHelpers) in group_consumer_records.go and
 //     internal/grouprecords).
 //     Share groups (KIP-932) on the same shards: group_share.go (their
-//     members, epochs and the SimpleAssignor), group_share_records.go
-//     (their records in __consumer_offsets), api_sharegroup.go,
+//     members and epochs), group_share_assign.go (the SimpleAssignor),
+//     group_share_init.go (the initialization of their share-partitions,
+//     ShareGroupStatePartitionMetadata), group_share_records.go (their
+//     records in __consumer_offsets), api_sharegroup.go,
 //     api_sharegroupoffsets.go.
 //     TransactionCoordinator shards: txn_coordinator.go, txn_markers.go
 //     (TransactionMarkerChannelManager), txn_offsets.go; a partition
@@ -109,7 +111,8 @@
 //     RPCs (InitializeShareGroupState, ReadShareGroupState,
 //     WriteShareGroupState, DeleteShareGroupState,
 //     ReadShareGroupStateSummary): api_sharestate.go; its records
-//     (ShareSnapshot, ShareUpdate): internal/grouprecords/sharestate.go.
+//     (ShareSnapshot, ShareUpdate): internal/grouprecords/sharestate.go;
+//     its record pruning (ShareCoordinatorOffsetsManager): share_prune.go.
 //   - QuorumController and the metadata image: package metadata (its
 //     PartitionChangeBuilder, with KIP-966's eligible leader replicas:
 //     metadata/partition_change.go);

@@ -104,6 +104,9 @@ type groupShard struct {
 	// txnOffsets are transactional offset commits awaiting their
 	// transaction's marker, by producer id (txn_offsets.go).
 	txnOffsets map[int64][]txnOffset
+	// initInFlight are the share groups whose share-partitions are being
+	// initialized (group_share_init.go).
+	initInFlight map[string]bool
 	// names maps topic ids to names while the shard loads (consumer
 	// group assignments are written by topic id).
 	names map[[16]byte]string
@@ -283,7 +286,7 @@ func (gc *groupCoordinator) tick(now time.Time) time.Time {
 			}
 		})
 	}
-	return next
+	return earliest(next, gc.initializeShareStates(now))
 }
 
 // expireOffsets removes expired offsets (KIP-211): those of a group that
@@ -307,12 +310,14 @@ func (gc *groupCoordinator) expireOffsets(now time.Time) (next time.Time) {
 						}
 					}
 				}
-				deleteGroup := len(expired) == g.numOffsets() && g.isEmptyState()
+				// A share group never expires (Kafka's
+				// ShareGroup.shouldExpire): its share-partitions'
+				// state outlives its members, and only DeleteGroups
+				// deletes it with them.
+				deleteGroup := len(expired) == g.numOffsets() && g.isEmptyState() && g.sg == nil
 				switch {
 				case deleteGroup && g.cg != nil:
 					recs = append(recs, consumerGroupTombstones(name, g.cg)...)
-				case deleteGroup && g.sg != nil:
-					recs = append(recs, shareGroupTombstones(name, g.sg)...)
 				case deleteGroup && g.protocolType != "":
 					recs = append(recs, groupTombstone(name))
 				}

@@ -37,8 +37,10 @@ type shareGroup struct {
 	members         map[string]*sgMember
 	target          map[string]map[string][]int32 // member → topic → partitions
 	// initialized are the partitions whose share-partition state the
-	// group has initialized, by topic name (ShareGroupStatePartitionMetadata).
-	initialized map[string][]int32
+	// group has initialized, by topic name; initializing, those it has
+	// asked the share coordinator to initialize and not yet heard back
+	// of (ShareGroupStatePartitionMetadata, group_share_init.go).
+	initialized, initializing map[string][]int32
 }
 
 type sgMember struct {
@@ -52,7 +54,7 @@ type sgMember struct {
 }
 
 func newShareGroup() *shareGroup {
-	return &shareGroup{state: stateEmpty, members: map[string]*sgMember{}, target: map[string]map[string][]int32{}, initialized: map[string][]int32{}}
+	return &shareGroup{state: stateEmpty, members: map[string]*sgMember{}, target: map[string]map[string][]int32{}, initialized: map[string][]int32{}, initializing: map[string][]int32{}}
 }
 
 func (sg *shareGroup) clone() *shareGroup {
@@ -69,6 +71,7 @@ func (sg *shareGroup) clone() *shareGroup {
 		c.target[id] = cloneAssignment(a)
 	}
 	c.initialized = cloneAssignment(sg.initialized)
+	c.initializing = cloneAssignment(sg.initializing)
 	return &c
 }
 
@@ -198,6 +201,11 @@ func (gs *groupShard) shareHeartbeatChangeLocked(req *kmsg.ShareGroupHeartbeatRe
 		sg.metadataHash = h
 		bump = true
 	}
+	// Partitions initialized since the target was computed join it at a
+	// new group epoch (Kafka's initializedAssignmentPending).
+	if gs.initializedUnassignedLocked(sg) {
+		bump = true
+	}
 	if bump {
 		sg.epoch++
 		gs.assignShareLocked(sg)
@@ -208,6 +216,7 @@ func (gs *groupShard) shareHeartbeatChangeLocked(req *kmsg.ShareGroupHeartbeatRe
 		m.assigned = cloneAssignment(sg.target[m.id])
 		full = true
 	}
+	gs.maybeInitializeShareLocked(sg)
 	g.updateShareStateLocked(now)
 	resp := kmsg.NewPtrShareGroupHeartbeatResponse()
 	resp.MemberID, resp.MemberEpoch = kmsg.StringPtr(m.id), m.epoch

@@ -9,8 +9,7 @@ package kcluster
 // member's epoch and partitions) and ShareGroupStatePartitionMetadata (the
 // partitions whose share state the group initialized). A change is written
 // as the records that differ; a member that leaves, or a group deleted, is
-// tombstoned. Also the simple assignor (Kafka's SimpleAssignor for share
-// groups) and the records' replay.
+// tombstoned. Also the records' replay.
 
 import (
 	"slices"
@@ -49,7 +48,7 @@ func shareGroupRecords(group string, before, after *shareGroup, ids map[string][
 		return shareGroupTombstones(group, before)
 	}
 	if before == nil {
-		before = &shareGroup{members: map[string]*sgMember{}, target: map[string]map[string][]int32{}, initialized: map[string][]int32{}, epoch: -1}
+		before = &shareGroup{members: map[string]*sgMember{}, target: map[string]map[string][]int32{}, initialized: map[string][]int32{}, initializing: map[string][]int32{}, epoch: -1}
 	}
 	var recs []kmsg.Record
 	for _, id := range sortedKeys(after.members) {
@@ -71,14 +70,9 @@ func shareGroupRecords(group string, before, after *shareGroup, ids map[string][
 		v := grouprecords.ShareGroupMetadataValue{Epoch: after.epoch, MetadataHash: after.metadataHash}
 		recs = append(recs, kmsg.Record{Key: sgKey(grouprecords.TypeShareGroupMetadata, group, ""), Value: v.AppendTo(nil)})
 	}
-	if !equalInitialized(after.initialized, before.initialized) {
-		v := grouprecords.ShareGroupStatePartitionMetadataValue{DeletingTopics: []grouprecords.ShareTopic{}}
-		v.InitializedTopics = []grouprecords.ShareTopicPartitions{}
-		for _, t := range sortedKeys(after.initialized) {
-			if id, ok := ids[t]; ok {
-				v.InitializedTopics = append(v.InitializedTopics, grouprecords.ShareTopicPartitions{TopicID: id, TopicName: t, Partitions: slices.Clone(after.initialized[t])})
-			}
-		}
+	if !equalInitialized(after.initialized, before.initialized) || !equalInitialized(after.initializing, before.initializing) {
+		v := grouprecords.ShareGroupStatePartitionMetadataValue{DeletingTopics: []grouprecords.ShareTopic{},
+			InitializingTopics: topicPartitionsInfo(after.initializing, ids), InitializedTopics: topicPartitionsInfo(after.initialized, ids)}
 		recs = append(recs, kmsg.Record{Key: sgKey(grouprecords.TypeShareGroupStatePartitionMetadata, group, ""), Value: v.AppendTo(nil)})
 	}
 	if after.assignmentEpoch != before.assignmentEpoch {
@@ -102,6 +96,16 @@ func shareGroupRecords(group string, before, after *shareGroup, ids map[string][
 		recs = append(recs, kmsg.Record{Key: sgKey(grouprecords.TypeShareGroupCurrentMemberAssignment, group, id), Value: v.AppendTo(nil)})
 	}
 	return recs
+}
+
+func topicPartitionsInfo(a map[string][]int32, ids map[string][16]byte) []grouprecords.ShareTopicPartitions {
+	out := []grouprecords.ShareTopicPartitions{}
+	for _, t := range sortedKeys(a) {
+		if id, ok := ids[t]; ok && len(a[t]) > 0 {
+			out = append(out, grouprecords.ShareTopicPartitions{TopicID: id, TopicName: t, Partitions: slices.Clone(a[t])})
+		}
+	}
+	return out
 }
 
 func sameStringPtr(a, b *string) bool {
@@ -156,7 +160,7 @@ func (gs *groupShard) replayShareRecord(key, value []byte) {
 		case grouprecords.TypeShareGroupTargetAssignmentMember:
 			delete(sg.target, k.MemberID)
 		case grouprecords.TypeShareGroupStatePartitionMetadata:
-			sg.initialized = map[string][]int32{}
+			sg.initialized, sg.initializing = map[string][]int32{}, map[string][]int32{}
 		}
 		return
 	}
@@ -207,9 +211,12 @@ func (gs *groupShard) replayShareRecord(key, value []byte) {
 	case grouprecords.TypeShareGroupStatePartitionMetadata:
 		var v grouprecords.ShareGroupStatePartitionMetadataValue
 		if v.ReadFrom(value) == nil {
-			sg.initialized = map[string][]int32{}
+			sg.initialized, sg.initializing = map[string][]int32{}, map[string][]int32{}
 			for _, t := range v.InitializedTopics {
 				sg.initialized[t.TopicName] = slices.Clone(t.Partitions)
+			}
+			for _, t := range v.InitializingTopics {
+				sg.initializing[t.TopicName] = slices.Clone(t.Partitions)
 			}
 		}
 	}
@@ -244,84 +251,40 @@ func (gs *groupShard) shareSubscriptionHash(sg *shareGroup) int64 {
 	return topicsHash(b.mu.state, sortedKeys(seen))
 }
 
-// assignShareLocked recomputes the target assignment at the group epoch
-// and marks its partitions initialized.
+// assignShareLocked recomputes the target assignment at the group epoch.
+// Only partitions whose share-partition state the group initialized are
+// assigned (Kafka's SubscribedTopicDescriber for share groups sees only
+// those), and each member's current target is the assignor's starting
+// point, so the simple assignor keeps it.
 func (gs *groupShard) assignShareLocked(sg *shareGroup) {
 	b := gs.gc.b
 	b.mu.RLock()
 	subs := map[string][]string{}
-	sizes := map[string]int{}
+	parts := map[string][]int32{}
 	for id, m := range sg.members {
 		for _, t := range m.topics {
 			if tt := b.mu.state.Topics[t]; tt != nil {
 				subs[id] = append(subs[id], t)
-				sizes[t] = len(tt.Partitions)
+				var ps []int32
+				for _, p := range sg.initialized[t] {
+					if int(p) < len(tt.Partitions) {
+						ps = append(ps, p)
+					}
+				}
+				parts[t] = ps
 			}
 		}
 	}
 	b.mu.RUnlock()
-	sg.target = assignShareSimple(subs, sizes)
+	current := map[string]map[string][]int32{}
+	for id := range sg.members {
+		current[id] = sg.target[id]
+	}
+	sg.target = assignShareSimple(subs, parts, current)
 	for id := range sg.members {
 		if sg.target[id] == nil {
 			sg.target[id] = map[string][]int32{}
 		}
 	}
 	sg.assignmentEpoch = sg.epoch
-	for _, a := range sg.target {
-		for t, ps := range a {
-			for _, p := range ps {
-				if !slices.Contains(sg.initialized[t], p) {
-					sg.initialized[t] = append(sg.initialized[t], p)
-					slices.Sort(sg.initialized[t])
-				}
-			}
-		}
-	}
-}
-
-// assignShareSimple is the simple assignor of share groups (Kafka's
-// SimpleAssignor): for each topic, its partitions are spread over the
-// members subscribed to it. With at least as many partitions as members,
-// each partition goes to one member, round robin; with more members than
-// partitions, each member gets one partition and the partitions are shared
-// as evenly as can be, so every member has work. Members and partitions are
-// taken in sorted order, so the assignment is deterministic; Kafka's keeps
-// a member's previous partitions where it can, which this does not.
-func assignShareSimple(subs map[string][]string, sizes map[string]int) map[string]map[string][]int32 {
-	out := map[string]map[string][]int32{}
-	byTopic := map[string][]string{}
-	for _, id := range sortedKeys(subs) {
-		for _, t := range subs[id] {
-			byTopic[t] = append(byTopic[t], id)
-		}
-	}
-	add := func(id, t string, p int32) {
-		if out[id] == nil {
-			out[id] = map[string][]int32{}
-		}
-		if !slices.Contains(out[id][t], p) {
-			out[id][t] = append(out[id][t], p)
-		}
-	}
-	for _, t := range sortedKeys(byTopic) {
-		members, n := byTopic[t], sizes[t]
-		if n == 0 {
-			continue
-		}
-		if n >= len(members) {
-			for p := range n {
-				add(members[p%len(members)], t, int32(p))
-			}
-		} else {
-			for i, id := range members {
-				add(id, t, int32(i%n))
-			}
-		}
-	}
-	for _, a := range out {
-		for t := range a {
-			slices.Sort(a[t])
-		}
-	}
-	return out
 }

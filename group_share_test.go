@@ -65,7 +65,15 @@ func TestShareGroupHeartbeatAndFailover(t *testing.T) {
 	if a.ErrorCode != 0 || b.ErrorCode != 0 {
 		t.Fatalf("joins: %v, %v", kerr.ErrorForCode(a.ErrorCode), kerr.ErrorForCode(b.ErrorCode))
 	}
+	// Nothing is assigned before the group coordinator has initialized
+	// the share-partition (ShareGroupStatePartitionMetadata); the next
+	// heartbeats bring it, at a new group epoch.
+	if len(sgAssigned(a)) != 0 || len(sgAssigned(b)) != 0 {
+		t.Fatalf("assigned %v and %v before the share-partition was initialized", sgAssigned(a), sgAssigned(b))
+	}
+	waitFor(t, c, "one/0 initialized", ShareGroupInitialized("sg", "one", 1))
 	a = sgBeat(t, cl, "sg", "a", a.MemberEpoch)
+	b = sgBeat(t, cl, "sg", "b", b.MemberEpoch)
 	if !slices.Equal(sgAssigned(a), []int32{0}) || !slices.Equal(sgAssigned(b), []int32{0}) || a.MemberEpoch != b.MemberEpoch {
 		t.Fatalf("a %+v (%v), b %+v (%v): want both on one/0 at one epoch", a, sgAssigned(a), b, sgAssigned(b))
 	}
@@ -79,7 +87,9 @@ func TestShareGroupHeartbeatAndFailover(t *testing.T) {
 	// Both move to "four": two partitions each.
 	a = sgBeat(t, cl, "sg", "a", a.MemberEpoch, "four")
 	b = sgBeat(t, cl, "sg", "b", b.MemberEpoch, "four")
+	waitFor(t, c, "four initialized", ShareGroupInitialized("sg", "four", 4))
 	a = sgBeat(t, cl, "sg", "a", a.MemberEpoch)
+	b = sgBeat(t, cl, "sg", "b", b.MemberEpoch)
 	if len(sgAssigned(a)) != 2 || len(sgAssigned(b)) != 2 || slices.ContainsFunc(sgAssigned(a), func(p int32) bool { return slices.Contains(sgAssigned(b), p) }) {
 		t.Fatalf("a %v, b %v: want four's partitions split two and two", sgAssigned(a), sgAssigned(b))
 	}

@@ -53,6 +53,7 @@ type shareCoordConfig struct {
 	segmentBytes int32         // share.coordinator.state.topic.segment.bytes
 	perSnapshot  int32         // share.coordinator.snapshot.update.records.per.snapshot
 	writeTimeout time.Duration // share.coordinator.write.timeout.ms
+	prune        time.Duration // share.coordinator.state.topic.prune.interval.ms
 }
 
 var shareCoordConfigDefs = map[string]configDef{
@@ -70,6 +71,8 @@ var shareCoordConfigDefs = map[string]configDef{
 	"share.coordinator.state.topic.segment.bytes":            {"104857600", func(b *brokerConfig, v string) error { return parseInt32(&b.share.segmentBytes, v, 1024) }},
 	"share.coordinator.snapshot.update.records.per.snapshot": {"500", func(b *brokerConfig, v string) error { return parseInt32(&b.share.perSnapshot, v, 0) }},
 	"share.coordinator.write.timeout.ms":                     {"5000", func(b *brokerConfig, v string) error { return parseMillis(&b.share.writeTimeout, v) }},
+	// Kafka's default. The job runs only after a write (share_prune.go).
+	"share.coordinator.state.topic.prune.interval.ms": {"300000", func(b *brokerConfig, v string) error { return parseMillis(&b.share.prune, v) }},
 }
 
 func init() { regBrokerConfigs(shareCoordConfigDefs) }
@@ -92,6 +95,9 @@ type shareCoordState struct {
 	createTs      int64
 	batches       []shareStateBatch
 	updates       int32
+	// snapshotOffset is the offset of its last ShareSnapshot record in
+	// the shard's partition: nothing of it below is needed.
+	snapshotOffset int64
 }
 
 // shareShard is one __share_group_state partition's share-partitions.
@@ -117,8 +123,9 @@ func newShareCoordinator(b *broker) *shareCoordinator {
 	return sc
 }
 
-// run follows leadership of __share_group_state until the broker stops.
-func (sc *shareCoordinator) run() { sc.rt.run(nil, nil) }
+// run follows leadership of __share_group_state and prunes it until the
+// broker stops.
+func (sc *shareCoordinator) run() { sc.rt.run([]coordinatorJob{{sc.cfg.prune, sc.prune}}, nil) }
 
 // shareCoordinatorKey is Kafka's SharePartitionKey.asCoordinatorKey:
 // "groupId:topicId:partition", the topic id as Kafka prints a Uuid.
@@ -132,7 +139,7 @@ func (b *broker) shareCoordinatorFor(key string) (int32, error) {
 	return b.shareCoord.rt.coordinatorFor(key)
 }
 
-func (s *shareShard) replay(_, _ int64, key, value []byte) {
+func (s *shareShard) replay(offset, _ int64, key, value []byte) {
 	var k grouprecords.ShareStateKey
 	if k.ReadFrom(key) != nil {
 		return
@@ -149,7 +156,7 @@ func (s *shareShard) replay(_, _ int64, key, value []byte) {
 			return
 		}
 		s.states[pk] = &shareCoordState{snapshotEpoch: v.SnapshotEpoch, stateEpoch: v.StateEpoch, leaderEpoch: v.LeaderEpoch,
-			startOffset: v.StartOffset, createTs: v.CreateTimestamp, batches: fromRecordBatches(v.StateBatches)}
+			startOffset: v.StartOffset, createTs: v.CreateTimestamp, batches: fromRecordBatches(v.StateBatches), snapshotOffset: offset}
 	case grouprecords.TypeShareUpdate:
 		var v grouprecords.ShareUpdateValue
 		st := s.states[pk]
@@ -189,10 +196,11 @@ func toRecordBatches(bs []shareStateBatch) []grouprecords.StateBatch {
 // shard's memory (the append failed: nothing changes).
 func (s *shareShard) writeLocked(k grouprecords.ShareStateKey, value []byte) error {
 	key := k.AppendTo(nil)
-	if _, err := s.c.appendLocked([]kmsg.Record{{Key: key, Value: value}}, 0); err != nil {
+	end, err := s.c.appendLocked([]kmsg.Record{{Key: key, Value: value}}, 0)
+	if err != nil {
 		return err
 	}
-	s.replay(-1, -1, key, value)
+	s.replay(end-1, -1, key, value)
 	return nil
 }
 

@@ -124,12 +124,13 @@ func TestShareCoordinatorRecords(t *testing.T) {
 	}
 	const snap, upd = grouprecords.TypeShareSnapshot, grouprecords.TypeShareUpdate
 	want := []rec{
-		{snap, 0, 0}, // initialized at the log start (earliest)
-		{upd, -1, 0}, // the leader's read in epoch 0 (from -1)
-		{upd, 1, 1},  // offset 0 accepted
-		{snap, 2, 0}, // offset 1 accepted, after 2 updates: a snapshot, start 2
-		{upd, 3, 1},  // offset 2 rejected: archived
-		{upd, -1, 1}, // offset 3 released: available, delivery 1
+		{snap, -1, 0}, // initialized by the group coordinator, start -1 (uninitialized)
+		{upd, -1, 0},  // the leader's read in epoch 0 (from -1)
+		{upd, 0, 0},   // the leader's start, the log start (earliest)
+		{snap, 1, 0},  // offset 0 accepted, after 2 updates: a snapshot, start 1
+		{upd, 2, 1},   // offset 1 accepted
+		{upd, 3, 1},   // offset 2 rejected: archived
+		{snap, 3, 1},  // offset 3 released: available, delivery 1
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("__share_group_state/%d holds %+v, want %+v", p, got, want)
@@ -144,7 +145,9 @@ func TestShareCoordinatorRecords(t *testing.T) {
 		t.Fatalf("FindCoordinator: %d, but %s/%d is led by %d", via, shareStateTopic, p, next)
 	}
 	st := readShareState(t, c, next, key, 0)
-	if st.ErrorCode != 0 || st.StartOffset != 3 || st.StateEpoch != 0 || len(st.StateBatches) != 1 {
+	// State epoch 1: the group epoch the group coordinator initialized
+	// the share-partition at (its first member's join).
+	if st.ErrorCode != 0 || st.StartOffset != 3 || st.StateEpoch != 1 || len(st.StateBatches) != 1 {
 		t.Fatalf("state replayed by %d: %+v (%v), want start 3 and one batch", next, st, kerr.ErrorForCode(st.ErrorCode))
 	}
 	if b := st.StateBatches[0]; b.FirstOffset != 3 || b.LastOffset != 3 || b.DeliveryState != recAvailable || b.DeliveryCount != 1 {

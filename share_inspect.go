@@ -17,6 +17,13 @@ type ShareGroupState struct {
 	// Partitions are the share-partitions loaded by the running
 	// partition leaders, by topic and partition.
 	Partitions []SharePartitionState
+	// Initialized are the partitions whose share-partition state the
+	// group's coordinator has initialized, and Initializing those it is
+	// initializing, by topic (Kafka's ShareGroupStatePartitionMetadata);
+	// nil when the coordinator does not hold the group. Only initialized
+	// partitions are assigned, and a leader answers a share fetch of
+	// another UNKNOWN_TOPIC_OR_PARTITION.
+	Initialized, Initializing map[string][]int32
 }
 
 // SharePartitionState is one share-partition as its leader holds it.
@@ -75,6 +82,16 @@ func (c *Cluster) ShareGroup(name string) (st ShareGroupState, retErr error) {
 			}
 		}()
 	}
+	if err == nil && c.ext == nil {
+		if b, berr := c.brokerByID(g.Coordinator); berr == nil && b != nil {
+			_ = b.groups.withGroupNow(name, func(_ *groupShard, g *group) error {
+				if g != nil && g.sg != nil {
+					st.Initialized, st.Initializing = cloneAssignment(g.sg.initialized), cloneAssignment(g.sg.initializing)
+				}
+				return nil
+			})
+		}
+	}
 	for _, b := range c.running() {
 		for _, sp := range b.shares.partitions(name) {
 			if !b.leads(sp.rep, sp.leaderEpoch) {
@@ -112,6 +129,25 @@ func ShareGroupStable(group string, members int) Condition {
 		}
 		for _, m := range st.Members {
 			if m.Epoch != st.Generation {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// ShareGroupInitialized holds when the share group's coordinator has
+// initialized the share-partition state of partitions 0 to partitions-1
+// of topic (the group's members subscribe to it, or an
+// AlterShareGroupOffsets set it).
+func ShareGroupInitialized(group, topic string, partitions int32) Condition {
+	return func(c *Cluster) bool {
+		st, err := c.ShareGroup(group)
+		if err != nil {
+			return false
+		}
+		for p := range partitions {
+			if !slices.Contains(st.Initialized[topic], p) {
 				return false
 			}
 		}

@@ -77,9 +77,12 @@ type sharePartition struct {
 	}
 }
 
-// load reads the share-partition's state; a share-partition never read
-// before starts where share.auto.offset.reset says (latest: the high
-// watermark; earliest: the log start).
+// load reads the share-partition's state, which its group coordinator
+// initialized (group_share_init.go); a state not initialized fails the
+// load with UNKNOWN_TOPIC_OR_PARTITION, as Kafka's SharePartition. A state
+// initialized with start offset -1 starts where share.auto.offset.reset
+// says (latest: the high watermark; earliest: the log start), and that
+// start is written at once, so the next leader starts there too.
 func (sp *sharePartition) load(earliest bool) error {
 	st, err := sp.sm.persister.readState(sp.key, sp.leaderEpoch)
 	if err != nil {
@@ -96,10 +99,7 @@ func (sp *sharePartition) load(earliest bool) error {
 			start = sp.rep.log.LogStartOffset()
 		}
 		sp.rep.mu.Unlock()
-		if err := sp.sm.persister.initializeState(sp.key, st.stateEpoch, start); err != nil {
-			return err
-		}
-		if _, err := sp.sm.persister.readState(sp.key, sp.leaderEpoch); err != nil {
+		if err := sp.sm.persister.writeState(sp.key, shareState{stateEpoch: st.stateEpoch, leaderEpoch: sp.leaderEpoch, startOffset: start}); err != nil {
 			return err
 		}
 		sp.mu.start, sp.mu.end = start, start

@@ -2,6 +2,7 @@ package kcluster
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -70,10 +71,68 @@ func acquiredOffsets(p kmsg.ShareFetchResponseTopicPartition) map[int64]int16 {
 	return out
 }
 
-// newRawShare opens a share session of member on the leader of topic/0.
+// newRawShare opens a share session of member on the leader of topic/0,
+// once the group's coordinator has initialized its share-partition.
 func newRawShare(t *testing.T, c *Cluster, group, member, topic string, id [16]byte) *rawShare {
+	t.Helper()
+	initShareGroup(t, c, group, topic, 1)
 	_, addr := leaderAddr(t, c, topic, 0)
 	return &rawShare{t: t, cl: dial(t, addr), group: group, member: member, topic: id}
+}
+
+// initShareGroup has the group's coordinator initialize the share-partitions
+// of topic's partitions partitions: a member joins, subscribed to topic,
+// until they are, then leaves. Nothing is done if they already are.
+func initShareGroup(t *testing.T, c *Cluster, group, topic string, partitions int32) {
+	t.Helper()
+	if ShareGroupInitialized(group, topic, partitions)(c) {
+		return
+	}
+	cl, _ := coordinatorClient(t, c, group, c.running()[0].id, -1)
+	r := sgBeat(t, cl, group, "initializer", 0, topic)
+	if r.ErrorCode != 0 {
+		t.Fatalf("joining %s: %v", group, kerr.ErrorForCode(r.ErrorCode))
+	}
+	waitFor(t, c, topic+" initialized", ShareGroupInitialized(group, topic, partitions))
+	if r := sgBeat(t, cl, group, "initializer", leaveEpoch); r.ErrorCode != 0 {
+		t.Fatalf("leaving %s: %v", group, kerr.ErrorForCode(r.ErrorCode))
+	}
+}
+
+// TestSharePartitionNotInitialized: a partition leader does not initialize
+// a share-partition; one its group has not initialized answers share
+// fetches UNKNOWN_TOPIC_OR_PARTITION (as Kafka's SharePartition), and the
+// group coordinator initializes it for a member subscribed to its topic,
+// at share.auto.offset.reset, recorded in ShareGroupStatePartitionMetadata.
+func TestSharePartitionNotInitialized(t *testing.T) {
+	c := Start(t, Brokers(3), Feature("share.version", 1))
+	id := createTopic(t, c, "q", 1, 3)
+	setGroupConfig(t, c, "sg", "share.auto.offset.reset", "earliest")
+	produceStrings(t, c, "q", 0, 4)
+	_, addr := leaderAddr(t, c, "q", 0)
+	a := &rawShare{t: t, cl: dial(t, addr), group: "sg", member: "a", topic: id}
+	if p := a.fetch(10); p.ErrorCode != kerr.UnknownTopicOrPartition.Code || len(p.AcquiredRecords) != 0 {
+		t.Fatalf("share fetch of a share-partition never initialized: %v, acquired %v", kerr.ErrorForCode(p.ErrorCode), p.AcquiredRecords)
+	}
+	if st, _ := c.ShareGroup("sg"); len(st.Partitions) != 0 {
+		t.Fatalf("the leader loaded %+v", st.Partitions)
+	}
+	initShareGroup(t, c, "sg", "q", 1)
+	// The initialization is in the group's records: its coordinator's
+	// successor has it.
+	st, err := c.ShareGroup("sg")
+	if err != nil || !slices.Equal(st.Initialized["q"], []int32{0}) || len(st.Initializing) != 0 {
+		t.Fatalf("ShareGroup: %+v, %v; want q/0 initialized", st, err)
+	}
+	if err := c.KillBroker(st.Coordinator); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, "q/0 initialized at the next coordinator", ShareGroupInitialized("sg", "q", 1))
+	_, addr = leaderAddr(t, c, "q", 0)
+	a = &rawShare{t: t, cl: dial(t, addr), group: "sg", member: "a", topic: id}
+	if got := acquiredOffsets(a.fetch(10)); len(got) != 4 || got[0] != 1 {
+		t.Fatalf("acquired %v, want offsets 0-3 (earliest) at delivery 1", got)
+	}
 }
 
 func inFlight(t *testing.T, c *Cluster, group string) SharePartitionState {

@@ -212,9 +212,6 @@ func (p *statePersister) readState(key sharePartitionKey, leaderEpoch int32) (sh
 		}
 		return nil
 	})
-	if errors.Is(err, kerr.UnknownTopicOrPartition) {
-		return shareState{leaderEpoch: -1, startOffset: -1}, nil // never initialized
-	}
 	return st, err
 }
 

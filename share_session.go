@@ -17,6 +17,7 @@ package kcluster
 // lock, never while one is held.
 
 import (
+	"errors"
 	"net"
 	"sync"
 
@@ -99,8 +100,11 @@ func (sm *shareManager) partition(key sharePartitionKey) (*sharePartition, error
 	earliest := sm.b.shareGroupConfig(key.group, "share.auto.offset.reset") == "earliest"
 	if err := sp.load(earliest); err != nil {
 		sm.b.log.Debug("loading share-partition", "group", key.group, "topic", rep.topic, "partition", key.partition, "err", err)
-		if err == kerr.FencedLeaderEpoch {
+		switch {
+		case errors.Is(err, kerr.FencedLeaderEpoch):
 			return nil, kerr.NotLeaderForPartition
+		case errors.Is(err, kerr.UnknownTopicOrPartition):
+			return nil, kerr.UnknownTopicOrPartition // not initialized by its group
 		}
 		return nil, kerr.CoordinatorNotAvailable
 	}

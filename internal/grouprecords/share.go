@@ -181,22 +181,29 @@ func (v *ShareGroupCurrentMemberAssignmentValue) ReadFrom(src []byte) error {
 }
 
 // ShareGroupStatePartitionMetadataValue is which topics' share-partition
-// state the group has initialized, and which it is deleting
-// (ShareGroupStatePartitionMetadataValue):
+// state the group is initializing, has initialized, and is deleting
+// (ShareGroupStatePartitionMetadataValue, as Kafka 4.2 has it):
 //
-//	InitializedTopics compact array of {TopicId uuid, TopicName compact string, Partitions compact array of int32, tagged fields}
-//	DeletingTopics    compact array of {TopicId uuid, TopicName compact string, tagged fields}
+//	InitializingTopics compact array of TopicPartitionsInfo
+//	InitializedTopics  compact array of TopicPartitionsInfo
+//	DeletingTopics     compact array of {TopicId uuid, TopicName compact string, tagged fields}
+//
+// where TopicPartitionsInfo is {TopicId uuid, TopicName compact string,
+// Partitions compact array of int32, CreateTimestamp int64, tagged fields}.
 type ShareGroupStatePartitionMetadataValue struct {
-	InitializedTopics []ShareTopicPartitions
-	DeletingTopics    []ShareTopic
+	InitializingTopics []ShareTopicPartitions
+	InitializedTopics  []ShareTopicPartitions
+	DeletingTopics     []ShareTopic
 }
 
 // ShareTopicPartitions is a topic, by id and name, and some of its
-// partitions (TopicPartitionsInfo).
+// partitions (TopicPartitionsInfo); CreateTimestamp is when the topic was
+// added to its set, in milliseconds.
 type ShareTopicPartitions struct {
-	TopicID    [16]byte
-	TopicName  string
-	Partitions []int32
+	TopicID         [16]byte
+	TopicName       string
+	Partitions      []int32
+	CreateTimestamp int64
 }
 
 // ShareTopic is a topic by id and name (TopicInfo).
@@ -205,17 +212,34 @@ type ShareTopic struct {
 	TopicName string
 }
 
+func appendTopicPartitionsInfo(w *writer, ts []ShareTopicPartitions) {
+	w.arrayLen(len(ts))
+	for _, t := range ts {
+		w.uuid(t.TopicID)
+		w.cstr(t.TopicName)
+		w.int32s(t.Partitions)
+		w.i64(t.CreateTimestamp)
+		w.noTags()
+	}
+}
+
+func readTopicPartitionsInfo(r *reader) []ShareTopicPartitions {
+	n := r.arrayLen(27)
+	out := make([]ShareTopicPartitions, 0, n)
+	for range n {
+		t := ShareTopicPartitions{TopicID: r.uuid(), TopicName: r.cstr(), Partitions: r.int32s(), CreateTimestamp: r.i64()}
+		r.tags(nil)
+		out = append(out, t)
+	}
+	return out
+}
+
 // AppendTo appends the value (version 0) to dst.
 func (v ShareGroupStatePartitionMetadataValue) AppendTo(dst []byte) []byte {
 	w := writer{dst}
 	w.i16(0)
-	w.arrayLen(len(v.InitializedTopics))
-	for _, t := range v.InitializedTopics {
-		w.uuid(t.TopicID)
-		w.cstr(t.TopicName)
-		w.int32s(t.Partitions)
-		w.noTags()
-	}
+	appendTopicPartitionsInfo(&w, v.InitializingTopics)
+	appendTopicPartitionsInfo(&w, v.InitializedTopics)
 	w.arrayLen(len(v.DeletingTopics))
 	for _, t := range v.DeletingTopics {
 		w.uuid(t.TopicID)
@@ -231,14 +255,9 @@ func (v *ShareGroupStatePartitionMetadataValue) ReadFrom(src []byte) error {
 	r := reader{b: src}
 	r.version()
 	*v = ShareGroupStatePartitionMetadataValue{}
-	n := r.arrayLen(19)
-	v.InitializedTopics = make([]ShareTopicPartitions, 0, n)
-	for range n {
-		t := ShareTopicPartitions{TopicID: r.uuid(), TopicName: r.cstr(), Partitions: r.int32s()}
-		r.tags(nil)
-		v.InitializedTopics = append(v.InitializedTopics, t)
-	}
-	n = r.arrayLen(18)
+	v.InitializingTopics = readTopicPartitionsInfo(&r)
+	v.InitializedTopics = readTopicPartitionsInfo(&r)
+	n := r.arrayLen(18)
 	v.DeletingTopics = make([]ShareTopic, 0, n)
 	for range n {
 		t := ShareTopic{TopicID: r.uuid(), TopicName: r.cstr()}

@@ -88,14 +88,16 @@ func TestShareGroupStatePartitionMetadataValue(t *testing.T) {
 		return v, err
 	}
 	v := ShareGroupStatePartitionMetadataValue{
-		InitializedTopics: []ShareTopicPartitions{{TopicID: topicA, TopicName: "a", Partitions: []int32{2}}},
-		DeletingTopics:    []ShareTopic{{TopicID: topicB, TopicName: "bb"}},
+		InitializingTopics: []ShareTopicPartitions{{TopicID: topicB, TopicName: "bb", Partitions: []int32{0, 1}, CreateTimestamp: 7}},
+		InitializedTopics:  []ShareTopicPartitions{{TopicID: topicA, TopicName: "a", Partitions: []int32{2}, CreateTimestamp: 5}},
+		DeletingTopics:     []ShareTopic{{TopicID: topicB, TopicName: "bb"}},
 	}
 	want := cat(i16(0),
-		[]byte{2}, topicA[:], cstr("a"), []byte{2}, i32(2), noTags, // InitializedTopics: 1 element
+		[]byte{2}, topicB[:], cstr("bb"), []byte{3}, i32(0), i32(1), i64(7), noTags, // InitializingTopics: 1 element
+		[]byte{2}, topicA[:], cstr("a"), []byte{2}, i32(2), i64(5), noTags, // InitializedTopics: 1 element
 		[]byte{2}, topicB[:], cstr("bb"), noTags, // DeletingTopics: 1 element
 		noTags)
 	check(t, "state partition metadata", func() []byte { return v.AppendTo(nil) }, want, dec, v)
-	v = ShareGroupStatePartitionMetadataValue{InitializedTopics: []ShareTopicPartitions{}, DeletingTopics: []ShareTopic{}}
-	check(t, "empty", func() []byte { return v.AppendTo(nil) }, cat(i16(0), []byte{1}, []byte{1}, noTags), dec, v)
+	v = ShareGroupStatePartitionMetadataValue{InitializingTopics: []ShareTopicPartitions{}, InitializedTopics: []ShareTopicPartitions{}, DeletingTopics: []ShareTopic{}}
+	check(t, "empty", func() []byte { return v.AppendTo(nil) }, cat(i16(0), []byte{1}, []byte{1}, []byte{1}, noTags), dec, v)
 }
