@@ -452,10 +452,17 @@ func (c *coordinatorContext[S]) run(fn func(S) error) error {
 		c.mu.Unlock()
 		return kerr.NotCoordinator
 	}
-	c.mu.timeout = 0
-	err := fn(c.mu.shard)
-	end, timeout := c.mu.written, cmp.Or(c.mu.timeout, c.rt.cfg.timeout)
-	c.mu.Unlock()
+	var err error
+	var end int64
+	var timeout time.Duration
+	func() {
+		// A panic in fn closes its connection (server.go), and must
+		// not leave the shard locked for every other request.
+		defer c.mu.Unlock()
+		c.mu.timeout = 0
+		err = fn(c.mu.shard)
+		end, timeout = c.mu.written, cmp.Or(c.mu.timeout, c.rt.cfg.timeout)
+	}()
 	if werr := c.await(end, timeout); werr != nil {
 		return werr
 	}

@@ -746,3 +746,36 @@ func TestOffsetsV10(t *testing.T) {
 		t.Fatalf("OffsetFetch v9 by name: %+v", g)
 	}
 }
+
+// A panic in a coordinator operation fails that operation (its connection
+// closes, server.go) and leaves the shard to the next one: the shard's
+// lock is not held on by the panicking goroutine.
+func TestCoordinatorPanicReleasesTheShard(t *testing.T) {
+	c := Start(t, Brokers(1))
+	coordinator(t, c, "g-panic") // creates __consumer_offsets
+	b, err := c.brokerByID(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCond(t, c, "the group's shard loaded", func(*Cluster) bool {
+		return b.groups.withGroup("g-panic", func(*groupShard, *group) error { return nil }) == nil
+	})
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("the operation did not panic")
+			}
+		}()
+		b.groups.withGroup("g-panic", func(*groupShard, *group) error { panic("a bug") })
+	}()
+	done := make(chan error, 1)
+	go func() { done <- b.groups.withGroup("g-panic", func(*groupShard, *group) error { return nil }) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the next operation: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the shard stayed locked after a panic")
+	}
+}
