@@ -17,6 +17,7 @@ const (
 	smallBuf   = 1 << 20  // a connection keeps frame buffers up to this size
 	minPooled  = 64 << 10 // smaller buffers are left to the allocator
 	numClasses = 11       // minPooled << 10 = 64 MiB: larger ones are not kept
+	readBuf    = 4 << 10  // a connection's read buffer: small frames come whole in one read
 )
 
 // class returns the smallest class holding n bytes (numClasses if none).

@@ -11,6 +11,7 @@ package kcluster
 // (ctrlHandlers).
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -146,8 +147,12 @@ func (s *server) serveConn(conn net.Conn, maxFrame int32, dispatch dispatchFunc,
 		}
 		return s.pool.get(n)
 	}
+	// Reads go through a small buffer, so a small request's size and
+	// body come in one read from the socket; a large body is read past
+	// the buffer, straight into its frame.
+	rd := bufio.NewReaderSize(conn, readBuf)
 	for {
-		frame, err := wire.ReadFrameInto(conn, maxFrame, frameBuf)
+		frame, err := wire.ReadFrameInto(rd, maxFrame, frameBuf)
 		if err != nil {
 			if errors.Is(err, wire.ErrFrameTooLarge) {
 				log.Warn("closing connection: bad frame", "err", err)

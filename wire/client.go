@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -29,6 +30,7 @@ type Client struct {
 
 	mu     sync.Mutex
 	conn   net.Conn
+	rd     *bufio.Reader // conn's reads: a small response's size and body in one read
 	corr   int32
 	buf    []byte
 	closed bool
@@ -36,7 +38,7 @@ type Client struct {
 
 // NewClient wraps an established connection.
 func NewClient(conn net.Conn, clientID string) *Client {
-	return &Client{conn: conn, ClientID: clientID}
+	return &Client{conn: conn, rd: bufio.NewReaderSize(conn, 4096), ClientID: clientID}
 }
 
 // Close closes the connection; it is safe to call more than once.
@@ -87,7 +89,7 @@ func (c *Client) requestLocked(req kmsg.Request) (kmsg.Response, error) {
 	if p, ok := req.(*kmsg.ProduceRequest); ok && p.Acks == 0 {
 		return nil, nil
 	}
-	frame, err := ReadFrame(c.conn, c.buf, 1<<30)
+	frame, err := ReadFrame(c.rd, c.buf, 1<<30)
 	if err != nil {
 		return nil, err
 	}
