@@ -83,9 +83,13 @@ func main() {
 	records := flag.Int("records", 100000, "1 KiB records per throughput run (100 MB: long enough that a run is not one scheduling hiccup)")
 	child := flag.String("child", "", "internal: run one system's cluster for the RSS measurement")
 	idle := flag.String("idle", "", "internal: run one system's cluster for the idle measurement")
-	only := flag.String("only", "", "comma-separated measurements to run (default all): typical,suite,idle,start,produce,manypartitions,consume,rss,partitions,failover")
+	only := flag.String("only", "", "comma-separated measurements to run (default all): typical,suite,idle,start,produce (producedisk: its on-disk rows only),manypartitions,consume,rss,partitions,failover")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (both systems; narrow it with -only) to this file")
+	only1 := flag.String("system", "", "run one system only (kcluster or kfake), to profile it alone")
 	flag.Parse()
+	if *only1 != "" {
+		systems = slices.DeleteFunc(systems, func(s system) bool { return s.name != *only1 })
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
@@ -128,8 +132,11 @@ func main() {
 	if want("start") {
 		t.sideBySide("start to first acks=all ack (3 brokers)", "ms", *runs, startToFirstAck)
 	}
-	if want("produce") {
+	if want("produce") || want("producedisk") {
 		for _, disk := range []bool{false, true} {
+			if !disk && !want("produce") {
+				continue
+			}
 			where := "memory"
 			if disk {
 				where = "disk"
