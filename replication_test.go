@@ -1,10 +1,15 @@
 package kcluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
+	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -321,5 +326,65 @@ func TestRestartOnDisk(t *testing.T) {
 	waitFor(t, c, "the restarted broker back in sync", FullyReplicated("disk", 0))
 	if s := partState(t, c, "disk", 0); s.LogEndOffsets[victim] != 4 {
 		t.Fatalf("restarted broker's log end %d, want 4", s.LogEndOffsets[victim])
+	}
+}
+
+// Replicas on disk past the size where segments grow in preallocated
+// chunks (segment/prealloc.go) hold the same bytes: a follower killed (a
+// process crash, which gives no preallocated space back) and restarted
+// recovers exactly what it had appended, catches up, and every replica's
+// segments read back as the same batches, byte for byte.
+func TestPreallocatedReplicasOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	c := Start(t, Brokers(3), Dir(dir))
+	createTopic(t, c, "big", 1, 3)
+	value := strings.Repeat("v", 200<<10)
+	produceN := func(n int) {
+		t.Helper()
+		for range n {
+			if _, err := produceTo(t, c, "big", -1, value, value); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	produceN(8) // 3.2 MB
+	st := partState(t, c, "big", 0)
+	victim := st.Replicas[0]
+	if victim == st.Leader {
+		victim = st.Replicas[1]
+	}
+	if err := c.KillBroker(victim); err != nil {
+		t.Fatal(err)
+	}
+	produceN(4)
+	if err := c.RestartBroker(victim); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, "the restarted broker back in sync", FullyReplicated("big", 0))
+	produceN(2)
+	waitFor(t, c, "every replica at the log end", FullyReplicated("big", 0))
+	logs := map[int32][]byte{}
+	for _, id := range st.Replicas {
+		segs, err := filepath.Glob(filepath.Join(dir, "broker-"+strconv.Itoa(int(id)), "big-0.*", "*.log"))
+		if err != nil || len(segs) == 0 {
+			t.Fatalf("broker %d: segments %v, %v", id, segs, err)
+		}
+		sort.Strings(segs)
+		for _, s := range segs {
+			b, err := os.ReadFile(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			logs[id] = append(logs[id], b...)
+		}
+	}
+	want := logs[st.Leader]
+	if offsets, _ := decodeValues(t, want); len(offsets) != 28 {
+		t.Fatalf("leader's segments hold %d records, want 28", len(offsets))
+	}
+	for id, got := range logs {
+		if !bytes.Equal(got, want) {
+			t.Fatalf("broker %d's segments hold %d bytes that differ from the leader's %d", id, len(got), len(want))
+		}
 	}
 }

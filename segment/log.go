@@ -51,6 +51,9 @@ type segFile struct {
 	// (retention.go).
 	maxTS     int64
 	tsScanned int64
+	// alloc is where the file's preallocated space ends (prealloc.go):
+	// at most size when none is.
+	alloc int64
 }
 
 // batchPos remembers where a recent batch of the active segment is, so
@@ -348,7 +351,7 @@ func (l *Log) cutFileLocked(s *segFile, size int64) error {
 	}
 	// The new file stays open, positioned at its end for appends.
 	s.f.Close()
-	s.f, s.size = nf, size
+	s.f, s.size, s.alloc = nf, size, 0
 	return syncDir(fs, l.dir)
 }
 
@@ -366,6 +369,7 @@ func (l *Log) rollLocked(base int64) error {
 			f.Close()
 			return err
 		}
+		trimPreallocated(l.mu.segs[n-1])
 		if err := l.mu.segs[n-1].f.Sync(); err != nil {
 			f.Close()
 			return err
@@ -464,6 +468,7 @@ func (l *Log) append(batches []byte, gaps bool) (err error) {
 		end := items[j-1].off + items[j-1].h.TotalSize()
 		// Write appends at the file's position, which is its end: every
 		// active segment was created (or cut) by this process.
+		l.preallocateLocked(act, int64(end-start))
 		if err := l.writeLocked(act, batches[start:end]); err != nil {
 			return fmt.Errorf("segment: writing %s: %w", act.path, err)
 		}
@@ -567,6 +572,7 @@ func (l *Log) Close() error {
 func (l *Log) closeFiles() error {
 	var errs []error
 	for _, s := range l.mu.segs {
+		trimPreallocated(s)
 		errs = append(errs, s.f.Close())
 	}
 	return errors.Join(errs...)

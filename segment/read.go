@@ -88,36 +88,58 @@ func (l *Log) ReadInto(offset int64, maxBytes int, maxOffset int64, buf func(n i
 	if offset == l.mu.leo || offset >= maxOffset {
 		return nil, nil
 	}
-	s, pos, err := l.findLocked(offset)
-	if err != nil {
+	s, pos, end, err := l.rangeLocked(offset, maxBytes, maxOffset)
+	if err != nil || end == pos {
 		return nil, err
-	}
-	end := pos
-	hdr := make([]byte, BatchHeaderSize)
-	for end < s.size {
-		if _, err := s.f.ReadAt(hdr, end); err != nil {
-			return nil, err
-		}
-		h, err := ParseBatchHeader(hdr)
-		if err != nil {
-			return nil, err
-		}
-		if h.LastOffset() >= maxOffset {
-			break
-		}
-		if end > pos && end-pos+int64(h.TotalSize()) > int64(maxBytes) {
-			break
-		}
-		end += int64(h.TotalSize())
-	}
-	if end == pos {
-		return nil, nil
 	}
 	out := buf(int(end - pos))
 	if _, err := s.f.ReadAt(out, pos); err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// rangeLocked returns the segment and the byte range [pos, end) of the
+// whole batches Read would return for offset (end == pos: none).
+func (l *Log) rangeLocked(offset int64, maxBytes int, maxOffset int64) (s *segFile, pos, end int64, err error) {
+	s, pos, err = l.findLocked(offset)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	end = pos
+	// Batches the tail cache knows need no header read.
+	var t []batchPos
+	k := 0
+	if s == l.mu.segs[len(l.mu.segs)-1] {
+		t = l.mu.tail
+		k = sort.Search(len(t), func(j int) bool { return t[j].pos >= pos })
+	}
+	hdr := make([]byte, BatchHeaderSize)
+	for end < s.size {
+		var size, last int64
+		if k < len(t) && t[k].pos == end {
+			size, last = int64(t[k].size), t[k].last
+			k++
+		} else {
+			if _, err := s.f.ReadAt(hdr, end); err != nil {
+				return nil, 0, 0, err
+			}
+			h, err := ParseBatchHeader(hdr)
+			if err != nil {
+				return nil, 0, 0, err
+			}
+			size, last = int64(h.TotalSize()), h.LastOffset()
+			k = len(t)
+		}
+		if last >= maxOffset {
+			break
+		}
+		if end > pos && end-pos+size > int64(maxBytes) {
+			break
+		}
+		end += size
+	}
+	return s, pos, end, nil
 }
 
 // LogStartOffset is the first offset readable.

@@ -83,9 +83,14 @@ func main() {
 	records := flag.Int("records", 100000, "1 KiB records per throughput run (100 MB: long enough that a run is not one scheduling hiccup)")
 	child := flag.String("child", "", "internal: run one system's cluster for the RSS measurement")
 	idle := flag.String("idle", "", "internal: run one system's cluster for the idle measurement")
-	only := flag.String("only", "", "comma-separated measurements to run (default all): typical,suite,idle,start,produce,manypartitions,consume,rss,partitions,failover")
+	only := flag.String("only", "", "comma-separated measurements to run (default all): typical,suite,idle,start,produce (producedisk: its on-disk rows only),manypartitions,consume,rss,partitions,failover")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (both systems; narrow it with -only) to this file")
+	only1 := flag.String("system", "", "run one system only (kcluster or kfake), to profile it alone")
+	flag.BoolVar(&runCPU, "runcpu", false, "print each produce run's wall, user and system time to stderr (the whole process's CPU: use with -system)")
 	flag.Parse()
+	if *only1 != "" {
+		systems = slices.DeleteFunc(systems, func(s system) bool { return s.name != *only1 })
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
@@ -128,8 +133,11 @@ func main() {
 	if want("start") {
 		t.sideBySide("start to first acks=all ack (3 brokers)", "ms", *runs, startToFirstAck)
 	}
-	if want("produce") {
+	if want("produce") || want("producedisk") {
 		for _, disk := range []bool{false, true} {
+			if !disk && !want("produce") {
+				continue
+			}
 			where := "memory"
 			if disk {
 				where = "disk"
@@ -365,11 +373,21 @@ func produceMBs(s system, rf int16, disk bool, parts int32, n int) (float64, err
 		return 0, err
 	}
 	start := time.Now()
+	u0, s0 := cpuTime()
 	if err := produceAll(ctx, cl, "p", n); err != nil {
 		return 0, err
 	}
-	return float64(n) * 1024 / 1e6 / time.Since(start).Seconds(), nil
+	wall := time.Since(start)
+	if runCPU {
+		u1, s1 := cpuTime()
+		fmt.Fprintf(os.Stderr, "%s produce RF=%d disk=%v: wall %v, user %v, system %v\n", s.name, rf, disk,
+			wall.Round(time.Millisecond), (u1 - u0).Round(time.Millisecond), (s1 - s0).Round(time.Millisecond))
+	}
+	return float64(n) * 1024 / 1e6 / wall.Seconds(), nil
 }
+
+// runCPU is the -runcpu flag.
+var runCPU bool
 
 func consumeMBs(s system, n int) (float64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
