@@ -69,6 +69,9 @@ type partition struct {
 		txns         txnTracker          // open transactions (txn_replica.go)
 		guards       map[int64]*txnGuard // verifications in flight (KIP-890)
 		snapshotAt   int64               // log end at the last producer snapshot
+		// future is the copy of its log being made in another dir
+		// (AlterReplicaLogDirs, alterlogdirs.go), or nil.
+		future *futureReplica
 	}
 
 	// watch is how waiters learn that this partition changed (Kafka's
@@ -123,10 +126,20 @@ func (r *partition) close() {
 	defer r.notify() // parked fetches answer at once
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.closeLocked()
+}
+
+// closeLocked closes the replica (its future log too, if it was moving:
+// the move stops, alterlogdirs.go).
+func (r *partition) closeLocked() {
 	if r.mu.closed {
 		return
 	}
 	r.mu.closed = true
+	if f := r.mu.future; f != nil {
+		r.mu.future = nil
+		f.log.Close()
+	}
 	r.dir.parts.Add(-1)
 	if invariants.Enabled {
 		r.b.c.logs.remove(r.b.id, r)
