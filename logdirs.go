@@ -101,6 +101,14 @@ func (b *broker) openLogDirs() error {
 		d := &logDir{index: i, path: path, fs: fs, disk: dk}
 		onFail := func(err error) { b.logDirFailed(d, err) }
 		dk.onFail.Store(&onFail)
+		if c.cfg.logDirs > 1 {
+			// The broker's directory holding the dirs is durable
+			// before them (OpenStore syncs a dir's parent only).
+			if err := syncNewDir(fs, fs.PathDir(path)); err != nil {
+				b.closeLogDirs()
+				return err
+			}
+		}
 		st, err := segment.OpenStore(segment.StoreOptions{FS: fs, Dir: path, Logger: b.log, Invariant: c.invariantViolated})
 		if err != nil {
 			b.closeLogDirs()
@@ -133,6 +141,23 @@ func (b *broker) closeLogDirs() {
 	for _, d := range b.dirs {
 		d.store().Close()
 	}
+}
+
+// syncNewDir makes dir (created if missing) durable in its parent.
+func syncNewDir(fs vfs.FS, dir string) error {
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	parent := fs.PathDir(dir)
+	if parent == "" {
+		parent = "."
+	}
+	d, err := fs.OpenDir(parent)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	return errors.Join(err, d.Close())
 }
 
 // dirIdentity reads the dir's directory.id from its meta.properties, or
@@ -448,4 +473,33 @@ func (b *broker) pendingAssignments() *kmsg.AssignReplicasToDirsRequest {
 		req.Directories = append(req.Directories, rd)
 	}
 	return req
+}
+
+// LogDirState is one log dir of a broker, as LogDirStates reports it.
+type LogDirState struct {
+	Index       int    // 0..LogDirs-1, as FailLogDir names it
+	Path        string // its path (under Dir on disk)
+	DirectoryID string // the directory.id of its meta.properties
+	Offline     bool   // it failed and is not repaired
+	Partitions  int    // replicas open in it
+}
+
+// LogDirStates returns broker id's log dirs. It returns ErrUnknownBroker,
+// ErrBrokerDown for a broker not running, and ErrClosed after Close.
+func (c *Cluster) LogDirStates(id int32) ([]LogDirState, error) {
+	if err := c.embedded("LogDirStates"); err != nil {
+		return nil, err
+	}
+	b, err := c.brokerByID(id)
+	if err != nil {
+		return nil, err
+	}
+	if b == nil {
+		return nil, fmt.Errorf("%w: %d", ErrBrokerDown, id)
+	}
+	var out []LogDirState
+	for _, d := range b.dirs {
+		out = append(out, LogDirState{Index: d.index, Path: d.path, DirectoryID: d.id.String(), Offline: d.offline.Load(), Partitions: int(d.parts.Load())})
+	}
+	return out, nil
 }
