@@ -3,8 +3,8 @@ package kcluster
 // The controller node: the process role that owns the metadata log, as a
 // KRaft controller. Brokers reach it only over TCP through the network
 // package (BrokerRegistration v0-3, BrokerHeartbeat v0-1,
-// AssignReplicasToDirs v0, AlterPartition v2-3 with topic ids), so cutting a broker from the controller fences it,
-// as in Kafka. The in-memory mode runs one controller node, id
+// AssignReplicasToDirs v0, AlterPartition v2-3 with topic ids), so
+// cutting a broker from the controller fences it, as in Kafka. The in-memory mode runs one controller node, id
 // controllerNodeID, on the single-node MemLog; the quorum mode runs
 // Controllers(n) nodes, ids controllerNodeID.., each with its own Raft log
 // (quorum.go), and only the Raft leader's controller is active: the others
