@@ -122,6 +122,12 @@ func (b *broker) moveReplica(r *partition, f *futureReplica) {
 	r.mu.Unlock()
 	r.notify()
 	f.log.Close()
+	// The old log goes while the closed replica is still in the map, so
+	// that applyLoop does not find the log in two dirs meanwhile (it
+	// would keep the one the metadata names: the old one).
+	if err := old.store().RemoveLog(r.logName()); err != nil {
+		b.log.Warn("removing the moved replica's old log", "topic", r.topic, "partition", r.part, "err", err)
+	}
 	k := tpKey{r.id, r.part}
 	b.mu.Lock()
 	if b.mu.replicas[k] == r {
@@ -129,9 +135,6 @@ func (b *broker) moveReplica(r *partition, f *futureReplica) {
 		b.fetchers.remove(r)
 	}
 	b.mu.Unlock()
-	if err := old.store().RemoveLog(r.logName()); err != nil {
-		b.log.Warn("removing the moved replica's old log", "topic", r.topic, "partition", r.part, "err", err)
-	}
 	b.log.Info("replica moved", "topic", r.topic, "partition", r.part, "from", old.path, "to", f.dir.path)
 	b.reopenMoved(k, f.dir)
 	b.wakeAssign()

@@ -249,6 +249,9 @@ func (b *broker) close(graceful bool) {
 	b.mu.replicas = nil
 	b.mu.Unlock()
 	for _, d := range b.dirs {
+		if d.store() == nil {
+			continue // offline since the start
+		}
 		if err := d.store().Close(); err != nil {
 			b.log.Warn("closing storage", "dir", d.path, "err", err)
 		} else if graceful && !b.offline.Load() && !d.offline.Load() {

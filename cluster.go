@@ -216,7 +216,9 @@ func New(opts ...Option) (*Cluster, error) {
 	// rather than while the brokers register or with the first topic.
 	for _, b := range c.running() {
 		for _, d := range b.dirs {
-			d.store().PrepareIndex()
+			if st := d.store(); st != nil {
+				st.PrepareIndex()
+			}
 		}
 	}
 	return c, nil

@@ -25,11 +25,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -92,15 +94,29 @@ func (c *Cluster) logDirPath(id int32, i int) string {
 
 // openLogDirs opens the broker's log dirs: their stores and identities,
 // and the clean shutdown files (an unclean shutdown of any dir makes the
-// start unclean). A dir that cannot be opened fails the start.
+// start unclean). With several dirs, one whose disk is failing (FailLogDir
+// not repaired) starts offline, as Kafka starts with a failed dir
+// offline, if its meta.properties can be read; its repair brings it
+// online. With one dir, or none left, a dir that cannot be opened fails
+// the start.
 func (b *broker) openLogDirs() error {
 	c := b.c
 	for i := range c.cfg.logDirs {
 		path := c.logDirPath(b.id, i)
 		dk, fs := c.diskFor(b.id, i, path)
+		dk.onFail.Store(nil) // a previous run's handler
 		d := &logDir{index: i, path: path, fs: fs, disk: dk}
-		onFail := func(err error) { b.logDirFailed(d, err) }
-		dk.onFail.Store(&onFail)
+		if c.cfg.logDirs > 1 && dk.failing.Load() {
+			id, ok, err := readDirIdentity(d)
+			if err != nil || !ok {
+				b.closeLogDirs()
+				return errors.Join(&iofs.PathError{Op: "open", Path: path, Err: syscall.EIO}, err)
+			}
+			d.id = id
+			d.offline.Store(true)
+			b.dirs = append(b.dirs, d)
+			continue
+		}
 		if c.cfg.logDirs > 1 {
 			// The broker's directory holding the dirs is durable
 			// before them (OpenStore syncs a dir's parent only).
@@ -120,18 +136,36 @@ func (b *broker) openLogDirs() error {
 			b.closeLogDirs()
 			return err
 		}
+		onFail := func(err error) { b.logDirFailed(d, err) }
+		dk.onFail.Store(&onFail)
 	}
+	online := 0
 	b.prevEpoch = -1
-	for i, d := range b.dirs {
+	for _, d := range b.dirs {
+		if d.offline.Load() {
+			continue
+		}
 		e, err := d.store().TakeCleanShutdown()
 		if err != nil {
 			b.closeLogDirs()
 			return err
 		}
-		if i == 0 || e == b.prevEpoch {
+		if online == 0 || e == b.prevEpoch {
 			b.prevEpoch = e
 		} else {
 			b.prevEpoch = -1
+		}
+		online++
+	}
+	if online == 0 {
+		b.closeLogDirs()
+		return &iofs.PathError{Op: "open", Path: c.logDirPath(b.id, 0), Err: syscall.EIO}
+	}
+	for _, d := range b.dirs {
+		if d.offline.Load() {
+			b.prevEpoch = -1 // what the offline dir holds is not known
+			b.log.Error("log dir failed; starting with it offline", "dir", d.path)
+			c.record(Event{Kind: LogDirOffline, Broker: b.id, LogDir: d.path, DirectoryID: d.id.String()})
 		}
 	}
 	return nil
@@ -139,7 +173,9 @@ func (b *broker) openLogDirs() error {
 
 func (b *broker) closeLogDirs() {
 	for _, d := range b.dirs {
-		d.store().Close()
+		if st := d.store(); st != nil {
+			st.Close()
+		}
 	}
 }
 
@@ -160,26 +196,39 @@ func syncNewDir(fs vfs.FS, dir string) error {
 	return errors.Join(err, d.Close())
 }
 
+// readDirIdentity reads the dir's directory.id from its meta.properties;
+// ok is false if it has none yet.
+func readDirIdentity(d *logDir) (id metadata.DirectoryID, ok bool, err error) {
+	name := d.fs.PathJoin(d.path, metaPropertiesFile)
+	f, err := d.fs.Open(name)
+	if errors.Is(err, os.ErrNotExist) {
+		return id, false, nil
+	}
+	if err != nil {
+		return id, false, err
+	}
+	data, err := io.ReadAll(f)
+	f.Close()
+	if err != nil {
+		return id, false, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, found := strings.CutPrefix(strings.TrimSpace(line), "directory.id="); found {
+			id, err = metadata.ParseDirectoryID(v)
+			return id, err == nil, err
+		}
+	}
+	return id, false, fmt.Errorf("%s: no directory.id", name)
+}
+
 // dirIdentity reads the dir's directory.id from its meta.properties, or
 // writes a new one (with Kafka's other keys: version, cluster.id,
 // node.id) for a new dir.
 func (b *broker) dirIdentity(d *logDir) (metadata.DirectoryID, error) {
-	name := d.fs.PathJoin(d.path, metaPropertiesFile)
-	if f, err := d.fs.Open(name); err == nil {
-		data, err := io.ReadAll(f)
-		f.Close()
-		if err != nil {
-			return metadata.DirectoryID{}, err
-		}
-		for _, line := range strings.Split(string(data), "\n") {
-			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "directory.id="); ok {
-				return metadata.ParseDirectoryID(v)
-			}
-		}
-		return metadata.DirectoryID{}, fmt.Errorf("%s: no directory.id", name)
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return metadata.DirectoryID{}, err
+	if id, ok, err := readDirIdentity(d); ok || err != nil {
+		return id, err
 	}
+	name := d.fs.PathJoin(d.path, metaPropertiesFile)
 	var id metadata.DirectoryID
 	for id.Reserved() {
 		rand.Read(id[:])
@@ -205,8 +254,10 @@ func (b *broker) dirIdentity(d *logDir) (metadata.DirectoryID, error) {
 }
 
 // placeLog returns the dir the log name of a replica goes to: the dir
-// that has it, else the dir its metadata names (want), else the online
-// dir with the fewest partitions. It returns nil if that dir is offline.
+// that has it (the one its metadata names, want, if several have it: a
+// move was cut short, and the other copies are dropped), else the dir
+// want names, else the online dir with the fewest partitions. It returns
+// nil if that dir is offline.
 func (b *broker) placeLog(name string, want metadata.DirectoryID) *logDir {
 	if len(b.dirs) == 1 {
 		if d := b.dirs[0]; !d.offline.Load() {
@@ -220,10 +271,28 @@ func (b *broker) placeLog(name string, want metadata.DirectoryID) *logDir {
 		}
 		return d
 	}
+	var have []*logDir
 	for _, d := range b.dirs {
 		if _, err := d.fs.Stat(d.fs.PathJoin(d.path, name)); err == nil {
-			return pick(d)
+			have = append(have, d)
 		}
+	}
+	if len(have) > 0 {
+		keep := have[0]
+		for _, d := range have {
+			if d.id == want {
+				keep = d
+			}
+		}
+		for _, d := range have {
+			if d != keep && !d.offline.Load() && !keep.offline.Load() {
+				b.log.Warn("dropping the copy of a log that another dir holds (a move cut short)", "log", name, "dir", d.path, "kept", keep.path)
+				if err := d.store().RemoveLog(name); err != nil {
+					b.log.Warn("dropping the copy", "log", name, "dir", d.path, "err", err)
+				}
+			}
+		}
+		return pick(keep)
 	}
 	for _, d := range b.dirs {
 		if d.id == want {
@@ -329,6 +398,8 @@ func (b *broker) bringDirOnline(d *logDir) error {
 		return err
 	}
 	d.st.Store(st)
+	onFail := func(err error) { b.logDirFailed(d, err) }
+	d.disk.onFail.Store(&onFail) // for a dir offline since the start
 	d.offline.Store(false)
 	b.log.Info("log dir back online", "dir", d.path)
 	b.c.record(Event{Kind: LogDirOnline, Broker: b.id, LogDir: d.path, DirectoryID: d.id.String()})

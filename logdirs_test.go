@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -532,5 +533,64 @@ func TestLogDirsSurviveRestarts(t *testing.T) {
 				t.Fatalf("keep/%d broker %d: dir %s at %s after the restart, was %s at %s", p, r, got.Directories[r], got.LogDirs[r], want[p].Directories[r], want[p].LogDirs[r])
 			}
 		}
+	}
+}
+
+// A broker restarts with one of its two dirs still failed: it starts with
+// that dir offline (as Kafka does) and serves the other; its replicas in
+// the failed dir stay out of their ISRs until the repair brings the dir
+// back. With both dirs failed it cannot start.
+func TestRestartWithFailedLogDir(t *testing.T) {
+	c := Start(t, Brokers(3), LogDirs(2), BrokerConfig("auto.leader.rebalance.enable", "false"))
+	const parts = 4
+	createTopic(t, c, "rs", parts, 3)
+	waitFor(t, c, "every replica placed", placedIn("rs", parts))
+	dirs := make([]int, parts)
+	for p := range int32(parts) {
+		dirs[p] = dirOf(t, c, 1, "rs", p)
+	}
+	if err := c.KillBroker(1); err != nil {
+		t.Fatal(err)
+	}
+	repair, err := c.FailLogDir(1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RestartBroker(1); err != nil {
+		t.Fatalf("restart with one dir failed: %v", err)
+	}
+	waitFor(t, c, "broker 1 back in the ISRs of its healthy dir only", func(c *Cluster) bool {
+		for p := range int32(parts) {
+			st, err := c.PartitionState("rs", p)
+			if err != nil || st.Leader < 0 || slices.Contains(st.ISR, 1) != (dirs[p] == 1) {
+				return false
+			}
+		}
+		return true
+	})
+	if ds, _ := c.LogDirStates(1); !ds[0].Offline || ds[1].Offline || ds[0].Partitions != 0 {
+		t.Fatalf("log dirs after the restart: %+v", ds)
+	}
+	repair()
+	waitFor(t, c, "every replica back in its ISR", func(c *Cluster) bool {
+		for p := range int32(parts) {
+			if !FullyReplicated("rs", p)(c) {
+				return false
+			}
+		}
+		return true
+	})
+	for p := range int32(parts) {
+		if d := dirOf(t, c, 1, "rs", p); d != dirs[p] {
+			t.Fatalf("rs/%d in dir %d, was in %d", p, d, dirs[p])
+		}
+	}
+	if err := c.KillBroker(1); err != nil {
+		t.Fatal(err)
+	}
+	c.FailLogDir(1, 0)
+	c.FailLogDir(1, 1)
+	if err := c.RestartBroker(1); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("restart with every dir failed: %v, want EIO", err)
 	}
 }
