@@ -8,8 +8,8 @@ package kcluster
 //     log dirs (dirName);
 //   - KAFKA_STORAGE_ERROR when that dir is offline (FailLogDir, FailDisk);
 //   - UNKNOWN_TOPIC_OR_PARTITION for a partition the metadata does not
-//     have, REPLICA_NOT_AVAILABLE for one this broker holds no replica of
-//     (or whose dir is offline);
+//     have, REPLICA_NOT_AVAILABLE for one this broker holds no replica
+//     of, KAFKA_STORAGE_ERROR for one in a dir that is offline;
 //   - NONE when the replica is already in the destination (nothing
 //     moves), or once its future replica is made there and copying.
 // CLUSTER_AUTHORIZATION_FAILED for every partition without ALTER on the
@@ -37,6 +37,8 @@ func (b *broker) handleAlterReplicaLogDirs(req *kmsg.AlterReplicaLogDirsRequest,
 			return b.alterLogDir(rp, d)
 		case err == kerr.NotLeaderForPartition:
 			return kerr.ReplicaNotAvailable.Code
+		case err == kerr.KafkaStorageError:
+			return kerr.KafkaStorageError.Code
 		default:
 			return kerr.UnknownTopicOrPartition.Code
 		}
