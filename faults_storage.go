@@ -130,8 +130,8 @@ func (d *disk) MaybeError(op errorfs.Op) error {
 
 func (d *disk) String() string { return "kcluster disk " + d.dir }
 
-// halt handles the failure of the broker's last log dir (every dir
-// failed: logDirFailed) as Kafka does (LogManager.handleLogDirFailure:
+// halt handles the failure of the broker's last log dir, or of its first,
+// which holds its metadata (logDirFailed), as Kafka does (LogManager.handleLogDirFailure:
 // with no live log dir left the broker halts): it stops serving its
 // partitions (KAFKA_STORAGE_ERROR to the requests that reach them) and
 // halts, with no controlled shutdown; the controller fences it when its
@@ -140,7 +140,7 @@ func (b *broker) halt(err error) {
 	if !b.offline.CompareAndSwap(false, true) {
 		return
 	}
-	b.log.Error("log dir failed; halting the broker, as Kafka does when no log dir is left", "err", err)
+	b.log.Error("log dir failed; halting the broker, as Kafka does when no log dir is left or the metadata's fails", "err", err)
 	b.c.record(Event{Kind: LogDirFailed, Broker: b.id})
 	b.c.notifyEvent()
 	c := b.c

@@ -15,7 +15,9 @@ package kcluster
 // (ReplicaManager.handleLogDirFailure): its replicas stop and close, the
 // broker reports it in its heartbeats (OfflineLogDirs) and the controller
 // moves their leaderships away and drops them from their ISRs; the broker
-// serves its other dirs. With no dir left it halts, as Kafka does.
+// serves its other dirs. With no dir left, or when the first dir fails
+// (it holds the broker's metadata snapshots: Kafka's metadata.log.dir,
+// whose failure halts a Kafka broker), it halts.
 // FailLogDir's repair brings a dir back without a restart (Kafka needs
 // one): its store reopens, the broker reports it online, and its replicas
 // reopen, catch up and rejoin their ISRs.
@@ -97,8 +99,8 @@ func (c *Cluster) logDirPath(id int32, i int) string {
 // start unclean). With several dirs, one whose disk is failing (FailLogDir
 // not repaired) starts offline, as Kafka starts with a failed dir
 // offline, if its meta.properties can be read; its repair brings it
-// online. With one dir, or none left, a dir that cannot be opened fails
-// the start.
+// online. The first dir (the metadata's), or the only one, that cannot
+// be opened fails the start.
 func (b *broker) openLogDirs() error {
 	c := b.c
 	for i := range c.cfg.logDirs {
@@ -106,7 +108,7 @@ func (b *broker) openLogDirs() error {
 		dk, fs := c.diskFor(b.id, i, path)
 		dk.onFail.Store(nil) // a previous run's handler
 		d := &logDir{index: i, path: path, fs: fs, disk: dk}
-		if c.cfg.logDirs > 1 && dk.failing.Load() {
+		if i > 0 && dk.failing.Load() {
 			id, ok, err := readDirIdentity(d)
 			if err != nil || !ok {
 				b.closeLogDirs()
@@ -333,7 +335,8 @@ func (b *broker) offlineDirIDs() [][16]byte {
 // logDirFailed handles the first failed write to one of the broker's log
 // dirs (seen by the disk's injector, or reported by a log as
 // segment.ErrFailed): the dir goes offline (takeDirOffline), or, with no
-// dir left that is not failed, the broker halts (halt).
+// dir left that is not failed or with the first dir failed, the broker
+// halts (halt).
 func (b *broker) logDirFailed(d *logDir, err error) {
 	if !d.offline.CompareAndSwap(false, true) {
 		return
@@ -344,7 +347,10 @@ func (b *broker) logDirFailed(d *logDir, err error) {
 			alive++
 		}
 	}
-	if alive == 0 {
+	if alive == 0 || d.index == 0 {
+		// No dir left; or the first, which holds the broker's metadata
+		// (its snapshots), as Kafka's metadata.log.dir defaults to the
+		// first of log.dirs, and Kafka halts when that dir fails.
 		b.halt(err)
 		return
 	}
@@ -429,7 +435,11 @@ func (b *broker) wakeHeartbeat() {
 // (OfflineLogDirs), and the controller moves the leadership of those
 // replicas to other brokers and drops them from the ISRs (Kafka's
 // handleDirectoriesOffline); the broker goes on serving its other dirs.
-// Failing its last healthy dir halts it, as FailDisk. repair makes the
+// Failing its last healthy dir, or dir 0, which holds its metadata
+// (Kafka's metadata.log.dir is the first of log.dirs by default), halts
+// it, as FailDisk does, and it cannot restart until the repair; a broker
+// restarted with another dir failed starts with that dir offline. repair
+// makes the
 // disk healthy and, on a running broker, brings the dir back online
 // (event LogDirOnline): its replicas reopen, catch up from their leaders
 // and rejoin the ISRs. Kafka brings a failed dir back only by a restart;

@@ -160,26 +160,27 @@ func TestFailLogDirUnderAcksAllProducer(t *testing.T) {
 	createTopic(t, c, "jbod", parts, 3)
 	waitFor(t, c, "every replica placed in a dir", placedIn("jbod", parts))
 	// Broker 1 holds 6 replicas, 3 in each dir (the dir with the fewest
-	// partitions gets the next). Its healthy dir is that of a partition
-	// it leads; the other fails.
+	// partitions gets the next). Dir 1 fails (dir 0 holds the broker's
+	// metadata: its failure would halt the broker, as Kafka's
+	// metadata.log.dir); broker 1 leads jbod/0, in dir 0 (the first
+	// replica it opened, of the first topic's placement).
 	var byDir [2][]int32
-	healthy := -1
 	for p := range int32(parts) {
 		i := dirOf(t, c, 1, "jbod", p)
 		byDir[i] = append(byDir[i], p)
-		if healthy < 0 && partState(t, c, "jbod", p).Leader == 1 {
-			healthy = i
-		}
 	}
-	if len(byDir[0]) != 3 || len(byDir[1]) != 3 || healthy < 0 {
-		t.Fatalf("broker 1's replicas by dir %v, a led one in dir %d", byDir, healthy)
+	if len(byDir[0]) != 3 || len(byDir[1]) != 3 {
+		t.Fatalf("broker 1's replicas by dir %v", byDir)
 	}
-	failed := 1 - healthy
+	const healthy, failed = 0, 1
 	var ledHealthy []int32
 	for _, p := range byDir[healthy] {
 		if partState(t, c, "jbod", p).Leader == 1 {
 			ledHealthy = append(ledHealthy, p)
 		}
+	}
+	if len(ledHealthy) == 0 {
+		t.Fatalf("broker 1 leads none of %v in dir 0", byDir[healthy])
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -253,7 +254,7 @@ func describeLogDirs(t *testing.T, c *Cluster, id int32) *kmsg.DescribeLogDirsRe
 // DescribeLogDirs with two dirs: each is reported with its replicas and
 // their sizes; each has its own directory.id in its meta.properties,
 // which the broker registered; an offline dir is reported with
-// KAFKA_STORAGE_ERROR.
+// KAFKA_STORAGE_ERROR, and so are produces to its replicas.
 func TestDescribeLogDirsTwoDirs(t *testing.T) {
 	c := Start(t, Brokers(1), LogDirs(2))
 	createTopic(t, c, "dd", 4, 1)
@@ -305,26 +306,30 @@ func TestDescribeLogDirsTwoDirs(t *testing.T) {
 	if ds[0].DirectoryID == ds[1].DirectoryID {
 		t.Fatalf("two dirs with one id %s", ds[0].DirectoryID)
 	}
-	// Dir 0 fails at its next write: it is described as offline.
-	if _, err := c.FailLogDir(1, 0); err != nil {
+	// Dir 1 fails at its next write: it is described as offline.
+	if _, err := c.FailLogDir(1, 1); err != nil {
 		t.Fatal(err)
 	}
-	var onDir0 int32 = -1
+	var onDir1 int32 = -1
 	for p := range int32(4) {
-		if dirOf(t, c, 1, "dd", p) == 0 {
-			onDir0 = p
+		if dirOf(t, c, 1, "dd", p) == 1 {
+			onDir1 = p
 		}
 	}
-	if rp := produce(t, nil, c, addrOf(c, 1), "dd", onDir0, 1, makeBatch(time.Now().UnixMilli(), "x")); rp.ErrorCode != kerr.KafkaStorageError.Code {
+	if rp := produce(t, nil, c, addrOf(c, 1), "dd", onDir1, 1, makeBatch(time.Now().UnixMilli(), "x")); rp.ErrorCode != kerr.KafkaStorageError.Code {
 		t.Fatalf("produce to a partition of the failed dir: %v, want KAFKA_STORAGE_ERROR", kerr.ErrorForCode(rp.ErrorCode))
 	}
-	waitFor(t, c, "dir 0 offline", func(c *Cluster) bool {
+	waitFor(t, c, "dir 1 offline", func(c *Cluster) bool {
 		ds, _ := c.LogDirStates(1)
-		return ds[0].Offline && ds[0].Partitions == 0
+		return ds[1].Offline && ds[1].Partitions == 0
 	})
 	resp = describeLogDirs(t, c, 1)
-	if resp.Dirs[0].ErrorCode != kerr.KafkaStorageError.Code || len(resp.Dirs[0].Topics) != 0 || resp.Dirs[1].ErrorCode != 0 || len(resp.Dirs[1].Topics) != 1 {
-		t.Fatalf("after dir 0 failed: %+v", resp.Dirs)
+	if resp.Dirs[1].ErrorCode != kerr.KafkaStorageError.Code || len(resp.Dirs[1].Topics) != 0 || resp.Dirs[0].ErrorCode != 0 || len(resp.Dirs[0].Topics) != 1 {
+		t.Fatalf("after dir 1 failed: %+v", resp.Dirs)
+	}
+	// A produce to it now answers KAFKA_STORAGE_ERROR from the start.
+	if rp := produce(t, nil, c, addrOf(c, 1), "dd", onDir1, 1, makeBatch(time.Now().UnixMilli(), "y")); rp.ErrorCode != kerr.KafkaStorageError.Code {
+		t.Fatalf("produce to a partition of the offline dir: %v, want KAFKA_STORAGE_ERROR", kerr.ErrorForCode(rp.ErrorCode))
 	}
 	if _, err := c.FailLogDir(1, 2); !errors.Is(err, ErrUnknownLogDir) {
 		t.Fatalf("FailLogDir(1, 2): %v", err)
@@ -539,7 +544,8 @@ func TestLogDirsSurviveRestarts(t *testing.T) {
 // A broker restarts with one of its two dirs still failed: it starts with
 // that dir offline (as Kafka does) and serves the other; its replicas in
 // the failed dir stay out of their ISRs until the repair brings the dir
-// back. With both dirs failed it cannot start.
+// back. With its first dir (the metadata's) failed it cannot start, and
+// running, it halts when that dir fails.
 func TestRestartWithFailedLogDir(t *testing.T) {
 	c := Start(t, Brokers(3), LogDirs(2), BrokerConfig("auto.leader.rebalance.enable", "false"))
 	const parts = 4
@@ -552,7 +558,7 @@ func TestRestartWithFailedLogDir(t *testing.T) {
 	if err := c.KillBroker(1); err != nil {
 		t.Fatal(err)
 	}
-	repair, err := c.FailLogDir(1, 0)
+	repair, err := c.FailLogDir(1, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -562,13 +568,13 @@ func TestRestartWithFailedLogDir(t *testing.T) {
 	waitFor(t, c, "broker 1 back in the ISRs of its healthy dir only", func(c *Cluster) bool {
 		for p := range int32(parts) {
 			st, err := c.PartitionState("rs", p)
-			if err != nil || st.Leader < 0 || slices.Contains(st.ISR, 1) != (dirs[p] == 1) {
+			if err != nil || st.Leader < 0 || slices.Contains(st.ISR, 1) != (dirs[p] == 0) {
 				return false
 			}
 		}
 		return true
 	})
-	if ds, _ := c.LogDirStates(1); !ds[0].Offline || ds[1].Offline || ds[0].Partitions != 0 {
+	if ds, _ := c.LogDirStates(1); !ds[1].Offline || ds[0].Offline || ds[1].Partitions != 0 {
 		t.Fatalf("log dirs after the restart: %+v", ds)
 	}
 	repair()
@@ -588,9 +594,35 @@ func TestRestartWithFailedLogDir(t *testing.T) {
 	if err := c.KillBroker(1); err != nil {
 		t.Fatal(err)
 	}
-	c.FailLogDir(1, 0)
-	c.FailLogDir(1, 1)
+	repair, _ = c.FailLogDir(1, 0)
 	if err := c.RestartBroker(1); !errors.Is(err, syscall.EIO) {
-		t.Fatalf("restart with every dir failed: %v, want EIO", err)
+		t.Fatalf("restart with the metadata's dir failed: %v, want EIO", err)
 	}
+	repair()
+	if err := c.RestartBroker(1); err != nil {
+		t.Fatal(err)
+	}
+	// Dir 0 failing under a running broker halts it.
+	if _, err := c.FailLogDir(1, 0); err != nil {
+		t.Fatal(err)
+	}
+	var onDir0 int32 = -1
+	for p := range int32(parts) {
+		if dirs[p] == 0 {
+			onDir0 = p
+		}
+	}
+	waitFor(t, c, "broker 1 leading a partition in dir 0 again", func(c *Cluster) bool {
+		st, err := c.PartitionState("rs", onDir0)
+		return err == nil && slices.Contains(st.ISR, 1)
+	})
+	// A write reaching dir 0: a produce to broker 1 as leader, or its
+	// follower's append.
+	st := partState(t, c, "rs", onDir0)
+	req := produceRequest("rs", onDir0, 1, 10000, makeBatch(time.Now().UnixMilli(), "x"))
+	req.SetVersion(11)
+	rctx, rcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer rcancel()
+	dial(t, addrOf(c, st.Leader)).Request(rctx, req) // KAFKA_STORAGE_ERROR or a closed connection from broker 1
+	waitFor(t, c, "broker 1 halted", func(c *Cluster) bool { return hasEvent(c, LogDirFailed, 1) && !c.Brokers()[0].Running })
 }

@@ -82,10 +82,11 @@ const (
 	KillController Fault = "kill-controller"
 	// FailLogDir fails one random log dir of a random broker
 	// (kcluster.FailLogDir): with several dirs (kcluster.LogDirs) the
-	// broker takes it offline and serves the others, the controller
-	// moves the leadership of its replicas there away; with one, the
-	// broker halts at its next write to it. Repaired afterwards (the
-	// dir comes back online, or the halted broker restarts).
+	// broker takes a dir other than the first offline and serves the
+	// others, the controller moves the leadership of its replicas there
+	// away; with one dir, or the first (the metadata's), the broker
+	// halts at its next write to it. Repaired afterwards (the dir comes
+	// back online, or the halted broker restarts).
 	FailLogDir Fault = "fail-log-dir"
 )
 

@@ -157,7 +157,7 @@ func TestRunDetectsLoss(t *testing.T) {
 // other; the repaired dir's replicas catch up; nothing acknowledged is
 // lost.
 func TestRunFailLogDir(t *testing.T) {
-	for i, seed := range seeds(t, 7311510452339120417) {
+	for i, seed := range seeds(t, 8128506679814417771) {
 		t.Run(strconv.Itoa(i), func(t *testing.T) {
 			c := kcluster.Start(t, kcluster.Brokers(3), kcluster.LogDirs(2))
 			runChaos(t, c, chaos.Config{Seed: seed, Steps: 5, Logf: t.Logf, Partitions: 4,

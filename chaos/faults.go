@@ -65,9 +65,8 @@ func (r *run) step(ctx context.Context, step int) error {
 			r.mu.Unlock()
 			for _, e := range r.c.Events() {
 				if e.Kind == kcluster.LogDirFailed && e.Broker == b && !e.Time.Before(since) {
-					// Its last dir failed: it halted.
-					r.mu.Lock()
-					defer r.mu.Unlock()
+					// Its last dir, or its first, failed: it halted
+					// (and, down, was not sampled since the repair).
 					return r.restart(b)
 				}
 			}
