@@ -492,9 +492,17 @@ func TestLogDirsSurviveRestarts(t *testing.T) {
 	if err := c.RestartController(old); err != nil {
 		t.Fatal(err)
 	}
+	// Caught up: its state has applied the whole log (each apply wakes
+	// WaitFor: onMetadata).
 	waitFor(t, c, "the restarted controller to catch up", func(c *Cluster) bool {
-		off, ok := c.MetadataOffsets()[old]
-		return ok && off == c.metadataEnd()
+		for _, n := range c.controllers() {
+			if n.id == old {
+				var off int64
+				n.ctrl.State(func(s *metadata.State) { off = s.Offset })
+				return off == c.metadataEnd()
+			}
+		}
+		return false
 	})
 	for _, n := range c.controllers() {
 		if n.id != old {
