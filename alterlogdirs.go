@@ -104,6 +104,14 @@ func (b *broker) moveReplica(r *partition, f *futureReplica) {
 			break
 		}
 	}
+	if g := b.moveGate.Load(); g != nil {
+		select {
+		case <-*g:
+		case <-b.ctx.Done():
+			fail(b.ctx.Err())
+			return
+		}
+	}
 	// The tail and the rest, with the lock: nothing is appended meanwhile.
 	r.mu.Lock()
 	if r.mu.closed || r.mu.future != f {

@@ -35,7 +35,10 @@ type broker struct {
 	port int32
 	// dirs are its log dirs (logdirs.go), fixed after newBroker.
 	dirs  []*logDir
-	dirWG sync.WaitGroup // dirs being taken offline
+	dirWG sync.WaitGroup // dirs being taken offline, replicas moving
+	// moveGate, when a test sets it, holds every replica move
+	// (alterlogdirs.go) before it swaps its logs, until it is closed.
+	moveGate atomic.Pointer[chan struct{}]
 	// hbWake sends the next heartbeat now; assignWake wakes assignLoop.
 	hbWake, assignWake chan struct{}
 	epoch              int64 // registration epoch

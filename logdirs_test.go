@@ -634,3 +634,62 @@ func TestRestartWithFailedLogDir(t *testing.T) {
 	dial(t, addrOf(c, st.Leader)).Request(rctx, req) // KAFKA_STORAGE_ERROR or a closed connection from broker 1
 	waitFor(t, c, "broker 1 halted", func(c *Cluster) bool { return hasEvent(c, LogDirFailed, 1) && !c.Brokers()[0].Running })
 }
+
+// While a replica moves (AlterReplicaLogDirs) its future replica shows:
+// DescribeLogDirs has it in the destination with IsFuture, beside the
+// current one, and PartitionState names its dir in FutureLogDirs; once
+// the move completes only the destination holds it.
+func TestAlterReplicaLogDirsShowsFutureReplica(t *testing.T) {
+	c := Start(t, Brokers(1), LogDirs(2))
+	createTopic(t, c, "fu", 1, 1)
+	waitFor(t, c, "the replica placed", placedIn("fu", 1))
+	for i := range 20 {
+		if _, err := produceTo(t, c, "fu", 1, fmt.Sprintf("r%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	from := dirOf(t, c, 1, "fu", 0)
+	ds, _ := c.LogDirStates(1)
+	to := ds[1-from]
+	b, _ := c.brokerByID(1)
+	gate := make(chan struct{})
+	b.moveGate.Store(&gate)
+	req := kmsg.NewPtrAlterReplicaLogDirsRequest()
+	rd := kmsg.NewAlterReplicaLogDirsRequestDir()
+	rd.Dir = "/kcluster/" + to.Path
+	rt := kmsg.NewAlterReplicaLogDirsRequestDirTopic()
+	rt.Topic, rt.Partitions = "fu", []int32{0}
+	rd.Topics = append(rd.Topics, rt)
+	req.Dirs = append(req.Dirs, rd)
+	resp := do[*kmsg.AlterReplicaLogDirsResponse](t, dial(t, addrOf(c, 1)), req, 2)
+	if code := resp.Topics[0].Partitions[0].ErrorCode; code != 0 {
+		t.Fatalf("AlterReplicaLogDirs: %v", kerr.ErrorForCode(code))
+	}
+	if st := partState(t, c, "fu", 0); st.FutureLogDirs[1] != to.Path || st.LogDirs[1] != ds[from].Path {
+		t.Fatalf("moving: dir %q future %q, want %q and %q", st.LogDirs[1], st.FutureLogDirs[1], ds[from].Path, to.Path)
+	}
+	dl := describeLogDirs(t, c, 1)
+	for i, d := range dl.Dirs {
+		if len(d.Topics) != 1 || len(d.Topics[0].Partitions) != 1 || d.Topics[0].Partitions[0].IsFuture != (i != from) {
+			t.Fatalf("moving: dir %s: %+v", d.Dir, d.Topics)
+		}
+	}
+	close(gate)
+	waitFor(t, c, "the move done", func(c *Cluster) bool {
+		st, err := c.PartitionState("fu", 0)
+		return err == nil && st.LogDirs[1] == to.Path && len(st.FutureLogDirs) == 0 && st.Directories[1] == to.DirectoryID
+	})
+	dl = describeLogDirs(t, c, 1)
+	if len(dl.Dirs[from].Topics) != 0 || len(dl.Dirs[1-from].Topics) != 1 || dl.Dirs[1-from].Topics[0].Partitions[0].IsFuture {
+		t.Fatalf("moved: %+v", dl.Dirs)
+	}
+	if st := partState(t, c, "fu", 0); st.HighWatermark != 20 || st.LogEndOffsets[1] != 20 {
+		t.Fatalf("moved: high watermark %d log end %d, want 20", st.HighWatermark, st.LogEndOffsets[1])
+	}
+	if off, err := produceTo(t, c, "fu", 1, "after"); err != nil || off != 20 {
+		t.Fatalf("produce after the move: offset %d, %v", off, err)
+	}
+	if _, vals := checkReplicaLog(t, c, 1, "fu"); len(vals) != 21 || vals[0] != "r0" || vals[19] != "r19" || vals[20] != "after" {
+		t.Fatalf("the moved log holds %v", vals)
+	}
+}
