@@ -75,6 +75,11 @@ type logDir struct {
 	parts atomic.Int32
 	// mu serializes taking the dir offline and bringing it back.
 	mu sync.Mutex
+	// taking is closed once the dir's last failure has been handled
+	// (takeDirOffline), for a repair to wait on; guarded by takingMu, a
+	// leaf lock.
+	takingMu sync.Mutex
+	taking   chan struct{}
 }
 
 func (d *logDir) store() *segment.Store { return d.st.Load() }
@@ -338,9 +343,14 @@ func (b *broker) offlineDirIDs() [][16]byte {
 // dir left that is not failed or with the first dir failed, the broker
 // halts (halt).
 func (b *broker) logDirFailed(d *logDir, err error) {
+	d.takingMu.Lock()
 	if !d.offline.CompareAndSwap(false, true) {
+		d.takingMu.Unlock()
 		return
 	}
+	taking := make(chan struct{})
+	d.taking = taking
+	d.takingMu.Unlock()
 	alive := 0
 	for _, x := range b.dirs {
 		if !x.offline.Load() && !x.disk.failing.Load() {
@@ -351,6 +361,7 @@ func (b *broker) logDirFailed(d *logDir, err error) {
 		// No dir left; or the first, which holds the broker's metadata
 		// (its snapshots), as Kafka's metadata.log.dir defaults to the
 		// first of log.dirs, and Kafka halts when that dir fails.
+		close(taking)
 		b.halt(err)
 		return
 	}
@@ -362,6 +373,7 @@ func (b *broker) logDirFailed(d *logDir, err error) {
 	b.dirWG.Add(1)
 	go func() {
 		defer b.dirWG.Done()
+		defer close(taking)
 		b.takeDirOffline(d)
 	}()
 }
@@ -393,7 +405,12 @@ func (b *broker) takeDirOffline(d *logDir) {
 // bringDirOnline reopens a repaired dir and tells the controller; the
 // metadata change that follows reopens its replicas (openAssigned).
 func (b *broker) bringDirOnline(d *logDir) error {
-	b.dirWG.Wait() // takeDirOffline has run
+	d.takingMu.Lock()
+	taking := d.taking
+	d.takingMu.Unlock()
+	if taking != nil {
+		<-taking // takeDirOffline has run
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !d.offline.Load() || b.ctx.Err() != nil {
@@ -406,7 +423,9 @@ func (b *broker) bringDirOnline(d *logDir) error {
 	d.st.Store(st)
 	onFail := func(err error) { b.logDirFailed(d, err) }
 	d.disk.onFail.Store(&onFail) // for a dir offline since the start
+	d.takingMu.Lock()
 	d.offline.Store(false)
+	d.takingMu.Unlock()
 	b.log.Info("log dir back online", "dir", d.path)
 	b.c.record(Event{Kind: LogDirOnline, Broker: b.id, LogDir: d.path, DirectoryID: d.id.String()})
 	b.c.notifyEvent()
