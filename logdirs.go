@@ -368,6 +368,10 @@ func (b *broker) logDirFailed(d *logDir, err error) {
 	b.log.Error("log dir failed; taking it offline", "dir", d.path, "err", err)
 	b.c.record(Event{Kind: LogDirOffline, Broker: b.id, LogDir: d.path, DirectoryID: d.id.String()})
 	b.c.notifyEvent()
+	if b.ctx.Err() != nil {
+		close(taking) // closing: close takes every replica down anyway
+		return
+	}
 	// Not here: the failed write may hold the partition's or the
 	// broker's lock.
 	b.dirWG.Add(1)

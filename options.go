@@ -407,9 +407,10 @@ func Dir(path string) Option { return optionFunc(func(c *config) { c.dir = path 
 // own. The default, 1, keeps each broker's data in broker-N; with n > 1
 // broker N's dirs are broker-N/dir-0 .. broker-N/dir-(n-1), and its
 // metadata snapshots live in the first (Kafka's metadata.log.dir
-// default). A new partition goes to the broker's online dir holding the
-// fewest partitions, as Kafka's LogManager places it, and the broker
-// reports the placement (AssignReplicasToDirs).
+// default), whose failure halts the broker as in Kafka. A new partition
+// goes to the broker's online dir holding the fewest partitions, as
+// Kafka's LogManager places it, and the broker reports the placement
+// (AssignReplicasToDirs). See FailLogDir and LogDirStates.
 func LogDirs(n int) Option { return optionFunc(func(c *config) { c.logDirs = n }) }
 
 // FS stores every broker's data in fs under Dir (default: the OS file
