@@ -275,6 +275,13 @@ func (c *Cluster) String() string {
 		if fenced[id] {
 			state += ", fenced"
 		}
+		if ds, err := c.LogDirStates(id); err == nil {
+			for _, d := range ds {
+				if d.Offline {
+					state += ", log dir " + d.Path + " offline"
+				}
+			}
+		}
 		fmt.Fprintf(&sb, "  broker %d %s: %s\n", id, c.Addrs()[i], state)
 	}
 	for _, name := range topics {
