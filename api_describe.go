@@ -92,7 +92,7 @@ func (b *broker) handleDescribeTopicPartitions(req *kmsg.DescribeTopicPartitions
 			rp.LastKnownELR = append([]int32{}, p.LastKnownELR...)
 			rp.OfflineReplicas = []int32{}
 			for _, id := range p.Replicas {
-				if br := st.Brokers[id]; br == nil || br.Fenced {
+				if st.ReplicaOffline(p, id) {
 					rp.OfflineReplicas = append(rp.OfflineReplicas, id)
 				}
 			}

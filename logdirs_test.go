@@ -311,9 +311,11 @@ func TestDescribeLogDirsTwoDirs(t *testing.T) {
 		t.Fatal(err)
 	}
 	var onDir1 int32 = -1
+	inDir1 := map[int32]bool{}
 	for p := range int32(4) {
 		if dirOf(t, c, 1, "dd", p) == 1 {
 			onDir1 = p
+			inDir1[p] = true
 		}
 	}
 	if rp := produce(t, nil, c, addrOf(c, 1), "dd", onDir1, 1, makeBatch(time.Now().UnixMilli(), "x")); rp.ErrorCode != kerr.KafkaStorageError.Code {
@@ -326,6 +328,21 @@ func TestDescribeLogDirsTwoDirs(t *testing.T) {
 	resp = describeLogDirs(t, c, 1)
 	if resp.Dirs[1].ErrorCode != kerr.KafkaStorageError.Code || len(resp.Dirs[1].Topics) != 0 || resp.Dirs[0].ErrorCode != 0 || len(resp.Dirs[0].Topics) != 1 {
 		t.Fatalf("after dir 1 failed: %+v", resp.Dirs)
+	}
+	// Its replica is offline in the metadata too (OfflineReplicas), once
+	// the controller has taken its leadership.
+	waitFor(t, c, "dd's partitions in dir 1 leaderless", func(c *Cluster) bool {
+		for p := range inDir1 {
+			if st, err := c.PartitionState("dd", p); err != nil || st.Leader >= 0 {
+				return false
+			}
+		}
+		return true
+	})
+	for _, mp := range metadataOf(t, nil, addrOf(c, 1), "dd").Topics[0].Partitions {
+		if want := inDir1[mp.Partition]; slices.Contains(mp.OfflineReplicas, 1) != want {
+			t.Fatalf("dd/%d: offline replicas %v (in the failed dir: %v)", mp.Partition, mp.OfflineReplicas, want)
+		}
 	}
 	// A produce to it now answers KAFKA_STORAGE_ERROR from the start.
 	if rp := produce(t, nil, c, addrOf(c, 1), "dd", onDir1, 1, makeBatch(time.Now().UnixMilli(), "y")); rp.ErrorCode != kerr.KafkaStorageError.Code {

@@ -101,6 +101,19 @@ func (b *Broker) OnlineLogDirs() []DirectoryID {
 	return out
 }
 
+// ReplicaOffline reports whether broker r's replica of p is offline, as
+// Kafka's metadata cache reports it (OfflineReplicas in Metadata and
+// DescribeTopicPartitions): its broker is not registered or fenced, or
+// its dir is offline (LOST, or one the broker reported offline).
+func (s *State) ReplicaOffline(p *Partition, r int32) bool {
+	b := s.Brokers[r]
+	if b == nil || b.Fenced {
+		return true
+	}
+	d := p.Directory(r)
+	return d == DirLost() || (!d.Reserved() && slices.Contains(b.OfflineLogDirs, d))
+}
+
 // defaultDirLocked is the dir the controller records for a new replica on
 // broker (Kafka's ClusterDescriber.defaultDir): the broker's only dir if
 // it has one, else UNASSIGNED, for the broker to choose and report.
