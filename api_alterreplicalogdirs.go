@@ -1,16 +1,17 @@
 package kcluster
 
-// AlterReplicaLogDirs v1-v2 (KIP-113; v0 is gone in Kafka 4, KIP-896).
-// A broker has one log directory (logDirName), so a replica can only be
-// asked to stay where it is. Kafka's ReplicaManager.alterReplicaLogDirs
-// answers, per partition:
+// AlterReplicaLogDirs v1-v2 (KIP-113; v0 is gone in Kafka 4, KIP-896):
+// moves a replica to another of its broker's log dirs (LogDirs; the move
+// itself, Kafka's future replica, is alterlogdirs.go). Kafka's
+// ReplicaManager.alterReplicaLogDirs answers, per partition:
 //   - LOG_DIR_NOT_FOUND when the destination is not one of the broker's
-//     log dirs;
-//   - KAFKA_STORAGE_ERROR when that dir has failed (FailDisk);
+//     log dirs (dirName);
+//   - KAFKA_STORAGE_ERROR when that dir is offline (FailLogDir, FailDisk);
 //   - UNKNOWN_TOPIC_OR_PARTITION for a partition the metadata does not
-//     have, REPLICA_NOT_AVAILABLE for one this broker holds no replica of;
-//   - NONE when the replica is already in the destination: no future
-//     replica is made, nothing moves.
+//     have, REPLICA_NOT_AVAILABLE for one this broker holds no replica
+//     of, KAFKA_STORAGE_ERROR for one in a dir that is offline;
+//   - NONE when the replica is already in the destination (nothing
+//     moves), or once its future replica is made there and copying.
 // CLUSTER_AUTHORIZATION_FAILED for every partition without ALTER on the
 // cluster (authz_rules.go).
 
@@ -23,18 +24,21 @@ func init() { reg(1, 2, (*broker).handleAlterReplicaLogDirs) }
 
 func (b *broker) handleAlterReplicaLogDirs(req *kmsg.AlterReplicaLogDirsRequest, r *request) (*kmsg.AlterReplicaLogDirsResponse, error) {
 	return alterReplicaLogDirsResponse(req, func(dir, topic string, part int32) int16 {
+		d := b.dirNamed(dir)
 		switch {
-		case dir != b.logDirName():
+		case d == nil:
 			return kerr.LogDirNotFound.Code
-		case b.offline.Load():
+		case b.offline.Load() || d.offline.Load():
 			return kerr.KafkaStorageError.Code
 		}
-		_, err := b.lookupPartition(topic, [16]byte{}, part)
+		rp, err := b.lookupPartition(topic, [16]byte{}, part)
 		switch {
 		case err == nil:
-			return 0
+			return b.alterLogDir(rp, d)
 		case err == kerr.NotLeaderForPartition:
 			return kerr.ReplicaNotAvailable.Code
+		case err == kerr.KafkaStorageError:
+			return kerr.KafkaStorageError.Code
 		default:
 			return kerr.UnknownTopicOrPartition.Code
 		}

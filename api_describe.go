@@ -1,17 +1,12 @@
 package kcluster
 
-// DescribeLogDirs v1-v5 (KIP-113; v0 is gone in Kafka 4, KIP-896; KIP-827 total and usable bytes from v4,
-// answered -1: the FS is not asked; KIP-1066 cordoning from v5: never)
-// and DescribeTopicPartitions v0 (KIP-966, with its response partition
+// DescribeTopicPartitions v0 (KIP-966, with its response partition
 // limit, capped at 2000 as Kafka's max.request.partition.size.limit, and
 // its cursor, as Kafka's DescribeTopicPartitionsRequestHandler, and the
-// partitions' eligible leader replicas and last known ELR). A broker
-// describes its one log directory: the size of every replica it holds.
+// partitions' eligible leader replicas and last known ELR).
 
 import (
 	"slices"
-	"sort"
-	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -20,59 +15,7 @@ import (
 )
 
 func init() {
-	reg(1, 5, (*broker).handleDescribeLogDirs)
 	reg(0, 0, (*broker).handleDescribeTopicPartitions)
-}
-
-// logDirName is the directory a broker reports (its storage root).
-func (b *broker) logDirName() string {
-	if b.c.cfg.dir != "" {
-		return b.c.cfg.fs.PathJoin(b.c.cfg.dir, "broker-"+itoa(b.id))
-	}
-	return "/kcluster/broker-" + itoa(b.id)
-}
-
-func itoa(n int32) string { return strconv.Itoa(int(n)) }
-
-func (b *broker) handleDescribeLogDirs(req *kmsg.DescribeLogDirsRequest, r *request) (*kmsg.DescribeLogDirsResponse, error) {
-	resp := req.ResponseKind().(*kmsg.DescribeLogDirsResponse)
-	dir := kmsg.NewDescribeLogDirsResponseDir()
-	dir.Dir = b.logDirName()
-	dir.TotalBytes, dir.UsableBytes = -1, -1
-	type rep struct {
-		topic string
-		part  int32
-		size  int64
-	}
-	var reps []rep
-	for _, rp := range b.replicasSnapshot() {
-		if req.Topics != nil {
-			i := slices.IndexFunc(req.Topics, func(t kmsg.DescribeLogDirsRequestTopic) bool { return t.Topic == rp.topic })
-			if i < 0 || !slices.Contains(req.Topics[i].Partitions, rp.part) {
-				continue
-			}
-		}
-		reps = append(reps, rep{rp.topic, rp.part, rp.log.Size()})
-	}
-	sort.Slice(reps, func(i, j int) bool {
-		if reps[i].topic != reps[j].topic {
-			return reps[i].topic < reps[j].topic
-		}
-		return reps[i].part < reps[j].part
-	})
-	for _, x := range reps {
-		if n := len(dir.Topics); n == 0 || dir.Topics[n-1].Topic != x.topic {
-			t := kmsg.NewDescribeLogDirsResponseDirTopic()
-			t.Topic = x.topic
-			dir.Topics = append(dir.Topics, t)
-		}
-		p := kmsg.NewDescribeLogDirsResponseDirTopicPartition()
-		p.Partition, p.Size = x.part, x.size
-		t := &dir.Topics[len(dir.Topics)-1]
-		t.Partitions = append(t.Partitions, p)
-	}
-	resp.Dirs = append(resp.Dirs, dir)
-	return resp, nil
 }
 
 func (b *broker) handleDescribeTopicPartitions(req *kmsg.DescribeTopicPartitionsRequest, r *request) (*kmsg.DescribeTopicPartitionsResponse, error) {
@@ -149,7 +92,7 @@ func (b *broker) handleDescribeTopicPartitions(req *kmsg.DescribeTopicPartitions
 			rp.LastKnownELR = append([]int32{}, p.LastKnownELR...)
 			rp.OfflineReplicas = []int32{}
 			for _, id := range p.Replicas {
-				if br := st.Brokers[id]; br == nil || br.Fenced {
+				if st.ReplicaOffline(p, id) {
 					rp.OfflineReplicas = append(rp.OfflineReplicas, id)
 				}
 			}

@@ -115,7 +115,7 @@ func (b *broker) handleMetadata(req *kmsg.MetadataRequest, r *request) (*kmsg.Me
 			mp.ISR = slices.Clone(p.ISR)
 			mp.OfflineReplicas = []int32{}
 			for _, rid := range p.Replicas {
-				if br := st.Brokers[rid]; br == nil || br.Fenced {
+				if st.ReplicaOffline(p, rid) {
 					mp.OfflineReplicas = append(mp.OfflineReplicas, rid)
 				}
 			}

@@ -53,6 +53,11 @@ func (b *broker) lookupPartition(topic string, id [16]byte, part int32) (*partit
 	}
 	r := b.mu.replicas[tpKey{t.ID, part}]
 	if r == nil {
+		// A replica in a log dir that failed is offline here, as in
+		// Kafka's ReplicaManager (HostedPartition.Offline).
+		if d := b.dirByID(t.Partitions[part].Directory(b.id)); d != nil && d.offline.Load() {
+			return nil, kerr.KafkaStorageError
+		}
 		return nil, kerr.NotLeaderForPartition
 	}
 	return r, nil

@@ -16,7 +16,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kcluster/kcluster/metadata"
-	"github.com/kcluster/kcluster/segment"
 )
 
 // broker is one node. Its metadata view and partitions sit in mu; the view
@@ -26,16 +25,23 @@ import (
 // the response before reading the next, so responses are in request order
 // (as Kafka, which mutes a connection while a request is in flight).
 type broker struct {
-	id    int32
-	c     *Cluster
-	cfg   *brokerConfig
-	log   *slog.Logger
-	ln    net.Listener // the default (inter-broker) listener, lns[0]'s
-	lns   []*brokerListener
-	host  string
-	port  int32
-	store *segment.Store
-	epoch int64 // registration epoch
+	id   int32
+	c    *Cluster
+	cfg  *brokerConfig
+	log  *slog.Logger
+	ln   net.Listener // the default (inter-broker) listener, lns[0]'s
+	lns  []*brokerListener
+	host string
+	port int32
+	// dirs are its log dirs (logdirs.go), fixed after newBroker.
+	dirs  []*logDir
+	dirWG sync.WaitGroup // dirs being taken offline, replicas moving
+	// moveGate, when a test sets it, holds every replica move
+	// (alterlogdirs.go) before it swaps its logs, until it is closed.
+	moveGate atomic.Pointer[chan struct{}]
+	// hbWake sends the next heartbeat now; assignWake wakes assignLoop.
+	hbWake, assignWake chan struct{}
+	epoch              int64 // registration epoch
 	// prevEpoch is the epoch its clean shutdown file named, -1 after a
 	// crash or a power cut (segment.Store.TakeCleanShutdown): it
 	// registers with it as PreviousBrokerEpoch (KIP-966).
@@ -50,7 +56,8 @@ type broker struct {
 		sync.Mutex
 		cancel context.CancelFunc
 	}
-	// offline is set when its log dir failed (faults_storage.go).
+	// offline is set when its last log dir failed and it halts
+	// (faults_storage.go).
 	offline atomic.Bool
 	// applied is the metadata offset the broker has applied and acted on
 	// (mu.state.Offset once reconciled), for heartbeats, which never wait
@@ -138,28 +145,19 @@ func newBroker(c *Cluster, id int32, addr string) (*broker, error) {
 	b.shareCoord = newShareCoordinator(b)
 	b.shares = newShareManager(b, newStatePersister(b))
 
-	dir := "broker-" + strconv.Itoa(int(id))
-	if c.cfg.dir != "" {
-		dir = c.cfg.fs.PathJoin(c.cfg.dir, dir)
-	}
-	d, fs := c.diskFor(id, dir)
-	b.snaps = brokerSnapshots{fs: fs, dir: fs.PathJoin(dir, metadata.SnapshotDir), loaded: -1, fetched: -1}
-	onFail := b.logDirFailed
-	d.onFail.Store(&onFail)
-	st, err := segment.OpenStore(segment.StoreOptions{FS: fs, Dir: dir, Logger: b.log, Invariant: c.invariantViolated})
-	if err != nil {
+	b.hbWake = make(chan struct{}, 1)
+	b.assignWake = make(chan struct{}, 1)
+	if err := b.openLogDirs(); err != nil {
 		cancel()
 		return nil, err
 	}
-	b.store = st
-	if b.prevEpoch, err = st.TakeCleanShutdown(); err != nil {
-		st.Close()
-		cancel()
-		return nil, err
-	}
+	// The metadata snapshots live in the first log dir (Kafka's
+	// metadata.log.dir default).
+	d0 := b.dirs[0]
+	b.snaps = brokerSnapshots{fs: d0.fs, dir: d0.fs.PathJoin(d0.path, metadata.SnapshotDir), loaded: -1, fetched: -1}
 	ln, err := c.net.Listen(id, addr)
 	if err != nil {
-		st.Close()
+		b.closeLogDirs()
 		cancel()
 		return nil, err
 	}
@@ -175,7 +173,7 @@ func newBroker(c *Cluster, id int32, addr string) (*broker, error) {
 			for _, l := range b.lns {
 				l.ln.Close()
 			}
-			st.Close()
+			b.closeLogDirs()
 			cancel()
 			return nil, fmt.Errorf("listener %s: %w", spec.name, err)
 		}
@@ -189,7 +187,8 @@ func (b *broker) advertisedAddr() string {
 }
 
 func (b *broker) start() {
-	b.wg.Add(7 + len(b.lns))
+	b.wg.Add(8 + len(b.lns))
+	go func() { defer b.wg.Done(); b.assignLoop() }()
 	go func() { defer b.wg.Done(); b.cleanerLoop() }()
 	go func() { defer b.wg.Done(); b.groups.run() }()
 	go func() { defer b.wg.Done(); b.txns.run() }()
@@ -239,6 +238,7 @@ func (b *broker) close(graceful bool) {
 	b.ac.close()
 	b.waiting.Store("connection and metadata goroutines")
 	b.wg.Wait()
+	b.dirWG.Wait()
 	b.shares.close()
 	b.shares.persister.close()
 	b.waiting.Store("storage")
@@ -251,12 +251,18 @@ func (b *broker) close(graceful bool) {
 	}
 	b.mu.replicas = nil
 	b.mu.Unlock()
-	if err := b.store.Close(); err != nil {
-		b.log.Warn("closing storage", "err", err)
-	} else if graceful && !b.offline.Load() {
-		// Every log synced and closed: the next start is a clean one.
-		if err := b.store.WriteCleanShutdown(b.epoch); err != nil {
-			b.log.Warn("writing the clean shutdown file", "err", err)
+	for _, d := range b.dirs {
+		if d.store() == nil {
+			continue // offline since the start
+		}
+		if err := d.store().Close(); err != nil {
+			b.log.Warn("closing storage", "dir", d.path, "err", err)
+		} else if graceful && !b.offline.Load() && !d.offline.Load() {
+			// Every log synced and closed: the next start is a clean
+			// one (if every dir says so).
+			if err := d.store().WriteCleanShutdown(b.epoch); err != nil {
+				b.log.Warn("writing the clean shutdown file", "dir", d.path, "err", err)
+			}
 		}
 	}
 	b.waiting.Store("")
@@ -429,9 +435,10 @@ func (b *broker) applyLoop() {
 // logs too).
 func (b *broker) openAssigned(st *metadata.State) (map[tpKey]*partition, bool) {
 	type want struct {
-		k  tpKey
-		t  *metadata.Topic
-		lc *logConfig
+		k   tpKey
+		t   *metadata.Topic
+		lc  *logConfig
+		dir metadata.DirectoryID
 	}
 	var wants []want
 	b.mu.RLock()
@@ -446,7 +453,7 @@ func (b *broker) openAssigned(st *metadata.State) (map[tpKey]*partition, bool) {
 			if lc == nil {
 				lc = b.c.cfg.logConfigFor(t, st, b.id)
 			}
-			wants = append(wants, want{k, t, lc})
+			wants = append(wants, want{k, t, lc, p.Directory(b.id)})
 		}
 	}
 	b.mu.RUnlock()
@@ -455,7 +462,10 @@ func (b *broker) openAssigned(st *metadata.State) (map[tpKey]*partition, bool) {
 		if b.ctx.Err() != nil {
 			break
 		}
-		r, err := openPartition(b, w.t, w.k.p, w.lc)
+		r, err := openPartition(b, w.t, w.k.p, w.lc, w.dir)
+		if errors.Is(err, errLogDirOffline) {
+			continue // until the dir is back
+		}
 		if err != nil {
 			b.log.Error("opening replica", "topic", w.t.Name, "partition", w.k.p, "err", err)
 			continue
@@ -481,6 +491,7 @@ func (b *broker) openAssigned(st *metadata.State) (map[tpKey]*partition, bool) {
 // partition who leads it now. Opened partitions it does not install are
 // returned as unwanted, to be closed.
 func (b *broker) reconcileLocked(opened map[tpKey]*partition) (removed, unwanted []*partition) {
+	assign := false
 	st := b.mu.state
 	for k, r := range b.mu.replicas {
 		p := st.Partition(k.id, k.p)
@@ -510,7 +521,13 @@ func (b *broker) reconcileLocked(opened map[tpKey]*partition) (removed, unwanted
 				b.mu.replicas[k] = r
 			}
 			r.update(p, lc)
+			if p.Directory(b.id) != r.dir.id {
+				assign = true
+			}
 		}
+	}
+	if assign {
+		b.wakeAssign() // report the placement (assignLoop)
 	}
 	// What was opened for a state this one does not assign. The state
 	// cannot move while applyLoop opens (it is the state's only writer),
@@ -528,7 +545,7 @@ func (b *broker) reconcileLocked(opened map[tpKey]*partition) (removed, unwanted
 func (b *broker) removeLogs(removed []*partition) {
 	for _, r := range removed {
 		r.close()
-		if err := b.store.RemoveLog(r.logName()); err != nil {
+		if err := r.dir.store().RemoveLog(r.logName()); err != nil {
 			b.log.Warn("removing log", "topic", r.topic, "partition", r.part, "err", err)
 		}
 	}

@@ -30,6 +30,9 @@ func (b *broker) register(ctx context.Context) error {
 		req.Listeners = append(req.Listeners, l)
 	}
 	req.PreviousBrokerEpoch = b.prevEpoch
+	for _, d := range b.dirs {
+		req.LogDirs = append(req.LogDirs, d.id)
+	}
 	// While a quorum elects there is no active controller: try again,
 	// as a Kafka broker does, for up to 30 s.
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -77,6 +80,7 @@ func (b *broker) heartbeatRequest() kmsg.Request {
 	req.BrokerID, req.BrokerEpoch = b.id, b.epoch
 	req.WantShutdown = b.stopping.Load()
 	req.CurrentMetadataOffset = b.applied.Load()
+	req.OfflineLogDirs = b.offlineDirIDs()
 	return req
 }
 
@@ -132,6 +136,7 @@ func (b *broker) heartbeatLoop() {
 		case <-b.ctx.Done():
 			return
 		case <-t.C:
+		case <-b.hbWake:
 		}
 		sent := time.Now()
 		if err := b.standingHeartbeat(); err != nil && b.ctx.Err() == nil {

@@ -215,7 +215,11 @@ func New(opts ...Option) (*Cluster, error) {
 	// now, in the background, while the caller connects its clients,
 	// rather than while the brokers register or with the first topic.
 	for _, b := range c.running() {
-		b.store.PrepareIndex()
+		for _, d := range b.dirs {
+			if st := d.store(); st != nil {
+				st.PrepareIndex()
+			}
+		}
 	}
 	return c, nil
 }
@@ -448,9 +452,11 @@ func (c *Cluster) Close() {
 		// The brokers' own memory file systems die with the cluster:
 		// give their memory back now rather than at a later GC.
 		c.disks.mu.Lock()
-		for _, d := range c.disks.m {
-			if d.mem != nil {
-				d.mem.Release()
+		for _, ds := range c.disks.m {
+			for _, d := range ds {
+				if d.mem != nil {
+					d.mem.Release()
+				}
 			}
 		}
 		c.disks.mu.Unlock()

@@ -2,9 +2,9 @@ package kcluster
 
 // The controller node: the process role that owns the metadata log, as a
 // KRaft controller. Brokers reach it only over TCP through the network
-// package (BrokerRegistration v0-3, BrokerHeartbeat v0-1, AlterPartition
-// v2-3 with topic ids), so cutting a broker from the controller fences it,
-// as in Kafka. The in-memory mode runs one controller node, id
+// package (BrokerRegistration v0-3, BrokerHeartbeat v0-1,
+// AssignReplicasToDirs v0, AlterPartition v2-3 with topic ids), so
+// cutting a broker from the controller fences it, as in Kafka. The in-memory mode runs one controller node, id
 // controllerNodeID, on the single-node MemLog; the quorum mode runs
 // Controllers(n) nodes, ids controllerNodeID.., each with its own Raft log
 // (quorum.go), and only the Raft leader's controller is active: the others
@@ -17,6 +17,7 @@ import (
 	"hash/crc32"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -90,6 +91,7 @@ func init() {
 	regCtrl(0, 3, (*controllerNode).handleBrokerRegistration)
 	regCtrlConn(0, 1, (*controllerNode).handleBrokerHeartbeat)
 	regCtrl(2, 3, (*controllerNode).handleAlterPartition)
+	regCtrl(0, 0, (*controllerNode).handleAssignReplicasToDirs)
 	regCtrlConn(12, 12, (*controllerNode).handleMetadataFetch)
 }
 
@@ -230,6 +232,13 @@ func (n *controllerNode) handleBrokerRegistration(req *kmsg.BrokerRegistrationRe
 		return resp, nil
 	}
 	reg := metadata.RegisterBroker{ID: req.BrokerID, Rack: req.Rack}
+	for _, d := range req.LogDirs {
+		if metadata.DirectoryID(d).Reserved() || slices.Contains(reg.LogDirs, metadata.DirectoryID(d)) {
+			resp.ErrorCode = kerr.InvalidRegistration.Code
+			return resp, nil
+		}
+		reg.LogDirs = append(reg.LogDirs, d)
+	}
 	for _, l := range req.Listeners {
 		reg.Listeners = append(reg.Listeners, metadata.Listener{Name: l.Name, Host: l.Host, Port: int32(l.Port), Protocol: securityProtocolName(l.SecurityProtocol)})
 		if reg.Host == "" {
@@ -266,7 +275,11 @@ func (n *controllerNode) handleBrokerHeartbeat(conn net.Conn, req *kmsg.BrokerHe
 		fenced = true
 		resp.ShouldShutdown = err == nil
 	} else {
-		fenced, err = n.ctrl.Heartbeat(n.ctx, req.BrokerID, req.BrokerEpoch)
+		offline := make([]metadata.DirectoryID, len(req.OfflineLogDirs))
+		for i, d := range req.OfflineLogDirs {
+			offline[i] = d
+		}
+		fenced, err = n.ctrl.Heartbeat(n.ctx, req.BrokerID, req.BrokerEpoch, offline)
 		if err == nil && !fenced && n.raft == nil {
 			fenced = n.standHeartbeat(conn, req)
 		}
@@ -342,6 +355,44 @@ func (n *controllerNode) handleAlterPartition(req *kmsg.AlterPartitionRequest) (
 			rt.Partitions = append(rt.Partitions, rp)
 		}
 		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp, nil
+}
+
+// handleAssignReplicasToDirs records where a broker placed its replicas
+// (AssignReplicasToDirs v0, KIP-858; metadata.Controller.AssignReplicasToDirs).
+func (n *controllerNode) handleAssignReplicasToDirs(req *kmsg.AssignReplicasToDirsRequest) (*kmsg.AssignReplicasToDirsResponse, error) {
+	resp := req.ResponseKind().(*kmsg.AssignReplicasToDirsResponse)
+	var as []metadata.DirAssignment
+	for _, d := range req.Directories {
+		for _, t := range d.Topics {
+			for _, p := range t.Partitions {
+				as = append(as, metadata.DirAssignment{TopicID: t.TopicID, Partition: p.Partition, Dir: d.ID})
+			}
+		}
+	}
+	errs, err := n.ctrl.AssignReplicasToDirs(n.ctx, req.BrokerID, req.BrokerEpoch, as)
+	if err != nil {
+		resp.ErrorCode = errCode(err)
+		return resp, nil
+	}
+	i := 0
+	for _, d := range req.Directories {
+		rd := kmsg.NewAssignReplicasToDirsResponseDirectory()
+		rd.ID = d.ID
+		for _, t := range d.Topics {
+			rt := kmsg.NewAssignReplicasToDirsResponseDirectoryTopic()
+			rt.TopicID = t.TopicID
+			for _, p := range t.Partitions {
+				rp := kmsg.NewAssignReplicasToDirsResponseDirectoryTopicPartition()
+				rp.Partition = p.Partition
+				rp.ErrorCode = errCode(errs[i])
+				i++
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			rd.Topics = append(rd.Topics, rt)
+		}
+		resp.Directories = append(resp.Directories, rd)
 	}
 	return resp, nil
 }

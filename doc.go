@@ -80,6 +80,12 @@
 //     replica.go; AlterPartitionManager: isr.go.
 //   - ReplicaFetcherThread: fetcher.go (OffsetForLeaderEpoch truncation,
 //     follower appends).
+//   - LogManager's log dirs (log.dirs, KRaft JBOD, KIP-858: placement,
+//     meta.properties, a dir going offline and back, AssignmentsManager):
+//     logdirs.go; the future replica and ReplicaAlterLogDirsThread
+//     (AlterReplicaLogDirs): alterlogdirs.go; the controller's side
+//     (directories of replicas, handleDirectoriesOffline,
+//     handleAssignReplicasToDirs): metadata/directories.go.
 //   - UnifiedLog, LogSegment, the indexes and the leader-epoch cache:
 //     package segment; LogCleaner and retention: logcleaner.go,
 //     compaction.go; ProducerStateManager: producers*.go; the transaction

@@ -61,6 +61,10 @@ type Event struct {
 	Config       string  // ConfigChanged
 	Controller   int32   // controller events: the node id
 	Group        string  // SharePartitionLoaded
+	// LogDir and DirectoryID are the dir of LogDirOffline and
+	// LogDirOnline: its path and its directory.id.
+	LogDir      string
+	DirectoryID string
 }
 
 // String renders the event on one line.
@@ -69,6 +73,8 @@ func (e Event) String() string {
 	switch e.Kind {
 	case BrokerUp, BrokerDown, BrokerFenced, BrokerUnfenced, LogDirFailed:
 		return fmt.Sprintf("%s %s %d", ts, e.Kind, e.Broker)
+	case LogDirOffline, LogDirOnline:
+		return fmt.Sprintf("%s %s %d %s (%s)", ts, e.Kind, e.Broker, e.LogDir, e.DirectoryID)
 	case LeaderChanged:
 		return fmt.Sprintf("%s %s/%d leader %d epoch %d", ts, e.Topic, e.Partition, e.Leader, e.LeaderEpoch)
 	case ControllerChanged, ControllerUp, ControllerDown:

@@ -32,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,21 +53,23 @@ const LogDirFailed EventKind = "log dir failed"
 // in-memory storage can forget what was not synced.
 var ErrPowerCutUnsupported = errors.New("kcluster: power cuts need the default in-memory storage")
 
-// disks holds every broker's storage device, created at its first start.
+// disks holds every broker's storage devices, one a log dir, created at
+// its first start.
 type disks struct {
 	mu sync.Mutex
-	m  map[int32]*disk
+	m  map[int32][]*disk // by broker, then log dir index
 	// halts tracks brokers halting after a log dir failure; Close waits
 	// for them, and RestartBroker for the one it restarts (halting).
 	halts   sync.WaitGroup
 	halting map[int32]chan struct{} // closed when that broker is down
 }
 
-// disk is one broker's storage device: the file system its store is
-// opened on, with the fault switches the levers act on. Its fields other
+// disk is the storage device of one of a broker's log dirs: the file
+// system its store is opened on, with the fault switches the levers act
+// on. Its fields other
 // than the atomics are guarded by disks.mu.
 type disk struct {
-	dir   string    // the broker's data directory
+	dir   string    // the log dir
 	index string    // the pebble index directory inside it
 	mem   *memfs.FS // this broker's own crashable memory FS, or nil
 	fs    vfs.FS    // errorfs over mem or the shared FS
@@ -76,15 +79,19 @@ type disk struct {
 	onFail atomic.Pointer[func(error)]
 }
 
-// diskFor returns broker id's storage device, creating it at the first
-// start: an own crashable MemFS in memory, else the shared file system.
-func (c *Cluster) diskFor(id int32, dir string) (*disk, vfs.FS) {
+// diskFor returns the storage device of broker id's log dir i (dir),
+// creating it at the first start: an own crashable MemFS in memory, else
+// the shared file system.
+func (c *Cluster) diskFor(id int32, i int, dir string) (*disk, vfs.FS) {
 	c.disks.mu.Lock()
 	defer c.disks.mu.Unlock()
 	if c.disks.m == nil {
-		c.disks.m = make(map[int32]*disk)
+		c.disks.m = make(map[int32][]*disk)
 	}
-	d := c.disks.m[id]
+	for len(c.disks.m[id]) <= i {
+		c.disks.m[id] = append(c.disks.m[id], nil)
+	}
+	d := c.disks.m[id][i]
 	if d == nil {
 		d = &disk{dir: dir, index: c.cfg.fs.PathJoin(dir, "index")}
 		var base vfs.FS = c.cfg.fs
@@ -93,7 +100,7 @@ func (c *Cluster) diskFor(id int32, dir string) (*disk, vfs.FS) {
 			base = d.mem
 		}
 		d.fs = errorfs.Wrap(base, d)
-		c.disks.m[id] = d
+		c.disks.m[id][i] = d
 	}
 	return d, d.fs
 }
@@ -123,18 +130,17 @@ func (d *disk) MaybeError(op errorfs.Op) error {
 
 func (d *disk) String() string { return "kcluster disk " + d.dir }
 
-// logDirFailed handles the first failed write to the broker's only log
-// dir (seen by FailDisk's injector, or reported by a log as
-// segment.ErrFailed, as a real disk error would be) as Kafka does (LogManager.handleLogDirFailure: with no live log dir
-// left the broker halts): it stops serving its partitions
-// (KAFKA_STORAGE_ERROR to the requests that reach them) and halts, with no
-// controlled shutdown; the controller fences it when its session expires
-// and moves leadership to the other ISR members.
-func (b *broker) logDirFailed(err error) {
+// halt handles the failure of the broker's last log dir, or of its first,
+// which holds its metadata (logDirFailed), as Kafka does (LogManager.handleLogDirFailure:
+// with no live log dir left the broker halts): it stops serving its
+// partitions (KAFKA_STORAGE_ERROR to the requests that reach them) and
+// halts, with no controlled shutdown; the controller fences it when its
+// session expires and moves leadership to the other ISR members.
+func (b *broker) halt(err error) {
 	if !b.offline.CompareAndSwap(false, true) {
 		return
 	}
-	b.log.Error("log dir failed; halting the broker, as Kafka does when its only log dir fails", "err", err)
+	b.log.Error("log dir failed; halting the broker, as Kafka does when no log dir is left or the metadata's fails", "err", err)
 	b.c.record(Event{Kind: LogDirFailed, Broker: b.id})
 	b.c.notifyEvent()
 	c := b.c
@@ -202,21 +208,33 @@ func (c *Cluster) waitHalted(id int32) {
 // safe to call more than once. FailDisk works on a broker that is down,
 // and returns ErrUnknownBroker for an id that is not 1..n and ErrClosed
 // after Close.
+//
+// With several log dirs (LogDirs) FailDisk fails every one of them, and
+// the broker halts as above; FailLogDir fails one.
 func (c *Cluster) FailDisk(id int32) (repair func(), err error) {
 	if err := c.embedded("FailDisk"); err != nil {
 		return nil, err
 	}
-	d, err := c.diskOf(id)
+	ds, err := c.disksOf(id)
 	if err != nil {
 		return nil, err
 	}
-	d.failing.Store(true)
+	for _, d := range ds {
+		d.failing.Store(true)
+	}
 	var once sync.Once
-	return func() { once.Do(func() { d.failing.Store(false) }) }, nil
+	return func() {
+		once.Do(func() {
+			for _, d := range ds {
+				d.failing.Store(false)
+			}
+		})
+	}, nil
 }
 
-// diskOf returns broker id's disk after checking the id.
-func (c *Cluster) diskOf(id int32) (*disk, error) {
+// disksOf returns broker id's disks, one a log dir, after checking the
+// id.
+func (c *Cluster) disksOf(id int32) ([]*disk, error) {
 	c.mu.Lock()
 	err := c.checkIDLocked(id)
 	c.mu.Unlock()
@@ -225,11 +243,11 @@ func (c *Cluster) diskOf(id int32) (*disk, error) {
 	}
 	c.disks.mu.Lock()
 	defer c.disks.mu.Unlock()
-	d := c.disks.m[id]
-	if d == nil {
+	ds := c.disks.m[id]
+	if len(ds) == 0 {
 		return nil, fmt.Errorf("%w: %d", ErrUnknownBroker, id)
 	}
-	return d, nil
+	return slices.Clone(ds), nil
 }
 
 // PowerCut cuts the power of brokers ids at the same instant: like
@@ -279,18 +297,22 @@ func (c *Cluster) PowerCut(ids ...int32) error {
 		b.dropConns()
 		c.net.CloseNode(b.id)
 	}
+	// Every log dir of a broker loses power at once.
 	c.disks.mu.Lock()
-	clones := make([]*memfs.FS, len(bs))
+	clones := make([][]*memfs.FS, len(bs))
 	for i, b := range bs {
-		clones[i] = c.disks.m[b.id].mem.CrashClone(vfs.CrashCloneCfg{})
+		for _, d := range c.disks.m[b.id] {
+			clones[i] = append(clones[i], d.mem.CrashClone(vfs.CrashCloneCfg{}))
+		}
 	}
 	c.disks.mu.Unlock()
 	for i, b := range bs {
 		b.close(false)
 		c.disks.mu.Lock()
-		d := c.disks.m[b.id]
-		d.mem = clones[i]
-		d.fs = errorfs.Wrap(clones[i], d)
+		for j, d := range c.disks.m[b.id] {
+			d.mem = clones[i][j]
+			d.fs = errorfs.Wrap(clones[i][j], d)
+		}
 		c.disks.mu.Unlock()
 		c.record(Event{Kind: BrokerDown, Broker: b.id})
 		c.stopCombinedController(b.id)

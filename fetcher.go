@@ -365,7 +365,7 @@ func (r *partition) truncateDiverged(s sent, epoch int32, end int64) {
 		if err := r.truncateToLocked(to); err != nil {
 			r.b.log.Error("truncating diverged log", "topic", r.topic, "partition", r.part, "to", to, "err", err)
 			if errors.Is(err, segment.ErrFailed) {
-				r.b.logDirFailed(err)
+				r.b.logDirFailed(r.dir, err)
 			}
 			return
 		}
@@ -607,7 +607,7 @@ func (r *partition) appendAsFollower(s sent, records []byte, leaderHW, leaderSta
 			}
 			if err := r.log.AppendFollower(records[:valid]); err != nil {
 				if errors.Is(err, segment.ErrFailed) {
-					r.b.logDirFailed(err)
+					r.b.logDirFailed(r.dir, err)
 				}
 				return err
 			}

@@ -51,6 +51,15 @@ type PartitionState struct {
 	// with the feature at 0.
 	ELR          []int32
 	LastKnownELR []int32
+	// Directories are the replicas' log dir ids as the metadata records
+	// them (KIP-858), by broker id; "" for a replica its broker has not
+	// placed yet (UNASSIGNED). LogDirs are the paths of the dirs the
+	// replicas on running brokers are open in, by broker id (LogDirs).
+	Directories map[int32]string
+	LogDirs     map[int32]string
+	// FutureLogDirs are the dirs replicas are moving to
+	// (AlterReplicaLogDirs), by broker id, while they move.
+	FutureLogDirs map[int32]string
 }
 
 // ErrUnknownPartition is returned by PartitionState for a topic or
@@ -63,7 +72,8 @@ func (c *Cluster) PartitionState(topic string, partition int32) (PartitionState,
 		return c.ext.partitionState(c, topic, partition)
 	}
 	st := PartitionState{Topic: topic, Partition: partition, Leader: -1, HighWatermark: -1, LogStartOffset: -1, LastStableOffset: -1,
-		LogEndOffsets: map[int32]int64{}, HighWatermarks: map[int32]int64{}, LogStartOffsets: map[int32]int64{}, LogSizes: map[int32]int64{}}
+		LogEndOffsets: map[int32]int64{}, HighWatermarks: map[int32]int64{}, LogStartOffsets: map[int32]int64{}, LogSizes: map[int32]int64{},
+		Directories: map[int32]string{}, LogDirs: map[int32]string{}, FutureLogDirs: map[int32]string{}}
 	var found bool
 	var tid [16]byte
 	c.viewState(func(s *metadata.State) {
@@ -83,6 +93,13 @@ func (c *Cluster) PartitionState(topic string, partition int32) (PartitionState,
 		if len(p.LastKnownELR) > 0 {
 			st.LastKnownELR = slices.Clone(p.LastKnownELR)
 		}
+		for _, r := range p.Replicas {
+			if d := p.Directory(r); d != (metadata.DirectoryID{}) {
+				st.Directories[r] = d.String()
+			} else {
+				st.Directories[r] = ""
+			}
+		}
 	})
 	if !found {
 		return st, fmt.Errorf("%w: %s/%d", ErrUnknownPartition, topic, partition)
@@ -94,6 +111,9 @@ func (c *Cluster) PartitionState(topic string, partition int32) (PartitionState,
 		}
 		r.mu.Lock()
 		closed, hw, lso, leader := r.mu.closed, r.mu.hw, r.lsoLocked(), r.mu.leader == b.id
+		if f := r.mu.future; f != nil && !closed {
+			st.FutureLogDirs[b.id] = f.dir.path
+		}
 		r.mu.Unlock()
 		if closed {
 			continue
@@ -102,6 +122,7 @@ func (c *Cluster) PartitionState(topic string, partition int32) (PartitionState,
 		st.HighWatermarks[b.id] = hw
 		st.LogStartOffsets[b.id] = r.log.LogStartOffset()
 		st.LogSizes[b.id] = r.log.Size()
+		st.LogDirs[b.id] = r.dir.path
 		if leader && b.id == st.Leader {
 			st.HighWatermark, st.LastStableOffset = hw, lso
 			st.LogStartOffset = r.log.LogStartOffset()
@@ -253,6 +274,13 @@ func (c *Cluster) String() string {
 		}
 		if fenced[id] {
 			state += ", fenced"
+		}
+		if ds, err := c.LogDirStates(id); err == nil {
+			for _, d := range ds {
+				if d.Offline {
+					state += ", log dir " + d.Path + " offline"
+				}
+			}
 		}
 		fmt.Fprintf(&sb, "  broker %d %s: %s\n", id, c.Addrs()[i], state)
 	}

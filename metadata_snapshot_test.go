@@ -331,7 +331,7 @@ func TestMetadataSnapshotCrashMidWrite(t *testing.T) {
 	}
 	b1dir := c.cfg.fs.PathJoin("broker-1", metadata.SnapshotDir)
 	c.disks.mu.Lock()
-	fs1 := c.disks.m[1].fs
+	fs1 := c.disks.m[1][0].fs
 	c.disks.mu.Unlock()
 	if err := fs1.RemoveAll(b1dir); err != nil {
 		t.Fatal(err)

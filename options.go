@@ -30,6 +30,7 @@ type config struct {
 	ports       []int
 	advertised  string
 	dir         string
+	logDirs     int // log dirs per broker (LogDirs)
 	fs          vfs.FS
 	logger      *slog.Logger
 	clusterID   string
@@ -96,6 +97,7 @@ type brokerConfig struct {
 func defaultConfig() config {
 	return config{
 		brokers:   3,
+		logDirs:   1,
 		host:      "127.0.0.1",
 		logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		bcfg:      map[string]string{},
@@ -278,6 +280,9 @@ func (c *config) validate() error {
 	if c.brokers < 1 || c.brokers >= int(controllerNodeID) {
 		return fmt.Errorf("kcluster: Brokers(%d): need 1 to %d brokers", c.brokers, controllerNodeID-1)
 	}
+	if c.logDirs < 1 || c.logDirs > 64 {
+		return fmt.Errorf("kcluster: LogDirs(%d): need 1 to 64 log dirs", c.logDirs)
+	}
 	if c.controllers < 0 || c.controllers > 99 {
 		return fmt.Errorf("kcluster: Controllers(%d): need 1 to 99 controllers", c.controllers)
 	}
@@ -394,6 +399,19 @@ func CombinedControllers(n int) Option {
 // controller unless Controllers says more), so New on the same path brings
 // back the same cluster: its id, topics, leaders, epochs and data.
 func Dir(path string) Option { return optionFunc(func(c *config) { c.dir = path }) }
+
+// LogDirs gives every broker n log dirs (Kafka's log.dirs, KRaft JBOD,
+// KIP-858), each with its own directory id in its meta.properties
+// (directory.id) and, in memory, its own crashable file system, so one
+// dir can fail (FailLogDir) or lose power (PowerCut) as a disk of its
+// own. The default, 1, keeps each broker's data in broker-N; with n > 1
+// broker N's dirs are broker-N/dir-0 .. broker-N/dir-(n-1), and its
+// metadata snapshots live in the first (Kafka's metadata.log.dir
+// default), whose failure halts the broker as in Kafka. A new partition
+// goes to the broker's online dir holding the fewest partitions, as
+// Kafka's LogManager places it, and the broker reports the placement
+// (AssignReplicasToDirs). See FailLogDir and LogDirStates.
+func LogDirs(n int) Option { return optionFunc(func(c *config) { c.logDirs = n }) }
 
 // FS stores every broker's data in fs under Dir (default: the OS file
 // system when Dir is set, else a fresh vfs.NewMem()). Tests use a crashable

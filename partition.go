@@ -46,6 +46,7 @@ type partition struct {
 	topic string
 	id    metadata.TopicID
 	part  int32
+	dir   *logDir // the log dir its log is in
 	log   *segment.Log
 
 	mu struct {
@@ -68,6 +69,9 @@ type partition struct {
 		txns         txnTracker          // open transactions (txn_replica.go)
 		guards       map[int64]*txnGuard // verifications in flight (KIP-890)
 		snapshotAt   int64               // log end at the last producer snapshot
+		// future is the copy of its log being made in another dir
+		// (AlterReplicaLogDirs, alterlogdirs.go), or nil.
+		future *futureReplica
 	}
 
 	// watch is how waiters learn that this partition changed (Kafka's
@@ -87,10 +91,15 @@ func (r *partition) logName() string {
 	return r.topic + "-" + strconv.Itoa(int(r.part)) + "." + r.id.String()[:8]
 }
 
-func openPartition(b *broker, t *metadata.Topic, part int32, lc *logConfig) (*partition, error) {
+// openPartition opens a replica's log in the dir placeLog picks (want is
+// the dir its metadata names), or returns errLogDirOffline.
+func openPartition(b *broker, t *metadata.Topic, part int32, lc *logConfig, want metadata.DirectoryID) (*partition, error) {
 	r := &partition{b: b, topic: t.Name, id: t.ID, part: part}
 	r.mu.lc = lc
-	l, err := b.store.OpenLog(r.logName(), segment.LogOptions{SegmentBytes: lc.segmentBytes, IndexIntervalBytes: lc.indexIntervalBytes, FlushMessages: lc.flushMessages})
+	if r.dir = b.placeLog(r.logName(), want); r.dir == nil {
+		return nil, errLogDirOffline
+	}
+	l, err := r.dir.store().OpenLog(r.logName(), segment.LogOptions{SegmentBytes: lc.segmentBytes, IndexIntervalBytes: lc.indexIntervalBytes, FlushMessages: lc.flushMessages})
 	if err != nil {
 		return nil, err
 	}
@@ -99,6 +108,7 @@ func openPartition(b *broker, t *metadata.Topic, part int32, lc *logConfig) (*pa
 		l.Close()
 		return nil, err
 	}
+	r.dir.parts.Add(1)
 	r.mu.hw = l.HighWatermarkCheckpoint()
 	r.mu.checkpointed = r.mu.hw
 	r.mu.leader = -1
@@ -109,14 +119,28 @@ func openPartition(b *broker, t *metadata.Topic, part int32, lc *logConfig) (*pa
 	return r, nil
 }
 
+// offline reports whether its log dir failed (or the broker's last one).
+func (r *partition) offline() bool { return r.b.offline.Load() || r.dir.offline.Load() }
+
 func (r *partition) close() {
 	defer r.notify() // parked fetches answer at once
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.closeLocked()
+}
+
+// closeLocked closes the replica (its future log too, if it was moving:
+// the move stops, alterlogdirs.go).
+func (r *partition) closeLocked() {
 	if r.mu.closed {
 		return
 	}
 	r.mu.closed = true
+	if f := r.mu.future; f != nil {
+		r.mu.future = nil
+		f.log.Close()
+	}
+	r.dir.parts.Add(-1)
 	if invariants.Enabled {
 		r.b.c.logs.remove(r.b.id, r)
 	}
@@ -252,7 +276,7 @@ func (r *partition) appendAsLeaderGuarded(records []byte, acks int16, guard *txn
 	if r.mu.closed || r.mu.leader != r.b.id {
 		return 0, 0, kerr.NotLeaderForPartition
 	}
-	if r.b.offline.Load() {
+	if r.offline() {
 		return 0, 0, kerr.KafkaStorageError
 	}
 	if acks == -1 && len(r.mu.isr) < r.minISRLocked() {
@@ -341,7 +365,7 @@ func (r *partition) appendAsLeaderGuarded(records []byte, acks int16, guard *txn
 	if err := r.log.Append(records); err != nil {
 		r.b.log.Error("append failed", "topic", r.topic, "partition", r.part, "err", err)
 		if errors.Is(err, segment.ErrFailed) {
-			r.b.logDirFailed(err)
+			r.b.logDirFailed(r.dir, err)
 		}
 		return 0, 0, kerr.KafkaStorageError
 	}
@@ -451,7 +475,7 @@ func (r *partition) read(follower int32, followerEpoch int64, offset int64, maxB
 		r.mu.Unlock()
 		return fetchResult{}, kerr.NotLeaderForPartition
 	}
-	if r.b.offline.Load() {
+	if r.offline() {
 		r.mu.Unlock()
 		return fetchResult{}, kerr.KafkaStorageError
 	}

@@ -151,3 +151,17 @@ func TestRunDetectsLoss(t *testing.T) {
 	}
 	t.Logf("found, as it should: %s", rep)
 }
+
+// Failing log dirs (KIP-858) beside kills and power cuts, on brokers with
+// two log dirs each: a broker takes a failed dir offline and serves the
+// other; the repaired dir's replicas catch up; nothing acknowledged is
+// lost.
+func TestRunFailLogDir(t *testing.T) {
+	for i, seed := range seeds(t, 8128506679814417771) {
+		t.Run(strconv.Itoa(i), func(t *testing.T) {
+			c := kcluster.Start(t, kcluster.Brokers(3), kcluster.LogDirs(2))
+			runChaos(t, c, chaos.Config{Seed: seed, Steps: 5, Logf: t.Logf, Partitions: 4,
+				Faults: []chaos.Fault{chaos.FailLogDir, chaos.FailLogDir, chaos.Kill, chaos.PowerCut}})
+		})
+	}
+}

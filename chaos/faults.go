@@ -41,6 +41,37 @@ func (r *run) step(ctx context.Context, step int) error {
 		}
 		r.logf("step %d: %s broker %d", step, f, b)
 		undo = func() error { return r.restart(b) }
+	case FailLogDir:
+		ds, err := r.c.LogDirStates(b)
+		if err != nil {
+			return fmt.Errorf("chaos: step %d log dirs of broker %d: %w", step, b, err)
+		}
+		i := r.rng.IntN(len(ds))
+		since := time.Now()
+		// Its replicas on the dir reopen (or the broker restarts) with
+		// the high watermark they checkpointed: a new incarnation.
+		r.mu.Lock()
+		repair, err := r.c.FailLogDir(b, i)
+		r.mu.incarnation[b]++
+		r.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("chaos: step %d fail log dir %d of broker %d: %w", step, i, b, err)
+		}
+		r.logf("step %d: fail log dir %d of broker %d", step, i, b)
+		undo = func() error {
+			r.mu.Lock()
+			repair()
+			r.mu.incarnation[b]++
+			r.mu.Unlock()
+			for _, e := range r.c.Events() {
+				if e.Kind == kcluster.LogDirFailed && e.Broker == b && !e.Time.Before(since) {
+					// Its last dir, or its first, failed: it halted
+					// (and, down, was not sampled since the repair).
+					return r.restart(b)
+				}
+			}
+			return nil
+		}
 	case KillController:
 		ids := r.c.ControllerIDs()
 		active := r.c.Controller()

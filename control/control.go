@@ -83,6 +83,7 @@ func (s *server) routes() []route {
 		{"POST /api/brokers/{id}/restart", s.brokerLever(func(c *kcluster.Cluster, id int32) error { return c.RestartBroker(id) })},
 		{"POST /api/brokers/{id}/powercut", s.brokerLever(func(c *kcluster.Cluster, id int32) error { return c.PowerCut(id) })},
 		{"POST /api/brokers/{id}/faildisk", s.failDisk},
+		{"POST /api/brokers/{id}/logdirs/{dir}/fail", s.failLogDir},
 		{"GET /api/controllers", s.getControllers},
 		{"POST /api/controllers/{id}/kill", s.controllerLever(func(c *kcluster.Cluster, id int32) error { return c.KillController(id) })},
 		{"POST /api/controllers/{id}/restart", s.controllerLever(func(c *kcluster.Cluster, id int32) error { return c.RestartController(id) })},
@@ -138,7 +139,7 @@ func statusOf(err error) int {
 		return he.status
 	case errors.Is(err, kcluster.ErrUnknownBroker), errors.Is(err, kcluster.ErrUnknownController),
 		errors.Is(err, kcluster.ErrUnknownPartition), errors.Is(err, kcluster.ErrUnknownGroup),
-		errors.Is(err, kcluster.ErrUnknownTransaction):
+		errors.Is(err, kcluster.ErrUnknownTransaction), errors.Is(err, kcluster.ErrUnknownLogDir):
 		return http.StatusNotFound
 	case errors.Is(err, kcluster.ErrBrokerDown), errors.Is(err, kcluster.ErrBrokerUp),
 		errors.Is(err, kcluster.ErrControllerDown), errors.Is(err, kcluster.ErrControllerUp),

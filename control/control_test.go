@@ -171,6 +171,13 @@ func TestBrokerLevers(t *testing.T) {
 		t.Fatalf("faildisk: %v", disk)
 	}
 	must(t, ts, 200, "DELETE", "/api/faults/"+disk["id"].(string), nil, nil)
+	must(t, ts, 404, "POST", "/api/brokers/"+itoa(f)+"/logdirs/5/fail", nil, nil)
+	var ld map[string]any
+	must(t, ts, 201, "POST", "/api/brokers/"+itoa(f)+"/logdirs/0/fail", nil, &ld)
+	if ld["kind"] != "faillogdir" || ld["spec"].(map[string]any)["dir"] != float64(0) {
+		t.Fatalf("faillogdir: %v", ld)
+	}
+	must(t, ts, 200, "DELETE", "/api/faults/"+ld["id"].(string), nil, nil)
 
 	// A wait that cannot hold times out with 408.
 	must(t, ts, 408, "POST", "/api/wait", map[string]any{"condition": "isrSize", "topic": "t", "size": 5, "timeoutMs": 50}, &res)

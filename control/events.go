@@ -32,6 +32,10 @@ type Event struct {
 	Replicas    []int32   `json:"replicas,omitempty"`
 	Config      string    `json:"config,omitempty"`
 	Controller  *int32    `json:"controller,omitempty"`
+	// LogDir and DirectoryID are a log dir's path and id (log dir
+	// offline, log dir online).
+	LogDir      string `json:"logDir,omitempty"`
+	DirectoryID string `json:"directoryId,omitempty"`
 	// Text is the event on one line, as Event.String renders it.
 	Text string `json:"text"`
 }
@@ -65,6 +69,9 @@ func eventOf(seq int, e kcluster.Event) Event {
 		}
 	case kcluster.ControllerChanged, kcluster.ControllerUp, kcluster.ControllerDown:
 		out.Controller = ptr(e.Controller)
+	case kcluster.LogDirOffline, kcluster.LogDirOnline:
+		out.Broker = ptr(e.Broker)
+		out.LogDir, out.DirectoryID = e.LogDir, e.DirectoryID
 	default:
 		// A kind this package does not know yet: every field set.
 		if e.Broker != 0 {

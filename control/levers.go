@@ -62,7 +62,7 @@ func (s *server) controllerLever(lever func(*kcluster.Cluster, int32) error) htt
 // fault is an undoable fault made through the API.
 type fault struct {
 	ID   string `json:"id"`
-	Kind string `json:"kind"` // cut, isolate, partition, slow, lossy, faildisk, intercept
+	Kind string `json:"kind"` // cut, isolate, partition, slow, lossy, faildisk, faillogdir, intercept
 	// Spec is what made it: the request's body, or the broker of a
 	// failed disk.
 	Spec any `json:"spec"`
@@ -358,6 +358,27 @@ func (s *server) failDisk(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.addFault(w, "faildisk", map[string]int32{"broker": id}, repair, nil)
+}
+
+// failLogDir serves POST /api/brokers/{id}/logdirs/{dir}/fail: one log
+// dir of the broker fails (LogDirs); the fault's undo repairs it.
+func (s *server) failLogDir(w http.ResponseWriter, r *http.Request) {
+	id, err := pathInt32(r, "id", "broker")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	dir, err := pathInt32(r, "dir", "log dir")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	repair, err := s.c.FailLogDir(id, int(dir))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	s.addFault(w, "faillogdir", map[string]int32{"broker": id, "dir": dir}, repair, nil)
 }
 
 // interceptSpec is the body of POST /api/intercepts.

@@ -97,6 +97,7 @@ var (
 	mLogEnd      = metricDef{"kafka_log_log_logendoffset", "The replica's log end offset.", gauge, []string{"broker", "topic", "partition"}}
 	mLogStart    = metricDef{"kafka_log_log_logstartoffset", "The replica's log start offset.", gauge, []string{"broker", "topic", "partition"}}
 	mLogSize     = metricDef{"kafka_log_log_size", "The replica's log size in bytes.", gauge, []string{"broker", "topic", "partition"}}
+	mOfflineDirs = metricDef{"kafka_log_logmanager_offlinelogdirectorycount", "The broker's offline log dirs (kafka.log:type=LogManager,name=OfflineLogDirectoryCount).", gauge, []string{"broker"}}
 	mPartOffset  = metricDef{"kafka_topic_partition_current_offset", "The partition's high watermark (kafka_exporter's name).", gauge, []string{"topic", "partition"}}
 	mPartOldest  = metricDef{"kafka_topic_partition_oldest_offset", "The partition's log start offset (kafka_exporter's name).", gauge, []string{"topic", "partition"}}
 	mPartLeader  = metricDef{"kafka_topic_partition_leader", "The partition's leader, -1 when offline (kafka_exporter's name).", gauge, []string{"topic", "partition"}}
@@ -111,7 +112,7 @@ var (
 var allMetrics = []metricDef{mURP, mUnderMinISR, mAtMinISR, mPartCount, mLeaderCount, mIsrShrinks, mIsrExpands, mBrokerUp,
 	mBytesIn, mMessagesIn, mBytesOut, mReplBytesOut, mProduceReqs, mFailedProd, mFetchReqs, mFailedFetch,
 	mRequests, mActive, mOffline, mGlobalParts, mGlobalTopics, mActiveBroker, mFencedBroker, mImbalance,
-	mPartURP, mPartISR, mPartRepl, mLSOLag, mLogEnd, mLogStart, mLogSize, mPartOffset, mPartOldest, mPartLeader,
+	mPartURP, mPartISR, mPartRepl, mLSOLag, mLogEnd, mLogStart, mLogSize, mOfflineDirs, mPartOffset, mPartOldest, mPartLeader,
 	mTopicParts, mBrokers, mGroupLag, mGroupLagSum, mGroupOffset, mGroupMember}
 
 // quantiles are the percentiles Kafka's histograms report.
@@ -149,6 +150,15 @@ func (k collector) Collect(ch chan<- prometheus.Metric) {
 			unfenced++
 		}
 		emit(mBrokerUp, state, itoa(b.ID))
+		if ds, err := c.LogDirStates(b.ID); err == nil {
+			n := 0
+			for _, d := range ds {
+				if d.Offline {
+					n++
+				}
+			}
+			emit(mOfflineDirs, float64(n), itoa(b.ID))
+		}
 	}
 	emit(mBrokers, float64(running))
 

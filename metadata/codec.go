@@ -87,6 +87,8 @@ func decodeRecord(env envelope) (Record, error) {
 	switch env.Type {
 	case "RegisterBroker":
 		r = new(RegisterBroker)
+	case "BrokerRegistrationChange":
+		r = &BrokerRegistrationChange{}
 	case "FenceBroker":
 		r = new(FenceBroker)
 	case "UnregisterBroker":

@@ -433,7 +433,7 @@ func (c *Controller) CreateTopic(ctx context.Context, spec TopicSpec, validateOn
 				}
 			}
 		}
-		recs = append(recs, &PartitionRecord{TopicID: id, Partition: int32(p), Replicas: slices.Clone(rs), ISR: isr, Leader: leader})
+		recs = append(recs, &PartitionRecord{TopicID: id, Partition: int32(p), Replicas: slices.Clone(rs), ISR: isr, Leader: leader, Directories: c.defaultDirsLocked(rs)})
 	}
 	if err := c.proposeLocked(ctx, recs...); err != nil {
 		return TopicID{}, err

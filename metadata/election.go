@@ -23,9 +23,11 @@ import (
 var ErrStaleBrokerEpoch = kerr.StaleBrokerEpoch
 
 // Heartbeat records that broker id (registration epoch) is alive. A fenced
-// broker is unfenced by its heartbeat. It returns whether the broker is
-// fenced after the call.
-func (c *Controller) Heartbeat(ctx context.Context, id int32, epoch int64) (bool, error) {
+// broker is unfenced by its heartbeat. offline are the log dirs the
+// broker reports offline (OfflineLogDirs): a change of them changes its
+// registration and moves leaderships (logDirsChangeLocked). It returns
+// whether the broker is fenced after the call.
+func (c *Controller) Heartbeat(ctx context.Context, id int32, epoch int64, offline []DirectoryID) (bool, error) {
 	c.beats.Lock()
 	c.beats.last[id] = beat{c.cfg.Now(), epoch}
 	c.beats.Unlock()
@@ -38,8 +40,21 @@ func (c *Controller) Heartbeat(ctx context.Context, id int32, epoch int64) (bool
 		return true, ErrStaleBrokerEpoch
 	}
 	c.mu.lastBeat[id] = c.cfg.Now()
+	dirs := c.logDirsChangeLocked(id, offline)
 	if !b.Fenced {
+		if len(dirs) > 0 {
+			if err := c.proposeLocked(ctx, dirs...); err != nil {
+				return false, err
+			}
+		}
 		return false, nil
+	}
+	// The dirs first: an unfenced broker's election must not pick a
+	// replica in a dir it just reported offline.
+	if len(dirs) > 0 {
+		if err := c.proposeLocked(ctx, dirs...); err != nil {
+			return true, err
+		}
 	}
 	recs := []Record{&FenceBroker{ID: id, Fenced: false}}
 	recs = append(recs, c.electOnUnfenceLocked(id)...)
@@ -414,7 +429,7 @@ func (c *Controller) AlterPartition(ctx context.Context, id TopicID, part, leade
 	}
 	for i, r := range isr {
 		b := c.mu.state.Brokers[r]
-		if !slices.Contains(p.Replicas, r) || b == nil || b.Fenced {
+		if !slices.Contains(p.Replicas, r) || b == nil || b.Fenced || !c.dirOnlineLocked(p.Directory(r), r) {
 			return kerr.IneligibleReplica
 		}
 		// KIP-903: the leader's knowledge of a member is of the

@@ -30,7 +30,7 @@ func newClockedController(t *testing.T, brokers int, unclean bool) (*Controller,
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.Heartbeat(context.Background(), int32(i), e); err != nil {
+		if _, err := c.Heartbeat(context.Background(), int32(i), e, nil); err != nil {
 			t.Fatal(err)
 		}
 		epochs = append(epochs, e)
@@ -55,7 +55,7 @@ func TestSessionExpiryElectsFromISR(t *testing.T) {
 	clk.now = clk.now.Add(1500 * time.Millisecond)
 	for i := int32(1); i <= 3; i++ {
 		if i != leader {
-			c.Heartbeat(ctx, i, epochs[i-1])
+			c.Heartbeat(ctx, i, epochs[i-1], nil)
 		}
 	}
 	c.expireSessions(ctx)
@@ -79,10 +79,10 @@ func TestSessionExpiryElectsFromISR(t *testing.T) {
 		t.Fatalf("fenced broker into ISR: %v", err)
 	}
 	// A stale epoch heartbeat does not unfence; the current one does.
-	if _, err := c.Heartbeat(ctx, leader, epochs[leader-1]+7); !errors.Is(err, ErrStaleBrokerEpoch) {
+	if _, err := c.Heartbeat(ctx, leader, epochs[leader-1]+7, nil); !errors.Is(err, ErrStaleBrokerEpoch) {
 		t.Fatalf("stale heartbeat: %v", err)
 	}
-	if fenced, err := c.Heartbeat(ctx, leader, epochs[leader-1]); err != nil || fenced {
+	if fenced, err := c.Heartbeat(ctx, leader, epochs[leader-1], nil); err != nil || fenced {
 		t.Fatalf("heartbeat after expiry: fenced %v %v", fenced, err)
 	}
 	// KIP-903: once unfenced it may rejoin, but only as its current
@@ -121,7 +121,7 @@ func TestLastISRMemberAndUncleanElection(t *testing.T) {
 		if q.Leader != -1 || !slices.Equal(q.ISR, []int32{p.Leader}) {
 			t.Fatalf("both down: leader %d isr %v, want -1 [%d]", q.Leader, q.ISR, p.Leader)
 		}
-		c.Heartbeat(ctx, follower, epochs[follower-1])
+		c.Heartbeat(ctx, follower, epochs[follower-1], nil)
 		q = part(c, "t")
 		if unclean && (q.Leader != follower || !slices.Equal(q.ISR, []int32{follower})) {
 			t.Fatalf("unclean: leader %d isr %v, want the out-of-sync replica", q.Leader, q.ISR)
@@ -143,8 +143,8 @@ func TestSessionExpiryDeadline(t *testing.T) {
 		t.Fatalf("next expiry %v, want %v", next.Sub(t0), time.Second)
 	}
 	clk.now = t0.Add(300 * time.Millisecond)
-	c.Heartbeat(ctx, 2, epochs[1])
-	c.Heartbeat(ctx, 3, epochs[2])
+	c.Heartbeat(ctx, 2, epochs[1], nil)
+	c.Heartbeat(ctx, 3, epochs[2], nil)
 	if next := c.expireSessions(ctx); !next.Equal(t0.Add(time.Second)) {
 		t.Fatalf("next expiry %v, want broker 1's at %v", next.Sub(t0), time.Second)
 	}
@@ -181,7 +181,7 @@ func TestStandingHeartbeat(t *testing.T) {
 	t0 := clk.now
 	const interval = 100 * time.Millisecond
 	for i := int32(2); i <= 3; i++ {
-		if fenced, err := c.Heartbeat(ctx, i, epochs[i-1]); err != nil || fenced {
+		if fenced, err := c.Heartbeat(ctx, i, epochs[i-1], nil); err != nil || fenced {
 			t.Fatalf("heartbeat of %d: fenced %v, %v", i, fenced, err)
 		}
 	}

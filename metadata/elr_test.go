@@ -29,7 +29,7 @@ func newELRController(t *testing.T, n int, minISR int, elr int16) (*Controller, 
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.Heartbeat(ctx, int32(i), e); err != nil {
+		if _, err := c.Heartbeat(ctx, int32(i), e, nil); err != nil {
 			t.Fatal(err)
 		}
 		epochs = append(epochs, e)
@@ -55,7 +55,7 @@ func restart(t *testing.T, c *Controller, epochs []int64, id int32, clean bool) 
 		t.Fatal(err)
 	}
 	epochs[id-1] = e
-	if _, err := c.Heartbeat(ctx, id, e); err != nil {
+	if _, err := c.Heartbeat(ctx, id, e, nil); err != nil {
 		t.Fatal(err)
 	}
 }

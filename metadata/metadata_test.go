@@ -28,7 +28,7 @@ func newTestController(t *testing.T, brokers int) (*Controller, *MemLog) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if fenced, err := c.Heartbeat(context.Background(), int32(i), epoch); err != nil || fenced {
+		if fenced, err := c.Heartbeat(context.Background(), int32(i), epoch, nil); err != nil || fenced {
 			t.Fatalf("first heartbeat: fenced %v, %v", fenced, err)
 		}
 	}

@@ -57,6 +57,10 @@ type changeBuilder struct {
 	uncleanShutdown int32
 
 	isr, replicas, adding, removing, elrs []int32
+	// dirs are the target's log dirs, aligned with replicas (KIP-858);
+	// defaultDir places a replica that replicas gains.
+	dirs       []DirectoryID
+	defaultDir func(int32) DirectoryID
 }
 
 // changeLocked returns a builder for p, a partition of t, with the
@@ -68,11 +72,23 @@ func (c *Controller) changeLocked(t *Topic, p *Partition, acceptable func(int32)
 		acceptable = c.liveLocked
 	}
 	b := &changeBuilder{
-		p: p, acceptable: acceptable, minISR: c.minISRLocked(t, p), elr: c.elrLocked(),
+		p: p, minISR: c.minISRLocked(t, p), elr: c.elrLocked(),
 		uncleanShutdown: -1,
 		isr:             slices.Clone(p.ISR), replicas: slices.Clone(p.Replicas),
 		adding: slices.Clone(p.AddingReplicas), removing: slices.Clone(p.RemovingReplicas),
-		elrs: slices.Clone(p.ELR),
+		elrs: slices.Clone(p.ELR), dirs: partitionDirs(p), defaultDir: c.defaultDirLocked,
+	}
+	// A replica whose log dir is offline may not lead (Kafka's
+	// LeaderAcceptor), whatever else makes it acceptable.
+	b.acceptable = func(r int32) bool {
+		if !acceptable(r) {
+			return false
+		}
+		d := b.defaultDir(r)
+		if i := slices.Index(b.p.Replicas, r); i >= 0 {
+			d = b.dirs[i]
+		}
+		return c.dirOnlineLocked(d, r)
 	}
 	if c.uncleanLocked(t) {
 		b.election = electUnclean
@@ -107,6 +123,9 @@ func (b *changeBuilder) build() *PartitionChange {
 	if len(b.replicas) > 0 && !slices.Equal(b.replicas, b.p.Replicas) {
 		ch.Replicas = b.replicas
 	}
+	if dirs := b.alignedDirs(); ch.Replicas != nil || !slices.Equal(dirs, partitionDirs(b.p)) {
+		ch.Directories = dirs
+	}
 	if !slices.Equal(b.adding, b.p.AddingReplicas) {
 		ch.AddingReplicas = nonNil(b.adding)
 	}
@@ -114,10 +133,37 @@ func (b *changeBuilder) build() *PartitionChange {
 		ch.RemovingReplicas = nonNil(b.removing)
 	}
 	if ch.Leader == nil && ch.ISR == nil && ch.Replicas == nil && ch.AddingReplicas == nil &&
-		ch.RemovingReplicas == nil && ch.ELR == nil && ch.LastKnownELR == nil {
+		ch.RemovingReplicas == nil && ch.ELR == nil && ch.LastKnownELR == nil && ch.Directories == nil {
 		return nil
 	}
 	return ch
+}
+
+// partitionDirs is p's replicas' dirs, aligned with its replicas
+// (UNASSIGNED where p records none).
+func partitionDirs(p *Partition) []DirectoryID {
+	out := make([]DirectoryID, len(p.Replicas))
+	for i, r := range p.Replicas {
+		out[i] = p.Directory(r)
+	}
+	return out
+}
+
+// alignedDirs is the target dirs aligned with the target replicas: a
+// replica that stays keeps its dir, a new one gets defaultDir's.
+func (b *changeBuilder) alignedDirs() []DirectoryID {
+	if len(b.replicas) == 0 {
+		return b.dirs
+	}
+	out := make([]DirectoryID, len(b.replicas))
+	for i, r := range b.replicas {
+		if j := slices.Index(b.p.Replicas, r); j >= 0 && j < len(b.dirs) {
+			out[i] = b.dirs[j]
+		} else {
+			out[i] = b.defaultDir(r)
+		}
+	}
+	return out
 }
 
 // completeReassignment ends a reassignment whose adding replicas are all

@@ -97,7 +97,7 @@ func (c *Controller) CreatePartitions(ctx context.Context, topic string, count i
 				}
 			}
 		}
-		recs = append(recs, &PartitionRecord{TopicID: t.ID, Partition: have + int32(i), Replicas: slices.Clone(rs), ISR: isr, Leader: leader})
+		recs = append(recs, &PartitionRecord{TopicID: t.ID, Partition: have + int32(i), Replicas: slices.Clone(rs), ISR: isr, Leader: leader, Directories: c.defaultDirsLocked(rs)})
 	}
 	return c.proposeLocked(ctx, recs...)
 }

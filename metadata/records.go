@@ -37,6 +37,9 @@ type RegisterBroker struct {
 	Epoch     int64 // incremented on every registration of the same id
 	Fenced    bool
 	Listeners []Listener
+	// LogDirs are the ids of the broker's log dirs (BrokerRegistration
+	// LogDirs, KIP-858); empty for a broker that registered none.
+	LogDirs []DirectoryID `json:",omitempty"`
 }
 
 // Listener is one advertised listener of a broker.
@@ -83,6 +86,10 @@ type PartitionRecord struct {
 	PartitionEpoch   int32   `json:",omitempty"`
 	AddingReplicas   []int32 `json:",omitempty"`
 	RemovingReplicas []int32 `json:",omitempty"`
+	// Directories are the log dirs of the replicas, aligned with
+	// Replicas (KIP-858); empty in a record written before dirs were
+	// recorded, which reads as every replica UNASSIGNED.
+	Directories []DirectoryID `json:",omitempty"`
 }
 
 // PartitionChange changes a partition's leader and/or ISR. A nil field is
@@ -105,6 +112,9 @@ type PartitionChange struct {
 	// they existed decodes with both nil.
 	ELR          []int32
 	LastKnownELR []int32
+	// Directories replaces the replicas' log dirs, aligned with the
+	// replicas after the change (KIP-858); nil leaves them.
+	Directories []DirectoryID `json:",omitempty"`
 }
 
 // RemoveTopic deletes a topic and all its partitions.

@@ -77,7 +77,13 @@ func (s *State) Records() []Record {
 		if len(b.Listeners) > 0 {
 			r.Listeners = slices.Clone(b.Listeners)
 		}
+		if len(b.LogDirs) > 0 {
+			r.LogDirs = slices.Clone(b.LogDirs)
+		}
 		out = append(out, r)
+		if len(b.OfflineLogDirs) > 0 {
+			out = append(out, &BrokerRegistrationChange{ID: b.ID, Epoch: b.Epoch, LogDirs: nonNilDirs(b.OnlineLogDirs())})
+		}
 	}
 	for _, name := range s.TopicNames() {
 		t := s.Topics[name]
@@ -89,6 +95,7 @@ func (s *State) Records() []Record {
 				Leader: p.Leader, LeaderEpoch: p.LeaderEpoch, PartitionEpoch: p.PartitionEpoch,
 				AddingReplicas: ids(p.AddingReplicas), RemovingReplicas: ids(p.RemovingReplicas),
 				ELR: ids(p.ELR), LastKnownELR: ids(p.LastKnownELR),
+				Directories: slices.Clone(p.Directories),
 			})
 		}
 	}

@@ -239,7 +239,7 @@ func TestMemLogCompactsBehindSnapshots(t *testing.T) {
 	if _, err := c.RegisterBroker(context.Background(), RegisterBroker{ID: 1, Host: "h", Port: 9001}, -1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Heartbeat(context.Background(), 1, 0); err != nil {
+	if _, err := c.Heartbeat(context.Background(), 1, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	churn(t, c, 300)

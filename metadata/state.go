@@ -15,6 +15,10 @@ type Broker struct {
 	Epoch     int64
 	Fenced    bool
 	Listeners []Listener
+	// LogDirs are the broker's registered log dirs, OfflineLogDirs those
+	// of them it reported offline (KIP-858).
+	LogDirs        []DirectoryID
+	OfflineLogDirs []DirectoryID
 }
 
 // Topic is a topic as the metadata log describes it.
@@ -48,6 +52,10 @@ type Partition struct {
 	// while eligible.leader.replicas.version is 0.
 	ELR          []int32
 	LastKnownELR []int32
+	// Directories are the log dirs of Replicas, aligned with them
+	// (KIP-858): UNASSIGNED (zero) for a replica its broker has not
+	// placed yet. Empty in a log written before dirs were recorded.
+	Directories []DirectoryID
 }
 
 // State is the state machine the metadata log is applied to. It is not safe
@@ -95,7 +103,18 @@ func (s *State) Apply(offset int64, r Record) error {
 	s.Offset = offset
 	switch r := r.(type) {
 	case *RegisterBroker:
-		s.Brokers[r.ID] = &Broker{ID: r.ID, Host: r.Host, Port: r.Port, Rack: r.Rack, Epoch: r.Epoch, Fenced: r.Fenced, Listeners: slices.Clone(r.Listeners)}
+		s.Brokers[r.ID] = &Broker{ID: r.ID, Host: r.Host, Port: r.Port, Rack: r.Rack, Epoch: r.Epoch, Fenced: r.Fenced, Listeners: slices.Clone(r.Listeners), LogDirs: slices.Clone(r.LogDirs)}
+	case *BrokerRegistrationChange:
+		b := s.Brokers[r.ID]
+		if b == nil {
+			return fmt.Errorf("metadata: registration change of unknown broker %d", r.ID)
+		}
+		b.OfflineLogDirs = nil
+		for _, d := range b.LogDirs {
+			if !slices.Contains(r.LogDirs, d) {
+				b.OfflineLogDirs = append(b.OfflineLogDirs, d)
+			}
+		}
 	case *FenceBroker:
 		b := s.Brokers[r.ID]
 		if b == nil {
@@ -128,6 +147,7 @@ func (s *State) Apply(offset int64, r Record) error {
 			Leader: r.Leader, LeaderEpoch: r.LeaderEpoch, PartitionEpoch: r.PartitionEpoch,
 			AddingReplicas: slices.Clone(r.AddingReplicas), RemovingReplicas: slices.Clone(r.RemovingReplicas),
 			ELR: slices.Clone(r.ELR), LastKnownELR: slices.Clone(r.LastKnownELR),
+			Directories: slices.Clone(r.Directories),
 		})
 	case *PartitionChange:
 		p := s.Partition(r.TopicID, r.Partition)
@@ -142,7 +162,19 @@ func (s *State) Apply(offset int64, r Record) error {
 			p.ISR = slices.Clone(r.ISR)
 		}
 		if r.Replicas != nil {
+			if r.Directories == nil && len(p.Directories) > 0 {
+				// Keep each remaining replica's dir; a new one is
+				// unassigned.
+				dirs := make([]DirectoryID, len(r.Replicas))
+				for i, b := range r.Replicas {
+					dirs[i] = p.Directory(b)
+				}
+				p.Directories = dirs
+			}
 			p.Replicas = slices.Clone(r.Replicas)
+		}
+		if r.Directories != nil {
+			p.Directories = slices.Clone(r.Directories)
 		}
 		if r.AddingReplicas != nil {
 			p.AddingReplicas = slices.Clone(r.AddingReplicas)

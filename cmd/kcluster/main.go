@@ -49,6 +49,7 @@ func run(args []string) error {
 	host := fs.String("host", "127.0.0.1", "host to listen on")
 	adv := fs.String("advertised-host", "", "host advertised to clients (default: -host)")
 	dir := fs.String("dir", "", "store data on disk under this directory (default: in memory)")
+	logDirs := fs.Int("log-dirs", 1, "log dirs per broker (Kafka's log.dirs, KRaft JBOD): broker N's data in broker-N, or with n > 1 in broker-N/dir-0 .. dir-(n-1) (under -dir)")
 	clusterID := fs.String("cluster-id", "", "cluster id (default: random)")
 	verbose := fs.Bool("v", false, "log at debug level")
 	var cfgs, users, features kvFlag
@@ -86,6 +87,9 @@ func run(args []string) error {
 	}
 	if *dir != "" {
 		opts = append(opts, kcluster.Dir(*dir))
+	}
+	if *logDirs != 1 {
+		opts = append(opts, kcluster.LogDirs(*logDirs))
 	}
 	if *clusterID != "" {
 		opts = append(opts, kcluster.ClusterID(*clusterID))
