@@ -88,7 +88,13 @@ func (c *committed) add(recs []Record, raws [][]byte) (int64, error) {
 	return c.endLocked() - 1, nil
 }
 
+// wakeLocked wakes the readers waiting for a change. After closeReaders
+// the channel is closed for good (a compaction racing the log's close
+// must not close it twice).
 func (c *committed) wakeLocked() {
+	if c.mu.closed {
+		return
+	}
 	close(c.mu.changed)
 	c.mu.changed = make(chan struct{})
 }

@@ -437,3 +437,20 @@ func TestSnapshotFileCrashMidWrite(t *testing.T) {
 		t.Fatalf("files left: %v", names)
 	}
 }
+
+// TestCompactAfterCloseDoesNotPanic: a compaction or a restore that
+// races the log's close (a Raft log's run loop compacting while its
+// controller shuts down) finds the readers' channel closed for good and
+// leaves it so, rather than closing it twice.
+func TestCompactAfterCloseDoesNotPanic(t *testing.T) {
+	log := NewMemLog()
+	if _, err := log.Append(context.Background(), &RegisterBroker{ID: 1, Host: "h", Port: 9001}, &RegisterBroker{ID: 2, Host: "h", Port: 9002}); err != nil {
+		t.Fatal(err)
+	}
+	log.Close()
+	log.Compact(&Snapshot{Offset: 0})
+	log.restore(&Snapshot{Offset: 1})
+	if _, err := log.Read(context.Background(), 2, 1); !errors.Is(err, ErrLogClosed) {
+		t.Fatalf("read after close: %v", err)
+	}
+}
