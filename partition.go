@@ -170,6 +170,7 @@ func (r *partition) update(p *metadata.Partition, lc *logConfig) {
 		if r.mu.leader == r.b.id {
 			r.syncFollowersLocked()
 			r.maybeAdvanceHWLocked()
+			r.wakeISRForCaughtUpLocked()
 		}
 		return
 	}
@@ -651,7 +652,11 @@ func (r *partition) proposeISR() (_ isrProposal, changed, behind bool) {
 			continue
 		}
 		f := r.mu.followers[id]
-		if f != nil && f.leo >= r.mu.hw && f.leo >= epochStart && now.Sub(f.lastCaughtUp) <= lag {
+		// Caught up as Kafka's Replica.isCaughtUp has it: at the
+		// leader's log end, or within the lag time. A follower whose
+		// fetch is held at the log end fetches nothing new, so its
+		// lastCaughtUp stands still while it stays caught up.
+		if f != nil && f.leo >= r.mu.hw && f.leo >= epochStart && (f.leo >= leo || now.Sub(f.lastCaughtUp) <= lag) {
 			isr = append(isr, id)
 			changed = true
 		}
@@ -666,6 +671,24 @@ func (r *partition) proposeISR() (_ isrProposal, changed, behind bool) {
 		}
 	}
 	return isrProposal{r: r, leaderEpoch: r.mu.epoch, partEpoch: r.mu.partitionEpoch, isr: isr, brokerEpochs: epochs}, changed, behind
+}
+
+// wakeISRForCaughtUpLocked wakes the ISR loop when the metadata leaves
+// out of the ISR a follower that this leader last saw caught up to the
+// high watermark. Its fetch may be held at the log end, so no read of it
+// would wake the loop: a leader that applied a fence of the follower
+// late (its metadata fetch was behind) applies the follower's return in
+// the same batch and sees neither a new unfencing nor a new fetch.
+func (r *partition) wakeISRForCaughtUpLocked() {
+	for id, f := range r.mu.followers {
+		if f.leo >= r.mu.hw && !slices.Contains(r.mu.isr, id) && slices.Contains(r.mu.replicas, id) {
+			select {
+			case r.b.isrWake <- struct{}{}:
+			default:
+			}
+			return
+		}
+	}
 }
 
 // uncheckpointed reports a high watermark not checkpointed yet.
