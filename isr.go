@@ -2,6 +2,7 @@ package kcluster
 
 import (
 	"context"
+	"slices"
 
 	"time"
 
@@ -133,5 +134,95 @@ func (b *broker) alterPartitions(ctx context.Context, props []isrProposal) {
 		}
 		b.c.markISR(b.id, deltas[i])
 		b.log.Info("ISR changed", "topic", pr.r.topic, "partition", pr.r.part, "isr", pr.isr)
+	}
+}
+
+// isrProposal is a leader's proposed ISR for one partition, at the leader
+// and partition epochs it was computed under.
+type isrProposal struct {
+	r                      *partition
+	leaderEpoch, partEpoch int32
+	isr                    []int32
+	// brokerEpochs are the members' broker epochs as their fetches
+	// named them (-1: not known), so the controller can refuse a
+	// member whose state is of a previous incarnation (KIP-903).
+	brokerEpochs []int64
+}
+
+// proposeISR proposes a new ISR if followers fell out or caught up.
+// behind reports an ISR follower behind the log end: one the ISR may
+// drop later if it does not catch up.
+func (r *partition) proposeISR() (_ isrProposal, changed, behind bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mu.closed || r.mu.leader != r.b.id {
+		return isrProposal{}, false, false
+	}
+	now := time.Now()
+	lag := r.b.cfg.replicaLagTimeMax
+	isr := slices.Clone(r.mu.isr)
+	// Shrink: ISR followers not caught up within the lag time. A
+	// follower at the leader's log end is caught up whenever it last
+	// fetched (Kafka's isCaughtUp): a caught-up follower parks its fetch
+	// for up to replica.fetch.wait.max.ms. A dead follower that is
+	// caught up stays until the controller fences it.
+	leo := r.log.LogEndOffset()
+	isr = slices.DeleteFunc(isr, func(id int32) bool {
+		if id == r.b.id {
+			return false
+		}
+		f := r.mu.followers[id]
+		behind = behind || f == nil || f.leo != leo
+		out := f == nil || (f.leo != leo && now.Sub(f.lastCaughtUp) > lag)
+		changed = changed || out
+		return out
+	})
+	// Expand: replicas out of the ISR whose log end reached the high
+	// watermark and the start of the leader's epoch.
+	epochStart := int64(0)
+	if es := r.log.EpochEntries(); len(es) > 0 {
+		epochStart = es[len(es)-1].StartOffset
+	}
+	for _, id := range r.mu.replicas {
+		if id == r.b.id || slices.Contains(isr, id) {
+			continue
+		}
+		f := r.mu.followers[id]
+		// Caught up as Kafka's Replica.isCaughtUp has it: at the
+		// leader's log end, or within the lag time. A follower whose
+		// fetch is held at the log end fetches nothing new, so its
+		// lastCaughtUp stands still while it stays caught up.
+		if f != nil && f.leo >= r.mu.hw && f.leo >= epochStart && (f.leo >= leo || now.Sub(f.lastCaughtUp) <= lag) {
+			isr = append(isr, id)
+			changed = true
+		}
+	}
+	epochs := make([]int64, len(isr))
+	for i, id := range isr {
+		epochs[i] = -1
+		if id == r.b.id {
+			epochs[i] = r.b.epoch
+		} else if f := r.mu.followers[id]; f != nil {
+			epochs[i] = f.brokerEpoch
+		}
+	}
+	return isrProposal{r: r, leaderEpoch: r.mu.epoch, partEpoch: r.mu.partitionEpoch, isr: isr, brokerEpochs: epochs}, changed, behind
+}
+
+// wakeISRForCaughtUpLocked wakes the ISR loop when the metadata leaves
+// out of the ISR a follower that this leader last saw caught up to the
+// high watermark. Its fetch may be held at the log end, so no read of it
+// would wake the loop: a leader that applied a fence of the follower
+// late (its metadata fetch was behind) applies the follower's return in
+// the same batch and sees neither a new unfencing nor a new fetch.
+func (r *partition) wakeISRForCaughtUpLocked() {
+	for id, f := range r.mu.followers {
+		if f.leo >= r.mu.hw && !slices.Contains(r.mu.isr, id) && slices.Contains(r.mu.replicas, id) {
+			select {
+			case r.b.isrWake <- struct{}{}:
+			default:
+			}
+			return
+		}
 	}
 }
