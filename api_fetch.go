@@ -58,12 +58,22 @@ func (b *broker) handleFetch(req *kmsg.FetchRequest, r *request) (*kmsg.FetchRes
 	// stays as caught up as fetching every MaxWait would have kept it:
 	// at the log end it is never dropped from the ISR, and when an append
 	// wakes its fetch it counts as caught up until then (read's reread).
-	var held <-chan struct{}
+	//
+	// A follower that gains a partition while this fetch is parked or
+	// held, which does not name it, nudges the connection (fetcher.addPart,
+	// network.Nudge): the fetch is answered at once, as if the follower's
+	// next fetch had come, and the follower fetches again with the new
+	// partition on the same connection.
+	var held, nudge <-chan struct{}
+	nudged := false
 	if follower >= 0 && r.conn != nil && network.Peer(r.conn) == follower {
 		if w, ok := b.c.net.Watch(r.conn); ok {
 			held = w
 			defer b.c.net.Unwatch(w)
 		}
+		var done func()
+		nudge, done = b.c.net.Nudged(r.conn)
+		defer done()
 	}
 	synced := false
 	// A parked fetch is woken by a change of any partition it reads
@@ -90,7 +100,7 @@ func (b *broker) handleFetch(req *kmsg.FetchRequest, r *request) (*kmsg.FetchRes
 			continue
 		}
 		past := !time.Now().Before(deadline)
-		if total >= int(req.MinBytes) || hasErr || hwBehind || (past && (held == nil || startBehind)) {
+		if total >= int(req.MinBytes) || hasErr || hwBehind || nudged || (past && (held == nil || startBehind)) {
 			b.c.markFetch(b.id, follower, resp)
 			if r.sess != nil {
 				// The batches go back to the pool once the
@@ -118,6 +128,8 @@ func (b *broker) handleFetch(req *kmsg.FetchRequest, r *request) (*kmsg.FetchRes
 		case <-expired:
 		case <-held:
 			held = nil // the connection no longer stands
+		case <-nudge:
+			nudged = true
 		case <-b.ctx.Done():
 			return nil, context.Canceled
 		}

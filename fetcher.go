@@ -101,6 +101,8 @@ type fetcher struct {
 		inflight map[*partition]struct{}
 		kick     context.CancelFunc
 		kicked   bool
+		// conn is the connection of the fetch in flight, to nudge.
+		conn net.Conn
 		// added counts addPart calls, so that a partition added
 		// between a round's snapshot and its fetch being in flight
 		// (when there is nothing to kick yet) is not missed.
@@ -132,19 +134,23 @@ func (f *fetcher) wake() {
 }
 
 // addPart makes the fetcher fetch r too. A fetch in flight without r (the
-// leader may hold it for up to replica.fetch.wait.max.ms) is cancelled,
-// so r starts replicating at once rather than when that fetch returns:
-// a new topic's or a new leader's partition would otherwise wait out the
-// parked fetch (Kafka's fetcher does), and so would everything waiting
-// for its high watermark, such as a cluster's first group. The
-// cancellation closes the connection; the next fetch goes on a new one.
+// leader may hold it for up to replica.fetch.wait.max.ms) is ended, so r
+// starts replicating at once rather than when that fetch returns: a new
+// topic's or a new leader's partition would otherwise wait out the parked
+// fetch (Kafka's fetcher does), and so would everything waiting for its
+// high watermark, such as a cluster's first group. The fetch is ended by
+// a nudge on its connection (network.Nudge), which the leader answers at
+// once; on a link with a fault, where a nudge cannot be counted on, by
+// closing the connection, and the next fetch goes on a new one.
 func (f *fetcher) addPart(r *partition) {
 	f.mu.Lock()
 	f.mu.parts[r] = struct{}{}
 	f.mu.added++
 	if _, ok := f.mu.inflight[r]; !ok && f.mu.kick != nil && !f.mu.kicked {
 		f.mu.kicked = true
-		f.mu.kick()
+		if f.mu.conn == nil || !f.b.c.net.Nudge(f.mu.conn) {
+			f.mu.kick()
+		}
 	}
 	f.mu.Unlock()
 	f.wake()
@@ -488,12 +494,12 @@ func (f *fetcher) fetchOnce(cl *wire.Client, parts []*partition, added uint64) e
 		f.mu.Unlock()
 		return errPartsChanged
 	}
-	f.mu.inflight, f.mu.kick, f.mu.kicked = inflight, cancel, false
+	f.mu.inflight, f.mu.kick, f.mu.kicked, f.mu.conn = inflight, cancel, false, cl.Conn()
 	f.mu.Unlock()
 	kresp, err := cl.Request(ctx, req)
 	f.mu.Lock()
 	kicked := f.mu.kicked
-	f.mu.inflight, f.mu.kick, f.mu.kicked = nil, nil, false
+	f.mu.inflight, f.mu.kick, f.mu.kicked, f.mu.conn = nil, nil, false, nil
 	f.mu.Unlock()
 	if err != nil {
 		if (kicked || retry && errors.Is(ctx.Err(), context.DeadlineExceeded)) && f.ctx.Err() == nil {

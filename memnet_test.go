@@ -157,6 +157,7 @@ func TestFollowerFetchesANewPartitionAtOnce(t *testing.T) {
 			}
 		}
 		time.Sleep(1250 * time.Millisecond) // mid-way through a parked fetch
+		dials := [2]uint64{c.net.Dials(1, 2), c.net.Dials(2, 1)}
 		start := time.Now()
 		create("b", 1)
 		st := partState(t, c, "b", 0)
@@ -175,6 +176,11 @@ func TestFollowerFetchesANewPartitionAtOnce(t *testing.T) {
 		}
 		if d := time.Since(start); d >= 100*time.Millisecond {
 			t.Fatalf("creating a topic and an acks=all produce to it took %v of bubble time: the follower waited out its parked fetch", d)
+		}
+		// The follower ended its parked fetch with a nudge, on the
+		// connection it had, not by closing it and dialing again.
+		if now := [2]uint64{c.net.Dials(1, 2), c.net.Dials(2, 1)}; now != dials {
+			t.Fatalf("connections dialed between the brokers (1 to 2, 2 to 1): %v before the new topic, %v after; want no new one", dials, now)
 		}
 	})
 }

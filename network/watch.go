@@ -60,6 +60,10 @@ type pairEnds struct {
 	ends   int  // tracked and not closed
 	seen   int  // ever tracked
 	closed bool // an end closed
+	// nudged is a Nudge not yet ended by a Nudged's done; nudge is the
+	// channel of the Nudged in force, if any.
+	nudged bool
+	nudge  chan struct{}
 }
 
 func (n *Network) trackPairLocked(pair addrPair) {
@@ -102,4 +106,77 @@ func (n *Network) endWatchesLocked(end func(*watch) bool) {
 			delete(n.mu.watches, w)
 		}
 	}
+}
+
+// Nudge tells the end that accepted c, a connection dialed through this
+// network, to answer the request it holds now, as if a newer request had
+// come on c (a follower that gained a partition while the leader holds its
+// fetch, which does not name it). It reports whether the nudge was given:
+// c is open at both ends on a link with no fault (as for Watch), so that
+// a word written on c would have reached the other end at once. A nudge
+// given while the other end holds nothing waits for its next Nudged, and
+// ends with the Nudged that follows, whether it was received or not: the
+// request the nudge was about has been answered by then. When Nudge
+// reports false, the caller has only what crosses c (or closing it).
+func (n *Network) Nudge(c net.Conn) bool {
+	nc, ok := c.(*conn)
+	if !ok || nc.n != n || nc.accepted {
+		return false
+	}
+	l := mkLink(nc.from, nc.to)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, open := n.mu.conns[nc]; !open || n.mu.closed || n.mu.cuts[l] > 0 || n.mu.delays[l] > 0 || n.mu.losses[l] != nil {
+		return false
+	}
+	pe := n.mu.pairs[nc.pair]
+	if pe == nil || pe.closed {
+		return false
+	}
+	pe.nudged = true
+	if pe.nudge != nil {
+		select {
+		case pe.nudge <- struct{}{}:
+		default:
+		}
+	}
+	return true
+}
+
+// Nudged returns a channel that receives when the end that dialed c, a
+// connection this network accepted, nudges it (Nudge), at once if it did
+// since the last Nudged ended; done ends it, and with it any nudge given
+// so far. A connection not of this network is never nudged.
+func (n *Network) Nudged(c net.Conn) (ch <-chan struct{}, done func()) {
+	nc, ok := c.(*conn)
+	if !ok || nc.n != n || !nc.accepted {
+		return nil, func() {}
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	pe := n.mu.pairs[nc.pair]
+	if pe == nil || pe.closed {
+		return nil, func() {}
+	}
+	nch := make(chan struct{}, 1)
+	if pe.nudged {
+		nch <- struct{}{}
+	}
+	pe.nudge = nch
+	return nch, func() {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if pe.nudge == nch {
+			pe.nudge = nil
+			pe.nudged = false
+		}
+	}
+}
+
+// Dials counts the connections node from has dialed to node to through
+// this network.
+func (n *Network) Dials(from, to int32) uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.mu.connSeq[connKey{from, to, false}]
 }

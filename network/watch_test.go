@@ -150,3 +150,99 @@ func TestWatchRefusedOnceThePeerClosed(t *testing.T) {
 		n.Close()
 	}
 }
+
+// TestNudge: a nudge from the dialing end reaches the accepting end's
+// Nudged at once, or at its next Nudged if none is in force; done ends the
+// nudge; only the dialing end nudges and only the accepting end is nudged;
+// a link with a fault, or a closed peer, takes no nudge.
+func TestNudge(t *testing.T) {
+	for _, mem := range []bool{false, true} {
+		newNet := New
+		if mem {
+			newNet = NewInMemory
+		}
+		n := newNet()
+		d, a := pairOf(t, n)
+		received := func(ch <-chan struct{}) bool {
+			select {
+			case <-ch:
+				return true
+			default:
+				return false
+			}
+		}
+
+		// In force: the nudge arrives at once.
+		ch, done := n.Nudged(a)
+		if received(ch) {
+			t.Fatalf("mem=%v: a nudge before any was given", mem)
+		}
+		if !n.Nudge(d) {
+			t.Fatalf("mem=%v: a nudge on a healthy link was refused", mem)
+		}
+		if !received(ch) {
+			t.Fatalf("mem=%v: a nudge did not reach the Nudged in force", mem)
+		}
+		done()
+
+		// Ended by done: the next Nudged starts with none.
+		ch, done = n.Nudged(a)
+		if received(ch) {
+			t.Fatalf("mem=%v: a nudge outlived the done that followed it", mem)
+		}
+		done()
+
+		// Given while nothing is in force: the next Nudged has it.
+		if !n.Nudge(d) {
+			t.Fatalf("mem=%v: a nudge with no Nudged in force was refused", mem)
+		}
+		ch, done = n.Nudged(a)
+		if !received(ch) {
+			t.Fatalf("mem=%v: a nudge given before Nudged was lost", mem)
+		}
+		done()
+
+		// Directions: the accepting end does not nudge, the dialing end is
+		// not nudged.
+		if n.Nudge(a) {
+			t.Fatalf("mem=%v: the accepting end nudged", mem)
+		}
+		if ch, done := n.Nudged(d); ch != nil {
+			done()
+			t.Fatalf("mem=%v: the dialing end took nudges", mem)
+		}
+
+		// A fault on the link: no nudge, nothing pending after heal.
+		n.SetDelay(1, 2, time.Millisecond)
+		if n.Nudge(d) {
+			t.Fatalf("mem=%v: a nudge on a slowed link was given", mem)
+		}
+		n.SetDelay(1, 2, 0)
+		ch, done = n.Nudged(a)
+		if received(ch) {
+			t.Fatalf("mem=%v: a refused nudge arrived", mem)
+		}
+		done()
+
+		// The peer closed: refused.
+		a.Close()
+		if n.Nudge(d) {
+			t.Fatalf("mem=%v: a nudge to a closed end was given", mem)
+		}
+		n.Close()
+	}
+}
+
+// TestDials counts each node's dials to another.
+func TestDials(t *testing.T) {
+	n := New()
+	defer n.Close()
+	if got := n.Dials(1, 2); got != 0 {
+		t.Fatalf("dials before any: %d", got)
+	}
+	pairOf(t, n)
+	pairOf(t, n)
+	if got, back := n.Dials(1, 2), n.Dials(2, 1); got != 2 || back != 0 {
+		t.Fatalf("dials 1 to 2: %d, 2 to 1: %d; want 2 and 0", got, back)
+	}
+}
