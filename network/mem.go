@@ -165,7 +165,7 @@ func (n *Network) memDial(ctx context.Context, addr string, track func(net.Conn)
 // the only way in.
 func (n *Network) DialClient(ctx context.Context, network, addr string) (net.Conn, error) {
 	if n.mem == nil {
-		var d net.Dialer
+		d := net.Dialer{KeepAlive: keepAlive(addr)}
 		return d.DialContext(ctx, network, addr)
 	}
 	return n.memDial(ctx, addr, nil)

@@ -117,7 +117,7 @@ func (n *Network) Listen(node int32, addr string) (net.Listener, error) {
 		inner, err = n.memListen(addr)
 	} else {
 		inner, err = n.listenReserved(func() (net.Listener, error) {
-			var lc net.ListenConfig
+			lc := net.ListenConfig{KeepAlive: keepAlive(addr)}
 			return lc.Listen(context.Background(), "tcp", addr)
 		}, addr)
 	}
@@ -169,7 +169,7 @@ func (n *Network) Dial(ctx context.Context, from, to int32, addr string) (net.Co
 		n.mu.dialsDone = make(chan struct{})
 		n.mu.Unlock()
 	}()
-	var d net.Dialer
+	d := net.Dialer{KeepAlive: keepAlive(addr)}
 	inner, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
@@ -180,6 +180,24 @@ func (n *Network) Dial(ctx context.Context, from, to int32, addr string) (net.Co
 		return nil, ErrCut
 	}
 	return c, nil
+}
+
+// keepAlive is the TCP keep-alive period for connections on addr: none on
+// a loopback address, where a peer's end is never lost without the kernel
+// telling the other (a killed process's sockets are closed for it, and the
+// network's faults act above TCP, where the kernel answers probes anyway),
+// so probes would find nothing and setting them up costs four system calls
+// a connection end; Go's default (15 s) elsewhere, where a client's host
+// can vanish.
+func keepAlive(addr string) time.Duration {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() || host == "localhost" {
+		return -1
+	}
+	return 0
 }
 
 // addrPair names a TCP connection by its two ends: the dialer's address

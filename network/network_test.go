@@ -252,3 +252,22 @@ func TestClosedListenersPortIsHeldForItsNode(t *testing.T) {
 	}
 	free.Close()
 }
+
+// TestKeepAliveOnlyOffLoopback: connections on a loopback address set up no
+// keep-alive probes; others keep Go's default.
+func TestKeepAliveOnlyOffLoopback(t *testing.T) {
+	for addr, want := range map[string]time.Duration{
+		"127.0.0.1:9092": -1,
+		"127.0.0.5:0":    -1,
+		"[::1]:9092":     -1,
+		"localhost:9092": -1,
+		"0.0.0.0:9092":   0,
+		"10.1.2.3:9092":  0,
+		"example:9092":   0,
+		"nonsense":       0,
+	} {
+		if got := keepAlive(addr); got != want {
+			t.Errorf("keepAlive(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
