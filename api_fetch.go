@@ -155,9 +155,11 @@ func (b *broker) fetchOnce(req *kmsg.FetchRequest, follower int32, maxBytes int,
 	if req.Version >= 15 {
 		followerEpoch = req.ReplicaState.Epoch
 	}
+	resp.Topics = make([]kmsg.FetchResponseTopic, 0, len(req.Topics))
 	for _, t := range req.Topics {
 		rt := kmsg.NewFetchResponseTopic()
 		rt.Topic, rt.TopicID = t.Topic, t.TopicID
+		rt.Partitions = make([]kmsg.FetchResponseTopicPartition, 0, len(t.Partitions))
 		name := t.Topic
 		if req.Version >= 13 {
 			name = ""

@@ -173,7 +173,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // encodeMetadataBatch puts log entries in one v2 record batch.
 func encodeMetadataBatch(es []metadata.Entry) ([]byte, error) {
-	var recs []byte
+	var recs, scratch []byte
 	base := es[0].Offset
 	for _, e := range es {
 		v := e.Raw
@@ -184,12 +184,15 @@ func encodeMetadataBatch(es []metadata.Entry) ([]byte, error) {
 			}
 		}
 		r := kmsg.Record{OffsetDelta: int32(e.Offset - base), Value: v}
-		r.Length = int32(len(r.AppendTo(nil)) - 1)
+		// The record's length (its encoding less the one-byte varint of
+		// a zero Length), measured in a buffer used again for each.
+		scratch = r.AppendTo(scratch[:0])
+		r.Length = int32(len(scratch) - 1)
 		recs = r.AppendTo(recs)
 	}
 	b := kmsg.RecordBatch{FirstOffset: base, Magic: 2, LastOffsetDelta: int32(len(es) - 1),
 		ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: int32(len(es)), Records: recs}
-	raw := b.AppendTo(nil)
+	raw := b.AppendTo(make([]byte, 0, 64+len(recs))) // the batch header is 61 bytes with the records' length
 	binary.BigEndian.PutUint32(raw[8:], uint32(len(raw)-12))
 	binary.BigEndian.PutUint32(raw[17:], crc32.Checksum(raw[21:], castagnoli))
 	return raw, nil
