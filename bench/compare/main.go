@@ -83,7 +83,7 @@ func main() {
 	records := flag.Int("records", 100000, "1 KiB records per throughput run (100 MB: long enough that a run is not one scheduling hiccup)")
 	child := flag.String("child", "", "internal: run one system's cluster for the RSS measurement")
 	idle := flag.String("idle", "", "internal: run one system's cluster for the idle measurement")
-	only := flag.String("only", "", "comma-separated measurements to run (default all): typical,suite,idle,start,produce (producedisk: its on-disk rows only),manypartitions,consume,rss,partitions,failover")
+	only := flag.String("only", "", "comma-separated measurements to run (default all): typical,suite,cpu,idle,start,produce (producedisk: its on-disk rows only),manypartitions,consume,rss,partitions,failover")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (both systems; narrow it with -only) to this file")
 	only1 := flag.String("system", "", "run one system only (kcluster or kfake), to profile it alone")
 	flag.BoolVar(&runCPU, "runcpu", false, "print each produce run's wall, user and system time to stderr (the whole process's CPU: use with -system)")
@@ -126,6 +126,9 @@ func main() {
 		for _, par := range []int{8, 1} {
 			t.sideBySide(fmt.Sprintf("suite of 40 typical tests, %d at a time", par), "ms", max(*runs/2, 1), func(s system) (float64, error) { return suite(s, 40, par) })
 		}
+	}
+	if want("cpu") {
+		t.sideBySide("CPU per typical test, clients included (process user+system time over 20 one at a time)", "ms", *runs, func(s system) (float64, error) { return cpuPerTest(s, 20) })
 	}
 	if want("idle") {
 		t.idleRows(*runs)

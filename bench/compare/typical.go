@@ -154,6 +154,20 @@ func suite(s system, total, parallel int) (float64, error) {
 	return ms(time.Since(start)), nil
 }
 
+// cpuPerTest runs n typical tests one after another and returns the
+// process's CPU time (user and system: the clients', the cluster's and
+// the garbage collector's) per test, in ms.
+func cpuPerTest(s system, n int) (float64, error) {
+	u0, s0 := cpuTime()
+	for range n {
+		if _, err := typicalTest(s); err != nil {
+			return 0, err
+		}
+	}
+	u1, s1 := cpuTime()
+	return ms((u1-u0)+(s1-s0)) / float64(n), nil
+}
+
 // idleOf starts one system's cluster in a child process that creates an
 // RF=3 topic, produces to it, lets it settle and then measures its own
 // CPU time over a few idle seconds; it returns the CPU used as % of one
