@@ -100,7 +100,10 @@ type fetcher struct {
 		// cancels that fetch, and kicked says it was cancelled so.
 		inflight map[*partition]struct{}
 		kick     context.CancelFunc
-		kicked   bool
+		kicked   bool // the fetch in flight was ended: nudged or cancelled
+		// cancelled says it was ended by kick (closing the connection),
+		// not by a nudge, so its error is the kick's.
+		cancelled bool
 		// conn is the connection of the fetch in flight, to nudge.
 		conn net.Conn
 		// added counts addPart calls, so that a partition added
@@ -149,6 +152,7 @@ func (f *fetcher) addPart(r *partition) {
 	if _, ok := f.mu.inflight[r]; !ok && f.mu.kick != nil && !f.mu.kicked {
 		f.mu.kicked = true
 		if f.mu.conn == nil || !f.b.c.net.Nudge(f.mu.conn) {
+			f.mu.cancelled = true
 			f.mu.kick()
 		}
 	}
@@ -494,15 +498,15 @@ func (f *fetcher) fetchOnce(cl *wire.Client, parts []*partition, added uint64) e
 		f.mu.Unlock()
 		return errPartsChanged
 	}
-	f.mu.inflight, f.mu.kick, f.mu.kicked, f.mu.conn = inflight, cancel, false, cl.Conn()
+	f.mu.inflight, f.mu.kick, f.mu.kicked, f.mu.cancelled, f.mu.conn = inflight, cancel, false, false, cl.Conn()
 	f.mu.Unlock()
 	kresp, err := cl.Request(ctx, req)
 	f.mu.Lock()
-	kicked := f.mu.kicked
-	f.mu.inflight, f.mu.kick, f.mu.kicked, f.mu.conn = nil, nil, false, nil
+	cancelled := f.mu.cancelled
+	f.mu.inflight, f.mu.kick, f.mu.kicked, f.mu.cancelled, f.mu.conn = nil, nil, false, false, nil
 	f.mu.Unlock()
 	if err != nil {
-		if (kicked || retry && errors.Is(ctx.Err(), context.DeadlineExceeded)) && f.ctx.Err() == nil {
+		if (cancelled || retry && errors.Is(ctx.Err(), context.DeadlineExceeded)) && f.ctx.Err() == nil {
 			return errKicked
 		}
 		return err
