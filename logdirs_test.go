@@ -374,15 +374,7 @@ func TestAlterReplicaLogDirsMovesData(t *testing.T) {
 	from := dirOf(t, c, leader, "mv", 0)
 	ds, _ := c.LogDirStates(leader)
 	to := ds[1-from]
-	req := kmsg.NewPtrAlterReplicaLogDirsRequest()
-	rd := kmsg.NewAlterReplicaLogDirsRequestDir()
-	rd.Dir = "/kcluster/" + to.Path
-	rt := kmsg.NewAlterReplicaLogDirsRequestDirTopic()
-	rt.Topic, rt.Partitions = "mv", []int32{0}
-	rd.Topics = append(rd.Topics, rt)
-	req.Dirs = append(req.Dirs, rd)
-	resp := do[*kmsg.AlterReplicaLogDirsResponse](t, dial(t, addrOf(c, leader)), req, 2)
-	if code := resp.Topics[0].Partitions[0].ErrorCode; code != 0 {
+	if code := alterReplicaLogDir(t, c, leader, "mv", 0, "/kcluster/"+to.Path); code != 0 {
 		t.Fatalf("AlterReplicaLogDirs: %v", kerr.ErrorForCode(code))
 	}
 	waitFor(t, c, "the replica in its new dir, in the metadata too", func(c *Cluster) bool {
@@ -404,13 +396,10 @@ func TestAlterReplicaLogDirsMovesData(t *testing.T) {
 	}
 	// Asking again for the dir it is in moves nothing; an unknown dir
 	// is LOG_DIR_NOT_FOUND.
-	resp = do[*kmsg.AlterReplicaLogDirsResponse](t, dial(t, addrOf(c, leader)), req, 2)
-	if code := resp.Topics[0].Partitions[0].ErrorCode; code != 0 {
+	if code := alterReplicaLogDir(t, c, leader, "mv", 0, "/kcluster/"+to.Path); code != 0 {
 		t.Fatalf("AlterReplicaLogDirs to its own dir: %v", kerr.ErrorForCode(code))
 	}
-	req.Dirs[0].Dir = "/nowhere"
-	resp = do[*kmsg.AlterReplicaLogDirsResponse](t, dial(t, addrOf(c, leader)), req, 2)
-	if code := resp.Topics[0].Partitions[0].ErrorCode; code != kerr.LogDirNotFound.Code {
+	if code := alterReplicaLogDir(t, c, leader, "mv", 0, "/nowhere"); code != kerr.LogDirNotFound.Code {
 		t.Fatalf("AlterReplicaLogDirs to /nowhere: %v", kerr.ErrorForCode(code))
 	}
 }
@@ -671,15 +660,7 @@ func TestAlterReplicaLogDirsShowsFutureReplica(t *testing.T) {
 	b, _ := c.brokerByID(1)
 	gate := make(chan struct{})
 	b.moveGate.Store(&gate)
-	req := kmsg.NewPtrAlterReplicaLogDirsRequest()
-	rd := kmsg.NewAlterReplicaLogDirsRequestDir()
-	rd.Dir = "/kcluster/" + to.Path
-	rt := kmsg.NewAlterReplicaLogDirsRequestDirTopic()
-	rt.Topic, rt.Partitions = "fu", []int32{0}
-	rd.Topics = append(rd.Topics, rt)
-	req.Dirs = append(req.Dirs, rd)
-	resp := do[*kmsg.AlterReplicaLogDirsResponse](t, dial(t, addrOf(c, 1)), req, 2)
-	if code := resp.Topics[0].Partitions[0].ErrorCode; code != 0 {
+	if code := alterReplicaLogDir(t, c, 1, "fu", 0, "/kcluster/"+to.Path); code != 0 {
 		t.Fatalf("AlterReplicaLogDirs: %v", kerr.ErrorForCode(code))
 	}
 	if st := partState(t, c, "fu", 0); st.FutureLogDirs[1] != to.Path || st.LogDirs[1] != ds[from].Path {
@@ -709,4 +690,20 @@ func TestAlterReplicaLogDirsShowsFutureReplica(t *testing.T) {
 	if _, vals := checkReplicaLog(t, c, 1, "fu"); len(vals) != 21 || vals[0] != "r0" || vals[19] != "r19" || vals[20] != "after" {
 		t.Fatalf("the moved log holds %v", vals)
 	}
+}
+
+// alterReplicaLogDir asks broker id, with AlterReplicaLogDirs v2, to move
+// its replica of topic's partition p to the log dir dir, and returns the
+// partition's error code.
+func alterReplicaLogDir(t *testing.T, c *Cluster, id int32, topic string, p int32, dir string) int16 {
+	t.Helper()
+	req := kmsg.NewPtrAlterReplicaLogDirsRequest()
+	rd := kmsg.NewAlterReplicaLogDirsRequestDir()
+	rd.Dir = dir
+	rt := kmsg.NewAlterReplicaLogDirsRequestDirTopic()
+	rt.Topic, rt.Partitions = topic, []int32{p}
+	rd.Topics = append(rd.Topics, rt)
+	req.Dirs = append(req.Dirs, rd)
+	resp := do[*kmsg.AlterReplicaLogDirsResponse](t, dial(t, addrOf(c, id)), req, 2)
+	return resp.Topics[0].Partitions[0].ErrorCode
 }
