@@ -2,12 +2,14 @@ package network
 
 import "net"
 
-// A watch is a Watch channel: it is closed when the connection it names
-// can no longer be counted on to carry a write at once.
+// A watch is a Watch channel, or a WatchFunc's function: it is closed, or
+// called, when the connection it names can no longer be counted on to
+// carry a write at once.
 type watch struct {
 	link link
 	pair addrPair
 	ch   chan struct{}
+	fn   func()
 }
 
 // Watch reports whether c, a connection made or accepted through this
@@ -25,23 +27,53 @@ type watch struct {
 // a watcher need not send anything to learn that the connection still
 // stands. Once the channel is closed, only what crosses c says anything.
 func (n *Network) Watch(c net.Conn) (<-chan struct{}, bool) {
+	w := &watch{ch: make(chan struct{})}
+	if !n.addWatch(c, w) {
+		return nil, false
+	}
+	return w.ch, true
+}
+
+// WatchFunc is Watch with a function in place of the channel: f is called
+// once, when c stops standing as Watch's channel would be closed, unless
+// stop was called first. It spares a caller that would only wait on the
+// channel a goroutine of its own. f runs with the network's lock held, on
+// the goroutine that ended the watch (one closing a connection or setting
+// a fault): it must be quick, must not block and must not call the
+// network. stop may be called more than once, and after f; it does not
+// wait for an f already running. When ok is false there is nothing to
+// stop, and f is never called.
+func (n *Network) WatchFunc(c net.Conn, f func()) (stop func(), ok bool) {
+	w := &watch{fn: f}
+	if !n.addWatch(c, w) {
+		return nil, false
+	}
+	return func() {
+		n.mu.Lock()
+		delete(n.mu.watches, w)
+		n.mu.Unlock()
+	}, true
+}
+
+// addWatch registers w on c if c stands now (Watch).
+func (n *Network) addWatch(c net.Conn, w *watch) bool {
 	nc, ok := c.(*conn)
 	if !ok || nc.n != n {
-		return nil, false
+		return false
 	}
 	l := mkLink(nc.from, nc.to)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if _, open := n.mu.conns[nc]; !open || n.mu.closed || n.mu.cuts[l] > 0 || n.mu.delays[l] > 0 || n.mu.losses[l] != nil {
-		return nil, false
+		return false
 	}
 	if pe := n.mu.pairs[nc.pair]; pe == nil || pe.closed {
 		// The other end closed already: a watch now would never end.
-		return nil, false
+		return false
 	}
-	w := &watch{link: l, pair: nc.pair, ch: make(chan struct{})}
+	w.link, w.pair = l, nc.pair
 	n.mu.watches[w] = struct{}{}
-	return w.ch, true
+	return true
 }
 
 // Unwatch closes a Watch channel its caller no longer needs, so that the
@@ -52,7 +84,7 @@ func (n *Network) Unwatch(ch <-chan struct{}) {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.endWatchesLocked(func(w *watch) bool { return w.ch == ch })
+	n.endWatchesLocked(func(w *watch) bool { return w.ch != nil && w.ch == ch })
 }
 
 // pairEnds is what the network knows of a connection's two ends.
@@ -98,11 +130,16 @@ func (n *Network) forgetPairLocked(pair addrPair) {
 	}
 }
 
-// endWatchesLocked closes and forgets the watches that end says end.
+// endWatchesLocked closes (or calls) and forgets the watches that end says
+// end.
 func (n *Network) endWatchesLocked(end func(*watch) bool) {
 	for w := range n.mu.watches {
 		if end(w) {
-			close(w.ch)
+			if w.fn != nil {
+				w.fn()
+			} else {
+				close(w.ch)
+			}
 			delete(n.mu.watches, w)
 		}
 	}

@@ -3,6 +3,7 @@ package network
 import (
 	"context"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -49,7 +50,7 @@ func isClosed(ch <-chan struct{}) bool {
 // TestWatchEndsOnEveryFault: a watch of either end of a connection ends
 // when the other end closes, and when a cut, a latency or a loss is set on
 // its link; a link with a fault gives no watch; a fault on another link
-// leaves it alone.
+// leaves it alone. The same for WatchFunc, whose function is called once.
 func TestWatchEndsOnEveryFault(t *testing.T) {
 	for _, mem := range []bool{false, true} {
 		faults := map[string]func(n *Network) func(){
@@ -75,9 +76,15 @@ func TestWatchEndsOnEveryFault(t *testing.T) {
 			if !ok1 || !ok2 {
 				t.Fatalf("mem=%v %s: no watch on a healthy connection", mem, name)
 			}
+			var calls [2]atomic.Int32
+			_, ok1 = n.WatchFunc(d, func() { calls[0].Add(1) })
+			_, ok2 = n.WatchFunc(a, func() { calls[1].Add(1) })
+			if !ok1 || !ok2 {
+				t.Fatalf("mem=%v %s: no WatchFunc on a healthy connection", mem, name)
+			}
 			other := n.Cut(1, 3) // another link
 			n.SetDelay(2, 3, time.Millisecond)
-			if isClosed(wd) || isClosed(wa) {
+			if isClosed(wd) || isClosed(wa) || calls[0].Load() != 0 || calls[1].Load() != 0 {
 				t.Fatalf("mem=%v %s: a fault on another link ended the watch", mem, name)
 			}
 			other()
@@ -88,10 +95,16 @@ func TestWatchEndsOnEveryFault(t *testing.T) {
 				if _, ok := n.Watch(a); ok {
 					t.Fatalf("mem=%v %s: a watch on a faulty link", mem, name)
 				}
+				if _, ok := n.WatchFunc(a, func() {}); ok {
+					t.Fatalf("mem=%v %s: a WatchFunc on a faulty link", mem, name)
+				}
 				defer heal()
 			}
 			if !isClosed(wd) || !isClosed(wa) {
 				t.Fatalf("mem=%v %s: watch still open (dialed end %v, accepted end %v)", mem, name, isClosed(wd), isClosed(wa))
+			}
+			if c0, c1 := calls[0].Load(), calls[1].Load(); c0 != 1 || c1 != 1 {
+				t.Fatalf("mem=%v %s: WatchFunc called %d and %d times, want once each", mem, name, c0, c1)
 			}
 			n.Close()
 		}
@@ -118,6 +131,39 @@ func TestUnwatchForgets(t *testing.T) {
 	n.Close()
 	if !isClosed(w2) {
 		t.Fatal("Close left a watch open")
+	}
+}
+
+// TestWatchFuncStop: a WatchFunc stopped before its connection stops
+// standing is never called and is forgotten; stopping twice, or after the
+// call, is harmless; closing the network calls those still in force.
+func TestWatchFuncStop(t *testing.T) {
+	n := New()
+	d, a := pairOf(t, n)
+	var stopped, kept atomic.Int32
+	stop, ok := n.WatchFunc(d, func() { stopped.Add(1) })
+	if !ok {
+		t.Fatal("no WatchFunc on a healthy connection")
+	}
+	stop2, _ := n.WatchFunc(a, func() { kept.Add(1) })
+	stop()
+	stop()
+	n.mu.Lock()
+	left := len(n.mu.watches)
+	n.mu.Unlock()
+	if left != 1 {
+		t.Fatalf("%d watches kept, want 1", left)
+	}
+	n.Close()
+	if stopped.Load() != 0 || kept.Load() != 1 {
+		t.Fatalf("stopped watch called %d times (want 0), kept one %d (want 1)", stopped.Load(), kept.Load())
+	}
+	stop2()
+	if kept.Load() != 1 {
+		t.Fatal("stop after the call called it again")
+	}
+	if _, ok := n.WatchFunc(d, func() {}); ok {
+		t.Fatal("a WatchFunc on a closed network")
 	}
 }
 
