@@ -104,12 +104,20 @@ func openPartition(b *broker, t *metadata.Topic, part int32, lc *logConfig, want
 		return nil, err
 	}
 	r.log = l
-	if err := r.rebuildProducersLocked(); err != nil {
-		l.Close()
-		return nil, err
+	if l.Fresh() {
+		// A new log: no producers, transactions or high watermark
+		// checkpoint to read back, as the index can hold nothing of
+		// it (segment.Log.Fresh).
+		r.mu.producers = producerState{}
+		r.mu.txns.reset()
+	} else {
+		if err := r.rebuildProducersLocked(); err != nil {
+			l.Close()
+			return nil, err
+		}
+		r.mu.hw = l.HighWatermarkCheckpoint()
 	}
 	r.dir.parts.Add(1)
-	r.mu.hw = l.HighWatermarkCheckpoint()
 	r.mu.checkpointed = r.mu.hw
 	r.mu.leader = -1
 	r.mu.followers = make(map[int32]*replica)

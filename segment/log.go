@@ -97,7 +97,19 @@ type Log struct {
 	}
 	// cleaner serializes Compact runs.
 	cleaner sync.Mutex
+	// fresh is Fresh's answer, settled by open.
+	fresh bool
 }
+
+// Fresh reports whether the log was new when it was opened, in a way that
+// leaves nothing to look up: it had no segment, its store's index was
+// created by this Store, and no log of its name had been opened in this
+// Store before, so the index could hold no entry of it (every entry of a
+// log is written through an open Log). Opening such a log asks the index
+// nothing; its owner may skip what it would read back from the log or the
+// index at open (producers, snapshots, aborted transactions, the high
+// watermark checkpoint): there is none.
+func (l *Log) Fresh() bool { return l.fresh }
 
 func (l *Log) key(kind byte, v uint64) []byte {
 	k := make([]byte, 0, len(l.name)+10)
@@ -179,6 +191,20 @@ func (l *Log) open() error {
 	}
 	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
 	l.mu.maxTS, l.mu.maxTSOffset = -1, -1
+	_, seen := l.s.mu.seen[l.name]
+	l.s.mu.seen[l.name] = struct{}{}
+	if l.s.fresh && !seen && len(bases) == 0 {
+		// Nothing to read back (Fresh): start at offset 0 with no
+		// epochs and no stale entries to remove. The lookups, with the
+		// owner's, are nine pebble iterators and Gets per new log, about
+		// 3% of a typical test's CPU.
+		l.fresh = true
+		if err := l.rollLocked(0); err != nil {
+			return err
+		}
+		l.mu.leo = 0
+		return nil
+	}
 	// Log start offset.
 	if v, closer, err := l.s.db.Get(l.key('m', 0)); err == nil {
 		l.mu.start = int64(binary.BigEndian.Uint64(v))

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -87,10 +88,16 @@ type Store struct {
 	dirDirty atomic.Bool
 	dirMu    sync.Mutex
 
+	// fresh: the index did not exist when the store was opened; this
+	// Store creates it (Log.Fresh).
+	fresh bool
+
 	mu struct {
 		sync.Mutex
 		closed bool
 		logs   map[string]*Log
+		// seen names every log opened in this Store (Log.Fresh).
+		seen map[string]struct{}
 	}
 }
 
@@ -121,9 +128,12 @@ func OpenStore(opts StoreOptions) (*Store, error) {
 		if err := s.waitIndex(); err != nil {
 			return nil, err
 		}
+	} else if errors.Is(err, os.ErrNotExist) {
+		s.fresh = true
 	}
 	s.wbufs.New = func() any { return new([]byte) }
 	s.mu.logs = make(map[string]*Log)
+	s.mu.seen = make(map[string]struct{})
 	return s, nil
 }
 
