@@ -38,6 +38,13 @@ func pairOf(t *testing.T, n *Network) (dialed, accepted net.Conn) {
 	return d, a
 }
 
+// watchesKept is how many watches the network keeps.
+func watchesKept(n *Network) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.mu.watches)
+}
+
 func isClosed(ch <-chan struct{}) bool {
 	select {
 	case <-ch:
@@ -122,10 +129,7 @@ func TestUnwatchForgets(t *testing.T) {
 	if !isClosed(w1) || isClosed(w2) {
 		t.Fatal("Unwatch closed the wrong watch")
 	}
-	n.mu.Lock()
-	left := len(n.mu.watches)
-	n.mu.Unlock()
-	if left != 1 {
+	if left := watchesKept(n); left != 1 {
 		t.Fatalf("%d watches kept, want 1", left)
 	}
 	n.Close()
@@ -148,10 +152,7 @@ func TestWatchFuncStop(t *testing.T) {
 	stop2, _ := n.WatchFunc(a, func() { kept.Add(1) })
 	stop()
 	stop()
-	n.mu.Lock()
-	left := len(n.mu.watches)
-	n.mu.Unlock()
-	if left != 1 {
+	if left := watchesKept(n); left != 1 {
 		t.Fatalf("%d watches kept, want 1", left)
 	}
 	n.Close()

@@ -3,8 +3,23 @@ package segment
 import (
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+
 	"github.com/kcluster/kcluster/internal/memfs"
 )
+
+// reopenStore closes s, the store at b1 on fs, and opens it again.
+func reopenStore(t *testing.T, s *Store, fs vfs.FS) *Store {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenStore(StoreOptions{FS: fs, Dir: "b1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
 
 // TestFreshLog: a log is Fresh only when the index can hold nothing of it
 // (a store whose index this Store created, a name not opened in it before,
@@ -64,14 +79,8 @@ func TestFreshLog(t *testing.T) {
 	if !b.Fresh() {
 		t.Fatal("a second new log in a new store is not Fresh")
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
 	// Reopened over its index: nothing is Fresh, new names included.
-	s, err = OpenStore(StoreOptions{FS: fs, Dir: "b1"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = reopenStore(t, s, fs)
 	defer s.Close()
 	for _, name := range []string{"b-0", "c-0"} {
 		l, err := s.OpenLog(name, LogOptions{})

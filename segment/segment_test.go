@@ -467,13 +467,7 @@ func TestStoreIndexOpensWithTheFirstLog(t *testing.T) {
 	if err := l.CheckpointHighWatermark(9); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s, err = OpenStore(StoreOptions{FS: fs, Dir: "b1"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = reopenStore(t, s, fs)
 	defer s.Close()
 	select {
 	case <-s.indexReady:
