@@ -84,6 +84,20 @@ func apiKeys() []kmsg.ApiVersionsResponseApiKey {
 	return keys
 }
 
+// supportedFeatures is ApiVersions' list of the features this software
+// supports, by name, those with a level above 0 (as Kafka's
+// BrokerFeatures).
+func supportedFeatures() []kmsg.ApiVersionsResponseSupportedFeature {
+	supported := metadata.SupportedFeatures()
+	var fs []kmsg.ApiVersionsResponseSupportedFeature
+	for _, name := range slices.Sorted(maps.Keys(supported)) {
+		if rg := supported[name]; rg.Max > 0 {
+			fs = append(fs, kmsg.ApiVersionsResponseSupportedFeature{Name: name, MinVersion: rg.Min, MaxVersion: rg.Max})
+		}
+	}
+	return fs
+}
+
 func (b *broker) handleApiVersions(req *kmsg.ApiVersionsRequest, r *request) (*kmsg.ApiVersionsResponse, error) {
 	resp := req.ResponseKind().(*kmsg.ApiVersionsResponse)
 	resp.ApiKeys = slices.Clone(b.apiKeys) // an interceptor may change the response
@@ -91,12 +105,7 @@ func (b *broker) handleApiVersions(req *kmsg.ApiVersionsRequest, r *request) (*k
 	if req.Version < 3 {
 		return resp, nil
 	}
-	supported := metadata.SupportedFeatures()
-	for _, name := range slices.Sorted(maps.Keys(supported)) {
-		if rg := supported[name]; rg.Max > 0 { // as Kafka's BrokerFeatures
-			resp.SupportedFeatures = append(resp.SupportedFeatures, kmsg.ApiVersionsResponseSupportedFeature{Name: name, MinVersion: rg.Min, MaxVersion: rg.Max})
-		}
-	}
+	resp.SupportedFeatures = slices.Clone(b.supportedFeatures)
 	b.mu.RLock()
 	st := b.mu.state
 	if len(st.Features) > 0 {

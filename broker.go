@@ -96,6 +96,9 @@ type broker struct {
 	// apiKeys is ApiVersions' table of keys and versions, built once
 	// from the handler registry (fixed after init).
 	apiKeys []kmsg.ApiVersionsResponseApiKey
+	// supportedFeatures is ApiVersions' (v3+) list of the features this
+	// software supports, built once too.
+	supportedFeatures []kmsg.ApiVersionsResponseSupportedFeature
 
 	// groups is the group coordinator (group_coordinator.go).
 	groups *groupCoordinator
@@ -120,13 +123,14 @@ type tpKey struct {
 func newBroker(c *Cluster, id int32, addr string) (*broker, error) {
 	ctx, cancel := context.WithCancel(c.ctx)
 	b := &broker{
-		id:      id,
-		c:       c,
-		cfg:     &c.cfg.broker,
-		log:     c.cfg.logger.With("broker", id),
-		ctx:     ctx,
-		cancel:  cancel,
-		apiKeys: apiKeys(),
+		id:                id,
+		c:                 c,
+		cfg:               &c.cfg.broker,
+		log:               c.cfg.logger.With("broker", id),
+		ctx:               ctx,
+		cancel:            cancel,
+		apiKeys:           apiKeys(),
+		supportedFeatures: supportedFeatures(),
 	}
 	b.mu.state = metadata.NewState()
 	b.mu.replicas = make(map[tpKey]*partition)
