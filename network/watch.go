@@ -55,20 +55,32 @@ func (n *Network) WatchFunc(c net.Conn, f func()) (stop func(), ok bool) {
 	}, true
 }
 
+// standsLocked returns nc's link and what is known of its two ends if nc
+// stands now: the network is open, nc is open, and so is its other end (a
+// watch asked for after the other end closed would never end, as the end
+// asking is not reading and would not learn of the close), on a link with
+// no cut, latency or loss. pe is nil when it does not.
+func (n *Network) standsLocked(nc *conn) (l link, pe *pairEnds) {
+	l = mkLink(nc.from, nc.to)
+	if _, open := n.mu.conns[nc]; !open || n.mu.closed || n.mu.cuts[l] > 0 || n.mu.delays[l] > 0 || n.mu.losses[l] != nil {
+		return l, nil
+	}
+	if pe = n.mu.pairs[nc.pair]; pe == nil || pe.closed {
+		return l, nil
+	}
+	return l, pe
+}
+
 // addWatch registers w on c if c stands now (Watch).
 func (n *Network) addWatch(c net.Conn, w *watch) bool {
 	nc, ok := c.(*conn)
 	if !ok || nc.n != n {
 		return false
 	}
-	l := mkLink(nc.from, nc.to)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if _, open := n.mu.conns[nc]; !open || n.mu.closed || n.mu.cuts[l] > 0 || n.mu.delays[l] > 0 || n.mu.losses[l] != nil {
-		return false
-	}
-	if pe := n.mu.pairs[nc.pair]; pe == nil || pe.closed {
-		// The other end closed already: a watch now would never end.
+	l, pe := n.standsLocked(nc)
+	if pe == nil {
 		return false
 	}
 	w.link, w.pair = l, nc.pair
@@ -160,14 +172,10 @@ func (n *Network) Nudge(c net.Conn) bool {
 	if !ok || nc.n != n || nc.accepted {
 		return false
 	}
-	l := mkLink(nc.from, nc.to)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if _, open := n.mu.conns[nc]; !open || n.mu.closed || n.mu.cuts[l] > 0 || n.mu.delays[l] > 0 || n.mu.losses[l] != nil {
-		return false
-	}
-	pe := n.mu.pairs[nc.pair]
-	if pe == nil || pe.closed {
+	_, pe := n.standsLocked(nc)
+	if pe == nil {
 		return false
 	}
 	pe.nudged = true
