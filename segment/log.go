@@ -191,19 +191,21 @@ func (l *Log) open() error {
 	}
 	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
 	l.mu.maxTS, l.mu.maxTSOffset = -1, -1
-	_, seen := l.s.mu.seen[l.name]
-	l.s.mu.seen[l.name] = struct{}{}
-	if l.s.fresh && !seen && len(bases) == 0 {
-		// Nothing to read back (Fresh): start at offset 0 with no
-		// epochs and no stale entries to remove. The lookups, with the
-		// owner's, are nine pebble iterators and Gets per new log, about
-		// 3% of a typical test's CPU.
-		l.fresh = true
-		if err := l.rollLocked(0); err != nil {
-			return err
+	if l.s.fresh {
+		_, seen := l.s.mu.seen[l.name]
+		l.s.mu.seen[l.name] = struct{}{}
+		if !seen && len(bases) == 0 {
+			// Nothing to read back (Fresh): start at offset 0 with
+			// no epochs and no stale entries to remove. The lookups,
+			// with the owner's, are nine pebble iterators and Gets per
+			// new log, about 3% of a typical test's CPU.
+			l.fresh = true
+			if err := l.rollLocked(0); err != nil {
+				return err
+			}
+			l.mu.leo = 0
+			return nil
 		}
-		l.mu.leo = 0
-		return nil
 	}
 	// Log start offset.
 	if v, closer, err := l.s.db.Get(l.key('m', 0)); err == nil {

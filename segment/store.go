@@ -96,7 +96,8 @@ type Store struct {
 		sync.Mutex
 		closed bool
 		logs   map[string]*Log
-		// seen names every log opened in this Store (Log.Fresh).
+		// seen names every log opened in this Store, if it is fresh
+		// (Log.Fresh).
 		seen map[string]struct{}
 	}
 }
