@@ -96,7 +96,7 @@ func (n *Network) Unwatch(ch <-chan struct{}) {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.endWatchesLocked(func(w *watch) bool { return w.ch != nil && w.ch == ch })
+	n.endWatchesLocked(func(w *watch) bool { return w.ch == ch })
 }
 
 // pairEnds is what the network knows of a connection's two ends.
