@@ -49,6 +49,10 @@ type broker struct {
 	// stopping is set by a controlled shutdown: heartbeats stop, so the
 	// broker is not unfenced again on its way out.
 	stopping atomic.Bool
+	// killed is set as a kill begins (close without graceful): a killed
+	// broker does nothing more, not even what its own connections
+	// closing would set off (shareManager.connClosed).
+	killed atomic.Bool
 	// standing cancels the heartbeat the controller may be holding
 	// (heartbeatLoop), so that a controlled shutdown can say it wants to
 	// stop.
@@ -232,6 +236,9 @@ func (b *broker) waitingOn() string {
 // every log first (a controlled shutdown), then leaves the clean shutdown
 // file; otherwise (a kill) the logs are closed as they are.
 func (b *broker) close(graceful bool) {
+	if !graceful {
+		b.killed.Store(true)
+	}
 	b.dropConns()
 	b.cancel()
 	b.waiting.Store("fetchers")

@@ -32,6 +32,9 @@ func (c *Cluster) KillBroker(id int32) error {
 
 // crash stops a broker already taken out of the cluster's table abruptly.
 func (c *Cluster) crash(b *broker) {
+	// Dead from here on: nothing its connections' closing would set off
+	// runs (broker.killed).
+	b.killed.Store(true)
 	// Client connections first: a request in flight must get no answer,
 	// not an error caused by the broker's own links going down.
 	b.dropConns()

@@ -172,6 +172,42 @@ func TestShareCoordinatorRecords(t *testing.T) {
 	}
 }
 
+// TestKilledBrokerReleasesNothing: a broker killed while a member of a
+// share group holds records (its share-partition leader) does not release
+// them as its connections close: a dead process writes nothing, and a
+// release is a write to the share coordinator, which its followers could
+// take before it stops.
+func TestKilledBrokerReleasesNothing(t *testing.T) {
+	c := shareCluster(t, "sg", "q", 1, 4)
+	id := metadataOf(t, nil, c.Addrs()[0], "q").Topics[0].TopicID
+	a := newRawShare(t, c, "sg", "a", "q", id)
+	if got := acquiredOffsets(a.fetch(10)); len(got) != 4 {
+		t.Fatalf("acquired %v, want offsets 0-3", got)
+	}
+	leader := partState(t, c, "q", 0).Leader
+	b, _ := c.brokerByID(leader)
+	b.shares.mu.Lock()
+	sp := b.shares.mu.parts[sharePartitionKey{"sg", id, 0}]
+	b.shares.mu.Unlock()
+	if sp == nil {
+		t.Fatal("the leader has no share-partition")
+	}
+	if err := c.KillBroker(leader); err != nil {
+		t.Fatal(err)
+	}
+	sp.mu.Lock()
+	held := 0
+	for _, r := range sp.mu.inflight {
+		if r.state == recAcquired && r.member == "a" {
+			held++
+		}
+	}
+	sp.mu.Unlock()
+	if held != 4 {
+		t.Fatalf("%d records still acquired by a after the kill, want 4", held)
+	}
+}
+
 // TestFindShareCoordinator: key type 2 wants v6 and a key of the form
 // groupId:topicId:partition; INVALID_REQUEST otherwise.
 func TestFindShareCoordinator(t *testing.T) {

@@ -201,8 +201,14 @@ func (sm *shareManager) closeSession(key shareSessionKey) error {
 }
 
 // connClosed closes the sessions opened on conn (Kafka's
-// ConnectionDisconnectListener).
+// ConnectionDisconnectListener). A killed broker's connections close
+// because it died: it releases nothing, as a dead process writes nothing
+// (a release is written to the share coordinator, which could be this
+// broker, its write reaching the followers before it stops).
 func (sm *shareManager) connClosed(conn net.Conn) {
+	if sm.b.killed.Load() {
+		return
+	}
 	sm.mu.Lock()
 	var gone []shareSessionKey
 	var sessions []*shareSession
