@@ -13,7 +13,10 @@ import (
 
 // KillBroker stops broker id abruptly, as a crashed process: its listener
 // and every connection to and from it close at once, in-flight requests get
-// no answer, nothing is checkpointed or synced. The controller learns of it
+// no answer, nothing is checkpointed or synced, and nothing its connections'
+// closing would set off runs (it writes no release of the share records
+// its members held: the next leader has them as the share coordinator
+// last recorded them). The controller learns of it
 // only by missed heartbeats (broker.session.timeout.ms), then fences it and
 // elects new leaders from the ISR. Data already written to its storage
 // stays, as the OS page cache would keep it after a process crash; see
